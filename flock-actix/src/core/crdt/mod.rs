@@ -1,0 +1,19 @@
+//! The registry CRDT: a delta-state add-wins observed-remove map
+//! `bird name → BirdSpec`, after Almeida, Shoker and Baquero, "Delta State
+//! Replicated Data Types" (2018).
+//!
+//! - [`dot`]: replica identities `(node, incarnation)` and dots.
+//! - [`context`]: the causal context (version vector + dot cloud, compacted).
+//! - [`map`]: the dot store and its join; [`BirdMap`] is both a full state and
+//!   a delta, as in the paper.
+//! - [`replica`]: one node's replica: mints dots, applies mutators, returns deltas.
+
+pub mod context;
+pub mod dot;
+pub mod map;
+pub mod replica;
+
+pub use context::CausalContext;
+pub use dot::{Dot, NodeName, ReplicaId};
+pub use map::{BirdMap, BirdSpec, Entry};
+pub use replica::Replica;

@@ -1,0 +1,25 @@
+//! flock-actix: a distributed process registry and forgiving supervisor for Actix.
+//!
+//! # Layout
+//!
+//! - [`core`]: the pure, deterministic cores. No actix, no tokio, no clock:
+//!   - [`core::placement`]: name → shard (jump consistent hash) → node
+//!     (weighted rendezvous table), the cluster-wide placement function.
+//!   - [`core::crdt`]: the registry CRDT, a delta-state add-wins
+//!     observed-remove map `name → BirdSpec` with causal contexts.
+//!   - [`core::anti_entropy`]: per-peer delta bookkeeping: what to send to
+//!     whom (deltas or full state), acknowledgements, buffer trimming.
+//!   - [`core::handshake`]: the cookie handshake between two nodes, a
+//!     state machine with numbered steps and HMAC-SHA256 proofs.
+//! - [`wire`]: everything nodes say to each other:
+//!   - [`wire::message`]: the one [`wire::Message`] enum and its versioned
+//!     rmp-serde encoding;
+//!   - [`wire::codec`]: the length-delimited frame codec with size limits
+//!     (smaller before authentication).
+//! - [`error`]: the one public [`Error`] enum.
+
+pub mod core;
+pub mod error;
+pub mod wire;
+
+pub use error::{Error, Result};

@@ -1,0 +1,5 @@
+//! The wire messages.
+
+/// The wire message (implementation pending).
+#[derive(Debug)]
+pub enum Message {}

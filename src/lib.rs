@@ -1,0 +1,1 @@
+//! Examples and cluster-level tests for flock-actix live in `examples/` and `tests/`.
