@@ -19,7 +19,9 @@ pub enum Error {
 
     /// The peer speaks another protocol version. The connection is refused
     /// before anything else is read; no state changed.
-    #[error("protocol version mismatch: we speak v{ours}, the peer speaks v{theirs}; upgrade the older node")]
+    #[error(
+        "protocol version mismatch: we speak v{ours}, the peer speaks v{theirs}; upgrade the older node"
+    )]
     VersionMismatch {
         /// Our protocol version.
         ours: u32,
@@ -39,7 +41,9 @@ pub enum Error {
 
     /// The peer uses another shard count, so it would place birds elsewhere.
     /// The connection is refused; no state changed.
-    #[error("shard count mismatch: we use {ours} shards, the peer uses {theirs}; every node must use the same")]
+    #[error(
+        "shard count mismatch: we use {ours} shards, the peer uses {theirs}; every node must use the same"
+    )]
     ShardMismatch {
         /// Our shard count.
         ours: u32,

@@ -18,8 +18,15 @@
 //!     (smaller before authentication).
 //! - [`error`]: the one public [`Error`] enum.
 
+pub mod bird;
 pub mod core;
 pub mod error;
 pub mod wire;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use bird::{Accepts, Bird, BirdKind, Wire};
 pub use error::{Error, Result};
+pub use flock_actix_macros::flock_bird;

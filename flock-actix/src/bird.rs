@@ -1,0 +1,82 @@
+//! What makes an actix actor a bird.
+//!
+//! A bird is an ordinary [`actix::Actor`] with a [`Context`] that also says
+//! how to build itself from serialized start arguments ([`Bird`]). The
+//! `#[flock_bird(messages(...))]` attribute adds the rest: a stable kind tag
+//! and the remote dispatch table ([`BirdKind`]), and one [`Accepts`] impl per
+//! message it accepts from other nodes, which is what lets
+//! `FlockAddr<T>::send(M)` compile.
+
+use crate::wire::message::RemoteError;
+use actix::{Actor, Addr, Context, Handler, Message};
+use serde::{Serialize, de::DeserializeOwned};
+use std::future::Future;
+use std::pin::Pin;
+
+/// An actor that flock-actix can start on any node by name.
+///
+/// ```ignore
+/// impl Bird for MyBird {
+///     type Args = String;
+///     fn hatch(name: &str, args: String) -> Self { MyBird { greeting: args } }
+/// }
+/// ```
+pub trait Bird: Actor<Context = Context<Self>> {
+    /// The start arguments, serialized into the registry and sent to
+    /// whichever node ends up running the bird.
+    type Args: Wire + Clone;
+
+    /// Builds a fresh bird. Called on the owner node at every (re)start: after
+    /// a panic the bird is hatched again from the same arguments.
+    fn hatch(name: &str, args: Self::Args) -> Self;
+}
+
+/// A value that can travel between nodes: serializable and sendable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel between nodes",
+    label = "`{Self}` must implement Serialize and Deserialize",
+    note = "add #[derive(serde::Serialize, serde::Deserialize)] to `{Self}`: messages, their replies and bird arguments are sent over the network"
+)]
+pub trait Wire: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
+
+/// A bird kind with a stable wire tag and a remote dispatch table.
+/// Implemented by `#[flock_bird]`; do not implement it by hand.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a flock bird",
+    note = "add #[flock_bird(messages(...))] to the definition of `{Self}` and implement `Bird` for it"
+)]
+pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
+    /// The kind's wire tag: `module::path::Type` unless pinned with
+    /// `#[flock_bird(kind = "...")]`. Nodes find the kind by this tag, so pin
+    /// it before moving the type to another module in a rolling upgrade.
+    const KIND: &'static str;
+
+    /// Decodes a call for message `tag`, sends it to `addr`, encodes the reply.
+    #[doc(hidden)]
+    fn dispatch_call(addr: &Addr<Self>, tag: &str, payload: &[u8]) -> crate::__private::CallFuture;
+
+    /// Decodes a cast for message `tag` and delivers it to `addr`.
+    #[doc(hidden)]
+    fn dispatch_cast(addr: &Addr<Self>, tag: &str, payload: &[u8]) -> Result<(), RemoteError>;
+}
+
+/// The bird accepts message `M` from any node. Implemented by
+/// `#[flock_bird(messages(M, ...))]` for each listed message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not accept `{M}` through a FlockAddr",
+    label = "`{M}` is not listed in the bird's #[flock_bird(messages(...))]",
+    note = "add it: #[flock_bird(messages({M}, ...))], and implement Handler<{M}> for `{Self}`"
+)]
+pub trait Accepts<M>: BirdKind + Handler<M>
+where
+    M: Message + Wire,
+    M::Result: Wire,
+{
+    /// The message's wire tag within this bird kind: the type's name unless
+    /// pinned with `messages(Type = "tag")`.
+    const TAG: &'static str;
+}
+
+/// A boxed future resolving to an encoded reply.
+pub(crate) type BoxedCall = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>> + Send>>;

@@ -1,0 +1,71 @@
+//! Support for the code `#[flock_bird]` generates. Not a public API: paths
+//! here may change in any release.
+
+pub use crate::bird::{Accepts, Bird, BirdKind, Wire};
+pub use actix;
+
+use crate::bird::BoxedCall;
+use crate::wire::message::RemoteError;
+use actix::{Addr, Handler, Message};
+
+/// Tells a bird to stop because flock-actix asked (migration or `stop`), not
+/// because it chose to: the supervisor does not count it as an exit.
+#[derive(Debug, Clone, Copy)]
+pub struct StopBird;
+
+impl Message for StopBird {
+    type Result = ();
+}
+
+/// The future returned by [`BirdKind::dispatch_call`].
+pub type CallFuture = Result<BoxedCall, RemoteError>;
+
+/// Decodes `M` from `payload`, sends it to `addr`, encodes the reply.
+pub fn call<T, M>(addr: &Addr<T>, payload: &[u8]) -> CallFuture
+where
+    T: Accepts<M>,
+    M: Message + Wire,
+    M::Result: Wire,
+{
+    let msg: M = decode::<M>(T::KIND, <T as Accepts<M>>::TAG, payload)?;
+    let sent = addr.send(msg);
+    Ok(Box::pin(async move {
+        let reply = sent.await.map_err(|_| RemoteError::BirdPanicked {
+            bird: String::new(),
+        })?;
+        rmp_serde::to_vec(&reply).map_err(|e| RemoteError::Encode(e.to_string()))
+    }))
+}
+
+/// Decodes `M` from `payload` and delivers it to `addr` without a reply.
+pub fn cast<T, M>(addr: &Addr<T>, payload: &[u8]) -> Result<(), RemoteError>
+where
+    T: Accepts<M>,
+    M: Message + Wire,
+    M::Result: Wire,
+{
+    let msg: M = decode::<M>(T::KIND, <T as Accepts<M>>::TAG, payload)?;
+    addr.do_send(msg);
+    Ok(())
+}
+
+/// The answer for a message tag the bird kind does not know.
+pub fn unknown_message<T: BirdKind>(tag: &str) -> RemoteError {
+    RemoteError::UnknownMessage {
+        kind: T::KIND.to_owned(),
+        msg: tag.to_owned(),
+    }
+}
+
+/// Stops the bird: the body of the generated `Handler<StopBird>`.
+pub fn stop_bird<T: Bird>(ctx: &mut actix::Context<T>) {
+    actix::ActorContext::stop(ctx);
+}
+
+fn decode<M: Wire>(kind: &str, tag: &str, payload: &[u8]) -> Result<M, RemoteError> {
+    rmp_serde::from_slice(payload)
+        .map_err(|e| RemoteError::Decode(format!("message {tag} for bird kind {kind}: {e}")))
+}
+
+#[allow(dead_code)]
+fn _assert_handler_bound<T: Handler<StopBird>>() {}
