@@ -93,6 +93,105 @@ pub enum Error {
     /// A value could not be encoded. Nothing was sent.
     #[error("encode error: {0}")]
     Encode(String),
+
+    /// `start` found the name already in the registry. Nothing changed.
+    #[error("bird {name:?} already exists; stop it first or pick another name")]
+    AlreadyExists {
+        /// The bird's name.
+        name: String,
+    },
+
+    /// No bird of that name is in the registry (as this node sees it).
+    /// Nothing changed.
+    #[error("bird {name:?} not found")]
+    NotFound {
+        /// The bird's name.
+        name: String,
+    },
+
+    /// The call got no reply within its deadline. The bird may or may not
+    /// have handled the message.
+    #[error("no reply from bird {name:?} within {after_ms} ms")]
+    Timeout {
+        /// The bird's name.
+        name: String,
+        /// The deadline that passed.
+        after_ms: u64,
+    },
+
+    /// The node that owns the bird could not be reached (its link closed
+    /// while the call was in flight). The bird may or may not have handled
+    /// the message; placement moves it once the node is declared down.
+    #[error("node {node} is unreachable")]
+    Unreachable {
+        /// The owner node's name.
+        node: String,
+    },
+
+    /// The bird panicked while handling the message (it is being restarted).
+    #[error("bird {name:?} panicked while handling the message; it is being restarted")]
+    BirdPanicked {
+        /// The bird's name.
+        name: String,
+    },
+
+    /// The bird's kind is not registered on the node that should run it.
+    /// Register it with `FlockBuilder::bird::<T>()` on every hosting node.
+    #[error("bird kind {kind:?} is not registered on node {node}; add .bird::<T>() to its builder")]
+    UnknownKind {
+        /// The kind's wire tag.
+        kind: String,
+        /// The node missing it.
+        node: String,
+    },
+
+    /// The owner's bird kind does not accept this message (a node running
+    /// other code, e.g. mid rolling upgrade). Nothing was delivered.
+    #[error("bird kind {kind:?} does not accept message {msg:?}")]
+    UnknownMessage {
+        /// The kind's wire tag.
+        kind: String,
+        /// The message's wire tag.
+        msg: String,
+    },
+
+    /// The name belongs to a bird of another kind than the `FlockAddr`'s.
+    /// Nothing was delivered.
+    #[error("bird {name:?} is of kind {actual:?}, not {expected:?}")]
+    WrongKind {
+        /// The bird's name.
+        name: String,
+        /// The kind of the `FlockAddr` used.
+        expected: String,
+        /// The kind in the registry.
+        actual: String,
+    },
+
+    /// The remote node failed in a way not covered above.
+    #[error("remote error: {0}")]
+    Remote(String),
+
+    /// The local node is shutting down or stopped. Nothing was done.
+    #[error("this flock node is stopped")]
+    Stopped,
+
+    /// A socket operation failed.
+    #[error("I/O error ({kind:?}): {message}")]
+    Io {
+        /// The kind of the underlying [`std::io::Error`].
+        kind: std::io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// Shorthand for results whose error is [`Error`].

@@ -21,6 +21,7 @@
 pub mod bird;
 pub mod core;
 pub mod error;
+pub mod net;
 pub mod wire;
 
 #[doc(hidden)]

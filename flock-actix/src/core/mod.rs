@@ -8,4 +8,6 @@
 pub mod anti_entropy;
 pub mod crdt;
 pub mod handshake;
+pub mod membership;
 pub mod placement;
+pub mod supervision;

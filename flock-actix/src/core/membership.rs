@@ -1,0 +1,407 @@
+//! Membership and failure detection over the full mesh of peer links.
+//!
+//! Every node keeps one authenticated link to every other node it knows. A
+//! peer is **up** while its link is open and it has been heard from within
+//! [`MembershipConfig::down_after_ms`]; every link carries a heartbeat every
+//! [`MembershipConfig::heartbeat_ms`], so a silent peer (hung process,
+//! partition, half-open TCP connection) is declared down after at most
+//! `down_after_ms + heartbeat_ms`, and a killed process at once (its link
+//! closes). Nodes learn each other transitively: on every new link both sides
+//! send the members they know, and each dials the ones it has no link to.
+//!
+//! The state machine does no I/O: the shell reports links opening and
+//! closing, frames arriving and members gossiped, calls [`Membership::tick`]
+//! with the time, and carries out the returned [`Effect`]s. The view that
+//! placement uses is [`Membership::view`]: this node plus every up peer, minus
+//! nodes that announced they are leaving.
+//!
+//! Why not SWIM (`foca`)? See docs/ARCHITECTURE.md: calls and registry sync
+//! need a direct link between every pair of nodes anyway, link loss detects a
+//! crash at once (SWIM waits for a probe timeout), and the clusters this
+//! library targets (a handful to a few dozen nodes) make the mesh's O(n²)
+//! heartbeats negligible.
+
+use crate::core::crdt::{NodeName, ReplicaId};
+use crate::core::placement::Member;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Timing of failure detection and reconnection, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipConfig {
+    /// How often a heartbeat is sent on every link.
+    pub heartbeat_ms: u64,
+    /// How long a peer may stay silent before it is declared down.
+    pub down_after_ms: u64,
+    /// The first reconnection delay after a link to a known peer is lost.
+    pub reconnect_min_ms: u64,
+    /// The largest reconnection delay (the delay doubles up to it).
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for MembershipConfig {
+    /// Heartbeats every 200 ms, down after 1 s of silence (so a silent node is
+    /// declared down within 1.2 s), reconnect after 100 ms doubling to 2 s.
+    fn default() -> Self {
+        MembershipConfig {
+            heartbeat_ms: 200,
+            down_after_ms: 1_000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 2_000,
+        }
+    }
+}
+
+impl MembershipConfig {
+    /// Checks that the values make sense together.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the offending value.
+    pub fn validate(&self) -> Result<()> {
+        if self.heartbeat_ms == 0 {
+            return Err(Error::InvalidConfig("heartbeat_ms must be above 0".into()));
+        }
+        if self.down_after_ms < 2 * self.heartbeat_ms {
+            return Err(Error::InvalidConfig(format!(
+                "down_after_ms ({}) must be at least twice heartbeat_ms ({}), \
+                 or one late heartbeat declares a healthy peer down",
+                self.down_after_ms, self.heartbeat_ms
+            )));
+        }
+        if self.reconnect_min_ms == 0 || self.reconnect_max_ms < self.reconnect_min_ms {
+            return Err(Error::InvalidConfig(format!(
+                "reconnect delays must satisfy 0 < min ({}) <= max ({})",
+                self.reconnect_min_ms, self.reconnect_max_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a node says about itself and what is gossiped about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Name and incarnation.
+    pub id: ReplicaId,
+    /// The address it listens on, which others dial.
+    pub addr: String,
+    /// Its placement weight (0: a client node that hosts no birds).
+    pub weight: u32,
+}
+
+/// Where a known peer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerStatus {
+    /// A link is open and the peer was heard from recently.
+    Up,
+    /// No link: never connected, lost, or declared silent. Dialled with backoff.
+    Down,
+    /// It announced a graceful leave; not dialled again until it comes back
+    /// with a new incarnation.
+    Left,
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    info: NodeInfo,
+    status: PeerStatus,
+    last_heard_ms: u64,
+    last_beat_ms: u64,
+    next_dial_ms: u64,
+    backoff_ms: u64,
+    dialing: bool,
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Open a link to this address (a seed, or a known peer that is down).
+    Dial(String),
+    /// Send a heartbeat on the link to this peer.
+    Heartbeat(NodeName),
+    /// Close the link to this peer: it was silent too long.
+    Close(NodeName),
+    /// The view changed: rebuild placement from [`Membership::view`].
+    ViewChanged,
+}
+
+/// What happened to a peer when a link opened, for the sync layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// A peer never seen before.
+    New,
+    /// A known peer came back with the same incarnation (a reconnect).
+    Reconnected,
+    /// A known peer came back with a new incarnation: it restarted and lost
+    /// its state.
+    Restarted,
+    /// An older incarnation than one already known: a stale process.
+    /// The link should be refused.
+    Stale,
+}
+
+/// The membership state machine of one node.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    config: MembershipConfig,
+    me: NodeInfo,
+    leaving: bool,
+    peers: BTreeMap<NodeName, Peer>,
+    /// Seed addresses not (yet) known to belong to a peer, with their next dial time.
+    seeds: BTreeMap<String, (u64, u64)>,
+}
+
+impl Membership {
+    /// A node that knows only itself and its seed addresses.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `config` is inconsistent.
+    pub fn new(
+        config: MembershipConfig,
+        me: NodeInfo,
+        seeds: impl IntoIterator<Item = String>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let seeds = seeds
+            .into_iter()
+            .filter(|s| *s != me.addr)
+            .map(|s| (s, (0, config.reconnect_min_ms)))
+            .collect();
+        Ok(Membership {
+            config,
+            me,
+            leaving: false,
+            peers: BTreeMap::new(),
+            seeds,
+        })
+    }
+
+    /// This node.
+    pub fn me(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.config
+    }
+
+    /// A peer's status, if it is known.
+    pub fn status(&self, name: &str) -> Option<PeerStatus> {
+        self.peers.get(name).map(|p| p.status)
+    }
+
+    /// The peers that are up.
+    pub fn up_peers(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.peers
+            .values()
+            .filter(|p| p.status == PeerStatus::Up)
+            .map(|p| &p.info)
+    }
+
+    /// Every node known, this one included, for gossip.
+    pub fn known(&self) -> Vec<NodeInfo> {
+        std::iter::once(self.me.clone())
+            .chain(
+                self.peers
+                    .values()
+                    .filter(|p| p.status != PeerStatus::Left)
+                    .map(|p| p.info.clone()),
+            )
+            .collect()
+    }
+
+    /// The members placement is computed over: this node (unless leaving)
+    /// and every up peer, with their weights.
+    pub fn view(&self) -> Vec<Member> {
+        let me = (!self.leaving).then(|| Member::new(self.me.id.node.clone(), self.me.weight));
+        me.into_iter()
+            .chain(self.up_peers().map(|i| Member::new(i.id.node.clone(), i.weight)))
+            .collect()
+    }
+
+    /// Whether this node announced its leave.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving
+    }
+
+    /// This node starts leaving: it drops out of its own view (its birds go
+    /// to their new owners). The shell announces the leave to every peer.
+    pub fn leave(&mut self) -> Vec<Effect> {
+        if self.leaving {
+            return Vec::new();
+        }
+        self.leaving = true;
+        vec![Effect::ViewChanged]
+    }
+
+    /// A link to `info` completed the handshake at `now_ms`.
+    pub fn link_up(&mut self, info: NodeInfo, now_ms: u64) -> (Joined, Vec<Effect>) {
+        self.seeds.remove(&info.addr);
+        let min = self.config.reconnect_min_ms;
+        let fresh = Peer {
+            info: info.clone(),
+            status: PeerStatus::Up,
+            last_heard_ms: now_ms,
+            last_beat_ms: now_ms,
+            next_dial_ms: now_ms,
+            backoff_ms: min,
+            dialing: false,
+        };
+        let joined = match self.peers.get_mut(&info.id.node) {
+            None => {
+                self.peers.insert(info.id.node.clone(), fresh);
+                Joined::New
+            }
+            Some(p) if info.id.incarnation < p.info.id.incarnation => return (Joined::Stale, vec![]),
+            Some(p) => {
+                let was_up = p.status == PeerStatus::Up;
+                let joined = if info.id.incarnation > p.info.id.incarnation {
+                    Joined::Restarted
+                } else if p.status == PeerStatus::Left {
+                    // The same process that said goodbye: keep it out.
+                    return (Joined::Stale, vec![]);
+                } else {
+                    Joined::Reconnected
+                };
+                *p = fresh;
+                if was_up && joined == Joined::Reconnected {
+                    // A replacement link to a peer that never went down.
+                    return (joined, vec![]);
+                }
+                joined
+            }
+        };
+        (joined, vec![Effect::ViewChanged])
+    }
+
+    /// A dial to seed address `addr` reached a node: stop dialling it as a
+    /// seed (the node is now known by name and its advertised address).
+    pub fn seed_reached(&mut self, addr: &str) {
+        self.seeds.remove(addr);
+    }
+
+    /// The link to `name` closed (or a dial to its address failed).
+    pub fn link_down(&mut self, name: &str, now_ms: u64) -> Vec<Effect> {
+        let Some(p) = self.peers.get_mut(name) else {
+            return vec![];
+        };
+        p.dialing = false;
+        let was_up = p.status == PeerStatus::Up;
+        if was_up {
+            p.status = PeerStatus::Down;
+            p.backoff_ms = self.config.reconnect_min_ms;
+            p.next_dial_ms = now_ms + p.backoff_ms;
+        }
+        if was_up { vec![Effect::ViewChanged] } else { vec![] }
+    }
+
+    /// A dial to `addr` failed: back off before the next one.
+    pub fn dial_failed(&mut self, addr: &str, now_ms: u64) {
+        let max = self.config.reconnect_max_ms;
+        if let Some((next, backoff)) = self.seeds.get_mut(addr) {
+            *next = now_ms + *backoff;
+            *backoff = (*backoff * 2).min(max);
+        }
+        if let Some(p) = self.peers.values_mut().find(|p| p.info.addr == addr) {
+            p.dialing = false;
+            p.next_dial_ms = now_ms + p.backoff_ms;
+            p.backoff_ms = (p.backoff_ms * 2).min(max);
+        }
+    }
+
+    /// Any frame from `name` arrived: it is alive.
+    pub fn heard_from(&mut self, name: &str, now_ms: u64) {
+        if let Some(p) = self.peers.get_mut(name) {
+            p.last_heard_ms = now_ms;
+        }
+    }
+
+    /// `name` announced a graceful leave.
+    pub fn peer_left(&mut self, name: &str) -> Vec<Effect> {
+        match self.peers.get_mut(name) {
+            Some(p) if p.status != PeerStatus::Left => {
+                let was_up = p.status == PeerStatus::Up;
+                p.status = PeerStatus::Left;
+                if was_up { vec![Effect::ViewChanged] } else { vec![] }
+            }
+            _ => vec![],
+        }
+    }
+
+    /// A peer told us the nodes it knows: remember the new ones so they get dialled.
+    pub fn gossip(&mut self, nodes: impl IntoIterator<Item = NodeInfo>, now_ms: u64) {
+        for info in nodes {
+            if info.id.node == self.me.id.node {
+                continue;
+            }
+            match self.peers.get_mut(&info.id.node) {
+                Some(p) if info.id.incarnation > p.info.id.incarnation && p.status != PeerStatus::Up => {
+                    // A newer incarnation of a down or departed peer: dial it.
+                    p.info = info;
+                    p.status = PeerStatus::Down;
+                    p.next_dial_ms = now_ms;
+                }
+                Some(_) => {}
+                None => {
+                    self.seeds.remove(&info.addr);
+                    self.peers.insert(
+                        info.id.node.clone(),
+                        Peer {
+                            info,
+                            status: PeerStatus::Down,
+                            last_heard_ms: now_ms,
+                            last_beat_ms: now_ms,
+                            next_dial_ms: now_ms,
+                            backoff_ms: self.config.reconnect_min_ms,
+                            dialing: false,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Advances time: heartbeats due, silent peers to close, dials due.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut view_changed = false;
+        for (name, p) in &mut self.peers {
+            match p.status {
+                PeerStatus::Up if now_ms.saturating_sub(p.last_heard_ms) > self.config.down_after_ms => {
+                    p.status = PeerStatus::Down;
+                    p.backoff_ms = self.config.reconnect_min_ms;
+                    p.next_dial_ms = now_ms + p.backoff_ms;
+                    effects.push(Effect::Close(name.clone()));
+                    view_changed = true;
+                }
+                PeerStatus::Up if now_ms.saturating_sub(p.last_beat_ms) >= self.config.heartbeat_ms => {
+                    p.last_beat_ms = now_ms;
+                    effects.push(Effect::Heartbeat(name.clone()));
+                }
+                PeerStatus::Down if !p.dialing && now_ms >= p.next_dial_ms && !self.leaving => {
+                    p.dialing = true;
+                    effects.push(Effect::Dial(p.info.addr.clone()));
+                }
+                _ => {}
+            }
+        }
+        if !self.leaving {
+            for (addr, (next, _)) in &mut self.seeds {
+                if now_ms >= *next {
+                    // Dial again only after the failure (or success) is reported.
+                    *next = u64::MAX;
+                    effects.push(Effect::Dial(addr.clone()));
+                }
+            }
+        }
+        if view_changed {
+            effects.push(Effect::ViewChanged);
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests;

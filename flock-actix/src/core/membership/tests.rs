@@ -1,0 +1,247 @@
+use super::*;
+use proptest::prelude::*;
+
+fn info(name: &str, incarnation: u64) -> NodeInfo {
+    NodeInfo {
+        id: ReplicaId {
+            node: name.into(),
+            incarnation,
+        },
+        addr: format!("{name}:4000"),
+        weight: 1,
+    }
+}
+
+fn node(seeds: &[&str]) -> Membership {
+    Membership::new(
+        MembershipConfig::default(),
+        info("me", 1),
+        seeds.iter().map(|s| s.to_string()),
+    )
+    .unwrap()
+}
+
+fn view_names(m: &Membership) -> Vec<String> {
+    let mut v: Vec<String> = m.view().into_iter().map(|m| m.name.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn invalid_timings_are_rejected() {
+    let bad = MembershipConfig {
+        heartbeat_ms: 500,
+        down_after_ms: 600,
+        ..MembershipConfig::default()
+    };
+    assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
+    let bad = MembershipConfig {
+        reconnect_min_ms: 0,
+        ..MembershipConfig::default()
+    };
+    assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
+    assert_eq!(MembershipConfig::default().validate(), Ok(()));
+}
+
+#[test]
+fn seeds_are_dialled_once_until_the_dial_is_reported() {
+    let mut m = node(&["a:4000", "me:4000"]);
+    // Our own address is not a seed.
+    assert_eq!(m.tick(0), vec![Effect::Dial("a:4000".into())]);
+    assert_eq!(m.tick(50), vec![]);
+    m.dial_failed("a:4000", 100);
+    assert_eq!(m.tick(150), vec![]);
+    assert_eq!(m.tick(200), vec![Effect::Dial("a:4000".into())]);
+}
+
+#[test]
+fn a_new_link_adds_the_peer_to_the_view() {
+    let mut m = node(&[]);
+    assert_eq!(view_names(&m), ["me"]);
+    let (joined, effects) = m.link_up(info("a", 1), 0);
+    assert_eq!(joined, Joined::New);
+    assert_eq!(effects, vec![Effect::ViewChanged]);
+    assert_eq!(view_names(&m), ["a", "me"]);
+}
+
+#[test]
+fn heartbeats_are_sent_every_interval() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    assert_eq!(m.tick(100), vec![]);
+    assert_eq!(m.tick(200), vec![Effect::Heartbeat("a".into())]);
+    m.heard_from("a", 250);
+    assert_eq!(m.tick(300), vec![]);
+    assert_eq!(m.tick(400), vec![Effect::Heartbeat("a".into())]);
+}
+
+#[test]
+fn a_silent_peer_is_declared_down_within_the_bound() {
+    let config = MembershipConfig::default();
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    let mut t = 0;
+    let mut closed_at = None;
+    while t <= 5_000 {
+        if m.tick(t).contains(&Effect::Close("a".into())) {
+            closed_at = Some(t);
+            break;
+        }
+        t += config.heartbeat_ms;
+    }
+    let closed_at = closed_at.expect("silent peer closed");
+    assert!(closed_at > config.down_after_ms);
+    assert!(closed_at <= config.down_after_ms + config.heartbeat_ms);
+    assert!(closed_at <= 1_500, "the brief's bound with defaults");
+    assert_eq!(m.status("a"), Some(PeerStatus::Down));
+    assert_eq!(view_names(&m), ["me"]);
+}
+
+#[test]
+fn a_closed_link_takes_the_peer_out_of_the_view_at_once() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    assert_eq!(m.link_down("a", 10), vec![Effect::ViewChanged]);
+    assert_eq!(view_names(&m), ["me"]);
+    // A second report of the same loss changes nothing.
+    assert_eq!(m.link_down("a", 11), vec![]);
+}
+
+#[test]
+fn a_lost_peer_is_redialled_with_doubling_backoff() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.link_down("a", 0);
+    let dial = Effect::Dial("a:4000".into());
+    assert_eq!(m.tick(99), vec![]);
+    assert_eq!(m.tick(100), vec![dial.clone()]);
+    m.dial_failed("a:4000", 100); // next at 200, backoff 200
+    assert_eq!(m.tick(199), vec![]);
+    assert_eq!(m.tick(200), vec![dial.clone()]);
+    m.dial_failed("a:4000", 200); // next at 400, backoff 400
+    assert_eq!(m.tick(399), vec![]);
+    assert_eq!(m.tick(400), vec![dial]);
+}
+
+#[test]
+fn gossip_makes_unknown_nodes_dialled() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.gossip([info("a", 1), info("b", 1), info("me", 1)], 0);
+    assert_eq!(m.status("b"), Some(PeerStatus::Down));
+    assert!(m.tick(0).contains(&Effect::Dial("b:4000".into())));
+    assert_eq!(m.known().len(), 3);
+}
+
+#[test]
+fn a_restarted_peer_is_reported_and_a_stale_one_refused() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.link_down("a", 5);
+    assert_eq!(m.link_up(info("a", 2), 10).0, Joined::Restarted);
+    assert_eq!(m.link_up(info("a", 1), 20), (Joined::Stale, vec![]));
+    // A replacement link of the same process while up is a quiet reconnect.
+    assert_eq!(m.link_up(info("a", 2), 30), (Joined::Reconnected, vec![]));
+}
+
+#[test]
+fn a_leaving_node_drops_out_of_its_own_view_and_stops_dialling() {
+    let mut m = node(&["s:1"]);
+    m.link_up(info("a", 1), 0);
+    assert_eq!(m.leave(), vec![Effect::ViewChanged]);
+    assert!(m.leave().is_empty());
+    assert_eq!(view_names(&m), ["a"]);
+    m.link_down("a", 1);
+    assert!(
+        m.tick(10_000)
+            .iter()
+            .all(|e| !matches!(e, Effect::Dial(_)))
+    );
+}
+
+#[test]
+fn a_departed_peer_is_not_redialled_until_a_new_incarnation() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    assert_eq!(m.peer_left("a"), vec![Effect::ViewChanged]);
+    assert_eq!(view_names(&m), ["me"]);
+    assert!(m.tick(10_000).is_empty());
+    m.gossip([info("a", 2)], 10_000);
+    assert_eq!(m.tick(10_000), vec![Effect::Dial("a:4000".into())]);
+}
+
+#[test]
+fn client_nodes_are_in_the_view_with_weight_zero() {
+    let mut m = node(&[]);
+    let mut client = info("client", 1);
+    client.weight = 0;
+    m.link_up(client, 0);
+    let view = m.view();
+    assert!(view.contains(&Member::new("client", 0)));
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Up(u8, u64),
+    Down(u8),
+    Heard(u8),
+    Left(u8),
+    Gossip(u8, u64),
+    DialFailed(u8),
+    Tick(u16),
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (0u8..4, 1u64..4).prop_map(|(n, i)| Event::Up(n, i)),
+        (0u8..4).prop_map(Event::Down),
+        (0u8..4).prop_map(Event::Heard),
+        (0u8..4).prop_map(Event::Left),
+        (0u8..4, 1u64..4).prop_map(|(n, i)| Event::Gossip(n, i)),
+        (0u8..4).prop_map(Event::DialFailed),
+        (0u16..700).prop_map(Event::Tick),
+    ]
+}
+
+proptest! {
+    /// Whatever happens, the view holds this node (it never left) and only
+    /// up peers, and no peer stays up while silent past the bound.
+    #[test]
+    fn view_holds_me_and_only_live_peers(events in prop::collection::vec(event(), 1..200)) {
+        let config = MembershipConfig::default();
+        let mut m = node(&[]);
+        let mut now = 0u64;
+        let mut last_heard = std::collections::HashMap::new();
+        for e in events {
+            let name = |n: u8| format!("p{n}");
+            match e {
+                Event::Up(n, i) => {
+                    let (joined, _) = m.link_up(info(&name(n), i), now);
+                    if joined != Joined::Stale { last_heard.insert(name(n), now); }
+                }
+                Event::Down(n) => { m.link_down(&name(n), now); }
+                Event::Heard(n) => {
+                    m.heard_from(&name(n), now);
+                    last_heard.insert(name(n), now);
+                }
+                Event::Left(n) => { m.peer_left(&name(n)); }
+                Event::Gossip(n, i) => m.gossip([info(&name(n), i)], now),
+                Event::DialFailed(n) => m.dial_failed(&format!("{}:4000", name(n)), now),
+                Event::Tick(dt) => {
+                    now += u64::from(dt);
+                    m.tick(now);
+                    for p in m.up_peers() {
+                        let heard = last_heard.get(&*p.id.node).copied().unwrap_or(0);
+                        prop_assert!(now - heard <= config.down_after_ms,
+                            "{} up though silent since {}", p.id.node, heard);
+                    }
+                }
+            }
+            let view = view_names(&m);
+            prop_assert!(view.contains(&"me".to_string()));
+            for name in view.iter().filter(|n| *n != "me") {
+                prop_assert_eq!(m.status(name), Some(PeerStatus::Up));
+            }
+        }
+    }
+}
