@@ -7,5 +7,7 @@
 
 pub mod anti_entropy;
 pub mod crdt;
+/// The cookie handshake between two nodes.
 pub mod handshake;
+/// Placement: bird name → shard → node.
 pub mod placement;
