@@ -15,5 +15,8 @@ pub mod replica;
 
 pub use context::CausalContext;
 pub use dot::{Dot, NodeName, ReplicaId};
-pub use map::{BirdMap, BirdSpec, Entry};
+pub use map::{BirdMap, BirdSpec, Changes, Entry, MapSize};
 pub use replica::Replica;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,597 @@
+//! Laws and behaviours of the registry CRDT.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+fn rid(node: &str, incarnation: u64) -> ReplicaId {
+    ReplicaId {
+        node: node.into(),
+        incarnation,
+    }
+}
+
+fn dot(node: &str, incarnation: u64, counter: u64) -> Dot {
+    Dot {
+        replica: rid(node, incarnation),
+        counter,
+    }
+}
+
+fn spec(k: u8) -> BirdSpec {
+    BirdSpec {
+        kind: format!("kind{k}"),
+        args: vec![k],
+    }
+}
+
+const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+fn visible(map: &BirdMap) -> BTreeMap<String, BirdSpec> {
+    map.iter().map(|(n, s)| (n.to_owned(), s.clone())).collect()
+}
+
+/// The changes a join should report, computed from the visible maps.
+fn diff(before: &BirdMap, after: &BirdMap) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (b, a) = (visible(before), visible(after));
+    let names: BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    let (mut added, mut removed, mut replaced) = (vec![], vec![], vec![]);
+    for name in names {
+        match (b.get(name), a.get(name)) {
+            (None, Some(_)) => added.push(name.clone()),
+            (Some(_), None) => removed.push(name.clone()),
+            (Some(x), Some(y)) if x != y => replaced.push(name.clone()),
+            _ => {}
+        }
+    }
+    (added, removed, replaced)
+}
+
+/// Joins `other` into `replica` and checks the join against the reference
+/// (a forced full scan) and its reported changes against the visible diff.
+fn checked_join(replica: &mut Replica, other: &BirdMap) -> Changes {
+    let before = replica.state().clone();
+    let mut reference = before.clone();
+    let reference_changes = reference.join_with_full_scan(other);
+    let changes = replica.join(other);
+    assert_eq!(
+        replica.state(),
+        &reference,
+        "fast-path join differs from a full scan"
+    );
+    assert_eq!(
+        (&changes.added, &changes.removed, &changes.replaced),
+        (
+            &reference_changes.added,
+            &reference_changes.removed,
+            &reference_changes.replaced
+        )
+    );
+    let (added, removed, replaced) = diff(&before, replica.state());
+    assert_eq!(
+        (
+            changes.added.clone(),
+            changes.removed.clone(),
+            changes.replaced.clone()
+        ),
+        (added, removed, replaced),
+        "reported changes differ from the visible diff"
+    );
+    assert_eq!(changes.state_changed(), &before != replica.state());
+    assert!(
+        replica.state().store.values().all(|l| !l.is_empty()),
+        "a full state holds no empty lists"
+    );
+    changes
+}
+
+/// An operation of the simulated cluster.
+#[derive(Debug, Clone)]
+enum Op {
+    Add {
+        r: usize,
+        name: usize,
+        spec: u8,
+        now: u64,
+    },
+    Remove {
+        r: usize,
+        name: usize,
+    },
+    /// Deliver the in-flight delta at this index (mod length): reordering.
+    Deliver(usize),
+    /// Deliver it but keep it in flight: duplication.
+    Duplicate(usize),
+    /// Lose it.
+    Drop(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..3usize, 0..NAMES.len(), 0..3u8, 0..50u64)
+            .prop_map(|(r, name, spec, now)| Op::Add { r, name, spec, now }),
+        2 => (0..3usize, 0..NAMES.len()).prop_map(|(r, name)| Op::Remove { r, name }),
+        3 => any::<usize>().prop_map(Op::Deliver),
+        1 => any::<usize>().prop_map(Op::Duplicate),
+        1 => any::<usize>().prop_map(Op::Drop),
+    ]
+}
+
+/// Three replicas exchanging deltas over an unreliable network.
+struct Sim {
+    replicas: Vec<Replica>,
+    in_flight: Vec<(usize, BirdMap)>,
+    /// Every delta ever produced.
+    all_deltas: Vec<BirdMap>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self {
+            replicas: NODES.iter().map(|n| Replica::new(rid(n, 1))).collect(),
+            in_flight: vec![],
+            all_deltas: vec![],
+        }
+    }
+
+    fn mutate(&mut self, r: usize, delta: BirdMap) {
+        for to in 0..self.replicas.len() {
+            if to != r {
+                self.in_flight.push((to, delta.clone()));
+            }
+        }
+        self.all_deltas.push(delta);
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Add {
+                r,
+                name,
+                spec: s,
+                now,
+            } => {
+                let before = self.replicas[r].state().clone();
+                let delta = self.replicas[r].add(NAMES[name], spec(s), now);
+                assert_delta_law(&before, &delta, self.replicas[r].state());
+                self.mutate(r, delta);
+            }
+            Op::Remove { r, name } => {
+                let before = self.replicas[r].state().clone();
+                let delta = self.replicas[r].remove(NAMES[name]);
+                assert_delta_law(&before, &delta, self.replicas[r].state());
+                self.mutate(r, delta);
+            }
+            Op::Deliver(i) | Op::Duplicate(i) | Op::Drop(i) if self.in_flight.is_empty() => {
+                let _ = i;
+            }
+            Op::Deliver(i) => {
+                let (to, delta) = self.in_flight.remove(i % self.in_flight.len());
+                checked_join(&mut self.replicas[to], &delta);
+            }
+            Op::Duplicate(i) => {
+                let (to, delta) = self.in_flight[i % self.in_flight.len()].clone();
+                checked_join(&mut self.replicas[to], &delta);
+            }
+            Op::Drop(i) => {
+                self.in_flight.remove(i % self.in_flight.len());
+            }
+        }
+    }
+
+    /// Every replica joins every other's full state.
+    fn full_sync(&mut self) {
+        for _ in 0..2 {
+            for i in 0..self.replicas.len() {
+                for j in 0..self.replicas.len() {
+                    if i != j {
+                        let state = self.replicas[j].state().clone();
+                        checked_join(&mut self.replicas[i], &state);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The delta-mutator law: the new state is the old state joined with the delta.
+fn assert_delta_law(before: &BirdMap, delta: &BirdMap, after: &BirdMap) {
+    let mut joined = before.clone();
+    joined.join(delta);
+    assert_eq!(
+        &joined, after,
+        "joining the delta differs from applying the mutation"
+    );
+}
+
+fn states_after(ops: &[Op]) -> Vec<BirdMap> {
+    let mut sim = Sim::new();
+    for op in ops {
+        sim.apply(op);
+    }
+    let mut out: Vec<BirdMap> = sim.replicas.iter().map(|r| r.state().clone()).collect();
+    // Deltas are lattice elements too.
+    out.extend(sim.all_deltas.last().cloned());
+    out
+}
+
+/// `a ⊔ b` without touch markers: a marker is a hint that means the same as
+/// an absent name, so the laws hold up to markers.
+fn join(a: &BirdMap, b: &BirdMap) -> BirdMap {
+    let mut out = a.clone();
+    out.join(b);
+    normalized(out)
+}
+
+fn normalized(mut map: BirdMap) -> BirdMap {
+    map.store.retain(|_, list| !list.is_empty());
+    map
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn join_is_associative(ops in prop::collection::vec(op(), 0..40), pick in any::<[usize; 3]>()) {
+        let states = states_after(&ops);
+        let [a, b, c] = pick.map(|i| &states[i % states.len()]);
+        prop_assert_eq!(join(&join(a, b), c), join(a, &join(b, c)));
+    }
+
+    #[test]
+    fn join_is_commutative(ops in prop::collection::vec(op(), 0..40), pick in any::<[usize; 2]>()) {
+        let states = states_after(&ops);
+        let [a, b] = pick.map(|i| &states[i % states.len()]);
+        prop_assert_eq!(join(a, b), join(b, a));
+    }
+
+    #[test]
+    fn join_is_idempotent(ops in prop::collection::vec(op(), 0..40), pick in any::<usize>()) {
+        let states = states_after(&ops);
+        let a = &states[pick % states.len()];
+        let mut twice = a.clone();
+        let changes = twice.join(a);
+        prop_assert_eq!(normalized(twice), normalized(a.clone()));
+        prop_assert!(changes.is_empty());
+    }
+
+    /// `Sim::apply` checks the law on every mutation, on states shaped by
+    /// arbitrary earlier deliveries.
+    #[test]
+    fn joining_a_delta_equals_applying_the_mutation(ops in prop::collection::vec(op(), 0..60)) {
+        let mut sim = Sim::new();
+        for op in &ops {
+            sim.apply(op);
+        }
+    }
+
+    #[test]
+    fn replicas_converge_under_reordered_duplicated_and_dropped_deltas(
+        ops in prop::collection::vec(op(), 0..80),
+    ) {
+        let mut sim = Sim::new();
+        for op in &ops {
+            sim.apply(op);
+        }
+        sim.full_sync();
+        // Delivery order, duplicates and losses do not matter: the outcome is
+        // the join of every delta ever produced.
+        let mut expected = BirdMap::default();
+        for delta in &sim.all_deltas {
+            expected.join(delta);
+        }
+        for replica in &sim.replicas {
+            prop_assert_eq!(replica.state(), &expected);
+        }
+    }
+
+    #[test]
+    fn restarted_node_with_new_incarnation_keeps_its_new_adds(
+        before in prop::collection::vec(op(), 0..40),
+        after in prop::collection::vec(op(), 0..40),
+        restarted in 0..3usize,
+    ) {
+        let mut sim = Sim::new();
+        for op in &before {
+            sim.apply(op);
+        }
+        // The node crashes: its state and its in-flight deltas are lost.
+        sim.replicas[restarted] = Replica::new(rid(NODES[restarted], 2));
+        sim.in_flight.retain(|(to, _)| *to != restarted);
+        for op in &after {
+            sim.apply(op);
+        }
+        let delta = sim.replicas[restarted].add("fresh", spec(7), 0);
+        sim.mutate(restarted, delta);
+        sim.full_sync();
+        let first = sim.replicas[0].state().clone();
+        for replica in &sim.replicas {
+            prop_assert_eq!(replica.state(), &first);
+            prop_assert_eq!(replica.state().get("fresh"), Some(&spec(7)));
+        }
+    }
+
+    /// Canonical, exact compaction: the context is exactly the inserted set,
+    /// whatever the order, and equal sets have equal representations.
+    #[test]
+    fn context_is_exact_and_canonical_under_any_insertion_order(
+        dots in prop::collection::vec((0..2usize, 1..12u64), 0..30),
+        split in any::<usize>(),
+    ) {
+        let dots: Vec<Dot> = dots.iter().map(|&(r, c)| dot(NODES[r], 1, c)).collect();
+        let set: BTreeSet<Dot> = dots.iter().cloned().collect();
+        let mut forward = CausalContext::new();
+        for d in &dots {
+            forward.insert(d.clone());
+        }
+        let mut backward = CausalContext::new();
+        for d in dots.iter().rev() {
+            backward.insert(d.clone());
+        }
+        // Two halves joined, as when deltas arrive out of order.
+        let cut = if dots.is_empty() { 0 } else { split % dots.len() };
+        let (mut left, mut right) = (CausalContext::new(), CausalContext::new());
+        dots[..cut].iter().for_each(|d| left.insert(d.clone()));
+        dots[cut..].iter().for_each(|d| right.insert(d.clone()));
+        right.join(&left);
+        prop_assert_eq!(&forward, &backward);
+        prop_assert_eq!(&forward, &right);
+        prop_assert_eq!(forward.dots().collect::<BTreeSet<_>>(), set.clone());
+        prop_assert_eq!(forward.dot_count(), set.len() as u64);
+        for node in &NODES[..2] {
+            for c in 1..14 {
+                let d = dot(node, 1, c);
+                prop_assert_eq!(forward.contains(&d), set.contains(&d));
+            }
+        }
+        for d in &forward.cloud {
+            let n = forward.vv.get(&d.replica).copied().unwrap_or(0);
+            prop_assert!(d.counter > n + 1, "cloud dot {:?} should have been absorbed", d);
+        }
+    }
+}
+
+#[test]
+fn context_absorbs_contiguous_cloud_dots() {
+    let mut ctx = CausalContext::new();
+    ctx.insert(dot("n1", 1, 3));
+    ctx.insert(dot("n1", 1, 2));
+    assert_eq!((ctx.len_vv(), ctx.len_cloud()), (0, 2));
+    assert_eq!(ctx.max_counter(&rid("n1", 1)), 3);
+    ctx.insert(dot("n1", 1, 1));
+    assert_eq!((ctx.len_vv(), ctx.len_cloud()), (1, 0));
+    assert_eq!(ctx.vv[&rid("n1", 1)], 3);
+    assert!(!ctx.contains(&dot("n1", 1, 4)));
+    assert!(
+        !ctx.contains(&dot("n1", 2, 1)),
+        "another incarnation is another replica"
+    );
+}
+
+#[test]
+fn add_wins_over_concurrent_remove() {
+    for remove_first in [false, true] {
+        let mut a = Replica::new(rid("n1", 1));
+        let mut b = Replica::new(rid("n2", 1));
+        let d = a.add("x", spec(1), 10);
+        b.join(&d);
+        // Concurrently: a removes x, b re-adds x.
+        let removal = a.remove("x");
+        let re_add = b.add("x", spec(2), 11);
+        assert!(!a.state().contains("x"));
+        if remove_first {
+            checked_join(&mut b, &removal);
+            checked_join(&mut a, &re_add);
+        } else {
+            checked_join(&mut a, &re_add);
+            checked_join(&mut b, &removal);
+        }
+        assert_eq!(a.state(), b.state());
+        assert_eq!(
+            a.state().get("x"),
+            Some(&spec(2)),
+            "the unobserved add survives"
+        );
+    }
+}
+
+#[test]
+fn remove_removes_only_observed_adds() {
+    let mut a = Replica::new(rid("n1", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    let from_b = b.add("x", spec(2), 5);
+    let from_a = a.add("x", spec(1), 50);
+    // a has not seen b's add, so its remove leaves b's add alone.
+    let removal = a.remove("x");
+    b.join(&from_a);
+    b.join(&removal);
+    a.join(&from_b);
+    assert_eq!(a.state(), b.state());
+    assert_eq!(a.state().get("x"), Some(&spec(2)));
+}
+
+#[test]
+fn concurrent_adds_resolve_by_highest_timestamp_then_dot() {
+    // Higher timestamp wins, whichever node it came from.
+    let mut a = Replica::new(rid("n1", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    let da = a.add("x", spec(1), 20);
+    let db = b.add("x", spec(2), 10);
+    let changes = checked_join(&mut a, &db);
+    assert!(changes.is_empty(), "a's own add still wins on a");
+    let changes = checked_join(&mut b, &da);
+    assert_eq!(changes.replaced, vec!["x".to_owned()]);
+    assert_eq!(a.state(), b.state());
+    assert_eq!(a.state().get("x"), Some(&spec(1)));
+    // Both adds stay stored until a later add or remove observes them.
+    assert_eq!(a.state().size().dots, 2);
+
+    // A timestamp tie is broken by the dot: node name first.
+    let mut a = Replica::new(rid("n1", 9));
+    let mut b = Replica::new(rid("n2", 1));
+    let da = a.add("x", spec(1), 7);
+    let db = b.add("x", spec(2), 7);
+    a.join(&db);
+    b.join(&da);
+    assert_eq!(a.state().get("x"), Some(&spec(2)));
+    assert_eq!(b.state().get("x"), Some(&spec(2)));
+    let (winning_dot, _) = a.state().get_entry("x").unwrap();
+    assert_eq!(winning_dot, &dot("n2", 1, 1));
+
+    // A later add observes both and leaves one dot.
+    a.add("x", spec(3), 0);
+    assert_eq!(a.state().size().dots, 1);
+    assert_eq!(a.state().get("x"), Some(&spec(3)));
+}
+
+#[test]
+fn timestamps_are_monotonic_and_advance_past_joined_ones() {
+    let mut a = Replica::new(rid("n1", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    a.add("x", spec(1), 100);
+    // The wall clock went backwards: the later add still wins locally.
+    a.add("y", spec(1), 5);
+    assert_eq!(a.state().get_entry("y").unwrap().1.ts, 101);
+    b.join(a.state());
+    assert_eq!(b.last_ts(), 101);
+    let d = b.add("z", spec(1), 3);
+    assert_eq!(d.get_entry("z").unwrap().1.ts, 102);
+}
+
+#[test]
+fn remove_leaves_no_tombstone_and_absent_remove_is_empty() {
+    let mut a = Replica::new(rid("n1", 1));
+    assert!(a.remove("x").is_empty());
+    a.add("x", spec(1), 1);
+    let delta = a.remove("x");
+    assert!(!delta.is_empty());
+    assert_eq!(delta.get("x"), None);
+    assert_eq!(a.state().len(), 0);
+    assert!(a.state().store.is_empty());
+    assert!(a.remove("x").is_empty(), "already removed");
+}
+
+#[test]
+fn restarted_node_reusing_its_incarnation_would_lose_adds() {
+    // Why incarnations exist: a restart that reused (node, 1) would mint dots
+    // its peers have already seen, and its adds would be dropped.
+    let mut a = Replica::new(rid("n1", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    b.join(&a.add("x", spec(1), 1));
+    b.join(&a.remove("x"));
+    let mut reused = Replica::new(rid("n1", 1));
+    b.join(&reused.add("y", spec(2), 2));
+    assert!(!b.state().contains("y"), "dot (n1,1,1) was already seen");
+
+    let mut restarted = Replica::new(rid("n1", 2));
+    let delta = restarted.add("y", spec(2), 2);
+    b.join(&delta);
+    restarted.join(&b.state().clone());
+    assert_eq!(b.state().get("y"), Some(&spec(2)));
+    assert_eq!(restarted.state(), b.state());
+}
+
+#[test]
+fn state_size_is_bounded_under_add_remove_cycles() {
+    let mut replicas: Vec<Replica> = NODES.iter().map(|n| Replica::new(rid(n, 1))).collect();
+    let mut sizes = vec![];
+    for round in 0..60u64 {
+        let mut deltas = vec![];
+        for (r, replica) in replicas.iter_mut().enumerate() {
+            for (i, name) in NAMES.iter().enumerate() {
+                deltas.push((r, replica.add(name, spec(i as u8), round)));
+                if (i + r) % 2 == 0 {
+                    deltas.push((r, replica.remove(name)));
+                }
+            }
+        }
+        // Deliver in reverse order to exercise the dot cloud.
+        for (from, delta) in deltas.iter().rev() {
+            for (to, replica) in replicas.iter_mut().enumerate() {
+                if to != *from {
+                    checked_join(replica, delta);
+                }
+            }
+        }
+        let state = replicas[0].state();
+        for replica in &replicas {
+            assert_eq!(replica.state(), state);
+        }
+        sizes.push(state.size());
+    }
+    let last = *sizes.last().unwrap();
+    assert_eq!(
+        sizes[5], last,
+        "size changed between round 5 and the last round"
+    );
+    assert!(last.names <= NAMES.len());
+    assert!(last.dots <= NAMES.len() * NODES.len());
+    assert_eq!(last.cloud_dots, 0);
+    assert_eq!(last.vv_entries, NODES.len());
+
+    // Removing everything empties the store completely.
+    for replica in &mut replicas {
+        for name in NAMES {
+            let delta = replica.remove(name);
+            let _ = delta;
+        }
+    }
+    assert_eq!(replicas[0].state().size().names, 0);
+    assert_eq!(replicas[0].state().size().dots, 0);
+}
+
+/// A big state receiving small deltas must not be scanned; duplicates and
+/// full states may be.
+#[test]
+fn delta_joins_into_a_large_state_do_not_scan() {
+    let mut a = Replica::new(rid("n1", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    b.add("own", spec(1), 0);
+    let mut full = BirdMap::default();
+    for i in 0..2_000u32 {
+        full.join(&a.add(&format!("bird{i}"), spec(1), 0));
+    }
+    let changes = b.join(&full);
+    assert_eq!(changes.added.len(), 2_000);
+    assert!(changes.scanned_whole_state(), "a full state may scan");
+
+    let removal = a.remove("bird7");
+    let changes = b.join(&removal);
+    assert_eq!(changes.removed, vec!["bird7".to_owned()]);
+    assert!(!changes.scanned_whole_state());
+
+    let replace = a.add("bird8", spec(2), 0);
+    let changes = b.join(&replace);
+    assert_eq!(changes.replaced, vec!["bird8".to_owned()]);
+    assert!(!changes.scanned_whole_state());
+
+    // A removal inside a delta interval stays findable through its marker.
+    let mut interval = a.remove("bird9");
+    interval.join_delta(&a.add("bird10", spec(3), 0));
+    assert!(interval.store.contains_key("bird9"), "the marker survives");
+    let changes = b.join(&interval);
+    assert_eq!(changes.removed, vec!["bird9".to_owned()]);
+    assert_eq!(changes.replaced, vec!["bird10".to_owned()]);
+    assert!(!changes.scanned_whole_state());
+
+    // The same interval again: harmless, though it may scan.
+    let changes = b.join(&interval);
+    assert!(changes.is_empty());
+    a.join(&b.state().clone());
+    assert_eq!(a.state(), b.state());
+}
+
+#[test]
+fn removal_without_marker_is_still_found() {
+    // A delta from another implementation (no touch marker) must still work.
+    let mut a = Replica::new(rid("n1", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    b.join(&a.add("x", spec(1), 0));
+    b.join(&a.add("y", spec(1), 0));
+    let mut removal = a.remove("x");
+    removal.store.clear();
+    let changes = checked_join(&mut b, &removal);
+    assert_eq!(changes.removed, vec!["x".to_owned()]);
+    assert!(b.state().contains("y"));
+}
