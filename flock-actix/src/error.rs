@@ -19,7 +19,9 @@ pub enum Error {
 
     /// The peer speaks another protocol version. The connection is refused
     /// before anything else is read; no state changed.
-    #[error("protocol version mismatch: we speak v{ours}, the peer speaks v{theirs}; upgrade the older node")]
+    #[error(
+        "protocol version mismatch: we speak v{ours}, the peer speaks v{theirs}; upgrade the older node"
+    )]
     VersionMismatch {
         /// Our protocol version.
         ours: u32,
@@ -39,7 +41,9 @@ pub enum Error {
 
     /// The peer uses another shard count, so it would place birds elsewhere.
     /// The connection is refused; no state changed.
-    #[error("shard count mismatch: we use {ours} shards, the peer uses {theirs}; every node must use the same")]
+    #[error(
+        "shard count mismatch: we use {ours} shards, the peer uses {theirs}; every node must use the same"
+    )]
     ShardMismatch {
         /// Our shard count.
         ours: u32,
@@ -89,6 +93,37 @@ pub enum Error {
     /// A value could not be encoded. Nothing was sent.
     #[error("encode error: {0}")]
     Encode(String),
+
+    /// The peer refused the handshake for a reason that has no more specific
+    /// variant (e.g. it saw a message out of order); `reason` is the peer's
+    /// own words. The connection is closed; no state changed.
+    #[error("the peer refused the connection: {reason}")]
+    Rejected {
+        /// The reason the peer gave.
+        reason: String,
+    },
+
+    /// An I/O error on a connection (reported by the frame codec, e.g. the
+    /// stream ended in the middle of a frame). Stored as kind + message so
+    /// that `Error` stays `Clone + PartialEq`. The connection is unusable and
+    /// is closed; frames decoded before it were already delivered, nothing of
+    /// the broken frame was applied.
+    #[error("I/O error ({kind:?}): {message}")]
+    Io {
+        /// The kind of the underlying [`std::io::Error`].
+        kind: std::io::ErrorKind,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
 }
 
 /// Shorthand for results whose error is [`Error`].

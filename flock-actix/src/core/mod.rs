@@ -5,7 +5,9 @@
 //! as return values. The actors of the runtime are thin shells around these
 //! modules, and the modules are tested directly against the laws they obey.
 
+/// Per-peer delta bookkeeping for registry sync (stub until the crdt branch lands).
 pub mod anti_entropy;
 pub mod crdt;
 pub mod handshake;
+/// Name → shard → node placement (stub until its branch lands).
 pub mod placement;
