@@ -175,7 +175,20 @@ pub enum Error {
     #[error("this flock node is stopped")]
     Stopped,
 
-    /// A socket operation failed.
+    /// The peer refused the handshake for a reason that has no more specific
+    /// variant (e.g. it saw a message out of order); `reason` is the peer's
+    /// own words. The connection is closed; no state changed.
+    #[error("the peer refused the connection: {reason}")]
+    Rejected {
+        /// The reason the peer gave.
+        reason: String,
+    },
+
+    /// An I/O error on a connection (reported by the frame codec, e.g. the
+    /// stream ended in the middle of a frame). Stored as kind + message so
+    /// that `Error` stays `Clone + PartialEq`. The connection is unusable and
+    /// is closed; frames decoded before it were already delivered, nothing of
+    /// the broken frame was applied.
     #[error("I/O error ({kind:?}): {message}")]
     Io {
         /// The kind of the underlying [`std::io::Error`].

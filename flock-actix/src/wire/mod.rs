@@ -1,7 +1,15 @@
 //! Everything nodes say to each other, and how it is framed on a byte stream.
+//!
+//! - [`message`]: the one [`Message`] enum, its compact rmp-serde encoding
+//!   and the version prefix of the first frame;
+//! - [`codec`]: [`FrameCodec`], 4-byte big-endian length-delimited frames
+//!   with a small cap before authentication and a configurable one after.
 
 pub mod codec;
 pub mod message;
 
 pub use codec::FrameCodec;
-pub use message::Message;
+pub use message::{MemberInfo, MemberStatus, Message, RejectReason, RemoteError};
+
+#[cfg(test)]
+mod tests;
