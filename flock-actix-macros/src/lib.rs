@@ -1,12 +1,43 @@
 //! Procedural macros for [flock-actix](https://docs.rs/flock-actix).
 //!
-//! The `#[flock_bird]` attribute arrives with the cluster runtime; this crate is
-//! the home it will live in.
+//! The one macro is `#[flock_bird]`; see its documentation, re-exported as
+//! `flock_actix::flock_bird`.
+
+mod ast;
+mod attr;
+mod expand;
+mod valid;
 
 use proc_macro::TokenStream;
 
-/// Turns an actix actor into a flock bird (implementation pending).
+/// Turns an actix actor that implements `Bird` into a flock bird: a kind with
+/// a stable wire tag and a table of the messages other nodes may send it.
+///
+/// ```ignore
+/// #[flock_bird(messages(Ping, crate::msgs::Bye))]
+/// struct MyBird { /* ... */ }
+///
+/// #[flock_bird(kind = "shop.cart.v1", messages(AddItem = "add", Checkout))]
+/// struct Cart { /* ... */ }
+///
+/// #[flock_bird] // a bird that accepts no remote messages
+/// struct Quiet;
+/// ```
+///
+/// Arguments, all optional, in any order:
+///
+/// - `kind = "..."`: pins the kind's wire tag. The default is
+///   `concat!(module_path!(), "::", "TypeName")`, which changes when the type
+///   moves to another module; pin it before doing that in a rolling upgrade.
+/// - `messages(M, N = "tag", ...)`: the messages the bird accepts from other
+///   nodes. Each needs `Handler<M>` and serializable `M` and `M::Result`. A
+///   message's wire tag is the last segment of its path (`a::b::Ping` is
+///   `"Ping"`) unless pinned with `= "tag"`.
+///
+/// The item is emitted unchanged, followed by `Handler<StopBird>`,
+/// `BirdKind` and one `Accepts<M>` impl per listed message. The item must be
+/// a struct or enum without generic parameters.
 #[proc_macro_attribute]
-pub fn flock_bird(_args: TokenStream, input: TokenStream) -> TokenStream {
-    input
+pub fn flock_bird(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::flock_bird(args.into(), input.into()).into()
 }

@@ -2,10 +2,12 @@
 //! here may change in any release.
 
 pub use crate::bird::{Accepts, Bird, BirdKind, Wire};
+/// Named by the generated `dispatch_cast` signature, so that generated code
+/// does not depend on where the error type lives.
+pub use crate::wire::message::RemoteError;
 pub use actix;
 
 use crate::bird::BoxedCall;
-use crate::wire::message::RemoteError;
 use actix::{Addr, Handler, Message};
 
 /// Tells a bird to stop because flock-actix asked (migration or `stop`), not
@@ -58,7 +60,10 @@ pub fn unknown_message<T: BirdKind>(tag: &str) -> RemoteError {
 }
 
 /// Stops the bird: the body of the generated `Handler<StopBird>`.
-pub fn stop_bird<T: Bird>(ctx: &mut actix::Context<T>) {
+///
+/// Bounded by `Actor` only, so that a bird missing its `impl Bird` gets one
+/// error (from `BirdKind`'s supertrait) instead of two.
+pub fn stop_bird<T: actix::Actor<Context = actix::Context<T>>>(ctx: &mut actix::Context<T>) {
     actix::ActorContext::stop(ctx);
 }
 

@@ -1,0 +1,32 @@
+use actix::prelude::*;
+use flock_actix::{flock_bird, Bird};
+use serde::{Deserialize, Serialize};
+
+struct Pong;
+
+#[derive(Message, Serialize, Deserialize)]
+#[rtype(result = "Pong")]
+struct Ping;
+
+#[flock_bird(messages(Ping))]
+struct MyBird;
+
+impl Actor for MyBird {
+    type Context = Context<Self>;
+}
+
+impl Bird for MyBird {
+    type Args = ();
+    fn hatch(_: &str, _: ()) -> Self {
+        MyBird
+    }
+}
+
+impl Handler<Ping> for MyBird {
+    type Result = MessageResult<Ping>;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Pong)
+    }
+}
+
+fn main() {}
