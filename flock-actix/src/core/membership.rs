@@ -217,7 +217,10 @@ impl Membership {
     pub fn view(&self) -> Vec<Member> {
         let me = (!self.leaving).then(|| Member::new(self.me.id.node.clone(), self.me.weight));
         me.into_iter()
-            .chain(self.up_peers().map(|i| Member::new(i.id.node.clone(), i.weight)))
+            .chain(
+                self.up_peers()
+                    .map(|i| Member::new(i.id.node.clone(), i.weight)),
+            )
             .collect()
     }
 
@@ -254,7 +257,9 @@ impl Membership {
                 self.peers.insert(info.id.node.clone(), fresh);
                 Joined::New
             }
-            Some(p) if info.id.incarnation < p.info.id.incarnation => return (Joined::Stale, vec![]),
+            Some(p) if info.id.incarnation < p.info.id.incarnation => {
+                return (Joined::Stale, vec![]);
+            }
             Some(p) => {
                 let was_up = p.status == PeerStatus::Up;
                 let joined = if info.id.incarnation > p.info.id.incarnation {
@@ -294,7 +299,11 @@ impl Membership {
             p.backoff_ms = self.config.reconnect_min_ms;
             p.next_dial_ms = now_ms + p.backoff_ms;
         }
-        if was_up { vec![Effect::ViewChanged] } else { vec![] }
+        if was_up {
+            vec![Effect::ViewChanged]
+        } else {
+            vec![]
+        }
     }
 
     /// A dial to `addr` failed: back off before the next one.
@@ -324,7 +333,11 @@ impl Membership {
             Some(p) if p.status != PeerStatus::Left => {
                 let was_up = p.status == PeerStatus::Up;
                 p.status = PeerStatus::Left;
-                if was_up { vec![Effect::ViewChanged] } else { vec![] }
+                if was_up {
+                    vec![Effect::ViewChanged]
+                } else {
+                    vec![]
+                }
             }
             _ => vec![],
         }
@@ -337,7 +350,10 @@ impl Membership {
                 continue;
             }
             match self.peers.get_mut(&info.id.node) {
-                Some(p) if info.id.incarnation > p.info.id.incarnation && p.status != PeerStatus::Up => {
+                Some(p)
+                    if info.id.incarnation > p.info.id.incarnation
+                        && p.status != PeerStatus::Up =>
+                {
                     // A newer incarnation of a down or departed peer: dial it.
                     p.info = info;
                     p.status = PeerStatus::Down;
@@ -369,14 +385,18 @@ impl Membership {
         let mut view_changed = false;
         for (name, p) in &mut self.peers {
             match p.status {
-                PeerStatus::Up if now_ms.saturating_sub(p.last_heard_ms) > self.config.down_after_ms => {
+                PeerStatus::Up
+                    if now_ms.saturating_sub(p.last_heard_ms) > self.config.down_after_ms =>
+                {
                     p.status = PeerStatus::Down;
                     p.backoff_ms = self.config.reconnect_min_ms;
                     p.next_dial_ms = now_ms + p.backoff_ms;
                     effects.push(Effect::Close(name.clone()));
                     view_changed = true;
                 }
-                PeerStatus::Up if now_ms.saturating_sub(p.last_beat_ms) >= self.config.heartbeat_ms => {
+                PeerStatus::Up
+                    if now_ms.saturating_sub(p.last_beat_ms) >= self.config.heartbeat_ms =>
+                {
                     p.last_beat_ms = now_ms;
                     effects.push(Effect::Heartbeat(name.clone()));
                 }

@@ -110,7 +110,10 @@ mod tests {
             r.on_panic(&policy, 0);
         }
         r.restarted(1_000);
-        assert_eq!(r.on_panic(&policy, 1_000 + policy.stable_after_ms), policy.min_ms);
+        assert_eq!(
+            r.on_panic(&policy, 1_000 + policy.stable_after_ms),
+            policy.min_ms
+        );
     }
 
     #[test]

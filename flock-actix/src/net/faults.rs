@@ -100,7 +100,9 @@ impl FaultyNetwork {
 
 impl std::fmt::Debug for FaultyNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultyNetwork").field("me", &self.me()).finish()
+        f.debug_struct("FaultyNetwork")
+            .field("me", &self.me())
+            .finish()
     }
 }
 

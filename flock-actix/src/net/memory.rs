@@ -37,13 +37,19 @@ impl MemoryNetwork {
 impl Network for MemoryNetwork {
     fn bind(&self, addr: &str) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
         let local = match addr.strip_suffix(":0") {
-            Some(host) => format!("{host}:{}", 1 + self.next_port.fetch_add(1, Ordering::Relaxed)),
+            Some(host) => format!(
+                "{host}:{}",
+                1 + self.next_port.fetch_add(1, Ordering::Relaxed)
+            ),
             None => addr.to_owned(),
         };
         let result = {
             let mut endpoints = self.endpoints();
             if endpoints.get(&local).is_some_and(|tx| !tx.is_closed()) {
-                Err(io::Error::new(io::ErrorKind::AddrInUse, format!("{local} is in use")))
+                Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{local} is in use"),
+                ))
             } else {
                 let (tx, rx) = mpsc::unbounded_channel();
                 endpoints.insert(local.clone(), tx);
@@ -68,7 +74,10 @@ impl Network for MemoryNetwork {
 }
 
 fn refused(addr: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionRefused, format!("nothing listens on {addr}"))
+    io::Error::new(
+        io::ErrorKind::ConnectionRefused,
+        format!("nothing listens on {addr}"),
+    )
 }
 
 struct Memory {

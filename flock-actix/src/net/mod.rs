@@ -9,7 +9,7 @@ mod faults;
 mod memory;
 mod tcp;
 
-pub use faults::{FaultyNetwork, Faults};
+pub use faults::{Faults, FaultyNetwork};
 pub use memory::MemoryNetwork;
 pub use tcp::TcpNetwork;
 

@@ -152,11 +152,7 @@ fn a_leaving_node_drops_out_of_its_own_view_and_stops_dialling() {
     assert!(m.leave().is_empty());
     assert_eq!(view_names(&m), ["a"]);
     m.link_down("a", 1);
-    assert!(
-        m.tick(10_000)
-            .iter()
-            .all(|e| !matches!(e, Effect::Dial(_)))
-    );
+    assert!(m.tick(10_000).iter().all(|e| !matches!(e, Effect::Dial(_))));
 }
 
 #[test]
