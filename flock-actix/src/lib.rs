@@ -22,6 +22,7 @@ pub mod bird;
 pub mod core;
 pub mod error;
 pub mod net;
+pub mod runtime;
 pub mod wire;
 
 #[doc(hidden)]
@@ -30,4 +31,17 @@ pub mod __private;
 
 pub use bird::{Accepts, Bird, BirdKind, Wire};
 pub use error::{Error, Result};
+pub use runtime::{
+    Flock, FlockAddr, FlockBuilder, FlockConfig, MemberState, MemberView, current_node,
+};
+
+/// The one import a bird author needs.
+pub mod prelude {
+    pub use crate::bird::{Bird, Wire};
+    pub use crate::error::{Error, Result};
+    pub use crate::runtime::{Flock, FlockAddr, FlockBuilder, FlockConfig, current_node};
+    pub use actix::prelude::*;
+    pub use flock_actix_macros::flock_bird;
+    pub use serde::{Deserialize, Serialize};
+}
 pub use flock_actix_macros::flock_bird;

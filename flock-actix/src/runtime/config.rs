@@ -97,13 +97,19 @@ impl FlockConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         if self.name.is_empty() || self.name.len() > 255 {
-            return bad(format!("node name must be 1 to 255 bytes, got {:?}", self.name));
+            return bad(format!(
+                "node name must be 1 to 255 bytes, got {:?}",
+                self.name
+            ));
         }
         if self.cookie.is_empty() {
             return bad("the cookie must not be empty".into());
         }
         if self.weight > MAX_WEIGHT {
-            return bad(format!("weight {} is above the maximum {MAX_WEIGHT}", self.weight));
+            return bad(format!(
+                "weight {} is above the maximum {MAX_WEIGHT}",
+                self.weight
+            ));
         }
         if self.call_timeout.is_zero() {
             return bad("call_timeout must be above zero".into());

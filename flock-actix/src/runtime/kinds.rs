@@ -6,7 +6,7 @@
 
 use crate::bird::BirdKind;
 use crate::wire::message::RemoteError;
-use actix::{Actor, Addr, ArbiterHandle, AsyncContext, Recipient};
+use actix::{Addr, ArbiterHandle, AsyncContext, Recipient};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -124,10 +124,6 @@ impl KindTable {
     pub(crate) fn get(&self, tag: &str) -> Option<&Kind> {
         self.kinds.get(tag)
     }
-
-    pub(crate) fn contains(&self, tag: &str) -> bool {
-        self.kinds.contains_key(tag)
-    }
 }
 
 fn downcast<T: BirdKind>(any: &dyn Any) -> Result<&Addr<T>, RemoteError> {
@@ -137,7 +133,11 @@ fn downcast<T: BirdKind>(any: &dyn Any) -> Result<&Addr<T>, RemoteError> {
 
 fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, RemoteError> {
     let args: T::Args = rmp_serde::from_slice(s.args).map_err(|e| {
-        RemoteError::Decode(format!("start arguments of bird {} ({}): {e}", s.name, T::KIND))
+        RemoteError::Decode(format!(
+            "start arguments of bird {} ({}): {e}",
+            s.name,
+            T::KIND
+        ))
     })?;
     let guard = ExitGuard {
         report: Some(BirdExited {
@@ -174,4 +174,3 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, RemoteError> {
         connected: |any| downcast::<T>(any).is_ok_and(|a| a.connected()),
     })
 }
-

@@ -157,14 +157,22 @@ pub enum Message {
         /// The leaving node.
         id: ReplicaId,
     },
+    /// Answer to [`Message::Leave`]: the sender took the leaver out of its
+    /// view and started the birds it now owns.
+    LeaveAck {
+        /// The node whose leave is acknowledged.
+        id: ReplicaId,
+    },
 
     // ---- registry sync ----
     /// Registry deltas covering the sender's delta sequence numbers
-    /// `from_seq..to_seq` for this peer.
+    /// `from_seq..=to_seq` for this peer (see
+    /// [`SyncMessage`](crate::core::anti_entropy::SyncMessage)).
     SyncDeltas {
         /// First delta sequence number covered (inclusive).
         from_seq: u64,
-        /// End of the range (exclusive); the receiver acknowledges `to_seq`.
+        /// Last delta sequence number covered (inclusive); the receiver
+        /// acknowledges `to_seq`.
         to_seq: u64,
         /// The joined deltas.
         delta: BirdMap,
@@ -371,6 +379,7 @@ impl Message {
             Message::Heartbeat { .. } => "Heartbeat",
             Message::HeartbeatAck { .. } => "HeartbeatAck",
             Message::Leave { .. } => "Leave",
+            Message::LeaveAck { .. } => "LeaveAck",
             Message::SyncDeltas { .. } => "SyncDeltas",
             Message::SyncFull { .. } => "SyncFull",
             Message::SyncAck { .. } => "SyncAck",

@@ -138,6 +138,7 @@ fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|seq| Message::Heartbeat { seq }),
         any::<u64>().prop_map(|seq| Message::HeartbeatAck { seq }),
         replica_id().prop_map(|id| Message::Leave { id }),
+        replica_id().prop_map(|id| Message::LeaveAck { id }),
         (any::<u64>(), any::<u64>(), bird_map()).prop_map(|(from_seq, to_seq, delta)| {
             Message::SyncDeltas {
                 from_seq,

@@ -1,0 +1,346 @@
+//! `FlockAddr<T>`: the address of a bird by name, wherever it runs.
+
+use super::messages::{CallReply, InboundCall, InboundCast};
+use super::node::Node;
+use super::peer::{Frame, OutCall};
+use super::registry::Resolve;
+use super::replica::Lookup;
+use crate::bird::{Accepts, BirdKind, Wire};
+use crate::error::{Error, Result};
+use crate::wire::message::{Message as WireMessage, RemoteError};
+use actix::{Addr, MailboxError, Message};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::time::{Instant, timeout_at};
+
+/// The longest pause between two attempts of a call whose owner is moving.
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The address of bird `T` called `name`, typed like an actix `Addr<T>`.
+///
+/// It does not point at one running actor but at whichever node owns the
+/// name in this node's current view: calls made while the bird moves or
+/// restarts wait for it within their deadline. Cloning is cheap; clones
+/// share the cached route to a bird running on this node.
+pub struct FlockAddr<T: BirdKind> {
+    node: Arc<Node>,
+    name: Arc<str>,
+    shard: u32,
+    /// `(view epoch, address)` of the bird when it last ran on this node.
+    local: Arc<Mutex<Cached<T>>>,
+    _kind: PhantomData<fn() -> T>,
+}
+
+impl<T: BirdKind> Clone for FlockAddr<T> {
+    fn clone(&self) -> Self {
+        FlockAddr {
+            node: self.node.clone(),
+            name: self.name.clone(),
+            shard: self.shard,
+            local: self.local.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<T: BirdKind> std::fmt::Debug for FlockAddr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlockAddr")
+            .field("name", &self.name)
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `(view epoch, address)` of a bird running on this node.
+type Cached<T> = Option<(u64, Addr<T>)>;
+
+enum Outcome {
+    Done(Vec<u8>),
+    Retry(Error),
+    Fail(Error),
+}
+
+impl<T: BirdKind> FlockAddr<T> {
+    pub(crate) fn new(node: Arc<Node>, name: &str) -> Self {
+        let shard = node.view.load().placement.shard_of(name);
+        FlockAddr {
+            node,
+            name: name.into(),
+            shard,
+            local: Arc::default(),
+            _kind: PhantomData,
+        }
+    }
+
+    /// The bird's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The node that owns the bird in this node's current view.
+    ///
+    /// # Errors
+    /// [`Error::NoNodes`] if no member can host birds.
+    pub fn owner(&self) -> Result<String> {
+        let view = self.node.view.load();
+        Ok(view.placement.owner_of_shard(self.shard)?.to_string())
+    }
+
+    /// Sends `msg` and waits for the reply, up to the node's default call
+    /// timeout (5 s unless configured).
+    ///
+    /// # Errors
+    /// See [`FlockAddr::send_timeout`].
+    pub async fn send<M>(&self, msg: M) -> Result<M::Result>
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
+        self.send_timeout(msg, self.node.config.call_timeout).await
+    }
+
+    /// Sends `msg` and waits at most `timeout` for the reply.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the bird is not in the registry,
+    /// [`Error::Timeout`] if no reply came in time, [`Error::Unreachable`]
+    /// if the owner's link closed while the call was in flight (it may have
+    /// been handled), [`Error::BirdPanicked`] if the bird panicked (or was
+    /// stopped) while handling it, [`Error::NoNodes`], [`Error::UnknownKind`],
+    /// [`Error::UnknownMessage`], [`Error::Encode`]/[`Error::Decode`].
+    pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result>
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
+        let deadline = Instant::now() + timeout;
+        if self.owned_here()?
+            && let Some(addr) = self.local_addr().await
+        {
+            return match timeout_at(deadline, addr.send(msg)).await {
+                Err(_) | Ok(Err(MailboxError::Timeout)) => Err(self.timed_out(timeout)),
+                Ok(Err(MailboxError::Closed)) => Err(Error::BirdPanicked {
+                    name: self.name.to_string(),
+                }),
+                Ok(Ok(reply)) => Ok(reply),
+            };
+        }
+        let payload = rmp_serde::to_vec(&msg).map_err(|e| Error::Encode(e.to_string()))?;
+        let reply = self
+            .call(<T as Accepts<M>>::TAG, payload, deadline, timeout)
+            .await?;
+        rmp_serde::from_slice(&reply).map_err(|e| {
+            Error::Decode(format!(
+                "reply to {} from bird {}: {e}",
+                <T as Accepts<M>>::TAG,
+                self.name
+            ))
+        })
+    }
+
+    /// Sends `msg` without waiting for a reply (a cast). Delivery is best
+    /// effort: a cast to a bird that does not exist, or whose owner is
+    /// unreachable, is dropped with a log line.
+    pub fn do_send<M>(&self, msg: M)
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
+        if let Some(addr) = self.cached() {
+            return addr.do_send(msg);
+        }
+        let payload = match rmp_serde::to_vec(&msg) {
+            Ok(p) => p,
+            Err(e) => return log::warn!("cast to bird {} not sent: {e}", self.name),
+        };
+        let tag = <T as Accepts<M>>::TAG;
+        match self.owned_here() {
+            Ok(true) => {
+                if let Some(actors) = self.node.actors() {
+                    actors.registry.do_send(InboundCast {
+                        bird: self.name.clone(),
+                        kind: T::KIND.to_owned(),
+                        tag: tag.to_owned(),
+                        payload,
+                    });
+                }
+            }
+            Ok(false) => match self.owner().ok().and_then(|o| self.node.link(&o)) {
+                Some(peer) => peer.do_send(Frame(WireMessage::Cast {
+                    bird: self.name.to_string(),
+                    kind: T::KIND.to_owned(),
+                    msg: tag.to_owned(),
+                    payload,
+                })),
+                None => log::warn!(
+                    "cast to bird {} dropped: its owner is unreachable",
+                    self.name
+                ),
+            },
+            Err(e) => log::warn!("cast to bird {} dropped: {e}", self.name),
+        }
+    }
+
+    fn owned_here(&self) -> Result<bool> {
+        let view = self.node.view.load();
+        Ok(view.placement.owner_of_shard(self.shard)? == self.node.name())
+    }
+
+    fn timed_out(&self, after: Duration) -> Error {
+        Error::Timeout {
+            name: self.name.to_string(),
+            after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The cached local address, if still valid for the current view.
+    fn cached(&self) -> Option<Addr<T>> {
+        let epoch = self.node.view.load().epoch;
+        let cache = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cache {
+            Some((e, addr)) if *e == epoch && addr.connected() => Some(addr.clone()),
+            _ => None,
+        }
+    }
+
+    /// The address of the bird running on this node, asking the Registry
+    /// once per view (or after a restart) and caching the answer.
+    async fn local_addr(&self) -> Option<Addr<T>> {
+        if let Some(addr) = self.cached() {
+            return Some(addr);
+        }
+        let epoch = self.node.view.load().epoch;
+        let registry = self.node.actors()?.registry.clone();
+        let addr = registry
+            .send(Resolve::<T> {
+                name: self.name.clone(),
+                _kind: PhantomData,
+            })
+            .await
+            .ok()??;
+        *self.local.lock().unwrap_or_else(|e| e.into_inner()) = Some((epoch, addr.clone()));
+        Some(addr)
+    }
+
+    /// Calls with an encoded payload, retrying while the owner moves or
+    /// lags behind, until `deadline`.
+    async fn call(
+        &self,
+        tag: &'static str,
+        payload: Vec<u8>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let retry = match self.attempt(tag, payload.clone(), deadline, timeout).await {
+                Outcome::Done(reply) => return Ok(reply),
+                Outcome::Fail(e) => return Err(e),
+                Outcome::Retry(e) => e,
+            };
+            let now = Instant::now();
+            if now + pause >= deadline {
+                return Err(match retry {
+                    Error::Unreachable { .. } => retry,
+                    _ => self.timed_out(timeout),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        }
+    }
+
+    async fn attempt(
+        &self,
+        tag: &'static str,
+        payload: Vec<u8>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Outcome {
+        let Some(actors) = self.node.actors() else {
+            return Outcome::Fail(Error::Stopped);
+        };
+        let owner = match self.owner() {
+            Ok(o) => o,
+            Err(e) => return Outcome::Fail(e),
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let (tx, rx) = oneshot::channel();
+        let local = owner == **self.node.name();
+        if local {
+            actors.registry.do_send(InboundCall {
+                bird: self.name.clone(),
+                kind: T::KIND.to_owned(),
+                tag: tag.to_owned(),
+                payload,
+                timeout: remaining,
+                reply: CallReply::Local(tx),
+            });
+        } else {
+            let Some(peer) = self.node.link(&owner) else {
+                // Not sent: safe to retry once the view settles.
+                return Outcome::Retry(Error::Unreachable { node: owner });
+            };
+            peer.do_send(OutCall {
+                bird: self.name.clone(),
+                kind: T::KIND,
+                tag,
+                payload,
+                timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+                reply: tx,
+            });
+        }
+        let result = match timeout_at(deadline, rx).await {
+            Err(_) => return Outcome::Fail(self.timed_out(timeout)),
+            Ok(Err(_)) if local => return Outcome::Fail(Error::Stopped),
+            // The link closed with the call in flight: it may have been
+            // handled, so it is not retried (at most once).
+            Ok(Err(_)) => return Outcome::Fail(Error::Unreachable { node: owner }),
+            Ok(Ok(result)) => result,
+        };
+        match result {
+            Ok(reply) => Outcome::Done(reply),
+            Err(RemoteError::Moved { .. } | RemoteError::NotRunning { .. }) => {
+                Outcome::Retry(self.timed_out(timeout))
+            }
+            Err(RemoteError::Internal(m)) if m == super::peer::LINK_CLOSED => {
+                Outcome::Fail(Error::Unreachable { node: owner })
+            }
+            Err(RemoteError::NotFound { .. }) if !local && self.known_here().await => {
+                // The owner has not heard of the bird yet; we have.
+                Outcome::Retry(self.timed_out(timeout))
+            }
+            Err(e) => Outcome::Fail(self.error(e, owner)),
+        }
+    }
+
+    async fn known_here(&self) -> bool {
+        let Some(actors) = self.node.actors() else {
+            return false;
+        };
+        matches!(
+            actors.replica.send(Lookup(self.name.clone())).await,
+            Ok(Some(_))
+        )
+    }
+
+    fn error(&self, e: RemoteError, owner: String) -> Error {
+        let name = self.name.to_string();
+        match e {
+            RemoteError::NotFound { .. } => Error::NotFound { name },
+            RemoteError::UnknownKind { kind } => Error::UnknownKind { kind, node: owner },
+            RemoteError::UnknownMessage { kind, msg } => Error::UnknownMessage { kind, msg },
+            RemoteError::Decode(m) => Error::Decode(m),
+            RemoteError::Encode(m) => Error::Encode(m),
+            RemoteError::BirdPanicked { .. } => Error::BirdPanicked { name },
+            RemoteError::Timeout => Error::Timeout { name, after_ms: 0 },
+            other => Error::Remote(other.to_string()),
+        }
+    }
+}

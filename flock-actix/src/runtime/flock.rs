@@ -1,0 +1,348 @@
+//! The `Flock` handle and its builder: what an application holds.
+
+use super::addr::FlockAddr;
+use super::config::FlockConfig;
+use super::kinds::KindTable;
+use super::node::{Actors, Node, wall_ms};
+use super::registry::{Registry, Running};
+use super::replica::{CrdtReplica, Insert, ListBirds, Remove};
+use super::ring::{Leave, Members, Ring};
+use super::{MemberState, MemberView};
+use crate::bird::BirdKind;
+use crate::core::crdt::{BirdSpec, ReplicaId};
+use crate::core::membership::NodeInfo;
+use crate::error::{Error, Result};
+use crate::net::Network;
+use actix::{Actor, Arbiter};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How long `leave` waits for peers to take over before it returns anyway.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running flock-actix node. Cheap to clone; every clone is the same node.
+#[derive(Clone)]
+pub struct Flock {
+    node: Arc<Node>,
+    arbiters: Arc<Vec<Arbiter>>,
+}
+
+impl std::fmt::Debug for Flock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flock")
+            .field("name", &self.node.name())
+            .field("listen", &self.node.me.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds and starts a [`Flock`] node.
+pub struct FlockBuilder {
+    config: FlockConfig,
+    kinds: KindTable,
+}
+
+impl std::fmt::Debug for FlockBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlockBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlockBuilder {
+    /// The address to listen on (`host:port`; port 0 picks a free one).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.config.listen = addr.into();
+        self
+    }
+
+    /// Nodes to join through; any one that answers is enough.
+    pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
+        self.config.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The cluster cookie every node must share.
+    pub fn cookie(mut self, cookie: impl AsRef<[u8]>) -> Self {
+        self.config.cookie = cookie.as_ref().to_vec();
+        self
+    }
+
+    /// The cluster name (nodes of other clusters are refused).
+    pub fn cluster(mut self, name: impl Into<String>) -> Self {
+        self.config.cluster = name.into();
+        self
+    }
+
+    /// The node's placement weight; 0 makes it a client that hosts no birds.
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.config.weight = weight;
+        self
+    }
+
+    /// The default call timeout.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.config.call_timeout = timeout;
+        self
+    }
+
+    /// The number of arbiters (threads) birds are spread over; 0 runs them
+    /// on the calling arbiter.
+    pub fn arbiters(mut self, n: usize) -> Self {
+        self.config.arbiters = n;
+        self
+    }
+
+    /// Use another network (tests: an in-memory or fault-injecting one).
+    pub fn network(mut self, network: Arc<dyn Network>) -> Self {
+        self.config.network = network;
+        self
+    }
+
+    /// Replace the whole configuration (the name included).
+    pub fn config(mut self, config: FlockConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Edit the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut FlockConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Lets this node run birds of kind `T`.
+    pub fn bird<T: BirdKind>(mut self) -> Self {
+        self.kinds.insert::<T>();
+        self
+    }
+
+    /// Binds the listener and starts the node's actors on the current
+    /// arbiter (call it inside an actix `System`, e.g. in actix-web's main).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the
+    /// address cannot be bound.
+    pub async fn start(self) -> Result<Flock> {
+        let FlockBuilder { config, kinds } = self;
+        config.validate()?;
+        let listener = config.network.bind(&config.listen).await?;
+        let me = NodeInfo {
+            id: ReplicaId {
+                node: config.name.as_str().into(),
+                incarnation: wall_ms(),
+            },
+            addr: listener.local_addr(),
+            weight: config.weight,
+        };
+        let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let name: crate::core::crdt::NodeName = config.name.as_str().into();
+        super::set_current_node(name.clone());
+        for arbiter in &arbiters {
+            let name = name.clone();
+            arbiter.spawn_fn(move || super::set_current_node(name));
+        }
+        let node = Arc::new(Node::new(config, me, kinds)?);
+        let replica = CrdtReplica::new(node.clone())?;
+        let ring = Ring::new(node.clone(), listener)?;
+        let actors = Actors {
+            replica: replica.start(),
+            registry: Registry::new(node.clone(), handles).start(),
+            ring: ring.start(),
+        };
+        // The actors only run once this task yields, so they all see the
+        // addresses set here.
+        let _ = node.actors.set(actors);
+        log::info!(
+            "node {} listening on {} (cluster {:?})",
+            node.name(),
+            node.me.addr,
+            node.config.cluster
+        );
+        Ok(Flock {
+            node,
+            arbiters: Arc::new(arbiters),
+        })
+    }
+}
+
+impl Flock {
+    /// A builder for a node called `name` (e.g. `node1@127.0.0.1`).
+    pub fn builder(name: impl Into<String>) -> FlockBuilder {
+        FlockBuilder {
+            config: FlockConfig::new(name),
+            kinds: KindTable::default(),
+        }
+    }
+
+    /// This node's name.
+    pub fn name(&self) -> &str {
+        self.node.name()
+    }
+
+    /// The address this node listens on (with the real port).
+    pub fn listen_addr(&self) -> &str {
+        &self.node.me.addr
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &FlockConfig {
+        &self.node.config
+    }
+
+    fn actors(&self) -> Result<&Actors> {
+        if self.node.is_stopping() {
+            return Err(Error::Stopped);
+        }
+        self.node.actors().ok_or(Error::Stopped)
+    }
+
+    /// Records bird `name` of kind `T` in the registry and returns; the node
+    /// that owns the name starts it soon after.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is in the registry,
+    /// [`Error::Encode`] if `args` cannot be serialized, [`Error::Stopped`].
+    pub async fn start<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
+        let args = rmp_serde::to_vec(&args).map_err(|e| Error::Encode(e.to_string()))?;
+        let spec = BirdSpec {
+            kind: T::KIND.to_owned(),
+            args,
+        };
+        self.actors()?
+            .replica
+            .send(Insert {
+                name: name.into(),
+                spec,
+            })
+            .await
+            .map_err(|_| Error::Stopped)?
+    }
+
+    /// Removes bird `name` from the registry; the running instance stops soon
+    /// after, wherever it is.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the name is not in the registry, [`Error::Stopped`].
+    pub async fn stop(&self, name: &str) -> Result<()> {
+        self.actors()?
+            .replica
+            .send(Remove { name: name.into() })
+            .await
+            .map_err(|_| Error::Stopped)?
+    }
+
+    /// The address of bird `name` of kind `T` (whether or not it exists yet).
+    pub fn addr<T: BirdKind>(&self, name: &str) -> FlockAddr<T> {
+        FlockAddr::new(self.node.clone(), name)
+    }
+
+    /// The node that owns `name` in this node's view.
+    ///
+    /// # Errors
+    /// [`Error::NoNodes`] if no member can host birds.
+    pub fn owner_of(&self, name: &str) -> Result<String> {
+        Ok(self.node.view.load().placement.owner(name)?.to_string())
+    }
+
+    /// The members as this node sees them, this node first.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn members(&self) -> Result<Vec<MemberView>> {
+        self.actors()?
+            .ring
+            .send(Members)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Names and kinds of every bird in this node's replica of the registry.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn birds(&self) -> Result<Vec<(String, String)>> {
+        self.actors()?
+            .replica
+            .send(ListBirds)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Names of the birds running on this node.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn local_birds(&self) -> Result<Vec<String>> {
+        self.actors()?
+            .registry
+            .send(Running)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Leaves the cluster gracefully: this node drops out of placement, its
+    /// birds stop here and restart on their new owners, and once every peer
+    /// acknowledged (or after 10 s) the call returns. Then shut the node down.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn leave(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.actors()?.ring.do_send(Leave(tx));
+        match tokio::time::timeout(LEAVE_TIMEOUT, rx).await {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                log::warn!(
+                    "node {}: not every peer acknowledged the leave within {LEAVE_TIMEOUT:?}",
+                    self.name()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Stops the node: closes its links, stops its birds (they stay in the
+    /// registry, so their new owners restart them) and its arbiters.
+    pub fn shutdown(&self) {
+        if self.node.is_stopping() {
+            return;
+        }
+        self.node.set_stopping();
+        if let Some(actors) = self.node.actors() {
+            actors.ring.do_send(super::ring::Shutdown);
+            actors.registry.do_send(super::registry::Shutdown);
+        }
+        for arbiter in self.arbiters.iter() {
+            arbiter.stop();
+        }
+        log::info!("node {} stopped", self.name());
+    }
+
+    /// Whether this node hosts birds in its own current view.
+    pub fn is_host(&self) -> bool {
+        self.node
+            .view
+            .load()
+            .placement
+            .hosts()
+            .iter()
+            .any(|m| m.name == *self.node.name())
+    }
+
+    /// How many members are up, this node included.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn up_count(&self) -> Result<usize> {
+        Ok(self
+            .members()
+            .await?
+            .iter()
+            .filter(|m| m.status == MemberState::Up)
+            .count())
+    }
+}

@@ -1,0 +1,133 @@
+//! The messages the node's actors send each other.
+
+use super::peer::{Frame, Peer};
+use crate::core::anti_entropy::SyncMessage;
+use crate::core::crdt::{BirdSpec, NodeName, ReplicaId};
+use crate::core::membership::NodeInfo;
+use crate::error::Error;
+use crate::wire::message::{MemberInfo, Message, RemoteError};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+// ---- to the Ring ----
+
+/// A link completed its handshake.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LinkUp {
+    pub info: NodeInfo,
+    pub peer: Addr<Peer>,
+    pub link: u64,
+    pub dialed: Option<String>,
+}
+
+/// A link closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct LinkDown {
+    pub name: NodeName,
+    pub link: u64,
+}
+
+/// A frame arrived from this peer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Heard(pub NodeName);
+
+/// A peer listed the members it knows.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Gossip(pub Vec<MemberInfo>);
+
+/// A peer announced its graceful leave.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PeerLeft {
+    pub id: ReplicaId,
+    pub peer: Addr<Peer>,
+}
+
+/// This peer acknowledged our leave.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PeerLeftAck(pub NodeName);
+
+// ---- to the CrdtReplica ----
+
+/// Registry sync from a peer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SyncIn {
+    pub from: ReplicaId,
+    pub msg: SyncMessage,
+    pub peer: Addr<Peer>,
+}
+
+/// A peer acknowledged our deltas up to `seq`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SyncAcked {
+    pub from: ReplicaId,
+    pub seq: u64,
+}
+
+// ---- to the Registry ----
+
+/// Where the answer to a call goes.
+pub(crate) enum CallReply {
+    /// Back over a link, as a `Reply` frame.
+    Peer { peer: Addr<Peer>, id: u64 },
+    /// To a caller on this node.
+    Local(oneshot::Sender<Result<Vec<u8>, RemoteError>>),
+}
+
+impl CallReply {
+    pub(crate) fn send(self, result: Result<Vec<u8>, RemoteError>) {
+        match self {
+            CallReply::Peer { peer, id } => peer.do_send(Frame(Message::Reply { id, result })),
+            CallReply::Local(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+/// A call for a bird this node should run.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct InboundCall {
+    pub bird: Arc<str>,
+    pub kind: String,
+    pub tag: String,
+    pub payload: Vec<u8>,
+    pub timeout: Duration,
+    pub reply: CallReply,
+}
+
+/// A cast for a bird this node should run.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct InboundCast {
+    pub bird: Arc<str>,
+    pub kind: String,
+    pub tag: String,
+    pub payload: Vec<u8>,
+}
+
+/// The registry set changed: start, restart or stop birds accordingly.
+#[derive(Message, Default)]
+#[rtype(result = "()")]
+pub(crate) struct SetChanged {
+    pub upserts: Vec<(Arc<str>, BirdSpec)>,
+    pub removed: Vec<Arc<str>>,
+}
+
+/// The placement view changed: reconcile the local birds with it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ViewChanged;
+
+/// Result type of requests that can fail with the public error.
+pub(crate) type Reply<T> = Result<T, Error>;

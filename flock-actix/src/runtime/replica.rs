@@ -1,0 +1,264 @@
+//! The CrdtReplica actor: this node's copy of the registry set, and its
+//! anti-entropy with every peer.
+//!
+//! A thin shell around [`Replica`] and [`AntiEntropy`]: it applies local
+//! starts and stops as delta mutations, joins what peers send, acknowledges
+//! it, ships deltas (or full states) on a timer and right after a local
+//! change, and tells the Registry what changed.
+
+use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
+use super::node::{Node, View, wall_ms};
+use super::peer::Frame;
+use crate::core::anti_entropy::{AntiEntropy, SyncMessage};
+use crate::core::crdt::{BirdMap, BirdSpec, Changes, Replica, ReplicaId};
+use crate::error::Error;
+use crate::wire::message::Message;
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) struct CrdtReplica {
+    node: Arc<Node>,
+    replica: Replica,
+    sync: AntiEntropy,
+}
+
+impl CrdtReplica {
+    pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
+        let sync = AntiEntropy::new(node.config.anti_entropy.clone())?;
+        Ok(CrdtReplica {
+            replica: Replica::new(node.me.id.clone()),
+            sync,
+            node,
+        })
+    }
+
+    /// Sends whatever anti-entropy says is due.
+    fn flush(&mut self) {
+        let now = self.node.now_ms();
+        let links = self.node.links.load();
+        for (peer, msg) in self.sync.poll(now, self.replica.state()) {
+            let Some(link) = links.get(&peer.node) else {
+                continue;
+            };
+            link.do_send(Frame(match msg {
+                SyncMessage::Deltas {
+                    from_seq,
+                    to_seq,
+                    delta,
+                } => Message::SyncDeltas {
+                    from_seq,
+                    to_seq,
+                    delta,
+                },
+                SyncMessage::Full { seq, state } => Message::SyncFull { seq, state },
+            }));
+        }
+    }
+
+    /// Records a local mutation, tells the Registry, and ships it.
+    fn local(&mut self, delta: BirdMap, changed: SetChanged) {
+        self.sync.record(delta);
+        self.tell_registry(changed);
+        self.flush();
+    }
+
+    fn tell_registry(&self, changed: SetChanged) {
+        if changed.upserts.is_empty() && changed.removed.is_empty() {
+            return;
+        }
+        if let Some(actors) = self.node.actors() {
+            actors.registry.do_send(changed);
+        }
+    }
+
+    fn changes_to_set(&self, changes: Changes) -> SetChanged {
+        let state = self.replica.state();
+        let upserts = changes
+            .added
+            .into_iter()
+            .chain(changes.replaced)
+            .filter_map(|name| {
+                let spec = state.get(&name)?.clone();
+                Some((Arc::from(name), spec))
+            })
+            .collect();
+        let removed = changes.removed.into_iter().map(Arc::from).collect();
+        SetChanged { upserts, removed }
+    }
+}
+
+impl Actor for CrdtReplica {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let every = Duration::from_millis(self.node.config.anti_entropy.interval_ms);
+        ctx.run_interval(every, |act, _| act.flush());
+    }
+}
+
+/// Add a bird to the set (a `start`).
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub(crate) struct Insert {
+    pub name: Arc<str>,
+    pub spec: BirdSpec,
+}
+
+impl Handler<Insert> for CrdtReplica {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, Insert { name, spec }: Insert, _: &mut Context<Self>) -> Reply<()> {
+        if self.replica.state().contains(&name) {
+            return Err(Error::AlreadyExists {
+                name: name.to_string(),
+            });
+        }
+        let delta = self.replica.add(&name, spec.clone(), wall_ms());
+        self.local(
+            delta,
+            SetChanged {
+                upserts: vec![(name, spec)],
+                removed: vec![],
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Remove a bird from the set (a `stop`, or a bird that exited normally).
+#[derive(Message)]
+#[rtype(result = "Reply<()>")]
+pub(crate) struct Remove {
+    pub name: Arc<str>,
+}
+
+impl Handler<Remove> for CrdtReplica {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, Remove { name }: Remove, _: &mut Context<Self>) -> Reply<()> {
+        if !self.replica.state().contains(&name) {
+            return Err(Error::NotFound {
+                name: name.to_string(),
+            });
+        }
+        let delta = self.replica.remove(&name);
+        self.local(
+            delta,
+            SetChanged {
+                upserts: vec![],
+                removed: vec![name],
+            },
+        );
+        Ok(())
+    }
+}
+
+impl Handler<SyncIn> for CrdtReplica {
+    type Result = ();
+
+    fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
+        let (seq, changes) = match msg {
+            SyncMessage::Deltas { to_seq, delta, .. } => (to_seq, self.replica.join(&delta)),
+            SyncMessage::Full { seq, state } => (seq, self.replica.join(&state)),
+        };
+        log::trace!("joined sync from {} up to {seq}", from.node);
+        let changed = self.changes_to_set(changes);
+        self.tell_registry(changed);
+        peer.do_send(Frame(Message::SyncAck { seq }));
+    }
+}
+
+impl Handler<SyncAcked> for CrdtReplica {
+    type Result = ();
+
+    fn handle(&mut self, SyncAcked { from, seq }: SyncAcked, _: &mut Context<Self>) {
+        self.sync.on_ack(&from, seq);
+    }
+}
+
+/// A peer's link came up (new, reconnected or restarted).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PeerUp(pub ReplicaId);
+
+impl Handler<PeerUp> for CrdtReplica {
+    type Result = ();
+
+    fn handle(&mut self, PeerUp(id): PeerUp, _: &mut Context<Self>) {
+        self.sync.peer_up(&id);
+        self.flush();
+    }
+}
+
+/// A peer's link went down; `left` if it left the cluster for good.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PeerDown {
+    pub name: Arc<str>,
+    pub left: bool,
+}
+
+impl Handler<PeerDown> for CrdtReplica {
+    type Result = ();
+
+    fn handle(&mut self, PeerDown { name, left }: PeerDown, _: &mut Context<Self>) {
+        if left {
+            self.sync.forget_peer(&name);
+        } else {
+            self.sync.peer_down(&name);
+        }
+    }
+}
+
+/// The birds the given view assigns to this node, and the size of the set.
+#[derive(Message)]
+#[rtype(result = "(Vec<(Arc<str>, BirdSpec)>, usize)")]
+pub(crate) struct OwnedBy(pub Arc<View>);
+
+impl Handler<OwnedBy> for CrdtReplica {
+    type Result = MessageResult<OwnedBy>;
+
+    fn handle(&mut self, OwnedBy(view): OwnedBy, _: &mut Context<Self>) -> Self::Result {
+        let me = self.node.name();
+        let state = self.replica.state();
+        let owned = state
+            .iter()
+            .filter(|(name, _)| view.placement.owner(name).is_ok_and(|o| o == me))
+            .map(|(name, spec)| (Arc::from(name), spec.clone()))
+            .collect();
+        MessageResult((owned, state.len()))
+    }
+}
+
+/// Whether a bird is in the set, and its spec.
+#[derive(Message)]
+#[rtype(result = "Option<BirdSpec>")]
+pub(crate) struct Lookup(pub Arc<str>);
+
+impl Handler<Lookup> for CrdtReplica {
+    type Result = Option<BirdSpec>;
+
+    fn handle(&mut self, Lookup(name): Lookup, _: &mut Context<Self>) -> Option<BirdSpec> {
+        self.replica.state().get(&name).cloned()
+    }
+}
+
+/// Every bird name in the set, with its kind.
+#[derive(Message)]
+#[rtype(result = "Vec<(String, String)>")]
+pub(crate) struct ListBirds;
+
+impl Handler<ListBirds> for CrdtReplica {
+    type Result = MessageResult<ListBirds>;
+
+    fn handle(&mut self, _: ListBirds, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.replica
+                .state()
+                .iter()
+                .map(|(n, s)| (n.to_owned(), s.kind.clone()))
+                .collect(),
+        )
+    }
+}

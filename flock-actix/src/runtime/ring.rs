@@ -1,0 +1,452 @@
+//! The Ring actor: membership, links, and the placement table.
+//!
+//! A thin shell around [`Membership`]: it accepts and dials links, feeds
+//! their events to the state machine on a timer, carries out its effects
+//! (dial, heartbeat, close), and on every view change rebuilds the
+//! [`Placement`] table, publishes it for lock-free readers and tells the
+//! Registry to reconcile.
+
+use super::messages::{Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
+use super::node::{Links, Node, View};
+use super::peer::{Close, Frame, Peer};
+use super::replica::{PeerDown, PeerUp};
+use crate::core::crdt::NodeName;
+use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
+use crate::core::placement::Placement;
+use crate::net::Listener;
+use crate::wire::message::{MemberInfo, MemberStatus, Message};
+use actix::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+struct Link {
+    id: u64,
+    peer: Addr<Peer>,
+    /// The name of the node that dialled this link.
+    initiator: NodeName,
+}
+
+struct Leaving {
+    waiting: HashSet<NodeName>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+pub(crate) struct Ring {
+    node: Arc<Node>,
+    membership: Membership,
+    links: HashMap<NodeName, Link>,
+    listener: Option<Box<dyn Listener>>,
+    epoch: u64,
+    heartbeat_seq: u64,
+    leaving: Option<Leaving>,
+}
+
+impl Ring {
+    pub(crate) fn new(node: Arc<Node>, listener: Box<dyn Listener>) -> crate::Result<Self> {
+        let membership = Membership::new(
+            node.config.membership.clone(),
+            node.me.clone(),
+            node.config.seeds.clone(),
+        )?;
+        Ok(Ring {
+            node,
+            membership,
+            links: HashMap::new(),
+            listener: Some(listener),
+            epoch: 0,
+            heartbeat_seq: 0,
+            leaving: None,
+        })
+    }
+
+    fn publish_links(&self) {
+        let links: Links = self
+            .links
+            .iter()
+            .map(|(name, l)| (name.clone(), l.peer.clone()))
+            .collect();
+        self.node.links.store(Arc::new(links));
+    }
+
+    fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Dial(addr) => self.dial(addr, ctx),
+                Effect::Heartbeat(name) => {
+                    if let Some(link) = self.links.get(&name) {
+                        self.heartbeat_seq += 1;
+                        link.peer.do_send(Frame(Message::Heartbeat {
+                            seq: self.heartbeat_seq,
+                        }));
+                    }
+                }
+                Effect::Close(name) => {
+                    log::warn!(
+                        "node {} declares {name} down: silent for more than {} ms",
+                        self.node.name(),
+                        self.node.config.membership.down_after_ms
+                    );
+                    if let Some(link) = self.links.remove(&name) {
+                        link.peer.do_send(Close);
+                        self.publish_links();
+                    }
+                    self.peer_gone(&name);
+                }
+                Effect::ViewChanged => self.rebuild(),
+            }
+        }
+    }
+
+    fn peer_gone(&mut self, name: &NodeName) {
+        let left = self.membership.status(name) == Some(PeerStatus::Left);
+        if let Some(actors) = self.node.actors() {
+            actors.replica.do_send(PeerDown {
+                name: name.clone(),
+                left,
+            });
+        }
+        if let Some(leaving) = &mut self.leaving {
+            leaving.waiting.remove(name);
+        }
+        self.check_leave_done();
+    }
+
+    fn dial(&self, addr: String, ctx: &mut Context<Self>) {
+        let connect = self.node.config.network.connect(&addr);
+        let timeout = self.node.config.handshake_timeout;
+        let node = self.node.clone();
+        ctx.spawn(
+            async move { tokio::time::timeout(timeout, connect).await }
+                .into_actor(self)
+                .map(move |result, act, _| match result {
+                    Ok(Ok(stream)) => {
+                        Peer::start(node, stream, Some(addr));
+                    }
+                    Ok(Err(e)) => {
+                        log::debug!("dial {addr} failed: {e}");
+                        act.membership.dial_failed(&addr, act.node.now_ms());
+                    }
+                    Err(_) => {
+                        log::debug!("dial {addr} timed out");
+                        act.membership.dial_failed(&addr, act.node.now_ms());
+                    }
+                }),
+        );
+    }
+
+    fn rebuild(&mut self) {
+        let view = self.membership.view();
+        let placement = match Placement::new(self.node.config.shards, view) {
+            Ok(p) => p,
+            Err(e) => {
+                // Only reachable with invalid peer weights, which the
+                // handshake bounds; keep the previous table.
+                log::error!("cannot rebuild placement: {e}");
+                return;
+            }
+        };
+        self.epoch += 1;
+        let hosts: Vec<String> = placement
+            .hosts()
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect();
+        log::info!(
+            "node {} sees {} member(s) hosting birds: {}",
+            self.node.name(),
+            hosts.len(),
+            hosts.join(", ")
+        );
+        self.node.view.store(Arc::new(View {
+            epoch: self.epoch,
+            placement,
+        }));
+        if let Some(actors) = self.node.actors() {
+            actors.registry.do_send(ViewChanged);
+        }
+    }
+
+    fn accept_loop(&mut self, ctx: &mut Context<Self>) {
+        let Some(mut listener) = self.listener.take() else {
+            return;
+        };
+        let node = self.node.clone();
+        ctx.spawn(
+            async move {
+                loop {
+                    match listener.accept().await {
+                        Ok(stream) => {
+                            if node.is_stopping() {
+                                break;
+                            }
+                            Peer::start(node.clone(), stream, None);
+                        }
+                        Err(e) => {
+                            log::warn!("accept failed on {}: {e}", listener.local_addr());
+                            // Out of file descriptors and the like: back off
+                            // instead of spinning.
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn check_leave_done(&mut self) {
+        if let Some(leaving) = &mut self.leaving
+            && leaving.waiting.is_empty()
+            && let Some(done) = leaving.done.take()
+        {
+            let _ = done.send(());
+        }
+    }
+
+    fn member_infos(&self) -> Vec<MemberInfo> {
+        self.membership
+            .known()
+            .into_iter()
+            .map(|n| MemberInfo {
+                status: if n.id == self.node.me.id && self.membership.is_leaving() {
+                    MemberStatus::Leaving
+                } else {
+                    MemberStatus::Alive
+                },
+                id: n.id,
+                addr: n.addr,
+                weight: n.weight,
+            })
+            .collect()
+    }
+}
+
+impl Actor for Ring {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.accept_loop(ctx);
+        self.rebuild();
+        // Tick at twice the heartbeat rate so deadlines are met within half
+        // an interval.
+        let tick = Duration::from_millis((self.node.config.membership.heartbeat_ms / 2).max(1));
+        ctx.run_interval(tick, |act, ctx| {
+            let effects = act.membership.tick(act.node.now_ms());
+            act.apply(effects, ctx);
+        });
+        let effects = self.membership.tick(self.node.now_ms());
+        self.apply(effects, ctx);
+    }
+}
+
+impl Handler<LinkUp> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, up: LinkUp, ctx: &mut Context<Self>) {
+        let now = self.node.now_ms();
+        let me = self.node.name().clone();
+        let name = up.info.id.node.clone();
+        if let Some(addr) = &up.dialed {
+            self.membership.seed_reached(addr);
+        }
+        let initiator = if up.dialed.is_some() {
+            me
+        } else {
+            name.clone()
+        };
+        if let Some(existing) = self.links.get(&name) {
+            // Both nodes dialled each other: keep the link dialled by the
+            // smaller name, on both sides, so exactly one survives. A new
+            // link from the same initiator replaces the old one.
+            let keep_new = !existing.peer.connected() || initiator <= existing.initiator;
+            if !keep_new {
+                up.peer.do_send(Close);
+                return;
+            }
+        }
+        let (joined, effects) = self.membership.link_up(up.info.clone(), now);
+        if joined == Joined::Stale {
+            log::info!("refusing a stale incarnation of {name}");
+            up.peer.do_send(Close);
+            return;
+        }
+        if let Some(old) = self.links.insert(
+            name.clone(),
+            Link {
+                id: up.link,
+                peer: up.peer.clone(),
+                initiator,
+            },
+        ) {
+            old.peer.do_send(Close);
+        }
+        self.publish_links();
+        log::info!(
+            "node {} linked to {name} ({}, {joined:?})",
+            self.node.name(),
+            up.info.addr
+        );
+        up.peer.do_send(Frame(Message::Members {
+            members: self.member_infos(),
+        }));
+        if self.membership.is_leaving() {
+            up.peer.do_send(Frame(Message::Leave {
+                id: self.node.me.id.clone(),
+            }));
+        }
+        if let Some(actors) = self.node.actors() {
+            actors.replica.do_send(PeerUp(up.info.id));
+        }
+        self.apply(effects, ctx);
+    }
+}
+
+impl Handler<LinkDown> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, down: LinkDown, ctx: &mut Context<Self>) {
+        match self.links.get(&down.name) {
+            Some(link) if link.id == down.link => {}
+            // A replaced or already-closed link: nothing to do.
+            _ => return,
+        }
+        self.links.remove(&down.name);
+        self.publish_links();
+        log::info!("node {} lost its link to {}", self.node.name(), down.name);
+        let effects = self.membership.link_down(&down.name, self.node.now_ms());
+        self.peer_gone(&down.name);
+        self.apply(effects, ctx);
+    }
+}
+
+impl Handler<Heard> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, Heard(name): Heard, _: &mut Context<Self>) {
+        self.membership.heard_from(&name, self.node.now_ms());
+    }
+}
+
+impl Handler<Gossip> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, Gossip(members): Gossip, _: &mut Context<Self>) {
+        let infos = members
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .map(|m| NodeInfo {
+                id: m.id,
+                addr: m.addr,
+                weight: m.weight,
+            });
+        self.membership.gossip(infos, self.node.now_ms());
+    }
+}
+
+impl Handler<PeerLeft> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, PeerLeft { id, peer }: PeerLeft, ctx: &mut Context<Self>) {
+        log::info!("node {} leaves the cluster", id.node);
+        let effects = self.membership.peer_left(&id.node);
+        // Rebuild now (the effects hold ViewChanged), so the Registry starts
+        // the leaver's birds before we acknowledge.
+        self.apply(effects, ctx);
+        peer.do_send(Frame(Message::LeaveAck { id }));
+    }
+}
+
+impl Handler<PeerLeftAck> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, PeerLeftAck(from): PeerLeftAck, _: &mut Context<Self>) {
+        if let Some(leaving) = &mut self.leaving {
+            leaving.waiting.remove(&from);
+        }
+        self.check_leave_done();
+    }
+}
+
+/// Start leaving: drop out of the view, tell every peer, and resolve when
+/// every peer acknowledged (or its link went away).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Leave(pub oneshot::Sender<()>);
+
+impl Handler<Leave> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, Leave(done): Leave, ctx: &mut Context<Self>) {
+        let waiting: HashSet<NodeName> = self.links.keys().cloned().collect();
+        self.leaving = Some(Leaving {
+            waiting,
+            done: Some(done),
+        });
+        for link in self.links.values() {
+            link.peer.do_send(Frame(Message::Leave {
+                id: self.node.me.id.clone(),
+            }));
+        }
+        let effects = self.membership.leave();
+        self.apply(effects, ctx);
+        self.check_leave_done();
+    }
+}
+
+/// The members as this node sees them.
+#[derive(Message)]
+#[rtype(result = "Vec<crate::runtime::MemberView>")]
+pub(crate) struct Members;
+
+impl Handler<Members> for Ring {
+    type Result = MessageResult<Members>;
+
+    fn handle(&mut self, _: Members, _: &mut Context<Self>) -> Self::Result {
+        let me = &self.node.me;
+        let mut out = vec![crate::runtime::MemberView {
+            name: me.id.node.to_string(),
+            addr: me.addr.clone(),
+            weight: me.weight,
+            status: if self.membership.is_leaving() {
+                crate::runtime::MemberState::Leaving
+            } else {
+                crate::runtime::MemberState::Up
+            },
+            this_node: true,
+        }];
+        for info in self.membership.known().into_iter().skip(1) {
+            let status = match self.membership.status(&info.id.node) {
+                Some(PeerStatus::Up) => crate::runtime::MemberState::Up,
+                Some(PeerStatus::Left) => crate::runtime::MemberState::Left,
+                _ => crate::runtime::MemberState::Down,
+            };
+            out.push(crate::runtime::MemberView {
+                name: info.id.node.to_string(),
+                addr: info.addr,
+                weight: info.weight,
+                status,
+                this_node: false,
+            });
+        }
+        MessageResult(out)
+    }
+}
+
+/// Close every link and stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown;
+
+impl Handler<Shutdown> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        for (_, link) in self.links.drain() {
+            link.peer.do_send(Close);
+        }
+        self.publish_links();
+        ctx.stop();
+    }
+}
