@@ -58,14 +58,18 @@ async fn three_nodes_share_300_birds_and_owners_answer() {
     let birds = names("bird", 300);
     start_all(&nodes[0].flock, &birds).await;
     let flocks: Vec<&Flock> = nodes.iter().map(|n| &n.flock).collect();
-    wait_until(Duration::from_secs(10), "every replica to hold 300 birds", || async {
-        for f in &flocks {
-            if f.birds().await.unwrap().len() != 300 {
-                return false;
+    wait_until(
+        Duration::from_secs(10),
+        "every replica to hold 300 birds",
+        || async {
+            for f in &flocks {
+                if f.birds().await.unwrap().len() != 300 {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     // Calls through every node reach the owner, which reports itself.
     for f in &flocks {
@@ -74,7 +78,9 @@ async fn three_nodes_share_300_birds_and_owners_answer() {
         })
         .await;
     }
-    let per_node = instances(&flocks, &birds).await.expect("one instance per bird");
+    let per_node = instances(&flocks, &birds)
+        .await
+        .expect("one instance per bird");
     for (node, count) in per_node {
         let share = count as f64 / 300.0;
         assert!((0.20..=0.47).contains(&share), "{node} holds {share:.2}");
@@ -95,19 +101,25 @@ async fn killed_node_birds_answer_again_from_the_survivors() {
     let victim_name = victim.name();
     victim.kill();
     let survivors: Vec<&Flock> = nodes.iter().map(|n| &n.flock).collect();
-    wait_until(Duration::from_secs(10), "birds to answer from survivors", || async {
-        for f in &survivors {
-            if !all_answer_from_owner(f, &birds).await {
-                return false;
+    wait_until(
+        Duration::from_secs(10),
+        "birds to answer from survivors",
+        || async {
+            for f in &survivors {
+                if !all_answer_from_owner(f, &birds).await {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
     for b in &birds {
         assert_ne!(nodes[0].flock.owner_of(b).unwrap(), victim_name);
     }
-    let per_node = instances(&survivors, &birds).await.expect("none lost, none doubled");
+    let per_node = instances(&survivors, &birds)
+        .await
+        .expect("none lost, none doubled");
     assert_eq!(per_node.values().sum::<usize>(), 60);
 }
 
@@ -121,8 +133,15 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_birds() {
         all_answer_from_owner(&nodes[0].flock, &birds)
     })
     .await;
-    let before: Vec<String> = birds.iter().map(|b| nodes[0].flock.owner_of(b).unwrap()).collect();
-    nodes.push(TestNode::start("node4@127.0.0.1", vec![nodes[0].addr()], |b| b));
+    let before: Vec<String> = birds
+        .iter()
+        .map(|b| nodes[0].flock.owner_of(b).unwrap())
+        .collect();
+    nodes.push(TestNode::start(
+        "node4@127.0.0.1",
+        vec![nodes[0].addr()],
+        |b| b,
+    ));
     let flocks: Vec<&Flock> = nodes.iter().map(|n| &n.flock).collect();
     wait_until(Duration::from_secs(10), "4 nodes up everywhere", || async {
         for f in &flocks {
@@ -144,9 +163,11 @@ async fn a_fourth_node_takes_about_a_quarter_of_the_birds() {
         .count();
     let fraction = moved as f64 / 300.0;
     assert!((0.20..=0.30).contains(&fraction), "moved {fraction:.3}");
-    wait_until(Duration::from_secs(10), "exactly one instance each", || async {
-        instances(&flocks, &birds).await.is_some()
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "exactly one instance each",
+        || async { instances(&flocks, &birds).await.is_some() },
+    )
     .await;
 }
 
@@ -162,19 +183,23 @@ async fn graceful_leave_hands_birds_over_before_returning() {
     .await;
     let leaver = nodes.pop().unwrap();
     leaver.flock.leave().await.unwrap();
-    assert!(leaver.flock.local_birds().await.unwrap().is_empty() || {
-        // Stops are asynchronous; give the last ones a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        leaver.flock.local_birds().await.unwrap().is_empty()
-    });
+    assert!(
+        leaver.flock.local_birds().await.unwrap().is_empty() || {
+            // Stops are asynchronous; give the last ones a moment.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            leaver.flock.local_birds().await.unwrap().is_empty()
+        }
+    );
     for b in &birds {
         assert_ne!(nodes[0].flock.owner_of(b).unwrap(), leaver.name());
     }
     leaver.kill();
     let survivors: Vec<&Flock> = nodes.iter().map(|n| &n.flock).collect();
-    wait_until(Duration::from_secs(5), "birds to answer from the others", || {
-        all_answer_from_owner(survivors[1], &birds)
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "birds to answer from the others",
+        || all_answer_from_owner(survivors[1], &birds),
+    )
     .await;
 }
 
@@ -204,9 +229,11 @@ async fn a_client_node_routes_calls_but_hosts_nothing() {
     .await;
     let birds = names("routed", 30);
     start_all(&client.flock, &birds).await;
-    wait_until(Duration::from_secs(10), "owners to answer via the client", || {
-        all_answer_from_owner(&client.flock, &birds)
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "owners to answer via the client",
+        || all_answer_from_owner(&client.flock, &birds),
+    )
     .await;
     assert!(client.flock.local_birds().await.unwrap().is_empty());
     for b in &birds {

@@ -124,9 +124,20 @@ impl<T: BirdKind> FlockAddr<T> {
         {
             return match timeout_at(deadline, addr.send(msg)).await {
                 Err(_) | Ok(Err(MailboxError::Timeout)) => Err(self.timed_out(timeout)),
-                Ok(Err(MailboxError::Closed)) => Err(Error::BirdPanicked {
-                    name: self.name.to_string(),
-                }),
+                Ok(Err(MailboxError::Closed)) => {
+                    // The reply channel can close a moment before the
+                    // mailbox does; wait for the mailbox so the next call
+                    // sees the bird gone and waits for its restart.
+                    for _ in 0..50 {
+                        if !addr.connected() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(Error::BirdPanicked {
+                        name: self.name.to_string(),
+                    })
+                }
                 Ok(Ok(reply)) => Ok(reply),
             };
         }

@@ -234,6 +234,9 @@ impl Registry {
     fn dispatch(&mut self, name: &Arc<str>, waiter: Waiter, ctx: &mut Context<Self>) {
         let local = self.birds.get(name);
         match local.map(|l| (&l.state, &l.spec)) {
+            // Dead but its exit report is still on the way: the restart (or
+            // removal) it triggers serves the waiter.
+            Some((State::Running(bird), _)) if !bird.connected() => self.wait(name, waiter, ctx),
             Some((State::Running(bird), spec)) => {
                 let (kind, tag, payload) = match &waiter {
                     Waiter::Call {
@@ -453,8 +456,11 @@ impl Handler<BirdExited> for Registry {
             State::Stopping => {
                 let then = local.then_start.take();
                 self.birds.remove(&name);
-                if let Some(spec) = then {
-                    self.start(name, spec, ctx);
+                match then {
+                    Some(spec) => self.start(name, spec, ctx),
+                    // Calls that waited on the stopping instance learn that
+                    // the bird is gone or moved.
+                    None => self.serve_waiters(&name, ctx),
                 }
             }
             State::Running(_) if exit.panicked => {
