@@ -240,3 +240,37 @@ async fn a_client_node_routes_calls_but_hosts_nothing() {
         assert_ne!(client.flock.owner_of(b).unwrap(), "call@127.0.0.1");
     }
 }
+
+#[actix_rt::test]
+async fn casts_and_calls_to_a_remote_bird_arrive_in_order() {
+    init_logs();
+    let nodes = cluster(2).await;
+    // Find a name that node2 owns, and talk to it through node1.
+    let name = (0..)
+        .map(|i| format!("remote-counter:{i}"))
+        .find(|n| nodes[0].flock.owner_of(n).unwrap() == "node2@127.0.0.1")
+        .unwrap();
+    nodes[0].flock.start::<Echo>(&name, 0).await.unwrap();
+    let bird = nodes[0].flock.addr::<Echo>(&name);
+    assert_eq!(bird.send(Where).await.unwrap(), "node2@127.0.0.1");
+    for i in 1..=200 {
+        bird.do_send(Add(i));
+    }
+    // The call travels the same link after the casts: it sees all of them.
+    assert_eq!(bird.send(Get).await.unwrap(), 200 * 201 / 2);
+}
+
+#[actix_rt::test]
+async fn the_same_cluster_works_over_the_in_memory_network() {
+    init_logs();
+    let network = std::sync::Arc::new(flock_actix::net::MemoryNetwork::new());
+    let nodes = cluster_with(3, move |b| b.network(network.clone())).await;
+    let birds = names("memory", 30);
+    start_all(&nodes[1].flock, &birds).await;
+    for n in &nodes {
+        wait_until(Duration::from_secs(10), "owners to answer", || {
+            all_answer_from_owner(&n.flock, &birds)
+        })
+        .await;
+    }
+}

@@ -11,12 +11,20 @@
 //!     whom (deltas or full state), acknowledgements, buffer trimming.
 //!   - [`core::handshake`]: the cookie handshake between two nodes, a
 //!     state machine with numbered steps and HMAC-SHA256 proofs.
+//!   - [`core::membership`]: who is up: links, heartbeats, gossip, leave.
+//!   - [`core::supervision`]: restart delays for birds that panic.
 //! - [`wire`]: everything nodes say to each other:
 //!   - [`wire::message`]: the one [`wire::Message`] enum and its versioned
 //!     rmp-serde encoding;
 //!   - [`wire::codec`]: the length-delimited frame codec with size limits
 //!     (smaller before authentication).
+//! - [`net`]: the [`net::Network`] trait: TCP, in-memory, fault-injecting.
+//! - [`runtime`]: the actors of a node around the cores — [`Flock`] (the
+//!   handle), [`FlockAddr`] (a bird by name), and the Ring, CrdtReplica,
+//!   Registry and per-link Peer actors.
+//! - [`bird`]: the [`Bird`] trait and what `#[flock_bird]` implements.
 //! - [`error`]: the one public [`Error`] enum.
+//! - [`prelude`]: the one import a bird author needs.
 
 pub mod bird;
 pub mod core;
@@ -45,3 +53,8 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
 }
 pub use flock_actix_macros::flock_bird;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
