@@ -4,52 +4,8 @@
 mod support;
 
 use flock_actix::prelude::*;
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use support::*;
-
-fn names(prefix: &str, n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}:{i}")).collect()
-}
-
-async fn start_all(flock: &Flock, names: &[String]) {
-    for n in names {
-        flock.start::<Echo>(n, 0).await.unwrap();
-    }
-}
-
-/// Every bird answers `Where` with the owner in `via`'s view.
-async fn all_answer_from_owner(via: &Flock, names: &[String]) -> bool {
-    for n in names {
-        let Ok(owner) = via.owner_of(n) else {
-            return false;
-        };
-        let got = via
-            .addr::<Echo>(n)
-            .send_timeout(Where, Duration::from_secs(2))
-            .await;
-        if got.as_deref() != Ok(owner.as_str()) {
-            return false;
-        }
-    }
-    true
-}
-
-/// How many birds run on each node; `None` if a name runs twice or is missing.
-async fn instances(nodes: &[&Flock], names: &[String]) -> Option<HashMap<String, usize>> {
-    let mut seen = HashSet::new();
-    let mut per_node = HashMap::new();
-    for f in nodes {
-        let local = f.local_birds().await.ok()?;
-        per_node.insert(f.name().to_owned(), local.len());
-        for b in local {
-            if !seen.insert(b) {
-                return None;
-            }
-        }
-    }
-    (seen.len() == names.len() && names.iter().all(|n| seen.contains(n))).then_some(per_node)
-}
 
 #[actix_rt::test]
 async fn three_nodes_share_300_birds_and_owners_answer() {

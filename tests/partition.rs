@@ -30,42 +30,14 @@ async fn partitionable(n: usize) -> Partitioned {
     Partitioned { nodes, faults }
 }
 
-fn names(prefix: &str, n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}:{i}")).collect()
-}
-
 async fn up_count_is(f: &Flock, n: usize) -> bool {
     f.up_count().await.unwrap_or(0) == n
 }
 
-/// Every name answers through `via`, from the owner in `via`'s view.
-async fn served_by_owners(via: &Flock, names: &[String]) -> bool {
-    for n in names {
-        let Ok(owner) = via.owner_of(n) else {
-            return false;
-        };
-        let r = via
-            .addr::<Echo>(n)
-            .send_timeout(Where, Duration::from_secs(1))
-            .await;
-        if r.as_deref() != Ok(owner.as_str()) {
-            return false;
-        }
-    }
-    true
-}
-
 /// Each name runs exactly once across `nodes`.
 async fn exactly_one_instance(nodes: &[TestNode], names: &[String]) -> bool {
-    let mut seen = HashSet::new();
-    for n in nodes {
-        for b in n.flock.local_birds().await.unwrap_or_default() {
-            if !seen.insert(b) {
-                return false;
-            }
-        }
-    }
-    names.iter().all(|n| seen.contains(n)) && seen.len() == names.len()
+    let flocks: Vec<&Flock> = nodes.iter().map(|n| &n.flock).collect();
+    instances(&flocks, names).await.is_some()
 }
 
 #[actix_rt::test]
@@ -76,7 +48,7 @@ async fn both_sides_of_a_partition_serve_every_bird_and_healing_leaves_one() {
         p.nodes[0].flock.start::<Echo>(b, 0).await.unwrap();
     }
     wait_until(Duration::from_secs(10), "owners to answer", || {
-        served_by_owners(&p.nodes[0].flock, &birds)
+        all_answer_from_owner(&p.nodes[0].flock, &birds)
     })
     .await;
 
@@ -96,7 +68,7 @@ async fn both_sides_of_a_partition_serve_every_bird_and_healing_leaves_one() {
         wait_until(
             Duration::from_secs(10),
             "a side to serve every bird",
-            || served_by_owners(side, &birds),
+            || all_answer_from_owner(side, &birds),
         )
         .await;
     }
@@ -120,7 +92,7 @@ async fn both_sides_of_a_partition_serve_every_bird_and_healing_leaves_one() {
     )
     .await;
     for n in &p.nodes {
-        assert!(served_by_owners(&n.flock, &birds).await);
+        assert!(all_answer_from_owner(&n.flock, &birds).await);
     }
 }
 

@@ -3,7 +3,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use flock_actix::prelude::*;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -241,4 +240,50 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
-pub type Shared<T> = Arc<T>;
+/// `prefix:1` .. `prefix:n`.
+pub fn names(prefix: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{prefix}:{i}")).collect()
+}
+
+/// Starts an `Echo` bird for every name through `flock`.
+pub async fn start_all(flock: &Flock, names: &[String]) {
+    for n in names {
+        flock.start::<Echo>(n, 0).await.unwrap();
+    }
+}
+
+/// Every bird answers `Where` through `via`, from the owner in `via`'s view.
+pub async fn all_answer_from_owner(via: &Flock, names: &[String]) -> bool {
+    for n in names {
+        let Ok(owner) = via.owner_of(n) else {
+            return false;
+        };
+        let got = via
+            .addr::<Echo>(n)
+            .send_timeout(Where, Duration::from_secs(1))
+            .await;
+        if got.as_deref() != Ok(owner.as_str()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// How many birds run on each node, if every name runs exactly once.
+pub async fn instances(
+    nodes: &[&Flock],
+    names: &[String],
+) -> Option<std::collections::HashMap<String, usize>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut per_node = std::collections::HashMap::new();
+    for f in nodes {
+        let local = f.local_birds().await.ok()?;
+        per_node.insert(f.name().to_owned(), local.len());
+        for b in local {
+            if !seen.insert(b) {
+                return None;
+            }
+        }
+    }
+    (seen.len() == names.len() && names.iter().all(|n| seen.contains(n))).then_some(per_node)
+}
