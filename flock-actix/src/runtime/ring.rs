@@ -12,7 +12,7 @@ use super::peer::{Close, Frame, Peer};
 use super::replica::{PeerDown, PeerUp};
 use crate::core::crdt::NodeName;
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
-use crate::core::placement::Placement;
+use crate::core::placement::{MAX_WEIGHT, Placement};
 use crate::net::Listener;
 use crate::wire::message::{MemberInfo, MemberStatus, Message};
 use actix::prelude::*;
@@ -250,6 +250,14 @@ impl Handler<LinkUp> for Ring {
         let name = up.info.id.node.clone();
         if let Some(addr) = &up.dialed {
             self.membership.seed_reached(addr);
+        }
+        if up.info.weight > MAX_WEIGHT {
+            log::error!(
+                "refusing {name}: weight {} is above the maximum {MAX_WEIGHT}",
+                up.info.weight
+            );
+            up.peer.do_send(Close);
+            return;
         }
         let initiator = if up.dialed.is_some() {
             me
