@@ -34,7 +34,10 @@ impl Bird for Sink {
     fn hatch(_: &str, args: u64) -> Self {
         HATCHED.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Sink { n: args, bird: true }
+        Sink {
+            n: args,
+            bird: true,
+        }
     }
 }
 

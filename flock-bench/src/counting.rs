@@ -79,8 +79,8 @@ impl Counting {
         let mut at = 0;
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         while self.pending.len() - at >= 4 {
-            let len = u32::from_be_bytes(self.pending[at..at + 4].try_into().unwrap_or([0; 4]))
-                as usize;
+            let len =
+                u32::from_be_bytes(self.pending[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
             if self.pending.len() - at < 4 + len {
                 break;
             }

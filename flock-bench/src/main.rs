@@ -215,6 +215,9 @@ fn main() {
         append_json(&rows);
         all.extend(rows);
     }
-    println!("\n==== summary ({:.0}s) ====", start.elapsed().as_secs_f64());
+    println!(
+        "\n==== summary ({:.0}s) ====",
+        start.elapsed().as_secs_f64()
+    );
     print_table(&all);
 }

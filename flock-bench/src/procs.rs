@@ -29,16 +29,25 @@ pub struct Child {
 
 impl Child {
     /// Starts `flock-bench <args>`, pinned to `cpus` (a `taskset -c` list)
-    /// if given, and waits (at most 15 s) for its `LISTEN <addr>` line.
+    /// if given, and waits (at most 60 s) for its `LISTEN <addr>` line.
     pub fn spawn(name: &str, args: &[String], cpus: Option<&str>) -> Child {
         let exe = std::env::current_exe().expect("own executable");
-        let mut cmd = match cpus {
-            Some(c) if has_taskset() => {
+        // FLOCK_BENCH_WRAP="valgrind --tool=callgrind" runs children under
+        // a profiler (or any other wrapper command).
+        let wrap = std::env::var("FLOCK_BENCH_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let mut cmd = match (wrap.next(), cpus) {
+            (Some(w), _) => {
+                let mut cmd = Command::new(w);
+                cmd.args(wrap).arg(exe);
+                cmd
+            }
+            (None, Some(c)) if has_taskset() => {
                 let mut cmd = Command::new("taskset");
                 cmd.arg("-c").arg(c).arg(exe);
                 cmd
             }
-            _ => Command::new(exe),
+            (None, _) => Command::new(exe),
         };
         cmd.args(args)
             .stdin(Stdio::piped())
@@ -62,7 +71,7 @@ impl Child {
             listen: String::new(),
             name: name.to_owned(),
         };
-        let l = child.expect("LISTEN ", Duration::from_secs(15));
+        let l = child.expect("LISTEN ", Duration::from_secs(60));
         child.listen = l;
         child
     }

@@ -62,7 +62,9 @@ async fn serve(mut s: TcpStream) {
                 Err(_) => return,
             };
             match msg {
-                Message::Call { id, msg, payload, .. } => {
+                Message::Call {
+                    id, msg, payload, ..
+                } => {
                     // Decode the request and encode the reply like a bird
                     // dispatch would.
                     let reply = if msg == "Count" {
@@ -235,7 +237,11 @@ impl RawClient {
         self.flush().await;
         let after = self.count().await;
         let el = t.elapsed().as_secs_f64();
-        assert_eq!(after - before, total as u64, "raw server counted every cast");
+        assert_eq!(
+            after - before,
+            total as u64,
+            "raw server counted every cast"
+        );
         total as f64 / el
     }
 
