@@ -129,6 +129,17 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         self.stdin.take();
+        // Under a profiler, let the child exit on its own (stdin closed) so
+        // it can write its profile; otherwise kill it at once.
+        if std::env::var_os("FLOCK_BENCH_WRAP").is_some() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.proc.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.proc.kill();
         // SIGKILL cannot be ignored; a stopped process dies too.
         let deadline = Instant::now() + Duration::from_secs(5);
