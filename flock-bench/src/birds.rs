@@ -1,0 +1,78 @@
+//! The benchmark bird and its messages, and process-wide counters that a
+//! child node reports to the parent over its stdin/stdout pipe.
+
+use flock_actix::prelude::*;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Birds hatched in this process.
+pub static HATCHED: AtomicU64 = AtomicU64::new(0);
+/// Birds alive in this process (hatched minus stopped).
+pub static LIVE: AtomicI64 = AtomicI64::new(0);
+/// Casts handled in this process.
+pub static CASTS: AtomicU64 = AtomicU64::new(0);
+
+/// A bird that answers pings and counts casts.
+#[flock_bird(kind = "bench.Sink", messages(Ping, Cast32))]
+pub struct Sink {
+    /// Counted casts (also answers `Ping`).
+    pub n: u64,
+    /// Whether this instance was hatched by flock (counted in `LIVE`).
+    pub bird: bool,
+}
+
+impl Actor for Sink {
+    type Context = Context<Self>;
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.bird {
+            LIVE.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Bird for Sink {
+    type Args = u64;
+    fn hatch(_: &str, args: u64) -> Self {
+        HATCHED.fetch_add(1, Ordering::Relaxed);
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        Sink {
+            n: args,
+            bird: true,
+        }
+    }
+}
+
+/// Answered with the cast count.
+#[derive(Message, Serialize, Deserialize, Clone, Copy)]
+#[rtype(result = "u64")]
+pub struct Ping;
+
+impl Handler<Ping> for Sink {
+    type Result = u64;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> u64 {
+        self.n
+    }
+}
+
+/// A 32-byte one-way message.
+#[derive(Message, Serialize, Deserialize, Clone)]
+#[rtype(result = "()")]
+pub struct Cast32(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl Handler<Cast32> for Sink {
+    type Result = ();
+    fn handle(&mut self, _: Cast32, _: &mut Context<Self>) {
+        self.n += 1;
+        CASTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// This process's resident set size in bytes (from /proc/self/statm).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}

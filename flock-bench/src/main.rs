@@ -1,0 +1,223 @@
+//! flock-bench: measures flock-actix against baselines measured in the same
+//! run. `cargo run --release -p flock-bench -- [NAME|all|list]`.
+//!
+//! Cluster benchmarks start real node processes on 127.0.0.1 by re-running
+//! this binary with a hidden subcommand (`__node`, `__raw`, `__mem_actix`).
+
+mod benches;
+mod birds;
+mod counting;
+mod procs;
+mod raw;
+
+use serde_json::json;
+use std::io::Write;
+
+/// One measured figure.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub bench: String,
+    pub value: f64,
+    pub unit: String,
+    pub baseline: String,
+    pub baseline_value: Option<f64>,
+    pub ratio: Option<f64>,
+    pub runs: Vec<f64>,
+    pub baseline_runs: Vec<f64>,
+    pub target: String,
+    pub met: Option<bool>,
+    pub extra: serde_json::Value,
+    pub note: String,
+}
+
+impl Row {
+    pub fn new(bench: &str, unit: &str, runs: Vec<f64>) -> Row {
+        Row {
+            bench: bench.into(),
+            value: median(&runs),
+            unit: unit.into(),
+            baseline: String::new(),
+            baseline_value: None,
+            ratio: None,
+            runs,
+            baseline_runs: Vec::new(),
+            target: String::new(),
+            met: None,
+            extra: json!({}),
+            note: String::new(),
+        }
+    }
+
+    pub fn baseline(mut self, name: &str, runs: Vec<f64>) -> Row {
+        let b = median(&runs);
+        self.baseline = name.into();
+        self.baseline_value = Some(b);
+        self.ratio = Some(self.value / b);
+        self.baseline_runs = runs;
+        self
+    }
+
+    pub fn target(mut self, target: &str, met: bool) -> Row {
+        self.target = target.into();
+        self.met = Some(met);
+        self
+    }
+
+    pub fn extra(mut self, extra: serde_json::Value) -> Row {
+        self.extra = extra;
+        self
+    }
+
+    pub fn note(mut self, note: &str) -> Row {
+        self.note = note.into();
+        self
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let (mn, md, mx) = stats(&self.runs);
+        let (bmn, bmd, bmx) = stats(&self.baseline_runs);
+        json!({
+            "bench": self.bench,
+            "value": self.value,
+            "unit": self.unit,
+            "baseline": if self.baseline.is_empty() { None } else { Some(&self.baseline) },
+            "baseline_value": self.baseline_value,
+            "ratio": self.ratio,
+            "runs": self.runs.len(),
+            "min": mn, "median": md, "max": mx,
+            "samples": self.runs,
+            "baseline_min": self.baseline_value.map(|_| bmn),
+            "baseline_median": self.baseline_value.map(|_| bmd),
+            "baseline_max": self.baseline_value.map(|_| bmx),
+            "baseline_samples": self.baseline_runs,
+            "target": self.target,
+            "met": self.met,
+            "extra": self.extra,
+            "note": self.note,
+            "unix_time": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        })
+    }
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    stats(v).1
+}
+
+/// (min, median, max); NaN for an empty slice.
+pub fn stats(v: &[f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN, f64::NAN);
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = if s.len() % 2 == 1 {
+        s[s.len() / 2]
+    } else {
+        (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0
+    };
+    (s[0], m, s[s.len() - 1])
+}
+
+fn fmt(v: f64) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else if v.abs() >= 1e6 {
+        format!("{:.3}M", v / 1e6)
+    } else if v.abs() >= 1e4 {
+        format!("{:.1}k", v / 1e3)
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<34} {:>10} {:>8} {:>22} {:>10} {:>7} {:>26} {:>5}",
+        "bench", "value", "unit", "min/max", "baseline", "ratio", "target", "met"
+    );
+    for r in rows {
+        let (mn, _, mx) = stats(&r.runs);
+        println!(
+            "{:<34} {:>10} {:>8} {:>22} {:>10} {:>7} {:>26} {:>5}",
+            r.bench,
+            fmt(r.value),
+            r.unit,
+            format!("{}/{}", fmt(mn), fmt(mx)),
+            r.baseline_value.map_or("-".into(), fmt),
+            r.ratio.map_or("-".into(), |x| format!("{x:.2}")),
+            r.target,
+            r.met.map_or("-", |m| if m { "yes" } else { "NO" }),
+        );
+    }
+}
+
+fn append_json(rows: &[Row]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/flock-bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("results.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open results.jsonl");
+    for r in rows {
+        writeln!(f, "{}", r.json()).expect("write results");
+    }
+    eprintln!("appended {} rows to {}", rows.len(), path.display());
+}
+
+fn main() {
+    env_logger::builder()
+        .filter_level(log::LevelFilter::Error)
+        .parse_env("RUST_LOG")
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().map_or("all", String::as_str);
+    match what {
+        "__node" => return benches::node_main(&args[1..]),
+        "__raw" => return raw::server_main(),
+        "__mem_actix" => return benches::mem_actix_main(&args[1..]),
+        _ => {}
+    }
+    let names = benches::NAMES;
+    if what == "list" {
+        for n in names {
+            println!("{n}");
+        }
+        return;
+    }
+    let selected: Vec<&str> = if what == "all" {
+        names.to_vec()
+    } else {
+        args.iter()
+            .map(String::as_str)
+            .filter(|a| {
+                let ok = names.contains(a);
+                if !ok {
+                    eprintln!("unknown benchmark {a:?}; try `list`");
+                }
+                ok
+            })
+            .collect()
+    };
+    let start = std::time::Instant::now();
+    let mut all = Vec::new();
+    for name in selected {
+        eprintln!("== {name} ({:.0}s so far)", start.elapsed().as_secs_f64());
+        let t = std::time::Instant::now();
+        let rows = benches::run(name);
+        eprintln!("   {name} took {:.1}s", t.elapsed().as_secs_f64());
+        print_table(&rows);
+        append_json(&rows);
+        all.extend(rows);
+    }
+    println!(
+        "\n==== summary ({:.0}s) ====",
+        start.elapsed().as_secs_f64()
+    );
+    print_table(&all);
+}
