@@ -226,3 +226,28 @@ async fn a_call_times_out_within_its_deadline() {
     );
     assert!(t.elapsed() < Duration::from_millis(200));
 }
+
+#[actix_rt::test]
+async fn start_many_records_every_bird_and_reports_duplicates() {
+    let n = node();
+    n.flock.start::<Echo>("dup", 0).await.unwrap();
+    let birds = (0..500)
+        .map(|i| (format!("many:{i}"), i))
+        .chain([("dup".to_owned(), 0)]);
+    let results = n.flock.start_many::<Echo>(birds).await.unwrap();
+    assert_eq!(results.len(), 501);
+    assert!(results[..500].iter().all(Result::is_ok));
+    assert_eq!(
+        results[500],
+        Err(Error::AlreadyExists { name: "dup".into() })
+    );
+    assert_eq!(
+        n.flock.addr::<Echo>("many:499").send(Get).await.unwrap(),
+        499
+    );
+    wait_until(Duration::from_secs(5), "all 501 birds running", || {
+        let f = n.flock.clone();
+        async move { f.local_birds().await.unwrap().len() == 501 }
+    })
+    .await;
+}

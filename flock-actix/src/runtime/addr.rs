@@ -2,7 +2,7 @@
 
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
-use super::peer::{Frame, OutCall};
+use super::peer::{Frame, OutCall, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
 use crate::bird::{Accepts, BirdKind, Wire};
@@ -30,6 +30,8 @@ pub struct FlockAddr<T: BirdKind> {
     shard: u32,
     /// `(view epoch, address)` of the bird when it last ran on this node.
     local: Arc<Mutex<Cached<T>>>,
+    /// `(view epoch, link)` to the owner when it last was another node.
+    link: Arc<Mutex<Cached<Peer>>>,
     _kind: PhantomData<fn() -> T>,
 }
 
@@ -40,6 +42,7 @@ impl<T: BirdKind> Clone for FlockAddr<T> {
             name: self.name.clone(),
             shard: self.shard,
             local: self.local.clone(),
+            link: self.link.clone(),
             _kind: PhantomData,
         }
     }
@@ -54,8 +57,9 @@ impl<T: BirdKind> std::fmt::Debug for FlockAddr<T> {
     }
 }
 
-/// `(view epoch, address)` of a bird running on this node.
-type Cached<T> = Option<(u64, Addr<T>)>;
+/// `(view epoch, address)`: of the bird when it runs on this node, or of the
+/// link to its owner when that is another node.
+type Cached<A> = Option<(u64, Addr<A>)>;
 
 enum Outcome {
     Done(Vec<u8>),
@@ -71,6 +75,7 @@ impl<T: BirdKind> FlockAddr<T> {
             name: name.into(),
             shard,
             local: Arc::default(),
+            link: Arc::default(),
             _kind: PhantomData,
         }
     }
@@ -141,7 +146,7 @@ impl<T: BirdKind> FlockAddr<T> {
                 Ok(Ok(reply)) => Ok(reply),
             };
         }
-        let payload = rmp_serde::to_vec(&msg).map_err(|e| Error::Encode(e.to_string()))?;
+        let payload = encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
         let reply = self
             .call(<T as Accepts<M>>::TAG, payload, deadline, timeout)
             .await?;
@@ -166,7 +171,7 @@ impl<T: BirdKind> FlockAddr<T> {
         if let Some(addr) = self.cached() {
             return addr.do_send(msg);
         }
-        let payload = match rmp_serde::to_vec(&msg) {
+        let payload = match encode(&msg) {
             Ok(p) => p,
             Err(e) => return log::warn!("cast to bird {} not sent: {e}", self.name),
         };
@@ -182,7 +187,7 @@ impl<T: BirdKind> FlockAddr<T> {
                     });
                 }
             }
-            Ok(false) => match self.owner().ok().and_then(|o| self.node.link(&o)) {
+            Ok(false) => match self.owner_link() {
                 Some(peer) => peer.do_send(Frame(WireMessage::Cast {
                     bird: self.name.to_string(),
                     kind: T::KIND.to_owned(),
@@ -196,6 +201,22 @@ impl<T: BirdKind> FlockAddr<T> {
             },
             Err(e) => log::warn!("cast to bird {} dropped: {e}", self.name),
         }
+    }
+
+    /// The link to the owner (another node), cached per view epoch.
+    fn owner_link(&self) -> Option<Addr<Peer>> {
+        let view = self.node.view.load();
+        let mut cache = self.link.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((epoch, peer)) = &*cache
+            && *epoch == view.epoch
+            && peer.connected()
+        {
+            return Some(peer.clone());
+        }
+        let owner = view.placement.owner_of_shard(self.shard).ok()?;
+        let peer = self.node.link(owner)?;
+        *cache = Some((view.epoch, peer.clone()));
+        Some(peer)
     }
 
     fn owned_here(&self) -> Result<bool> {
@@ -294,7 +315,7 @@ impl<T: BirdKind> FlockAddr<T> {
                 reply: CallReply::Local(tx),
             });
         } else {
-            let Some(peer) = self.node.link(&owner) else {
+            let Some(peer) = self.owner_link() else {
                 // Not sent: safe to retry once the view settles.
                 return Outcome::Retry(Error::Unreachable { node: owner });
             };
@@ -354,4 +375,11 @@ impl<T: BirdKind> FlockAddr<T> {
             other => Error::Remote(other.to_string()),
         }
     }
+}
+
+/// Encodes a message or reply into a buffer sized for small messages.
+fn encode<M: serde::Serialize>(msg: &M) -> std::result::Result<Vec<u8>, rmp_serde::encode::Error> {
+    let mut buf = Vec::with_capacity(64);
+    rmp_serde::encode::write(&mut buf, msg)?;
+    Ok(buf)
 }

@@ -124,6 +124,6 @@ impl FlockConfig {
         self.membership.validate()?;
         self.anti_entropy.validate()?;
         self.backoff.validate()?;
-        crate::core::placement::JumpGuard::new(self.shards).map(|_| ())
+        crate::core::placement::shard_of_hash(0, self.shards).map(|_| ())
     }
 }

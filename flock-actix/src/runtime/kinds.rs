@@ -48,7 +48,7 @@ type ProbeFn = fn(&dyn Any) -> bool;
 
 /// A running bird of some kind.
 pub(crate) struct LocalBird {
-    addr: Box<dyn Any + Send>,
+    addr: Box<dyn Any + Send + Sync>,
     call: CallFn,
     cast: CastFn,
     stop: ProbeFn,

@@ -10,6 +10,7 @@
 
 mod addr;
 mod config;
+mod directory;
 mod flock;
 mod kinds;
 mod messages;

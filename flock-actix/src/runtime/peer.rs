@@ -8,6 +8,7 @@
 //! waiting here). Outgoing calls are tracked here so that a lost link fails
 //! them at once instead of letting them wait for their deadline.
 
+use super::directory::Directory;
 use super::messages::{
     CallReply, Gossip, Heard, InboundCall, InboundCast, LinkDown, LinkUp, PeerLeft, PeerLeftAck,
     SyncAcked, SyncIn,
@@ -51,6 +52,7 @@ pub(crate) type ReplyTx = oneshot::Sender<Result<Vec<u8>, RemoteError>>;
 
 pub(crate) struct Peer {
     node: Arc<Node>,
+    directory: Directory,
     link: u64,
     auth: Auth,
     /// The address this node dialled, if it initiated the link.
@@ -65,7 +67,12 @@ pub(crate) struct Peer {
 impl Peer {
     /// Starts a link over `stream`; `dialed` is the address this node
     /// dialled (it then initiates the handshake), `None` for accepted links.
-    pub(crate) fn start(node: Arc<Node>, stream: BoxStream, dialed: Option<String>) -> Addr<Peer> {
+    pub(crate) fn start(
+        node: Arc<Node>,
+        directory: Directory,
+        stream: BoxStream,
+        dialed: Option<String>,
+    ) -> Addr<Peer> {
         Peer::create(move |ctx| {
             let (read, write) = tokio::io::split(stream);
             let read_limit = Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME));
@@ -95,6 +102,7 @@ impl Peer {
             };
             Peer {
                 node,
+                directory,
                 link: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
                 auth,
                 dialed,
@@ -261,28 +269,52 @@ impl Peer {
                 payload,
                 timeout_ms,
                 forwarded: _,
-            } => actors.registry.do_send(InboundCall {
-                bird: bird.into(),
-                kind,
-                tag: msg,
-                payload,
-                timeout: Duration::from_millis(u64::from(timeout_ms)),
-                reply: CallReply::Peer {
-                    peer: ctx.address(),
-                    id,
+            } => match self.directory.get(&bird, &kind) {
+                // Running here: straight to the bird, answered from here.
+                Some(running) => match running.bird.call(&msg, &payload) {
+                    Err(e) => self.write(Message::Reply { id, result: Err(e) }),
+                    Ok(reply) => {
+                        ctx.spawn(reply.into_actor(self).map(move |result, act, _| {
+                            let result = result.map_err(|e| match e {
+                                RemoteError::BirdPanicked { .. } => {
+                                    RemoteError::BirdPanicked { bird }
+                                }
+                                other => other,
+                            });
+                            act.write(Message::Reply { id, result });
+                        }));
+                    }
                 },
-            }),
+                None => actors.registry.do_send(InboundCall {
+                    bird: bird.into(),
+                    kind,
+                    tag: msg,
+                    payload,
+                    timeout: Duration::from_millis(u64::from(timeout_ms)),
+                    reply: CallReply::Peer {
+                        peer: ctx.address(),
+                        id,
+                    },
+                }),
+            },
             Message::Cast {
                 bird,
                 kind,
                 msg,
                 payload,
-            } => actors.registry.do_send(InboundCast {
-                bird: bird.into(),
-                kind,
-                tag: msg,
-                payload,
-            }),
+            } => match self.directory.get(&bird, &kind) {
+                Some(running) => {
+                    if let Err(e) = running.bird.cast(&msg, &payload) {
+                        log::warn!("cast to bird {bird} dropped: {e}");
+                    }
+                }
+                None => actors.registry.do_send(InboundCast {
+                    bird: bird.into(),
+                    kind,
+                    tag: msg,
+                    payload,
+                }),
+            },
             Message::Reply { id, result } => {
                 if let Some(tx) = self.calls.remove(&id) {
                     let _ = tx.send(result);

@@ -11,7 +11,8 @@
 //! running yet (just started, moving in, restarting) wait for it within
 //! their deadline.
 
-use super::kinds::{BirdExited, LocalBird, Spawn};
+use super::directory::{Directory, Running as RunningBird};
+use super::kinds::{BirdExited, Spawn};
 use super::messages::{CallReply, InboundCall, InboundCast, SetChanged, ViewChanged};
 use super::node::Node;
 use super::replica::{OwnedBy, Remove};
@@ -22,6 +23,7 @@ use crate::wire::message::RemoteError;
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
 enum State {
-    Running(LocalBird),
+    Running(Rc<RunningBird>),
     /// Panicked; a restart is scheduled.
     Restarting,
     /// Asked to stop; waiting for its exit report.
@@ -84,18 +86,20 @@ pub(crate) struct Registry {
     waiting: HashMap<Arc<str>, Vec<Waiter>>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
+    directory: Directory,
     next_instance: u64,
     last_share: Option<(usize, usize)>,
 }
 
 impl Registry {
-    pub(crate) fn new(node: Arc<Node>, arbiters: Vec<ArbiterHandle>) -> Self {
+    pub(crate) fn new(node: Arc<Node>, arbiters: Vec<ArbiterHandle>, directory: Directory) -> Self {
         Registry {
             node,
             birds: HashMap::new(),
             waiting: HashMap::new(),
             arbiters,
             next_arbiter: 0,
+            directory,
             next_instance: 1,
             last_share: None,
         }
@@ -151,7 +155,12 @@ impl Registry {
                 }) {
                     Ok(bird) => {
                         log::debug!("bird {name} running on node {}", self.node.name());
-                        State::Running(bird)
+                        let running = Rc::new(RunningBird {
+                            kind: spec.kind.clone(),
+                            bird,
+                        });
+                        self.directory.insert(name.clone(), running.clone());
+                        State::Running(running)
                     }
                     Err(e) => {
                         log::error!("node {} cannot start bird {name}: {e}", self.node.name());
@@ -179,9 +188,10 @@ impl Registry {
             return;
         };
         local.then_start = None;
+        self.directory.remove(name);
         match &local.state {
-            State::Running(bird) => {
-                bird.stop();
+            State::Running(running) => {
+                running.bird.stop();
                 local.state = State::Stopping;
             }
             State::Stopping => {}
@@ -218,10 +228,11 @@ impl Registry {
                 }
             }
             Some(local) => match local.state {
-                State::Running(ref bird) => {
+                State::Running(ref running) => {
                     // The set now holds another spec for the name (a
                     // concurrent start elsewhere won): run that one instead.
-                    bird.stop();
+                    self.directory.remove(&name);
+                    running.bird.stop();
                     local.state = State::Stopping;
                     local.then_start = Some(spec);
                 }
@@ -236,8 +247,11 @@ impl Registry {
         match local.map(|l| (&l.state, &l.spec)) {
             // Dead but its exit report is still on the way: the restart (or
             // removal) it triggers serves the waiter.
-            Some((State::Running(bird), _)) if !bird.connected() => self.wait(name, waiter, ctx),
-            Some((State::Running(bird), spec)) => {
+            Some((State::Running(running), _)) if !running.bird.connected() => {
+                self.wait(name, waiter, ctx)
+            }
+            Some((State::Running(running), spec)) => {
+                let bird = &running.bird;
                 let (kind, tag, payload) = match &waiter {
                     Waiter::Call {
                         kind, tag, payload, ..
@@ -452,6 +466,9 @@ impl Handler<BirdExited> for Registry {
         if local.instance != exit.instance {
             return;
         }
+        if matches!(local.state, State::Running(_)) {
+            self.directory.remove(&name);
+        }
         match local.state {
             State::Stopping => {
                 let then = local.then_start.take();
@@ -559,7 +576,7 @@ impl<T: BirdKind> Handler<Resolve<T>> for Registry {
 
     fn handle(&mut self, msg: Resolve<T>, _: &mut Context<Self>) -> Option<Addr<T>> {
         match &self.birds.get(&msg.name)?.state {
-            State::Running(bird) if bird.connected() => bird.addr::<T>(),
+            State::Running(running) if running.bird.connected() => running.bird.addr::<T>(),
             _ => None,
         }
     }
@@ -593,9 +610,10 @@ impl Handler<Shutdown> for Registry {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.directory.clear();
         for (_, local) in self.birds.drain() {
-            if let State::Running(bird) = local.state {
-                bird.stop();
+            if let State::Running(running) = local.state {
+                running.bird.stop();
             }
         }
         for (_, waiters) in self.waiting.drain() {

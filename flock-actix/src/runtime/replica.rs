@@ -126,6 +126,43 @@ impl Handler<Insert> for CrdtReplica {
     }
 }
 
+/// Add many birds at once: one delta, one notification, one shipment.
+#[derive(Message)]
+#[rtype(result = "Vec<Reply<()>>")]
+pub(crate) struct InsertMany(pub Vec<(Arc<str>, BirdSpec)>);
+
+impl Handler<InsertMany> for CrdtReplica {
+    type Result = MessageResult<InsertMany>;
+
+    fn handle(&mut self, InsertMany(birds): InsertMany, _: &mut Context<Self>) -> Self::Result {
+        let mut batch = BirdMap::default();
+        let mut upserts = Vec::with_capacity(birds.len());
+        let now = wall_ms();
+        let results = birds
+            .into_iter()
+            .map(|(name, spec)| {
+                if self.replica.state().contains(&name) {
+                    return Err(Error::AlreadyExists {
+                        name: name.to_string(),
+                    });
+                }
+                let delta = self.replica.add(&name, spec.clone(), now);
+                batch.join_delta(&delta);
+                upserts.push((name, spec));
+                Ok(())
+            })
+            .collect();
+        self.local(
+            batch,
+            SetChanged {
+                upserts,
+                removed: vec![],
+            },
+        );
+        MessageResult(results)
+    }
+}
+
 /// Remove a bird from the set (a `stop`, or a bird that exited normally).
 #[derive(Message)]
 #[rtype(result = "Reply<()>")]

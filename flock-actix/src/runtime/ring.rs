@@ -6,6 +6,7 @@
 //! [`Placement`] table, publishes it for lock-free readers and tells the
 //! Registry to reconcile.
 
+use super::directory::Directory;
 use super::messages::{Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
 use super::node::{Links, Node, View};
 use super::peer::{Close, Frame, Peer};
@@ -35,6 +36,7 @@ struct Leaving {
 
 pub(crate) struct Ring {
     node: Arc<Node>,
+    directory: Directory,
     membership: Membership,
     links: HashMap<NodeName, Link>,
     listener: Option<Box<dyn Listener>>,
@@ -44,7 +46,11 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    pub(crate) fn new(node: Arc<Node>, listener: Box<dyn Listener>) -> crate::Result<Self> {
+    pub(crate) fn new(
+        node: Arc<Node>,
+        listener: Box<dyn Listener>,
+        directory: Directory,
+    ) -> crate::Result<Self> {
         let membership = Membership::new(
             node.config.membership.clone(),
             node.me.clone(),
@@ -52,6 +58,7 @@ impl Ring {
         )?;
         Ok(Ring {
             node,
+            directory,
             membership,
             links: HashMap::new(),
             listener: Some(listener),
@@ -117,12 +124,13 @@ impl Ring {
         let connect = self.node.config.network.connect(&addr);
         let timeout = self.node.config.handshake_timeout;
         let node = self.node.clone();
+        let directory = self.directory.clone();
         ctx.spawn(
             async move { tokio::time::timeout(timeout, connect).await }
                 .into_actor(self)
                 .map(move |result, act, _| match result {
                     Ok(Ok(stream)) => {
-                        Peer::start(node, stream, Some(addr));
+                        Peer::start(node, directory, stream, Some(addr));
                     }
                     Ok(Err(e)) => {
                         log::debug!("dial {addr} failed: {e}");
@@ -173,6 +181,7 @@ impl Ring {
             return;
         };
         let node = self.node.clone();
+        let directory = self.directory.clone();
         ctx.spawn(
             async move {
                 loop {
@@ -181,7 +190,7 @@ impl Ring {
                             if node.is_stopping() {
                                 break;
                             }
-                            Peer::start(node.clone(), stream, None);
+                            Peer::start(node.clone(), directory.clone(), stream, None);
                         }
                         Err(e) => {
                             log::warn!("accept failed on {}: {e}", listener.local_addr());
