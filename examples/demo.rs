@@ -718,16 +718,14 @@ async fn scenario(cluster: &mut Cluster, flock: &Flock) -> Result<(), String> {
     // -- 5. Clean shutdown ----------------------------------------------
     say!("shutting down the nodes");
     let mut codes = Vec::new();
-    for i in 0..NODES.len() {
-        if let Some(node) = cluster.nodes[i].as_mut()
-            && let Some(stdin) = node.stdin.as_mut()
-        {
+    for node in cluster.nodes.iter_mut().flatten() {
+        if let Some(stdin) = node.stdin.as_mut() {
             let _ = stdin.write_all(b"stop\n");
             let _ = stdin.flush();
         }
     }
-    for i in 0..NODES.len() {
-        let Some(mut node) = cluster.nodes[i].take() else {
+    for (i, slot) in cluster.nodes.iter_mut().enumerate() {
+        let Some(mut node) = slot.take() else {
             continue;
         };
         let deadline = Instant::now() + STEP_LIMIT;
