@@ -165,6 +165,23 @@ fn child_main(args: &[String]) -> ExitCode {
     };
     println!("READY {}", flock.listen_addr());
     let _ = std::io::stdout().flush();
+    // Tell the parent how many members this node sees up, on every change.
+    let reporter = flock.clone();
+    system.block_on(async move {
+        actix::spawn(async move {
+            let mut last = None;
+            loop {
+                let up = reporter.up_count().await.ok();
+                if up != last {
+                    last = up;
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "UP {}", up.unwrap_or(0));
+                    let _ = out.flush();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    });
     let handle = actix::System::current();
     let watcher = flock.clone();
     // The parent holds our stdin: end when it says `stop` or goes away.
@@ -209,6 +226,19 @@ struct NodeProc {
     /// Held open: the node exits when it closes.
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// How many members the node last said it sees up.
+    up: usize,
+}
+
+impl NodeProc {
+    /// Takes in what the node printed since the last look.
+    fn poll(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            if let Some(n) = line.strip_prefix("UP ").and_then(|n| n.parse().ok()) {
+                self.up = n;
+            }
+        }
+    }
 }
 
 /// The last lines a node logged, per node.
@@ -306,6 +336,7 @@ impl Cluster {
             stdin: child.stdin.take(),
             child,
             lines,
+            up: 0,
         });
         Ok(())
     }
@@ -363,6 +394,31 @@ impl Cluster {
             addr = format!("127.0.0.1:{}", free_port()?);
         }
         Err(format!("{}: no free port after 3 tries", NODES[i]))
+    }
+
+    /// Waits until every running node sees `want` members up (itself and
+    /// the client included).
+    async fn wait_linked(&mut self, want: usize) -> Result<(), String> {
+        let deadline = Instant::now() + STEP_LIMIT;
+        loop {
+            let mut behind = Vec::new();
+            for node in self.nodes.iter_mut().flatten() {
+                node.poll();
+                if node.up != want {
+                    behind.push(format!("{} sees {}", node.name, node.up));
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "timed out after {STEP_LIMIT:?} waiting for every node to see {want} members up: {}",
+                    behind.join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn addrs(&self) -> Vec<String> {
@@ -545,8 +601,12 @@ async fn scenario(cluster: &mut Cluster, flock: &Flock) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("step 1: {e}"))?;
+    cluster
+        .wait_linked(NODES.len() + 1)
+        .await
+        .map_err(|e| format!("step 1: {e}"))?;
     say!(
-        "all {} nodes up and linked; the client node sees them all",
+        "all {} nodes up and linked: each sees the other two and the client node",
         NODES.len()
     );
 
@@ -689,8 +749,12 @@ async fn scenario(cluster: &mut Cluster, flock: &Flock) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("step 4: {e}"))?;
+    cluster
+        .wait_linked(NODES.len() + 1)
+        .await
+        .map_err(|e| format!("step 4: {e}"))?;
     say!(
-        "{victim} rejoined {:.3}s after its restart",
+        "{victim} rejoined (a new incarnation, linked to every node) {:.3}s after its restart",
         restarted_at.elapsed().as_secs_f64()
     );
     let back = wait_for("every bird to answer from its owner again", || {
