@@ -282,6 +282,9 @@ impl Cluster {
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
         for (name, lines) in NODES.iter().zip(logs.iter()) {
+            if lines.is_empty() {
+                continue;
+            }
             let _ = writeln!(out, "--- last lines logged by {name}:");
             for line in lines.iter().skip(lines.len().saturating_sub(n)) {
                 let _ = writeln!(out, "    {line}");
@@ -463,7 +466,7 @@ fn parent_main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{tails}");
+            eprint!("{tails}");
             eprintln!("demo FAILED: {e}");
             ExitCode::from(1)
         }
