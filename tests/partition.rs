@@ -156,3 +156,39 @@ async fn starts_and_stops_during_a_partition_merge_with_add_wins() {
     .await;
     assert_eq!(majority.addr::<Echo>("old-b").send(Get).await.unwrap(), 1);
 }
+
+#[actix_rt::test]
+async fn news_reaches_every_node_even_if_its_origin_dies_after_telling_one() {
+    let mut p = partitionable(3).await;
+    // node1 can reach node2 but not node3; node2 reaches both.
+    p.faults.cut(&p.nodes[0].addr(), &p.nodes[2].addr());
+    wait_until(
+        Duration::from_secs(5),
+        "node1 and node3 to lose each other",
+        || async {
+            up_count_is(&p.nodes[0].flock, 2).await && up_count_is(&p.nodes[2].flock, 2).await
+        },
+    )
+    .await;
+    p.nodes[0].flock.start::<Echo>("rumour", 0).await.unwrap();
+    wait_until(Duration::from_secs(5), "node2 to hear of it", || async {
+        p.nodes[1].flock.birds().await.unwrap().len() == 1
+    })
+    .await;
+    p.nodes.remove(0).kill();
+    let node3 = &p.nodes[1].flock;
+    assert_eq!(node3.name(), "node3@127.0.0.1");
+    wait_until(
+        Duration::from_secs(5),
+        "node3 to hear of it through node2",
+        || async {
+            node3.birds().await.unwrap() == vec![("rumour".to_owned(), "test.Echo".to_owned())]
+        },
+    )
+    .await;
+    // And the bird runs (once) on its owner among the survivors.
+    wait_until(Duration::from_secs(5), "the rumour to answer", || async {
+        node3.addr::<Echo>("rumour").send(Ping).await.as_deref() == Ok("rumour")
+    })
+    .await;
+}

@@ -196,7 +196,17 @@ impl Handler<SyncIn> for CrdtReplica {
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
         let (seq, changes) = match msg {
-            SyncMessage::Deltas { to_seq, delta, .. } => (to_seq, self.replica.join(&delta)),
+            SyncMessage::Deltas { to_seq, delta, .. } => {
+                let changes = self.replica.join(&delta);
+                if changes.state_changed() {
+                    // Pass news on: if its origin dies (or was a short-lived
+                    // client) before reaching every node, the others still
+                    // get it from us. A delta that changes nothing here is
+                    // not forwarded, so forwarding stops after one round.
+                    self.sync.record(delta);
+                }
+                (to_seq, changes)
+            }
             SyncMessage::Full { seq, state } => (seq, self.replica.join(&state)),
         };
         log::trace!("joined sync from {} up to {seq}", from.node);
