@@ -741,8 +741,9 @@ fn memory_per_bird() -> Vec<Row> {
                 assert!(t.elapsed() < limit, "births not done");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            // Let replication and acknowledgements finish.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            // Let replication, forwarding and acknowledgements finish (the
+            // delta buffers empty once every peer acknowledged).
+            tokio::time::sleep(Duration::from_millis(4000)).await;
             let (h1, c1) = (host.stats().rss, client.stats().rss);
             host_b.push((h1 as f64 - h0 as f64) / n as f64);
             replica_b.push((c1 as f64 - c0 as f64) / n as f64);

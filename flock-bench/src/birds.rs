@@ -66,8 +66,18 @@ impl Handler<Cast32> for Sink {
     }
 }
 
-/// This process's resident set size in bytes (from /proc/self/statm).
+/// This process's resident set size in bytes (from /proc/self/statm), after
+/// handing freed heap pages back to the OS (`malloc_trim(0)`), so that what
+/// is measured is memory in use rather than the high-water mark of transient
+/// buffers (decoded sync frames, batched deltas). Used for flock and the
+/// plain-actix baseline alike.
 pub fn rss_bytes() -> u64 {
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only releases free heap memory; no pointer of ours
+    // is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()

@@ -16,9 +16,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// A running bird and its kind.
+/// A running bird.
 pub(crate) struct Running {
-    pub kind: String,
     pub bird: LocalBird,
 }
 
@@ -42,6 +41,6 @@ impl Directory {
     /// The bird, if it runs here, is of `kind`, and its mailbox is open.
     pub(crate) fn get(&self, name: &str, kind: &str) -> Option<Rc<Running>> {
         let running = self.0.borrow().get(name).cloned()?;
-        (running.kind == kind && running.bird.connected()).then_some(running)
+        (running.bird.kind() == kind && running.bird.connected()).then_some(running)
     }
 }

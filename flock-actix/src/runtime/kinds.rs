@@ -46,13 +46,40 @@ type CallFn = fn(&dyn Any, &str, &[u8]) -> crate::__private::CallFuture;
 type CastFn = fn(&dyn Any, &str, &[u8]) -> Result<(), RemoteError>;
 type ProbeFn = fn(&dyn Any) -> bool;
 
-/// A running bird of some kind.
-pub(crate) struct LocalBird {
-    addr: Box<dyn Any + Send + Sync>,
+/// The monomorphised operations of one bird kind, one static table per kind.
+struct VTable {
+    kind: &'static str,
     call: CallFn,
     cast: CastFn,
     stop: ProbeFn,
     connected: ProbeFn,
+}
+
+/// Builds the table of kind `T` (a promoted constant: one per kind).
+trait HasVTable {
+    const VTABLE: VTable;
+}
+
+impl<T: BirdKind> HasVTable for T {
+    const VTABLE: VTable = VTable {
+        kind: T::KIND,
+        call: |any, tag, payload| T::dispatch_call(downcast::<T>(any)?, tag, payload),
+        cast: |any, tag, payload| T::dispatch_cast(downcast::<T>(any)?, tag, payload),
+        stop: |any| {
+            if let Ok(addr) = downcast::<T>(any) {
+                addr.do_send(crate::__private::StopBird);
+            }
+            true
+        },
+        connected: |any| downcast::<T>(any).is_ok_and(|a| a.connected()),
+    };
+}
+
+/// A running bird of some kind: its `Addr<T>` and its kind's table (two
+/// words per bird, so a node can hold many).
+pub(crate) struct LocalBird {
+    addr: Box<dyn Any + Send + Sync>,
+    vtable: &'static VTable,
 }
 
 impl std::fmt::Debug for LocalBird {
@@ -62,21 +89,26 @@ impl std::fmt::Debug for LocalBird {
 }
 
 impl LocalBird {
+    /// The kind's wire tag.
+    pub(crate) fn kind(&self) -> &'static str {
+        self.vtable.kind
+    }
+
     pub(crate) fn call(&self, tag: &str, payload: &[u8]) -> crate::__private::CallFuture {
-        (self.call)(&*self.addr, tag, payload)
+        (self.vtable.call)(&*self.addr, tag, payload)
     }
 
     pub(crate) fn cast(&self, tag: &str, payload: &[u8]) -> Result<(), RemoteError> {
-        (self.cast)(&*self.addr, tag, payload)
+        (self.vtable.cast)(&*self.addr, tag, payload)
     }
 
     /// Asks the bird to stop (a Flock stop, not an exit of its own).
     pub(crate) fn stop(&self) {
-        (self.stop)(&*self.addr);
+        (self.vtable.stop)(&*self.addr);
     }
 
     pub(crate) fn connected(&self) -> bool {
-        (self.connected)(&*self.addr)
+        (self.vtable.connected)(&*self.addr)
     }
 
     /// The typed address, if the bird is a `T`.
@@ -163,14 +195,6 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, RemoteError> {
     };
     Ok(LocalBird {
         addr: Box::new(addr),
-        call: |any, tag, payload| T::dispatch_call(downcast::<T>(any)?, tag, payload),
-        cast: |any, tag, payload| T::dispatch_cast(downcast::<T>(any)?, tag, payload),
-        stop: |any| {
-            if let Ok(addr) = downcast::<T>(any) {
-                addr.do_send(crate::__private::StopBird);
-            }
-            true
-        },
-        connected: |any| downcast::<T>(any).is_ok_and(|a| a.connected()),
+        vtable: &<T as HasVTable>::VTABLE,
     })
 }

@@ -47,7 +47,7 @@ struct Local {
     state: State,
     restarts: Restarts,
     /// A new spec to start with once the stopping instance is gone.
-    then_start: Option<BirdSpec>,
+    then_start: Option<Box<BirdSpec>>,
 }
 
 enum Waiter {
@@ -155,10 +155,7 @@ impl Registry {
                 }) {
                     Ok(bird) => {
                         log::debug!("bird {name} running on node {}", self.node.name());
-                        let running = Rc::new(RunningBird {
-                            kind: spec.kind.clone(),
-                            bird,
-                        });
+                        let running = Rc::new(RunningBird { bird });
                         self.directory.insert(name.clone(), running.clone());
                         State::Running(running)
                     }
@@ -224,7 +221,7 @@ impl Registry {
             None => self.start(name, spec, ctx),
             Some(local) if local.spec == spec => {
                 if let State::Stopping = local.state {
-                    local.then_start = Some(spec);
+                    local.then_start = Some(Box::new(spec));
                 }
             }
             Some(local) => match local.state {
@@ -234,9 +231,9 @@ impl Registry {
                     self.directory.remove(&name);
                     running.bird.stop();
                     local.state = State::Stopping;
-                    local.then_start = Some(spec);
+                    local.then_start = Some(Box::new(spec));
                 }
-                State::Stopping => local.then_start = Some(spec),
+                State::Stopping => local.then_start = Some(Box::new(spec)),
                 State::Restarting | State::Broken(_) => self.start(name, spec, ctx),
             },
         }
@@ -474,7 +471,7 @@ impl Handler<BirdExited> for Registry {
                 let then = local.then_start.take();
                 self.birds.remove(&name);
                 match then {
-                    Some(spec) => self.start(name, spec, ctx),
+                    Some(spec) => self.start(name, *spec, ctx),
                     // Calls that waited on the stopping instance learn that
                     // the bird is gone or moved.
                     None => self.serve_waiters(&name, ctx),
