@@ -334,6 +334,16 @@ struct Setup {
 /// while the cluster settles: two nodes that dial each other at once may
 /// briefly see each other down while the duplicate link is dropped.
 async fn setup(client: &awc::Client, cluster: &Cluster, a: usize, round: u32) -> Option<Setup> {
+    if round > 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for server in &cluster.servers {
+        let health = get_json(client, &server.url("/health")).await?;
+        if health["up"] != 3 {
+            eprintln!("round {round}: {} sees {} up", server.name, health["up"]);
+            return None;
+        }
+    }
     let mut u = None;
     for i in 0..50 {
         let user = format!("u{round}-{i}");
@@ -343,19 +353,26 @@ async fn setup(client: &awc::Client, cluster: &Cluster, a: usize, round: u32) ->
             break;
         }
     }
-    let (u, h) = u.expect("some user lives off server A");
+    let Some((u, h)) = u else {
+        eprintln!("round {round}: every user lives on server A");
+        return None;
+    };
     let host = &cluster.servers[h];
     let mut v = None;
     for i in 0..50 {
         let user = format!("v{round}-{i}");
-        if owner(client, &cluster.servers[a], &user).await == host.name
-            && owner(client, host, &user).await == host.name
-        {
+        if owner(client, &cluster.servers[a], &user).await == host.name {
             v = Some(user);
             break;
         }
     }
-    let v = v.expect("some user lives on server H");
+    let v = v?;
+    for user in [&u, &v] {
+        if owner(client, host, user).await != host.name {
+            eprintln!("round {round}: the views of A and H differ");
+            return None;
+        }
+    }
     let mut u_feed = Sse::open(client, &cluster.servers[a], &u, None).await;
     let mut v_feed = Sse::open(client, host, &v, None).await;
     // Not `Sse::ticks`: while the views settle two incarnations may run
