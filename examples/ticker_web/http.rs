@@ -223,8 +223,9 @@ impl Feed {
                     // The viewer is ahead of the bird (a lost store, or a
                     // made-up resume point): start over from the latest.
                     self.out.push_back(Bytes::from(format!(
-                        ": resume point {:?} is ahead of tick {}; restarting\n\n",
-                        self.after, reply.latest
+                        ": resume point {} is ahead of tick {}; restarting\n\n",
+                        self.after.unwrap_or_default(),
+                        reply.latest
                     )));
                     self.after = None;
                     return;
