@@ -26,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long building the example may take (nothing to do if `cargo test`
-/// already built it).
+/// How long building the example may take (nothing to do if
+/// `cargo test --workspace` already built it).
 const BUILD_LIMIT: Duration = Duration::from_secs(900);
 /// How long the servers may take to form the cluster.
 const CLUSTER_LIMIT: Duration = Duration::from_secs(20);
@@ -39,8 +39,13 @@ const READ_LIMIT: Duration = Duration::from_secs(5);
 /// Builds the example and returns the path of its executable.
 fn build_example() -> PathBuf {
     let mut child = Command::new(env!("CARGO"))
+        // The profile and feature set `cargo test --workspace` builds examples
+        // with, so that under it this is a no-op.
         .args([
             "build",
+            "--workspace",
+            "--profile",
+            "test",
             "--example",
             "ticker_web",
             "--message-format=json-render-diagnostics",
