@@ -27,7 +27,16 @@ struct Link {
     peer: Addr<Peer>,
     /// The name of the node that dialled this link.
     initiator: NodeName,
+    /// When it came up (node clock, ms).
+    since_ms: u64,
 }
+
+/// A link that closes this young may be the loser of two nodes dialling each
+/// other at once, closed by the other side before our own copy of the
+/// winning link completed its handshake: wait [`DUPLICATE_GRACE`] for a
+/// replacement before declaring the peer down, so views do not flap.
+const YOUNG_LINK_MS: u64 = 1_000;
+const DUPLICATE_GRACE: Duration = Duration::from_millis(250);
 
 struct Leaving {
     waiting: HashSet<NodeName>,
@@ -295,6 +304,7 @@ impl Handler<LinkUp> for Ring {
                 id: up.link,
                 peer: up.peer.clone(),
                 initiator,
+                since_ms: now,
             },
         ) {
             old.peer.do_send(Close);
@@ -324,16 +334,31 @@ impl Handler<LinkDown> for Ring {
     type Result = ();
 
     fn handle(&mut self, down: LinkDown, ctx: &mut Context<Self>) {
-        match self.links.get(&down.name) {
-            Some(link) if link.id == down.link => {}
+        let since_ms = match self.links.get(&down.name) {
+            Some(link) if link.id == down.link => link.since_ms,
             // A replaced or already-closed link: nothing to do.
             _ => return,
-        }
+        };
         self.links.remove(&down.name);
         self.publish_links();
         log::info!("node {} lost its link to {}", self.node.name(), down.name);
-        let effects = self.membership.link_down(&down.name, self.node.now_ms());
-        self.peer_gone(&down.name);
+        if self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS {
+            let name = down.name;
+            ctx.run_later(DUPLICATE_GRACE, move |act, ctx| {
+                if !act.links.contains_key(&name) {
+                    act.declare_down(&name, ctx);
+                }
+            });
+        } else {
+            self.declare_down(&down.name, ctx);
+        }
+    }
+}
+
+impl Ring {
+    fn declare_down(&mut self, name: &NodeName, ctx: &mut Context<Self>) {
+        let effects = self.membership.link_down(name, self.node.now_ms());
+        self.peer_gone(name);
         self.apply(effects, ctx);
     }
 }
