@@ -57,7 +57,7 @@ pub(crate) struct Peer {
     auth: Auth,
     /// The address this node dialled, if it initiated the link.
     dialed: Option<String>,
-    writer: FramedWrite<Message, WriteHalf<BoxStream>, FrameCodec>,
+    writer: FramedWrite<Message, WriteHalf<BoxStream>, WriteCodec>,
     read_limit: Arc<AtomicUsize>,
     calls: HashMap<u64, ReplyTx>,
     next_call: u64,
@@ -87,7 +87,7 @@ impl Peer {
             // Our own frames are bounded by what an authenticated peer
             // accepts; the handshake frames are tiny anyway.
             let _ = encoder.set_max_frame(node.config.max_frame);
-            let mut writer = FramedWrite::new(write, encoder, ctx);
+            let mut writer = FramedWrite::new(write, WriteCodec(encoder), ctx);
             let auth = match nonce() {
                 Err(e) => {
                     log::error!("cannot open a link: {e}");
@@ -465,6 +465,30 @@ impl Handler<Close> for Peer {
     }
 }
 
+/// Buffers above this size are released once they are mostly empty.
+const SHRINK_ABOVE: usize = 1 << 20;
+
+/// A link's read or write buffer grows to its largest frame (a full registry
+/// state can be megabytes) and would keep that capacity for the link's
+/// lifetime; give it back once the big frame is gone.
+fn shrink(buf: &mut BytesMut) {
+    if buf.capacity() > SHRINK_ABOVE && buf.len() < SHRINK_ABOVE / 16 {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
+
+/// The frame encoder of a link's writer, releasing an oversized buffer.
+pub(crate) struct WriteCodec(FrameCodec);
+
+impl tokio_util::codec::Encoder<Message> for WriteCodec {
+    type Error = Error;
+
+    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), Error> {
+        shrink(dst);
+        self.0.encode(msg, dst)
+    }
+}
+
 /// The frame decoder with a limit the actor can raise after authentication
 /// (the `FramedRead` owns its decoder once it is a stream of the actor).
 struct ReadCodec {
@@ -489,7 +513,9 @@ impl Decoder for ReadCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
         self.sync_limit();
-        self.inner.decode(src)
+        let frame = self.inner.decode(src);
+        shrink(src);
+        frame
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {

@@ -93,7 +93,15 @@ impl Actor for CrdtReplica {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = Duration::from_millis(self.node.config.anti_entropy.interval_ms);
-        ctx.run_interval(every, |act, _| act.flush());
+        ctx.run_interval(every, |act, _| {
+            act.flush();
+            log::trace!(
+                "replica {}: {} birds, {} deltas buffered",
+                act.node.name(),
+                act.replica.state().len(),
+                act.sync.buffered()
+            );
+        });
     }
 }
 
