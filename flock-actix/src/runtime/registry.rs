@@ -21,7 +21,7 @@ use crate::core::crdt::BirdSpec;
 use crate::core::supervision::Restarts;
 use crate::wire::message::RemoteError;
 use actix::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,6 +30,12 @@ use std::time::{Duration, Instant};
 /// How often the Registry re-reads the whole owned set, as a safety net for
 /// any change notification that raced with a view change.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// Birds started per turn of the node's arbiter. A batch of 100k starts (a
+/// `start_many`, a node joining a big cluster) is worked off in slices, so
+/// the Ring and the Peers on the same arbiter keep answering heartbeats: a
+/// node busy starting birds must not look dead.
+const STARTS_PER_TURN: usize = 256;
 
 enum State {
     Running(Rc<RunningBird>),
@@ -87,6 +93,10 @@ pub(crate) struct Registry {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     directory: Directory,
+    /// Birds to start here, worked off `STARTS_PER_TURN` at a time.
+    pending: HashMap<Arc<str>, BirdSpec>,
+    queue: VecDeque<Arc<str>>,
+    draining: bool,
     next_instance: u64,
     last_share: Option<(usize, usize)>,
 }
@@ -100,6 +110,9 @@ impl Registry {
             arbiters,
             next_arbiter: 0,
             directory,
+            pending: HashMap::new(),
+            queue: VecDeque::new(),
+            draining: false,
             next_instance: 1,
             last_share: None,
         }
@@ -181,6 +194,9 @@ impl Registry {
 
     /// Stops a local bird because flock-actix says so (moved or removed).
     fn stop(&mut self, name: &Arc<str>, removed: bool) {
+        if self.pending.remove(name).is_some() {
+            self.fail_waiters(name, stop_error(name, removed, || self.owner_of(name)));
+        }
         let Some(local) = self.birds.get_mut(name) else {
             return;
         };
@@ -196,17 +212,39 @@ impl Registry {
                 self.birds.remove(name);
             }
         }
-        let error = if removed {
-            RemoteError::NotFound {
-                bird: name.to_string(),
-            }
-        } else {
-            RemoteError::Moved {
-                bird: name.to_string(),
-                owner: self.owner_of(name),
-            }
-        };
+        let error = stop_error(name, removed, || self.owner_of(name));
         self.fail_waiters(name, error);
+    }
+
+    /// Queues `name` to run here with `spec`, started in the next slice.
+    fn enqueue(&mut self, name: Arc<str>, spec: BirdSpec, ctx: &mut Context<Self>) {
+        if self.pending.insert(name.clone(), spec).is_none() {
+            self.queue.push_back(name);
+        }
+        if !self.draining {
+            self.draining = true;
+            ctx.address().do_send(Drain);
+        }
+    }
+
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let mut started = 0;
+        while started < STARTS_PER_TURN {
+            let Some(name) = self.queue.pop_front() else {
+                break;
+            };
+            // Absent if a stop or a move cancelled it meanwhile.
+            if let Some(spec) = self.pending.remove(&name) {
+                self.ensure(name, spec, ctx);
+                started += 1;
+            }
+        }
+        if self.queue.is_empty() {
+            self.draining = false;
+        } else {
+            // To the back of the mailbox: the arbiter runs other actors first.
+            ctx.address().do_send(Drain);
+        }
     }
 
     fn fail_waiters(&mut self, name: &str, error: RemoteError) {
@@ -304,6 +342,7 @@ impl Registry {
             }
             Some((State::Broken(e), _)) => waiter.fail(e.clone()),
             Some((State::Restarting | State::Stopping, _)) => self.wait(name, waiter, ctx),
+            None if self.pending.contains_key(name) => self.wait(name, waiter, ctx),
             None => match self.owned_here(name) {
                 // Not in the set as far as this node knows: the caller
                 // checks its own replica and retries if it knows better.
@@ -363,7 +402,7 @@ impl Registry {
         }
         let count = owned.len();
         for (name, spec) in owned {
-            self.ensure(name, spec, ctx);
+            self.enqueue(name, spec, ctx);
         }
         if self.last_share != Some((count, total)) {
             self.last_share = Some((count, total));
@@ -381,7 +420,7 @@ impl Registry {
         let stale: Vec<Arc<str>> = self
             .waiting
             .keys()
-            .filter(|n| !self.birds.contains_key(*n))
+            .filter(|n| !self.birds.contains_key(*n) && !self.pending.contains_key(*n))
             .cloned()
             .collect();
         for name in stale {
@@ -436,7 +475,7 @@ impl Handler<SetChanged> for Registry {
     fn handle(&mut self, changed: SetChanged, ctx: &mut Context<Self>) {
         for (name, spec) in changed.upserts {
             match self.owned_here(&name) {
-                Ok(true) => self.ensure(name, spec, ctx),
+                Ok(true) => self.enqueue(name, spec, ctx),
                 _ => self.stop(&name, false),
             }
         }
@@ -558,6 +597,33 @@ impl Handler<InboundCast> for Registry {
     }
 }
 
+/// Start the next slice of queued birds.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Drain;
+
+impl Handler<Drain> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}
+
+/// What waiters of a bird stopped here are told: gone, or moved to `owner`.
+fn stop_error(name: &str, removed: bool, owner: impl FnOnce() -> String) -> RemoteError {
+    if removed {
+        RemoteError::NotFound {
+            bird: name.to_owned(),
+        }
+    } else {
+        RemoteError::Moved {
+            bird: name.to_owned(),
+            owner: owner(),
+        }
+    }
+}
+
 /// The typed address of a bird running here, for the local fast path.
 pub(crate) struct Resolve<T> {
     pub name: Arc<str>,
@@ -608,6 +674,8 @@ impl Handler<Shutdown> for Registry {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
         self.directory.clear();
+        self.pending.clear();
+        self.queue.clear();
         for (_, local) in self.birds.drain() {
             if let State::Running(running) = local.state {
                 running.bird.stop();
