@@ -10,10 +10,11 @@ use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
 use super::node::{Node, View, wall_ms};
 use super::peer::Frame;
 use crate::core::anti_entropy::{AntiEntropy, SyncMessage};
-use crate::core::crdt::{BirdMap, BirdSpec, Changes, Replica, ReplicaId};
+use crate::core::crdt::{BirdMap, BirdSpec, Changes, NodeName, Replica, ReplicaId};
 use crate::error::Error;
 use crate::wire::message::Message;
 use actix::prelude::*;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,18 @@ pub(crate) struct CrdtReplica {
     node: Arc<Node>,
     replica: Replica,
     sync: AntiEntropy,
+    /// Deltas received from peers in the last `RELAY_KEEP_MS`, by origin:
+    /// relayed to everyone if their origin goes down, in case it had not
+    /// reached every node (a crash right after a change, a short-lived
+    /// client). While the origin is up it delivers its deltas itself, so
+    /// nothing is sent twice in the common case.
+    relay: VecDeque<(NodeName, u64, BirdMap)>,
 }
+
+/// How long received deltas are kept for relaying: well past the time an
+/// origin needs to deliver (its first attempt is immediate, its retry after
+/// `retry_ms` = 2 s) or to be declared down (≤ 1.2 s).
+const RELAY_KEEP_MS: u64 = 10_000;
 
 impl CrdtReplica {
     pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
@@ -30,6 +42,7 @@ impl CrdtReplica {
             replica: Replica::new(node.me.id.clone()),
             sync,
             node,
+            relay: VecDeque::new(),
         })
     }
 
@@ -94,6 +107,14 @@ impl Actor for CrdtReplica {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let every = Duration::from_millis(self.node.config.anti_entropy.interval_ms);
         ctx.run_interval(every, |act, _| {
+            let now = act.node.now_ms();
+            while act
+                .relay
+                .front()
+                .is_some_and(|(_, at, _)| now.saturating_sub(*at) > RELAY_KEEP_MS)
+            {
+                act.relay.pop_front();
+            }
             act.flush();
             log::trace!(
                 "replica {}: {} birds, {} deltas buffered",
@@ -207,11 +228,10 @@ impl Handler<SyncIn> for CrdtReplica {
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let changes = self.replica.join(&delta);
                 if changes.state_changed() {
-                    // Pass news on: if its origin dies (or was a short-lived
-                    // client) before reaching every node, the others still
-                    // get it from us. A delta that changes nothing here is
-                    // not forwarded, so forwarding stops after one round.
-                    self.sync.record(delta);
+                    // Keep news for a while in case its origin dies before
+                    // reaching every node (see `PeerDown`).
+                    self.relay
+                        .push_back((from.node.clone(), self.node.now_ms(), delta));
                 }
                 (to_seq, changes)
             }
@@ -262,6 +282,18 @@ impl Handler<PeerDown> for CrdtReplica {
             self.sync.forget_peer(&name);
         } else {
             self.sync.peer_down(&name);
+        }
+        // Relay what the departed node told us recently: the others may not
+        // have heard it. Receivers that have it join it as a no-op.
+        let (from_it, rest): (VecDeque<_>, VecDeque<_>) =
+            self.relay.drain(..).partition(|(origin, _, _)| *origin == name);
+        self.relay = rest;
+        if !from_it.is_empty() {
+            log::debug!("relaying {} recent delta(s) of {name}", from_it.len());
+            for (_, _, delta) in from_it {
+                self.sync.record(delta);
+            }
+            self.flush();
         }
     }
 }

@@ -31,11 +31,13 @@ struct Link {
     since_ms: u64,
 }
 
-/// A link that closes this young may be the loser of two nodes dialling each
-/// other at once, closed by the other side before our own copy of the
-/// winning link completed its handshake: wait [`DUPLICATE_GRACE`] for a
-/// replacement before declaring the peer down, so views do not flap.
-const YOUNG_LINK_MS: u64 = 1_000;
+/// A link that closes this young, and was dialled by the larger of the two
+/// names, may be the loser of two nodes dialling each other at once, closed
+/// by the other side before our own copy of the winning link completed its
+/// handshake: wait [`DUPLICATE_GRACE`] for a replacement before declaring
+/// the peer down, so views do not flap. Any other link loss is acted on at
+/// once (a killed process must be noticed immediately).
+const YOUNG_LINK_MS: u64 = 200;
 const DUPLICATE_GRACE: Duration = Duration::from_millis(250);
 
 struct Leaving {
@@ -334,15 +336,17 @@ impl Handler<LinkDown> for Ring {
     type Result = ();
 
     fn handle(&mut self, down: LinkDown, ctx: &mut Context<Self>) {
-        let since_ms = match self.links.get(&down.name) {
-            Some(link) if link.id == down.link => link.since_ms,
+        let (since_ms, initiator) = match self.links.get(&down.name) {
+            Some(link) if link.id == down.link => (link.since_ms, link.initiator.clone()),
             // A replaced or already-closed link: nothing to do.
             _ => return,
         };
+        let maybe_duplicate = initiator == down.name && down.name > *self.node.name()
+            || initiator == *self.node.name() && *self.node.name() > down.name;
         self.links.remove(&down.name);
         self.publish_links();
         log::info!("node {} lost its link to {}", self.node.name(), down.name);
-        if self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS {
+        if maybe_duplicate && self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS {
             let name = down.name;
             ctx.run_later(DUPLICATE_GRACE, move |act, ctx| {
                 if !act.links.contains_key(&name) {
