@@ -285,8 +285,10 @@ impl Handler<PeerDown> for CrdtReplica {
         }
         // Relay what the departed node told us recently: the others may not
         // have heard it. Receivers that have it join it as a no-op.
-        let (from_it, rest): (VecDeque<_>, VecDeque<_>) =
-            self.relay.drain(..).partition(|(origin, _, _)| *origin == name);
+        let (from_it, rest): (VecDeque<_>, VecDeque<_>) = self
+            .relay
+            .drain(..)
+            .partition(|(origin, _, _)| *origin == name);
         self.relay = rest;
         if !from_it.is_empty() {
             log::debug!("relaying {} recent delta(s) of {name}", from_it.len());
