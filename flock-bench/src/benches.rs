@@ -741,9 +741,10 @@ fn memory_per_bird() -> Vec<Row> {
                 assert!(t.elapsed() < limit, "births not done");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            // Let replication, forwarding and acknowledgements finish (the
-            // delta buffers empty once every peer acknowledged).
-            tokio::time::sleep(Duration::from_millis(4000)).await;
+            // Let replication and acknowledgements finish: the delta buffers
+            // empty once every peer acknowledged, and received deltas kept
+            // for relaying expire after 5 s.
+            tokio::time::sleep(Duration::from_millis(6000)).await;
             let (h1, c1) = (host.stats().rss, client.stats().rss);
             host_b.push((h1 as f64 - h0 as f64) / n as f64);
             replica_b.push((c1 as f64 - c0 as f64) / n as f64);

@@ -33,7 +33,7 @@ pub(crate) struct CrdtReplica {
 /// How long received deltas are kept for relaying: well past the time an
 /// origin needs to deliver (its first attempt is immediate, its retry after
 /// `retry_ms` = 2 s) or to be declared down (≤ 1.2 s).
-const RELAY_KEEP_MS: u64 = 10_000;
+const RELAY_KEEP_MS: u64 = 5_000;
 
 impl CrdtReplica {
     pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
