@@ -187,6 +187,37 @@ async fn node(name: &str, weight: u32, arbiters: usize, seeds: Vec<String>) -> F
         .expect("bench node starts")
 }
 
+/// Three host processes, a client node in this process (run `r`), and `n`
+/// birds named `prefix0..` started through it and born on the hosts.
+async fn three_hosts_with_birds(
+    r: usize,
+    prefix: &str,
+    n: usize,
+) -> (Vec<Child>, Flock, Vec<String>) {
+    let mut hosts = spawn_hosts(3, None);
+    let flock = node(
+        &format!("client{r}@127.0.0.1"),
+        0,
+        0,
+        vec![hosts[0].listen.clone()],
+    )
+    .await;
+    wait_up(&flock, 4, Duration::from_secs(10)).await;
+    let birds = names(prefix, n);
+    start_birds(&flock, &birds).await;
+    let limit = Duration::from_secs(60);
+    let t = Instant::now();
+    loop {
+        let sum: i64 = hosts.iter_mut().map(|h| h.stats().live).sum();
+        if sum >= n as i64 {
+            break;
+        }
+        assert!(t.elapsed() < limit, "births not done");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (hosts, flock, birds)
+}
+
 async fn wait_up(flock: &Flock, n: usize, limit: Duration) {
     let t = Instant::now();
     while flock.up_count().await.unwrap_or(0) < n {
@@ -548,27 +579,8 @@ fn failover(silent: bool) -> Vec<Row> {
         let (mut ans, mut view, mut first, mut sweep_ref, mut share) =
             (vec![], vec![], vec![], vec![], vec![]);
         for r in 0..runs {
-            let mut hosts = spawn_hosts(3, None);
-            let flock = node(
-                &format!("client{r}@127.0.0.1"),
-                0,
-                0,
-                vec![hosts[0].listen.clone()],
-            )
-            .await;
-            wait_up(&flock, 4, Duration::from_secs(10)).await;
-            let birds = names(&format!("f{r}-"), n);
-            start_birds(&flock, &birds).await;
+            let (hosts, flock, birds) = three_hosts_with_birds(r, &format!("f{r}-"), n).await;
             let limit = Duration::from_secs(60);
-            let t = Instant::now();
-            loop {
-                let sum: i64 = hosts.iter_mut().map(|h| h.stats().live).sum();
-                if sum >= n as i64 {
-                    break;
-                }
-                assert!(t.elapsed() < limit, "births not done");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
             let victim_name = hosts[2].name.clone();
             let victims: Vec<String> = birds
                 .iter()
@@ -640,27 +652,8 @@ fn rebalance_join() -> Vec<Row> {
     let r = in_system(None, move || async move {
         let (mut frac, mut settle, mut settle_from_up) = (vec![], vec![], vec![]);
         for r in 0..runs {
-            let mut hosts = spawn_hosts(3, None);
-            let flock = node(
-                &format!("client{r}@127.0.0.1"),
-                0,
-                0,
-                vec![hosts[0].listen.clone()],
-            )
-            .await;
-            wait_up(&flock, 4, Duration::from_secs(10)).await;
-            let birds = names(&format!("j{r}-"), n);
-            start_birds(&flock, &birds).await;
+            let (mut hosts, flock, birds) = three_hosts_with_birds(r, &format!("j{r}-"), n).await;
             let limit = Duration::from_secs(60);
-            let t = Instant::now();
-            loop {
-                let sum: i64 = hosts.iter_mut().map(|h| h.stats().live).sum();
-                if sum >= n as i64 {
-                    break;
-                }
-                assert!(t.elapsed() < limit, "births not done");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
             let before: Vec<String> = birds
                 .iter()
                 .map(|b| flock.owner_of(b).expect("owner"))
