@@ -15,10 +15,15 @@ use std::pin::Pin;
 
 /// An actor that flock-actix can start on any node by name.
 ///
-/// ```ignore
+/// ```
+/// use flock_actix::prelude::*;
+///
+/// #[flock_bird]
+/// struct MyBird { greeting: String }
+/// impl Actor for MyBird { type Context = Context<Self>; }
 /// impl Bird for MyBird {
 ///     type Args = String;
-///     fn hatch(name: &str, args: String) -> Self { MyBird { greeting: args } }
+///     fn hatch(_name: &str, args: String) -> Self { MyBird { greeting: args } }
 /// }
 /// ```
 pub trait Bird: Actor<Context = Context<Self>> {
