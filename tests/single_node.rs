@@ -251,3 +251,59 @@ async fn start_many_records_every_bird_and_reports_duplicates() {
     })
     .await;
 }
+
+static FRAGILE_HATCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A bird whose first two hatches panic.
+#[flock_bird(kind = "test.Fragile", messages(Ping))]
+struct Fragile;
+
+impl Actor for Fragile {
+    type Context = Context<Self>;
+}
+
+impl Bird for Fragile {
+    type Args = ();
+    fn hatch(_: &str, _: ()) -> Self {
+        let n = FRAGILE_HATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(n >= 2, "hatch {n} fails, as asked");
+        Fragile
+    }
+}
+
+impl Handler<Ping> for Fragile {
+    type Result = String;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> String {
+        "fragile".into()
+    }
+}
+
+#[actix_rt::test]
+async fn a_panicking_hatch_is_retried_and_harms_nothing_even_on_the_node_arbiter() {
+    init_logs();
+    // `arbiters(0)`: birds hatch on the node's own arbiter, beside its actors.
+    let n = TestNode::start("hatch@127.0.0.1", vec![], |b| {
+        b.arbiters(0).bird::<Fragile>()
+    });
+    n.flock.start::<Fragile>("fragile", ()).await.unwrap();
+    let bird = n.flock.addr::<Fragile>("fragile");
+    // A call queued in an instance whose hatch panics fails with
+    // BirdPanicked, like one queued behind a panicking handler; the restart
+    // (with backoff) then serves calls.
+    wait_until(
+        Duration::from_secs(5),
+        "the third hatch to serve calls",
+        || {
+            let bird = bird.clone();
+            async move { bird.send(Ping).await.as_deref() == Ok("fragile") }
+        },
+    )
+    .await;
+    assert_eq!(FRAGILE_HATCHES.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // The node's own actors are unharmed.
+    n.flock.start::<Echo>("after", 0).await.unwrap();
+    assert_eq!(
+        n.flock.addr::<Echo>("after").send(Ping).await.unwrap(),
+        "after"
+    );
+}

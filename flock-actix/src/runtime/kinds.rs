@@ -189,9 +189,12 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, RemoteError> {
         }));
         T::hatch(&name, args)
     };
+    // Always hatch in a task of its own (on the pool arbiter, or on this one
+    // with `arbiters(0)`): a panicking `hatch` then takes down only that task,
+    // which the exit guard reports as a panic, never the Registry.
     let addr = match s.arbiter {
         Some(arbiter) => T::start_in_arbiter(arbiter, create),
-        None => T::create(create),
+        None => T::start_in_arbiter(&actix::Arbiter::current(), create),
     };
     Ok(LocalBird {
         addr: Box::new(addr),
