@@ -6,7 +6,7 @@
 //!
 //! 1. **name → shard**: the name is hashed with XXH3-64 (a specified hash,
 //!    stable across processes, platforms and Rust versions; never
-//!    `DefaultHasher`), and the hash picks one of `shards` shards with jump
+//!    the standard library's default hasher), and the hash picks one of `shards` shards with jump
 //!    consistent hash (Lamping & Veach, 2014). The shard count is fixed for
 //!    the whole cluster (nodes with different counts refuse each other in
 //!    the handshake), so a name's shard never changes.
