@@ -14,7 +14,7 @@ use crate::core::placement::{Member, Placement};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,6 +49,8 @@ pub(crate) struct Node {
     pub nonces: Mutex<NonceCache>,
     started: Instant,
     stopping: AtomicBool,
+    /// Links whose handshake is under way (either direction).
+    handshaking: AtomicUsize,
 }
 
 /// How many handshake nonces are remembered, and for how long.
@@ -72,6 +74,7 @@ impl Node {
             nonces: Mutex::new(NonceCache::new(NONCE_CACHE.0, NONCE_CACHE.1)),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            handshaking: AtomicUsize::new(0),
         })
     }
 
@@ -92,6 +95,20 @@ impl Node {
 
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// A link started its handshake (`true`) or finished or abandoned it.
+    pub(crate) fn handshaking(&self, started: bool) {
+        if started {
+            self.handshaking.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.handshaking.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether any link is still proving itself.
+    pub(crate) fn any_handshake_under_way(&self) -> bool {
+        self.handshaking.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn set_stopping(&self) {

@@ -100,6 +100,9 @@ impl Peer {
                 }
                 Ok(n) => Auth::Accepting(Box::new(Acceptor::new(node.handshake_config(), n))),
             };
+            if !matches!(auth, Auth::Failed) {
+                node.handshaking(true);
+            }
             Peer {
                 node,
                 directory,
@@ -185,7 +188,15 @@ impl Peer {
         }
     }
 
+    /// Leaves the handshaking count, once: on success, refusal or close.
+    fn end_handshake(&mut self) {
+        if matches!(self.auth, Auth::Initiating(_) | Auth::Accepting(_)) {
+            self.node.handshaking(false);
+        }
+    }
+
     fn authenticated(&mut self, info: NodeInfo, ctx: &mut Context<Self>) {
+        self.end_handshake();
         log::debug!("link {} to {} authenticated", self.link, info.id.node);
         self.read_limit
             .store(self.node.config.max_frame, Ordering::Relaxed);
@@ -210,6 +221,7 @@ impl Peer {
         if let Some(reject) = reject_for(&e) {
             self.writer.write(reject);
         }
+        self.end_handshake();
         self.auth = Auth::Failed;
         self.writer.close();
         // Give the reject a moment to leave before the socket closes.
@@ -353,6 +365,7 @@ impl Actor for Peer {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        self.end_handshake();
         for (_, tx) in self.calls.drain() {
             let _ = tx.send(Err(RemoteError::Internal(LINK_CLOSED.into())));
         }

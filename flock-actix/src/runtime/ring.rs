@@ -31,12 +31,13 @@ struct Link {
     since_ms: u64,
 }
 
-/// A link that closes this young, and was dialled by the larger of the two
-/// names, may be the loser of two nodes dialling each other at once, closed
-/// by the other side before our own copy of the winning link completed its
-/// handshake: wait [`DUPLICATE_GRACE`] for a replacement before declaring
-/// the peer down, so views do not flap. Any other link loss is acted on at
-/// once (a killed process must be noticed immediately).
+/// A link that closes this young, was dialled by the larger of the two
+/// names, and closes while another link is still in its handshake, may be
+/// the loser of two nodes dialling each other at once, closed by the other
+/// side before our copy of the winning link completed its handshake: wait
+/// [`DUPLICATE_GRACE`] for a replacement before declaring the peer down, so
+/// views do not flap. Any other link loss is acted on at once (a killed
+/// process must be noticed immediately).
 const YOUNG_LINK_MS: u64 = 200;
 const DUPLICATE_GRACE: Duration = Duration::from_millis(250);
 
@@ -346,7 +347,10 @@ impl Handler<LinkDown> for Ring {
         self.links.remove(&down.name);
         self.publish_links();
         log::info!("node {} lost its link to {}", self.node.name(), down.name);
-        if maybe_duplicate && self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS {
+        if maybe_duplicate
+            && self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS
+            && self.node.any_handshake_under_way()
+        {
             let name = down.name;
             ctx.run_later(DUPLICATE_GRACE, move |act, ctx| {
                 if !act.links.contains_key(&name) {
