@@ -6,7 +6,7 @@ use super::directory::Directory;
 use super::kinds::KindTable;
 use super::node::{Actors, Node, wall_ms};
 use super::registry::{Registry, Running};
-use super::replica::{CrdtReplica, Insert, InsertMany, ListBirds, Remove};
+use super::replica::{CrdtReplica, InsertMany, ListBirds, Remove};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
@@ -209,19 +209,8 @@ impl Flock {
     /// [`Error::AlreadyExists`] if the name is in the registry,
     /// [`Error::Encode`] if `args` cannot be serialized, [`Error::Stopped`].
     pub async fn start<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
-        let args = rmp_serde::to_vec(&args).map_err(|e| Error::Encode(e.to_string()))?;
-        let spec = BirdSpec {
-            kind: T::KIND.to_owned(),
-            args,
-        };
-        self.actors()?
-            .replica
-            .send(Insert {
-                name: name.into(),
-                spec,
-            })
-            .await
-            .map_err(|_| Error::Stopped)?
+        let mut results = self.start_many::<T>([(name.to_owned(), args)]).await?;
+        results.pop().unwrap_or(Err(Error::Stopped))
     }
 
     /// Records many birds of kind `T` at once (one registry delta for all of

@@ -194,23 +194,23 @@ impl Registry {
 
     /// Stops a local bird because flock-actix says so (moved or removed).
     fn stop(&mut self, name: &Arc<str>, removed: bool) {
-        if self.pending.remove(name).is_some() {
-            self.fail_waiters(name, stop_error(name, removed, || self.owner_of(name)));
-        }
-        let Some(local) = self.birds.get_mut(name) else {
+        let was_pending = self.pending.remove(name).is_some();
+        if let Some(local) = self.birds.get_mut(name) {
+            local.then_start = None;
+            self.directory.remove(name);
+            match &local.state {
+                State::Running(running) => {
+                    running.bird.stop();
+                    local.state = State::Stopping;
+                }
+                State::Stopping => {}
+                State::Restarting | State::Broken(_) => {
+                    self.birds.remove(name);
+                }
+            }
+        } else if !was_pending {
+            // Neither queued nor here: nobody can be waiting for it.
             return;
-        };
-        local.then_start = None;
-        self.directory.remove(name);
-        match &local.state {
-            State::Running(running) => {
-                running.bird.stop();
-                local.state = State::Stopping;
-            }
-            State::Stopping => {}
-            State::Restarting | State::Broken(_) => {
-                self.birds.remove(name);
-            }
         }
         let error = stop_error(name, removed, || self.owner_of(name));
         self.fail_waiters(name, error);

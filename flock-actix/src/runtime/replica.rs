@@ -126,36 +126,8 @@ impl Actor for CrdtReplica {
     }
 }
 
-/// Add a bird to the set (a `start`).
-#[derive(Message)]
-#[rtype(result = "Reply<()>")]
-pub(crate) struct Insert {
-    pub name: Arc<str>,
-    pub spec: BirdSpec,
-}
-
-impl Handler<Insert> for CrdtReplica {
-    type Result = Reply<()>;
-
-    fn handle(&mut self, Insert { name, spec }: Insert, _: &mut Context<Self>) -> Reply<()> {
-        if self.replica.state().contains(&name) {
-            return Err(Error::AlreadyExists {
-                name: name.to_string(),
-            });
-        }
-        let delta = self.replica.add(&name, spec.clone(), wall_ms());
-        self.local(
-            delta,
-            SetChanged {
-                upserts: vec![(name, spec)],
-                removed: vec![],
-            },
-        );
-        Ok(())
-    }
-}
-
-/// Add many birds at once: one delta, one notification, one shipment.
+/// Add birds to the set (`start`, `start_many`): one delta, one
+/// notification and one shipment for the whole batch.
 #[derive(Message)]
 #[rtype(result = "Vec<Reply<()>>")]
 pub(crate) struct InsertMany(pub Vec<(Arc<str>, BirdSpec)>);
