@@ -3,7 +3,7 @@
 //! server hosting a user's bird.
 //!
 //! 1. Build the example (once, bounded) and start three servers on free
-//!    ports with a fresh shared state directory; wait until each answers
+//!    ports with a fresh shared SQLite database; wait until each answers
 //!    `GET /health` and sees three members up.
 //! 2. Pick user `u` whose bird lives on server H ≠ A, and user `v` whose
 //!    bird lives on H too. Stream `u` through A and `v` through H.
@@ -124,7 +124,7 @@ impl Server {
     }
 }
 
-/// The servers and their state directory, cleaned up on drop.
+/// The servers and their directory (logs, the SQLite database), cleaned up on drop.
 struct Cluster {
     servers: Vec<Server>,
     dir: PathBuf,
@@ -160,7 +160,7 @@ impl Cluster {
                 .args(["--http", &format!("127.0.0.1:{}", http[i])])
                 .args(["--listen", &format!("127.0.0.1:{}", flock[i])])
                 .args(["--seeds", &seeds.join(",")])
-                .args(["--state-dir", &cluster.dir.join("state").to_string_lossy()])
+                .args(["--db", &cluster.dir.join("ticks.sqlite").to_string_lossy()])
                 .args(["--workers", "1", "--idle-secs", "0"])
                 .env("TICKER_COOKIE", format!("e2e-{}", std::process::id()))
                 .env("RUST_LOG", "info,actix_server=warn")

@@ -1,6 +1,6 @@
 //! The `Ticker` bird: one per user, counting ticks and saving each one.
 
-use crate::store::Store;
+use crate::store::TickStore;
 use flock_actix::prelude::*;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 /// The store every `Ticker` on this server reads and writes; set once at
 /// startup (a bird is hatched from its arguments only, and where state lives
 /// is a property of the server, not of the bird).
-pub(crate) static STORE: OnceLock<Store> = OnceLock::new();
+pub(crate) static STORE: OnceLock<Box<dyn TickStore>> = OnceLock::new();
 
 /// The most ticks one reply carries: a caller further behind skips ahead.
 pub(crate) const MAX_BATCH: u64 = 100;

@@ -37,9 +37,10 @@ struct Args {
     /// The cluster cookie (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "TICKER_COOKIE", default_value = "ticker-demo-cookie")]
     cookie: String,
-    /// The source of truth for counters, shared by every server on the machine.
-    #[arg(long, env = "TICKER_STATE_DIR", default_value = "/tmp/ticker-state")]
-    state_dir: PathBuf,
+    /// The SQLite database holding the counters, shared by every server on
+    /// the machine (created if missing).
+    #[arg(long, env = "TICKER_DB", default_value = "/tmp/ticker.sqlite")]
+    db: PathBuf,
     /// Milliseconds between ticks (each tick is saved).
     #[arg(long, env = "TICKER_PERIOD_MS", default_value_t = 200)]
     period_ms: u64,
@@ -58,10 +59,10 @@ struct Args {
 async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
-    let store = store::Store::open(&args.state_dir)?;
+    let store = store::SqliteStore::open(&args.db).map_err(std::io::Error::other)?;
     bird::STORE
-        .set(store)
-        .expect("the store is set once, before any bird hatches");
+        .set(Box::new(store))
+        .map_err(|_| std::io::Error::other("the store is set once, before any bird hatches"))?;
 
     let flock = Flock::builder(args.name.clone())
         .listen(args.listen.clone())
@@ -90,11 +91,11 @@ async fn main() -> std::io::Result<()> {
             .run();
     let handle = server.handle();
     println!(
-        "ticker_web {} ready: http://{} (flock {}, state {})",
+        "ticker_web {} ready: http://{} (flock {}, database {})",
         flock.name(),
         args.http,
         flock.listen_addr(),
-        args.state_dir.display()
+        args.db.display()
     );
 
     let mut running = actix_web::rt::spawn(server);

@@ -1,57 +1,129 @@
-//! The source of truth for tick counters: one small file per user.
+//! The source of truth for tick counters: a database every server reaches.
 //!
-//! Every server on the machine points `--state-dir` at the same directory, so
-//! a bird restarted on another server reads the counter its previous
-//! incarnation wrote. In production this would be a database (or any store
-//! all nodes reach); a directory keeps the example free of services.
+//! Birds talk to a [`TickStore`], a two-method trait, so the database is a
+//! choice of the server, not of the bird. The example ships [`SqliteStore`]:
+//! SQLite embedded in the process (nothing to install), one database file
+//! that every server on the machine opens, in WAL mode so readers never
+//! block the writer. Servers on several hosts need a server database
+//! instead: implement [`TickStore`] over it (docs/TICKER.md shows Postgres)
+//! and hand it to the builder in `main.rs`.
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
 
-/// A directory of `<user>.tick` files, each holding one decimal counter.
-#[derive(Debug, Clone)]
-pub(crate) struct Store {
-    dir: PathBuf,
+/// Where ticker birds keep their counters.
+///
+/// `save` must be durable against a killed process before it returns: a
+/// ticker shows a tick to callers only after saving it, and a bird hatched
+/// elsewhere after a crash resumes from `load`.
+pub(crate) trait TickStore: Send + Sync + 'static {
+    /// The last counter saved for `user`, 0 if none was.
+    fn load(&self, user: &str) -> Result<u64, StoreError>;
+    /// Saves `tick` for `user`. A counter never goes backwards: saving a
+    /// smaller value than the stored one (a stale instance during a
+    /// partition) keeps the larger.
+    fn save(&self, user: &str, tick: u64) -> Result<(), StoreError>;
 }
 
-impl Store {
-    /// Opens (creating if needed) the store in `dir`.
-    pub(crate) fn open(dir: &Path) -> io::Result<Store> {
-        std::fs::create_dir_all(dir)?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
+/// A store failure, with the database's own message.
+#[derive(Debug)]
+pub(crate) struct StoreError(String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tick store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// Counters in one SQLite file, shared by every server on the machine.
+pub(crate) struct SqliteStore {
+    // One connection per server; birds on every arbiter share it. A tick
+    // save is a few microseconds, far below the tick period.
+    conn: Mutex<Connection>,
+}
+
+/// How long a writer waits for another server's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub(crate) fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError(e.to_string()))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        // WAL: concurrent readers, one writer, and a committed transaction
+        // survives a killed process. synchronous=NORMAL skips the fsync per
+        // commit (a power cut may lose the last ticks, a crash does not).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS ticks (
+                 user TEXT PRIMARY KEY NOT NULL,
+                 tick INTEGER NOT NULL
+             )",
+        )?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
         })
     }
 
-    fn path(&self, user: &str) -> PathBuf {
-        self.dir.join(format!("{user}.tick"))
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable:
+        // every statement is a single autocommitted write or read.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TickStore for SqliteStore {
+    fn load(&self, user: &str) -> Result<u64, StoreError> {
+        let tick: Option<i64> = self
+            .conn()
+            .query_row("SELECT tick FROM ticks WHERE user = ?1", [user], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        Ok(tick.map_or(0, |t| u64::try_from(t).unwrap_or(0)))
     }
 
-    /// The last counter saved for `user`, 0 if none was.
-    pub(crate) fn load(&self, user: &str) -> io::Result<u64> {
-        match std::fs::read_to_string(self.path(user)) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(e),
-        }
+    fn save(&self, user: &str, tick: u64) -> Result<(), StoreError> {
+        let tick = i64::try_from(tick).map_err(|_| StoreError(format!("tick {tick} too large")))?;
+        self.conn().execute(
+            "INSERT INTO ticks (user, tick) VALUES (?1, ?2)
+             ON CONFLICT (user) DO UPDATE SET tick = MAX(tick, excluded.tick)",
+            params![user, tick],
+        )?;
+        Ok(())
     }
+}
 
-    /// Saves `tick` for `user` atomically: write a temporary file, then
-    /// rename it over the old one, so a reader (or a process killed midway)
-    /// never sees a torn value. No fsync: this survives a killed process,
-    /// not a power cut, which is what the example needs.
-    pub(crate) fn save(&self, user: &str, tick: u64) -> io::Result<()> {
-        // Unique per process: two incarnations of one bird (e.g. during a
-        // partition) never share a temporary file.
-        let tmp = self
-            .dir
-            .join(format!(".{user}.tick.{}.tmp", std::process::id()));
-        let mut file = std::fs::File::create(&tmp)?;
-        writeln!(file, "{tick}")?;
-        drop(file);
-        std::fs::rename(&tmp, self.path(user))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_survives_reopening_and_never_goes_backwards() {
+        let dir = std::env::temp_dir().join(format!("ticker-store-{}", std::process::id()));
+        let path = dir.join("ticks.sqlite");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.load("alice").unwrap(), 0);
+        store.save("alice", 7).unwrap();
+        store.save("alice", 5).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.load("alice").unwrap(), 7);
+        assert_eq!(store.load("bob").unwrap(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
