@@ -102,6 +102,21 @@ impl FlockBuilder {
         self
     }
 
+    /// Secures every link with mutual TLS (feature `tls`): this node presents
+    /// `tls`'s certificate and accepts only peers whose certificates chain to
+    /// the cluster CA, in addition to the cookie. It wraps the network set so
+    /// far, so call it after [`FlockBuilder::network`] if you use both; every
+    /// node of the cluster must use TLS (see docs/TLS.md).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the key does not fit the certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::net::TlsConfig) -> Result<Self> {
+        let network = crate::net::TlsNetwork::over(self.config.network.clone(), tls)?;
+        self.config.network = Arc::new(network);
+        Ok(self)
+    }
+
     /// Replace the whole configuration (the name included).
     pub fn config(mut self, config: FlockConfig) -> Self {
         self.config = config;
