@@ -68,10 +68,19 @@ fn a_failure_keeps_the_last_answer() {
 fn a_huge_answer_is_capped_to_the_lowest_addresses() {
     let mut d = Discovery::new(config()).unwrap();
     let r = d.resolved(
-        addrs(&["10.0.0.5:1", "10.0.0.4:1", "10.0.0.3:1", "10.0.0.2:1", "10.0.0.1:1"]),
+        addrs(&[
+            "10.0.0.5:1",
+            "10.0.0.4:1",
+            "10.0.0.3:1",
+            "10.0.0.2:1",
+            "10.0.0.1:1",
+        ]),
         0,
     );
-    assert_eq!(r.current, addrs(&["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"]));
+    assert_eq!(
+        r.current,
+        addrs(&["10.0.0.1:1", "10.0.0.2:1", "10.0.0.3:1"])
+    );
     assert_eq!(r.truncated, 2);
 }
 
