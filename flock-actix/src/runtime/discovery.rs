@@ -146,6 +146,11 @@ impl DnsDiscovery {
         };
         let (host, port) = name.rsplit_once(':').ok_or_else(bad)?;
         let port = port.parse().map_err(|_| bad())?;
+        // `[::1]:4001`: the resolver wants the address without brackets.
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
         if host.is_empty() {
             return Err(bad());
         }
@@ -250,4 +255,40 @@ impl DnsDiscovery {
 pub(crate) struct Discovered {
     pub(crate) current: Vec<String>,
     pub(crate) removed: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_discovery_name_must_be_host_and_port() {
+        let d = DnsDiscovery::new("flock-headless.ns.svc.cluster.local:4001").unwrap();
+        assert_eq!(
+            (d.host.as_str(), d.port),
+            ("flock-headless.ns.svc.cluster.local", 4001)
+        );
+        let d = DnsDiscovery::new("[::1]:4001").unwrap();
+        assert_eq!((d.host.as_str(), d.port), ("::1", 4001));
+        for bad in ["flock-headless", ":4001", "host:port", "host:70000", "[]:1"] {
+            match DnsDiscovery::new(bad) {
+                Err(Error::InvalidConfig(m)) => assert!(m.contains("host:port"), "{m}"),
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_interval_is_refused_before_the_node_starts() {
+        let d = DnsDiscovery::new("flock:4001")
+            .unwrap()
+            .interval(Duration::ZERO);
+        assert!(matches!(d.validate(), Err(Error::InvalidConfig(_))));
+    }
+
+    #[actix_rt::test]
+    async fn the_system_resolver_answers_every_address_with_the_port() {
+        let addrs = SystemResolver.resolve("127.0.0.1", 4001).await.unwrap();
+        assert_eq!(addrs, [SocketAddr::from(([127, 0, 0, 1], 4001))]);
+    }
 }
