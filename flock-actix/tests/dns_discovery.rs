@@ -31,7 +31,11 @@ impl Dnsmasq {
     /// Starts dnsmasq on 127.0.0.1 at a free port, or `None` if it is not
     /// installed.
     fn start(ips: &[&str]) -> Option<Dnsmasq> {
-        let dir = std::env::temp_dir().join(support::unique("flock-dns"));
+        let dir = std::env::temp_dir().join(format!(
+            "{}-{}",
+            support::unique("flock-dns"),
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let hosts = dir.join("hosts");
         write_hosts(&hosts, ips);
@@ -84,6 +88,9 @@ impl Drop for Dnsmasq {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.hosts.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
