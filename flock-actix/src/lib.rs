@@ -39,6 +39,9 @@ pub mod __private;
 
 pub use bird::{Accepts, Bird, BirdKind, Wire};
 pub use error::{Error, Result};
+#[cfg(feature = "dns")]
+pub use runtime::NameserverResolver;
+pub use runtime::{DnsDiscovery, Resolve, SystemResolver};
 pub use runtime::{
     Flock, FlockAddr, FlockBuilder, FlockConfig, MemberState, MemberView, current_node,
 };

@@ -287,6 +287,28 @@ impl Membership {
         self.seeds.remove(addr);
     }
 
+    /// Discovery found `addr`: dial it as a seed unless it is this node's,
+    /// already a seed, or the address of a peer that has not left (those
+    /// are dialled by name already). Returns whether it became a seed.
+    pub fn add_seed(&mut self, addr: &str, now_ms: u64) -> bool {
+        let known = self
+            .peers
+            .values()
+            .any(|p| p.info.addr == addr && p.status != PeerStatus::Left);
+        if addr == self.me.addr || known || self.seeds.contains_key(addr) {
+            return false;
+        }
+        self.seeds
+            .insert(addr.to_owned(), (now_ms, self.config.reconnect_min_ms));
+        true
+    }
+
+    /// Discovery lost `addr`: stop dialling it as a seed (known peers are
+    /// unaffected).
+    pub fn forget_seed(&mut self, addr: &str) {
+        self.seeds.remove(addr);
+    }
+
     /// The link to `name` closed (or a dial to its address failed).
     pub fn link_down(&mut self, name: &str, now_ms: u64) -> Vec<Effect> {
         let Some(p) = self.peers.get_mut(name) else {

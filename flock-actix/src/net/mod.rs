@@ -8,10 +8,14 @@
 mod faults;
 mod memory;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use faults::{Faults, FaultyNetwork};
 pub use memory::MemoryNetwork;
 pub use tcp::TcpNetwork;
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_SERVER_NAME, TlsConfig, TlsNetwork};
 
 use std::future::Future;
 use std::io;

@@ -3,6 +3,7 @@
 use super::addr::FlockAddr;
 use super::config::FlockConfig;
 use super::directory::Directory;
+use super::discovery::DnsDiscovery;
 use super::kinds::KindTable;
 use super::node::{Actors, Node, wall_ms};
 use super::registry::{Registry, Running};
@@ -42,12 +43,14 @@ impl std::fmt::Debug for Flock {
 pub struct FlockBuilder {
     config: FlockConfig,
     kinds: KindTable,
+    discovery: Option<DnsDiscovery>,
 }
 
 impl std::fmt::Debug for FlockBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlockBuilder")
             .field("config", &self.config)
+            .field("discovery", &self.discovery)
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +105,29 @@ impl FlockBuilder {
         self
     }
 
+    /// Secures every link with mutual TLS (feature `tls`): this node presents
+    /// `tls`'s certificate and accepts only peers whose certificates chain to
+    /// the cluster CA, in addition to the cookie. It wraps the network set so
+    /// far, so call it after [`FlockBuilder::network`] if you use both; every
+    /// node of the cluster must use TLS (see docs/TLS.md).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the key does not fit the certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::net::TlsConfig) -> Result<Self> {
+        let network = crate::net::TlsNetwork::over(self.config.network.clone(), tls)?;
+        self.config.network = Arc::new(network);
+        Ok(self)
+    }
+
+    /// Finds peers through a DNS name that resolves to every node (e.g. a
+    /// Kubernetes headless service), re-resolved periodically, in addition
+    /// to the seeds: new addresses are dialled as they appear.
+    pub fn discovery(mut self, discovery: DnsDiscovery) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
+
     /// Replace the whole configuration (the name included).
     pub fn config(mut self, config: FlockConfig) -> Self {
         self.config = config;
@@ -127,8 +153,13 @@ impl FlockBuilder {
     /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the
     /// address cannot be bound.
     pub async fn start(self) -> Result<Flock> {
-        let FlockBuilder { config, kinds } = self;
+        let FlockBuilder {
+            config,
+            kinds,
+            discovery,
+        } = self;
         config.validate()?;
+        discovery.as_ref().map(DnsDiscovery::validate).transpose()?;
         let listener = config.network.bind(&config.listen).await?;
         let me = NodeInfo {
             id: ReplicaId {
@@ -158,6 +189,9 @@ impl FlockBuilder {
         // The actors only run once this task yields, so they all see the
         // addresses set here.
         let _ = node.actors.set(actors);
+        if let Some(discovery) = discovery {
+            discovery.spawn(node.clone())?;
+        }
         log::info!(
             "node {} listening on {} (cluster {:?})",
             node.name(),
@@ -177,6 +211,7 @@ impl Flock {
         FlockBuilder {
             config: FlockConfig::new(name),
             kinds: KindTable::default(),
+            discovery: None,
         }
     }
 

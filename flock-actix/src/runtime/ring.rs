@@ -500,3 +500,21 @@ impl Handler<Shutdown> for Ring {
         ctx.stop();
     }
 }
+
+/// Discovery's answer: dial the addresses membership does not know yet, and
+/// stop dialling those that left the answer (unless configured as seeds).
+impl Handler<super::discovery::Discovered> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, found: super::discovery::Discovered, _: &mut Context<Self>) {
+        let now = self.node.now_ms();
+        for addr in &found.removed {
+            if !self.node.config.seeds.contains(addr) {
+                self.membership.forget_seed(addr);
+            }
+        }
+        for addr in &found.current {
+            self.membership.add_seed(addr, now);
+        }
+    }
+}

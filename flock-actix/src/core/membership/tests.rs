@@ -241,3 +241,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn discovered_addresses_are_dialled_unless_they_are_ours_a_peers_or_pending() {
+    let mut m = node(&["a:4000"]);
+    let (_, _) = m.link_up(info("b", 1), 0);
+    assert!(!m.add_seed("me:4000", 0), "our own address");
+    assert!(!m.add_seed("b:4000", 0), "a known peer is dialled by name");
+    assert!(!m.add_seed("a:4000", 0), "already a seed");
+    assert!(m.add_seed("c:4000", 0));
+    assert_eq!(
+        m.tick(1),
+        vec![Effect::Dial("a:4000".into()), Effect::Dial("c:4000".into())]
+    );
+    // Gone from discovery before it answered: no more dials.
+    m.dial_failed("c:4000", 10);
+    m.forget_seed("c:4000");
+    let dials: Vec<Effect> = m
+        .tick(10_000)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Dial(a) if a == "c:4000"))
+        .collect();
+    assert_eq!(dials, vec![]);
+}
