@@ -29,7 +29,9 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Why the actix-telepathy row is not measured (see docs/BENCHMARKS.md).
-pub const TELEPATHY_NOTE: &str = "TODO";
+#[cfg(not(feature = "telepathy"))]
+pub const TELEPATHY_NOTE: &str = "actix-telepathy rows need `--features telepathy` \
+    (a bench-only dependency, ≈ 3 min to build in release here; kept out of the default build and CI)";
 
 /// Set by `smoke`: one warm-up and one measured round, small sizes, short pauses.
 pub static SMOKE: AtomicBool = AtomicBool::new(false);
@@ -85,6 +87,9 @@ pub fn run(name: &str) -> Vec<Row> {
         "rebalance_join" => rebalance_join(),
         "memory_per_bird" => memory_per_bird(),
         "sync_bytes" => sync_bytes(),
+        #[cfg(feature = "telepathy")]
+        "peer_cast_throughput" => crate::telepathy::peer_rows(),
+        #[cfg(not(feature = "telepathy"))]
         "peer_cast_throughput" => {
             vec![Row::new("peer_cast_throughput", "msg/s", vec![]).note(TELEPATHY_NOTE)]
         }

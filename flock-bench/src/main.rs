@@ -14,6 +14,8 @@ mod counting;
 mod messages;
 mod procs;
 mod raw;
+#[cfg(feature = "telepathy")]
+mod telepathy;
 
 use serde_json::json;
 use std::io::Write;
@@ -231,6 +233,8 @@ fn main() {
         "__node" => return benches::node_main(&args[1..]),
         "__raw" => return raw::server_main::<raw::FlockFrames>(),
         "__rawbytes" => return raw::server_main::<raw::RawBytes>(),
+        #[cfg(feature = "telepathy")]
+        "__telepathy" => return telepathy::server_main(),
         "__mem_actix" => return benches::mem_actix_main(&args[1..]),
         _ => {}
     }

@@ -6,8 +6,7 @@
 
 use crate::Row;
 use crate::benches::{
-    TELEPATHY_NOTE, in_system, layout, names, node, pct, rounds, scale, spawn_node, start_birds,
-    sweep, wait_up,
+    in_system, layout, names, node, pct, rounds, scale, spawn_node, start_birds, sweep, wait_up,
 };
 use crate::birds::{Cast32, Ping, Sink};
 use crate::procs::{Child, cpus};
@@ -147,7 +146,7 @@ pub fn local_call() -> Vec<Row> {
 }
 
 /// Per-call latencies of `n` sequential flock calls over 64 birds.
-async fn flock_rtt(addrs: &[FlockAddr<Sink>], n: usize) -> Vec<Duration> {
+pub(crate) async fn flock_rtt(addrs: &[FlockAddr<Sink>], n: usize) -> Vec<Duration> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
@@ -162,14 +161,14 @@ async fn flock_rtt(addrs: &[FlockAddr<Sink>], n: usize) -> Vec<Duration> {
 
 /// A host node with 64 birds, the two baseline servers (all pinned to
 /// `server_cpus`) and a weight-0 client node in this process.
-struct Remote {
-    host: Child,
-    servers: (Child, Child),
-    flock: Flock,
-    birds: Vec<String>,
+pub(crate) struct Remote {
+    pub(crate) host: Child,
+    pub(crate) servers: (Child, Child),
+    pub(crate) flock: Flock,
+    pub(crate) birds: Vec<String>,
 }
 
-async fn remote(server_cpus: Option<&[usize]>, birds: &[String]) -> Remote {
+pub(crate) async fn remote(server_cpus: Option<&[usize]>, birds: &[String]) -> Remote {
     let host = spawn_node("host1@127.0.0.1", 1, &[], server_cpus);
     let frames = Child::spawn("frames", &[FlockFrames::SERVER.into()], server_cpus);
     let floor = Child::spawn("rawbytes", &[RawBytes::SERVER.into()], server_cpus);
@@ -350,13 +349,12 @@ pub fn remote_cast_throughput() -> Vec<Row> {
             .extra(json!({
                 "casts_per_run": total, "frames_casts_per_run": frames_total,
                 "floor_casts_per_run": floor_total, "birds": nbirds, "payload_bytes": 32,
-                "telepathy": TELEPATHY_NOTE,
             })),
     ]
 }
 
 /// Sends `total` 32-byte casts round-robin; msg/s until the host counted all.
-async fn flock_casts(host: &mut Child, addrs: &[FlockAddr<Sink>], total: usize) -> f64 {
+pub(crate) async fn flock_casts(host: &mut Child, addrs: &[FlockAddr<Sink>], total: usize) -> f64 {
     let payload = vec![7u8; 32];
     let before = host.stats().casts;
     let t = Instant::now();
