@@ -629,8 +629,15 @@ fn memory_per_bird() -> Vec<Row> {
             start_birds(&flock, &birds).await;
             reg_s.push(t.elapsed().as_secs_f64());
             let limit = Duration::from_secs(120);
-            while host.stats().live < n as i64 {
-                assert!(t.elapsed() < limit, "births not done");
+            loop {
+                let st = host.stats();
+                if st.live >= n as i64 {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < limit,
+                    "births not done within {limit:?} (round {r}): {st:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             // Let replication and acknowledgements finish: the delta buffers
