@@ -145,6 +145,26 @@ pub fn local_call() -> Vec<Row> {
     rows
 }
 
+/// Runs round 0 (a warm-up, discarded) and `runs` measured rounds of three
+/// systems, `measure(0..3)`, in an order that rotates from round to round;
+/// each system's samples.
+pub(crate) async fn rotate<T>(
+    runs: usize,
+    mut measure: impl AsyncFnMut(usize) -> T,
+) -> [Vec<T>; 3] {
+    let mut s = [vec![], vec![], vec![]];
+    for r in 0..=runs {
+        for k in 0..3 {
+            let sys = (r + k) % 3;
+            let v = measure(sys).await;
+            if r > 0 {
+                s[sys].push(v);
+            }
+        }
+    }
+    s
+}
+
 /// Per-call latencies of `n` sequential flock calls over 64 birds.
 pub(crate) async fn flock_rtt(addrs: &[FlockAddr<Sink>], n: usize) -> Vec<Duration> {
     let mut lat = Vec::with_capacity(n);
@@ -211,21 +231,17 @@ pub fn remote_call_rtt() -> Vec<Row> {
             let mut fc = Client::<FlockFrames>::connect(&rm.servers.0.listen).await;
             let mut rc = Client::<RawBytes>::connect(&rm.servers.1.listen).await;
             let addrs: Vec<FlockAddr<Sink>> = rm.birds.iter().map(|b| rm.flock.addr(b)).collect();
-            let (mut p50, mut p99) = ([vec![], vec![], vec![]], [vec![], vec![], vec![]]);
-            for r in 0..=runs {
-                for k in 0..3 {
-                    let sys = (r + k) % 3;
-                    let mut lat = match sys {
-                        0 => flock_rtt(&addrs, n).await,
-                        1 => fc.rtt(n).await,
-                        _ => rc.rtt(n).await,
-                    };
-                    if r > 0 {
-                        p50[sys].push(pct(&mut lat, 0.5));
-                        p99[sys].push(pct(&mut lat, 0.99));
-                    }
-                }
-            }
+            let s = rotate(runs, async |sys| {
+                let mut lat = match sys {
+                    0 => flock_rtt(&addrs, n).await,
+                    1 => fc.rtt(n).await,
+                    _ => rc.rtt(n).await,
+                };
+                (pct(&mut lat, 0.5), pct(&mut lat, 0.99))
+            })
+            .await;
+            let p50 = s.clone().map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>());
+            let p99 = s.map(|v| v.iter().map(|x| x.1).collect::<Vec<_>>());
             rm.flock.shutdown();
             (p50, p99, lay)
         });
@@ -259,20 +275,12 @@ pub fn remote_call_concurrent() -> Vec<Row> {
         let lay = layout(&[&rm.host], "unpinned");
         let mut fc = Client::<FlockFrames>::connect(&rm.servers.0.listen).await;
         let mut rc = Client::<RawBytes>::connect(&rm.servers.1.listen).await;
-        let mut s = [vec![], vec![], vec![]];
-        for r in 0..=runs {
-            for k in 0..3 {
-                let sys = (r + k) % 3;
-                let v = match sys {
-                    0 => flock_concurrent(&rm, conc, total).await,
-                    1 => fc.concurrent(conc, total).await,
-                    _ => rc.concurrent(conc, total).await,
-                };
-                if r > 0 {
-                    s[sys].push(v);
-                }
-            }
-        }
+        let s = rotate(runs, async |sys| match sys {
+            0 => flock_concurrent(&rm, conc, total).await,
+            1 => fc.concurrent(conc, total).await,
+            _ => rc.concurrent(conc, total).await,
+        })
+        .await;
         rm.flock.shutdown();
         (s, lay)
     });
@@ -321,20 +329,12 @@ pub fn remote_cast_throughput() -> Vec<Row> {
         let addrs: Vec<FlockAddr<Sink>> = rm.birds.iter().map(|b| rm.flock.addr(b)).collect();
         let mut fc = Client::<FlockFrames>::connect(&rm.servers.0.listen).await;
         let mut rc = Client::<RawBytes>::connect(&rm.servers.1.listen).await;
-        let mut s = [vec![], vec![], vec![]];
-        for r in 0..=runs {
-            for k in 0..3 {
-                let sys = (r + k) % 3;
-                let v = match sys {
-                    0 => flock_casts(&mut rm.host, &addrs, total).await,
-                    1 => fc.casts(frames_total, nbirds).await,
-                    _ => rc.casts(floor_total, nbirds).await,
-                };
-                if r > 0 {
-                    s[sys].push(v);
-                }
-            }
-        }
+        let s = rotate(runs, async |sys| match sys {
+            0 => flock_casts(&mut rm.host, &addrs, total).await,
+            1 => fc.casts(frames_total, nbirds).await,
+            _ => rc.casts(floor_total, nbirds).await,
+        })
+        .await;
         rm.flock.shutdown();
         (s, lay)
     });

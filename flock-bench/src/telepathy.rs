@@ -225,7 +225,7 @@ impl TelepathyClient {
 pub fn peer_rows() -> Vec<crate::Row> {
     use crate::Row;
     use crate::benches::{in_system, layout, names, pct, rounds, scale};
-    use crate::messages::{flock_casts, flock_rtt, remote};
+    use crate::messages::{flock_casts, flock_rtt, remote, rotate};
     use crate::procs::{Child, cpus};
     use crate::raw::{Client, Protocol, RawBytes};
 
@@ -242,21 +242,19 @@ pub fn peer_rows() -> Vec<crate::Row> {
         let mut rc = Client::<RawBytes>::connect(&rm.servers.1.listen).await;
         let addrs: Vec<_> = rm.birds.iter().map(|b| rm.flock.addr(b)).collect();
         let lay = layout(&[&rm.host], "every process pinned to one vCPU");
-        let mut out = [[vec![], vec![], vec![]], [vec![], vec![], vec![]]];
-        for r in 0..=runs {
-            for k in 0..3 {
-                let sys = (r + k) % 3;
-                let mut lat = match sys {
-                    0 => flock_rtt(&addrs, n).await,
-                    1 => tc.rtt(n).await,
-                    _ => rc.rtt(n).await,
-                };
-                if r > 0 {
-                    out[0][sys].push(pct(&mut lat, 0.5));
-                    out[1][sys].push(pct(&mut lat, 0.99));
-                }
-            }
-        }
+        let s = rotate(runs, async |sys| {
+            let mut lat = match sys {
+                0 => flock_rtt(&addrs, n).await,
+                1 => tc.rtt(n).await,
+                _ => rc.rtt(n).await,
+            };
+            (pct(&mut lat, 0.5), pct(&mut lat, 0.99))
+        })
+        .await;
+        let out = [
+            s.clone().map(|v| v.iter().map(|x| x.0).collect::<Vec<_>>()),
+            s.map(|v| v.iter().map(|x| x.1).collect::<Vec<_>>()),
+        ];
         rm.flock.shutdown();
         (out, lay)
     });
@@ -267,20 +265,12 @@ pub fn peer_rows() -> Vec<crate::Row> {
         let mut rc = Client::<RawBytes>::connect(&rm.servers.1.listen).await;
         let addrs: Vec<_> = rm.birds.iter().map(|b| rm.flock.addr(b)).collect();
         let lay = layout(&[&rm.host], "unpinned");
-        let mut s = [vec![], vec![], vec![]];
-        for r in 0..=runs {
-            for k in 0..3 {
-                let sys = (r + k) % 3;
-                let v = match sys {
-                    0 => flock_casts(&mut rm.host, &addrs, total).await,
-                    1 => tc.casts(total).await,
-                    _ => rc.casts(floor_total, 16).await,
-                };
-                if r > 0 {
-                    s[sys].push(v);
-                }
-            }
-        }
+        let s = rotate(runs, async |sys| match sys {
+            0 => flock_casts(&mut rm.host, &addrs, total).await,
+            1 => tc.casts(total).await,
+            _ => rc.casts(floor_total, 16).await,
+        })
+        .await;
         rm.flock.shutdown();
         (s, lay)
     });
