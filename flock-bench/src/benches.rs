@@ -57,7 +57,7 @@ fn host_arbiters() -> String {
     std::env::var("FLOCK_BENCH_HOST_ARBITERS").unwrap_or_else(|_| "default".into())
 }
 
-/// "hosts: default arbiters (2 each); <pinning>", from what the hosts reported.
+/// `hosts: default arbiters (2); <pinning>`, from what the hosts reported.
 pub(crate) fn layout(hosts: &[&Child], pinning: &str) -> String {
     let mut infos: Vec<&str> = hosts.iter().map(|h| h.info.as_str()).collect();
     infos.dedup();
