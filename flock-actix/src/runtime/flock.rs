@@ -137,7 +137,8 @@ impl FlockBuilder {
         self
     }
 
-    /// Use another network (tests: an in-memory or fault-injecting one).
+    /// Use another network (tests: an in-memory or fault-injecting one from
+    /// [`testing`](crate::testing)).
     pub fn network(mut self, network: Arc<dyn Network>) -> Self {
         self.config.network = network;
         self
