@@ -24,6 +24,27 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// name in this node's current view: calls made while the bird moves or
 /// restarts wait for it within their deadline. Cloning is cheap; clones
 /// share the cached route to a bird running on this node.
+///
+/// ```no_run
+/// use flock_actix::prelude::*;
+/// use std::time::Duration;
+/// # #[flock_bird(messages(Add, Total))] struct Counter(u64);
+/// # impl Actor for Counter { type Context = Context<Self>; }
+/// # impl Bird for Counter { type Args = (); fn hatch(_: &str, _: ()) -> Self { Counter(0) } }
+/// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "()")] struct Add(u64);
+/// # impl Handler<Add> for Counter { type Result = ();
+/// #     fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) { self.0 += n } }
+/// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "u64")] struct Total;
+/// # impl Handler<Total> for Counter { type Result = u64;
+/// #     fn handle(&mut self, _: Total, _: &mut Context<Self>) -> u64 { self.0 } }
+///
+/// async fn count_visit(flock: &Flock, page: &str) -> Result<u64> {
+///     let counter: FlockAddr<Counter> = flock.addr(&format!("visits:{page}"));
+///     counter.do_send(Add(1)); // a cast: no reply, best effort
+///     // A call: waits for the reply, up to 500 ms here.
+///     counter.send_timeout(Total, Duration::from_millis(500)).await
+/// }
+/// ```
 pub struct FlockAddr<T: BirdKind> {
     node: Arc<Node>,
     name: Arc<str>,

@@ -24,6 +24,28 @@ use tokio::sync::oneshot;
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running flock-actix node. Cheap to clone; every clone is the same node.
+///
+/// ```no_run
+/// use flock_actix::prelude::*;
+///
+/// # #[actix::main] async fn main() -> Result<()> {
+/// let flock = Flock::builder("web-1@10.0.0.5")
+///     .listen("0.0.0.0:4001")
+///     .seeds(["10.0.0.1:4001"])
+///     .cookie("from your secret store")
+///     .start()
+///     .await?;
+/// for member in flock.members().await? {
+///     println!("{} {:?} weight {}", member.name, member.status, member.weight);
+/// }
+/// println!("cart:17 runs on {}", flock.owner_of("cart:17")?);
+/// flock.stop("cart:17").await?; // wherever it runs
+///
+/// // On SIGTERM: hand this node's birds over to the others, then stop.
+/// flock.leave().await?;
+/// flock.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Flock {
     node: Arc<Node>,
@@ -40,6 +62,25 @@ impl std::fmt::Debug for Flock {
 }
 
 /// Builds and starts a [`Flock`] node.
+///
+/// ```no_run
+/// use flock_actix::prelude::*;
+/// use std::time::Duration;
+///
+/// # #[actix::main] async fn main() -> Result<()> {
+/// // A client node: it routes calls to birds but hosts none.
+/// let flock = Flock::builder("api-1@10.0.0.9")
+///     .listen("0.0.0.0:4001")
+///     .seeds(["flock.shop.svc.cluster.local:4001"])
+///     .cluster("shop")
+///     .cookie("from your secret store")
+///     .weight(0)
+///     .call_timeout(Duration::from_secs(2))
+///     .configure(|c| c.membership.down_after_ms = 2_000)
+///     .start()
+///     .await?;
+/// # flock.shutdown(); Ok(()) }
+/// ```
 pub struct FlockBuilder {
     config: FlockConfig,
     kinds: KindTable,
@@ -99,7 +140,8 @@ impl FlockBuilder {
         self
     }
 
-    /// Use another network (tests: an in-memory or fault-injecting one).
+    /// Use another network (tests: an in-memory or fault-injecting one from
+    /// [`testing`](crate::testing)).
     pub fn network(mut self, network: Arc<dyn Network>) -> Self {
         self.config.network = network;
         self
