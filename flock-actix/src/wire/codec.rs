@@ -42,9 +42,16 @@ pub const DEFAULT_MAX_FRAME: usize = 32 * 1024 * 1024;
 pub const HEADER_LEN: usize = 4;
 
 /// Frames [`Message`]s on a byte stream: decoder and encoder.
+///
+/// The first frame a codec decodes is read version-first
+/// ([`Message::decode_first`]): a peer speaking another protocol version gets
+/// [`Error::VersionMismatch`] naming both versions, whatever the layout of
+/// the rest of its `Hello`.
 #[derive(Debug)]
 pub struct FrameCodec {
     inner: LengthDelimitedCodec,
+    /// No frame decoded yet: the next one is the connection's first.
+    first: bool,
 }
 
 impl Default for FrameCodec {
@@ -61,7 +68,7 @@ impl FrameCodec {
             .big_endian()
             .max_frame_length(PRE_AUTH_MAX_FRAME)
             .new_codec();
-        FrameCodec { inner }
+        FrameCodec { inner, first: true }
     }
 
     /// The frame size cap in force, in bytes (payload, excluding the header).
@@ -99,6 +106,9 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>> {
         match self.inner.decode(src) {
+            Ok(Some(frame)) if std::mem::take(&mut self.first) => {
+                Message::decode_first(&frame).map(Some)
+            }
             Ok(Some(frame)) => Message::decode(&frame).map(Some),
             Ok(None) => Ok(None),
             Err(e) => {

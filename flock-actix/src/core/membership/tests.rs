@@ -159,7 +159,7 @@ fn a_leaving_node_drops_out_of_its_own_view_and_stops_dialling() {
 fn a_departed_peer_is_not_redialled_until_a_new_incarnation() {
     let mut m = node(&[]);
     m.link_up(info("a", 1), 0);
-    assert_eq!(m.peer_left("a"), vec![Effect::ViewChanged]);
+    assert_eq!(m.peer_left("a", 0), vec![Effect::ViewChanged]);
     assert_eq!(view_names(&m), ["me"]);
     assert!(m.tick(10_000).is_empty());
     m.gossip([info("a", 2)], 10_000);
@@ -220,7 +220,7 @@ proptest! {
                     m.heard_from(&name(n), now);
                     last_heard.insert(name(n), now);
                 }
-                Event::Left(n) => { m.peer_left(&name(n)); }
+                Event::Left(n) => { m.peer_left(&name(n), now); }
                 Event::Gossip(n, i) => m.gossip([info(&name(n), i)], now),
                 Event::DialFailed(n) => m.dial_failed(&format!("{}:4000", name(n)), now),
                 Event::Tick(dt) => {
