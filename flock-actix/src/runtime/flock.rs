@@ -158,6 +158,20 @@ impl FlockBuilder {
         // The actors only run once this task yields, so they all see the
         // addresses set here.
         let _ = node.actors.set(actors);
+        // Return only once every actor has run `started` (a reply proves
+        // it): their timers need the runtime, and an application that drops
+        // its System right after `start` must not leave actors that still
+        // have to start while the runtime is torn down.
+        if let Some(a) = node.actors() {
+            let (ring, replica, registry) = tokio::join!(
+                a.ring.send(Members),
+                a.replica.send(ListBirds),
+                a.registry.send(Running)
+            );
+            if ring.is_err() || replica.is_err() || registry.is_err() {
+                return Err(Error::Stopped);
+            }
+        }
         log::info!(
             "node {} listening on {} (cluster {:?})",
             node.name(),

@@ -426,7 +426,9 @@ impl Actor for Peer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if matches!(self.auth, Auth::Failed) {
+        // A link created just before the runtime is torn down is started by
+        // its own drop, outside the runtime: no timers then, just stop.
+        if matches!(self.auth, Auth::Failed) || tokio::runtime::Handle::try_current().is_err() {
             ctx.stop();
             return;
         }
@@ -493,15 +495,20 @@ impl StreamHandler<Result<Inbound, Error>> for Peer {
 }
 
 impl WriteHandler<Error> for Peer {
-    fn error(&mut self, err: Error, _: &mut Context<Self>) -> Running {
+    fn error(&mut self, err: Error, ctx: &mut Context<Self>) -> Running {
         log::warn!("closing link to {}: {err}", self.peer_name());
+        ctx.stop();
         Running::Stop
     }
 
-    /// The writer of a closing link flushed and half-closed: wait for the
-    /// peer's end-of-stream (or [`CLOSE_LINGER`]), so that closing does not
-    /// reset the connection before the peer read our last frame.
-    fn finished(&mut self, _: &mut Context<Self>) {}
+    /// The writer ended. On a closing link it flushed and half-closed: wait
+    /// for the peer's end-of-stream (or [`CLOSE_LINGER`]), so that closing
+    /// does not reset the connection before the peer read our last frame.
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.closing.get() {
+            ctx.stop();
+        }
+    }
 }
 
 /// A frame for the peer.
