@@ -433,3 +433,29 @@ fn dropping_the_system_right_after_start_does_not_panic() {
     drop(flock);
     assert_eq!(PANICS.load(Ordering::Relaxed), 0, "an actor panicked");
 }
+
+// ---- peers that never come back ----
+
+#[actix_rt::test]
+async fn a_long_gone_client_is_forgotten_and_no_longer_listed() {
+    let forget_fast = |b: FlockBuilder| b.configure(|c| c.membership.forget_down_after_ms = 1_500);
+    let host = TestNode::start("keeper@127.0.0.1", vec![], forget_fast);
+    let client = TestNode::start("ephemeral@127.0.0.1", vec![host.addr()], |b| b.weight(0));
+    let listed = async |f: &Flock| {
+        f.members()
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.name == "ephemeral@127.0.0.1")
+    };
+    wait_until(Duration::from_secs(10), "the client to join", || async {
+        host.flock.up_count().await.unwrap_or(0) == 2
+    })
+    .await;
+    client.kill();
+    // Listed as down for a while, then gone.
+    wait_until(Duration::from_secs(10), "the client to be forgotten", || async {
+        !listed(&host.flock).await
+    })
+    .await;
+}

@@ -186,3 +186,55 @@ pub(crate) fn nonce() -> crate::Result<[u8; 32]> {
         })
         .map(|()| n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::crdt::ReplicaId;
+
+    fn node() -> Node {
+        let me = NodeInfo {
+            id: ReplicaId {
+                node: "me".into(),
+                incarnation: 1,
+            },
+            addr: "me:1".into(),
+            weight: 1,
+        };
+        Node::new(FlockConfig::new("me"), me, KindTable::default()).unwrap()
+    }
+
+    #[test]
+    fn a_handshake_counts_only_for_the_peer_it_is_with() {
+        let n = node();
+        let a: NodeName = "a".into();
+        let b: NodeName = "b".into();
+        // A stranger in its handshake says nothing about peer a.
+        n.handshake_started(
+            1,
+            Handshaking {
+                accepted: true,
+                ..Handshaking::default()
+            },
+        );
+        assert!(!n.handshake_under_way_with(&a, Some("a:1")));
+        // A dial to a's address counts for a, not for b.
+        n.handshake_started(
+            2,
+            Handshaking {
+                dialed: Some("a:1".into()),
+                ..Handshaking::default()
+            },
+        );
+        assert!(n.handshake_under_way_with(&a, Some("a:1")));
+        assert!(!n.handshake_under_way_with(&b, Some("b:1")));
+        // The stranger claims to be b.
+        n.handshake_claims(1, &b);
+        assert!(n.handshake_under_way_with(&b, None));
+        assert_eq!(n.unauthenticated(), 1);
+        n.handshake_ended(1);
+        n.handshake_ended(2);
+        assert!(!n.handshake_under_way_with(&a, Some("a:1")));
+        assert_eq!(n.unauthenticated(), 0);
+    }
+}
