@@ -454,8 +454,10 @@ async fn a_long_gone_client_is_forgotten_and_no_longer_listed() {
     .await;
     client.kill();
     // Listed as down for a while, then gone.
-    wait_until(Duration::from_secs(10), "the client to be forgotten", || async {
-        !listed(&host.flock).await
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the client to be forgotten",
+        || async { !listed(&host.flock).await },
+    )
     .await;
 }

@@ -55,10 +55,13 @@ impl Hosts {
     }
 
     fn create() -> Result<Hosts, String> {
+        // Tests of this file run in parallel: one set of names each.
+        static SETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
         let hosts = Hosts {
-            tag: format!("flk{}", pid % 100_000),
-            subnet: format!("10.213.{}", pid % 250),
+            tag: format!("flk{}{set}", pid % 100_000),
+            subnet: format!("10.{}.{}", 213 + set, pid % 250),
             nodes: Vec::new(),
         };
         let hub = hosts.ns("hub");
@@ -254,4 +257,54 @@ fn a_real_network_partition_is_served_on_both_sides_and_heals() {
         let r = replies(&client(&bin, &n3, &n3_listen, &seeds[2], &["call"]));
         (r == before).then_some(())
     });
+}
+
+#[test]
+fn nodes_bound_to_every_interface_advertise_addresses_peers_can_dial() {
+    if !is_root() {
+        eprintln!("not run: creating network namespaces needs root (CI runs as root)");
+        return;
+    }
+    let bin = flock_node();
+    let mut hosts = Hosts::create().expect("network namespaces (ip netns) work here");
+    let seeds: Vec<String> = (1..=NODES)
+        .map(|i| format!("{}:4001", hosts.node_ip(i)))
+        .collect();
+    let all_seeds = seeds.join(",");
+    for i in 1..=NODES {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &hosts.ns(&format!("n{i}"))])
+            .arg(&bin)
+            .arg("node")
+            .args(["--name", &format!("node{i}@{}", hosts.node_ip(i))])
+            .args(["--listen", "0.0.0.0:4001", "--seeds", &all_seeds])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        hosts.nodes.push(child);
+    }
+    // A client that knows only node1 reaches node2 and node3 through the
+    // addresses gossiped for them: these must be their interface addresses,
+    // not 0.0.0.0 (which would be the client's own host).
+    let hub = hosts.ns("hub");
+    let hub_listen = format!("{}.100:0", hosts.subnet);
+    within(
+        Duration::from_secs(30),
+        "every node up at its interface address, as seen through node1",
+        || {
+            let out = client(&bin, &hub, &hub_listen, &seeds[0], &["status"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (1..=NODES)
+                .all(|i| {
+                    text.lines().any(|l| {
+                        l.contains(&format!("node{i}@"))
+                            && l.contains(&format!("{} ", seeds[i - 1]))
+                            && l.contains(" Up ")
+                    })
+                })
+                .then_some(())
+        },
+    );
 }

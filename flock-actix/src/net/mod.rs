@@ -5,10 +5,12 @@
 //! everything above sees a byte stream. That keeps the node's core paths free
 //! of `TcpStream` and lets tests cut links deterministically.
 
+mod advertise;
 mod faults;
 mod memory;
 mod tcp;
 
+pub(crate) use advertise::advertised_addr;
 pub use faults::{Faults, FaultyNetwork};
 pub use memory::MemoryNetwork;
 pub use tcp::TcpNetwork;

@@ -59,6 +59,16 @@ impl FlockBuilder {
         self
     }
 
+    /// The address peers dial to reach this node (`host:port`), when it is
+    /// not the bound one: behind NAT, or to choose among interfaces. By
+    /// default the bound address is advertised, and a node bound to every
+    /// interface (`0.0.0.0:4001`) advertises the local address that routes
+    /// to its seeds.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.config.advertise = Some(addr.into());
+        self
+    }
+
     /// Nodes to join through; any one that answers is enough.
     pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
         self.config.seeds = seeds.into_iter().map(Into::into).collect();
@@ -130,12 +140,18 @@ impl FlockBuilder {
         let FlockBuilder { config, kinds } = self;
         config.validate()?;
         let listener = config.network.bind(&config.listen).await?;
+        let addr = crate::net::advertised_addr(
+            &listener.local_addr(),
+            config.advertise.as_deref(),
+            &config.seeds,
+        )
+        .await?;
         let me = NodeInfo {
             id: ReplicaId {
                 node: config.name.as_str().into(),
                 incarnation: wall_ms(),
             },
-            addr: listener.local_addr(),
+            addr,
             weight: config.weight,
         };
         let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
@@ -199,7 +215,8 @@ impl Flock {
         self.node.name()
     }
 
-    /// The address this node listens on (with the real port).
+    /// The address peers dial to reach this node (with the real port): the
+    /// advertised address, see [`FlockBuilder::advertise`].
     pub fn listen_addr(&self) -> &str {
         &self.node.me.addr
     }

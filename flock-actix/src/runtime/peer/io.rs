@@ -55,7 +55,7 @@ pub(crate) struct ReadCodec {
 impl ReadCodec {
     pub(crate) fn new(limit: Arc<AtomicUsize>) -> Self {
         ReadCodec {
-            inner: FrameCodec::new(),
+            inner: FrameCodec::connection(),
             limit,
             broken: false,
         }
