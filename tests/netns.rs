@@ -95,6 +95,24 @@ impl Hosts {
         Ok(hosts)
     }
 
+    /// Starts `node{i}` in each node namespace, listening on `listen(i)`.
+    fn start_nodes(&mut self, bin: &PathBuf, listen: impl Fn(usize) -> String, seeds: &str) {
+        for i in 1..=NODES {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(&format!("n{i}"))])
+                .arg(bin)
+                .arg("node")
+                .args(["--name", &format!("node{i}@{}", self.node_ip(i))])
+                .args(["--listen", &listen(i), "--seeds", seeds])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("node starts");
+            self.nodes.push(child);
+        }
+    }
+
     /// Pulls (or plugs back) node `i`'s cable at the hub.
     fn cable(&self, i: usize, up: bool) {
         let b = format!("{}b{i}", self.tag);
@@ -194,20 +212,7 @@ fn a_real_network_partition_is_served_on_both_sides_and_heals() {
         .map(|i| format!("{}:4001", hosts.node_ip(i)))
         .collect();
     let all_seeds = seeds.join(",");
-    for i in 1..=NODES {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &hosts.ns(&format!("n{i}"))])
-            .arg(&bin)
-            .arg("node")
-            .args(["--name", &format!("node{i}@{}", hosts.node_ip(i))])
-            .args(["--listen", &seeds[i - 1], "--seeds", &all_seeds])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        hosts.nodes.push(child);
-    }
+    hosts.start_nodes(&bin, |i| seeds[i - 1].clone(), &all_seeds);
     let hub = hosts.ns("hub");
     let hub_listen = format!("{}.100:0", hosts.subnet);
     let num = BIRDS.to_string();
@@ -271,20 +276,7 @@ fn nodes_bound_to_every_interface_advertise_addresses_peers_can_dial() {
         .map(|i| format!("{}:4001", hosts.node_ip(i)))
         .collect();
     let all_seeds = seeds.join(",");
-    for i in 1..=NODES {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &hosts.ns(&format!("n{i}"))])
-            .arg(&bin)
-            .arg("node")
-            .args(["--name", &format!("node{i}@{}", hosts.node_ip(i))])
-            .args(["--listen", "0.0.0.0:4001", "--seeds", &all_seeds])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        hosts.nodes.push(child);
-    }
+    hosts.start_nodes(&bin, |_| "0.0.0.0:4001".into(), &all_seeds);
     // A client that knows only node1 reaches node2 and node3 through the
     // addresses gossiped for them: these must be their interface addresses,
     // not 0.0.0.0 (which would be the client's own host).
