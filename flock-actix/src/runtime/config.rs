@@ -17,6 +17,11 @@ pub struct FlockConfig {
     pub name: String,
     /// The address to listen on; port 0 picks a free one.
     pub listen: String,
+    /// The address peers dial to reach this node, if not the bound one
+    /// (behind NAT, or to pick the interface). `None`: the bound address, or
+    /// for an unspecified IP (`0.0.0.0`) the local address that routes to
+    /// the seeds.
+    pub advertise: Option<String>,
     /// Addresses of nodes to join through (any one that answers is enough).
     pub seeds: Vec<String>,
     /// The cluster's name; nodes of other clusters are refused.
@@ -53,6 +58,7 @@ impl std::fmt::Debug for FlockConfig {
         f.debug_struct("FlockConfig")
             .field("name", &self.name)
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("cluster", &self.cluster)
             .field("weight", &self.weight)
@@ -74,6 +80,7 @@ impl FlockConfig {
         FlockConfig {
             name: name.into(),
             listen: "127.0.0.1:0".into(),
+            advertise: None,
             seeds: Vec::new(),
             cluster: "flock".into(),
             cookie: b"flock".to_vec(),

@@ -103,6 +103,16 @@ impl FlockBuilder {
         self
     }
 
+    /// The address peers dial to reach this node (`host:port`), when it is
+    /// not the bound one: behind NAT, or to choose among interfaces. By
+    /// default the bound address is advertised, and a node bound to every
+    /// interface (`0.0.0.0:4001`) advertises the local address that routes
+    /// to its seeds.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.config.advertise = Some(addr.into());
+        self
+    }
+
     /// Nodes to join through; any one that answers is enough.
     pub fn seeds<S: Into<String>>(mut self, seeds: impl IntoIterator<Item = S>) -> Self {
         self.config.seeds = seeds.into_iter().map(Into::into).collect();
@@ -203,12 +213,18 @@ impl FlockBuilder {
         config.validate()?;
         discovery.as_ref().map(DnsDiscovery::validate).transpose()?;
         let listener = config.network.bind(&config.listen).await?;
+        let addr = crate::net::advertised_addr(
+            &listener.local_addr(),
+            config.advertise.as_deref(),
+            &config.seeds,
+        )
+        .await?;
         let me = NodeInfo {
             id: ReplicaId {
                 node: config.name.as_str().into(),
                 incarnation: wall_ms(),
             },
-            addr: listener.local_addr(),
+            addr,
             weight: config.weight,
         };
         let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
@@ -231,6 +247,20 @@ impl FlockBuilder {
         // The actors only run once this task yields, so they all see the
         // addresses set here.
         let _ = node.actors.set(actors);
+        // Return only once every actor has run `started` (a reply proves
+        // it): their timers need the runtime, and an application that drops
+        // its System right after `start` must not leave actors that still
+        // have to start while the runtime is torn down.
+        if let Some(a) = node.actors() {
+            let (ring, replica, registry) = tokio::join!(
+                a.ring.send(Members),
+                a.replica.send(ListBirds),
+                a.registry.send(Running)
+            );
+            if ring.is_err() || replica.is_err() || registry.is_err() {
+                return Err(Error::Stopped);
+            }
+        }
         if let Some(discovery) = discovery {
             discovery.spawn(node.clone())?;
         }
@@ -262,7 +292,8 @@ impl Flock {
         self.node.name()
     }
 
-    /// The address this node listens on (with the real port).
+    /// The address peers dial to reach this node (with the real port): the
+    /// advertised address, see [`FlockBuilder::advertise`].
     pub fn listen_addr(&self) -> &str {
         &self.node.me.addr
     }
