@@ -50,7 +50,11 @@ fn bird_map() -> impl Strategy<Value = BirdMap> {
     )
         .prop_map(|(store, vv, cloud)| BirdMap {
             store,
-            ctx: CausalContext { vv, cloud },
+            ctx: CausalContext {
+                vv,
+                cloud,
+                floors: Default::default(),
+            },
         })
 }
 
