@@ -135,11 +135,10 @@ impl CausalContext {
     /// The replicas with dots in the version vector or the cloud, each once.
     pub(crate) fn replicas(&self) -> impl Iterator<Item = &ReplicaId> + '_ {
         let mut last: Option<&ReplicaId> = None;
-        let cloud = self.cloud.iter().filter_map(move |d| {
-            (last != Some(&d.replica)).then(|| {
-                last = Some(&d.replica);
-                &d.replica
-            })
+        let cloud = self.cloud.iter().map(|d| &d.replica).filter(move |r| {
+            let new = last != Some(*r);
+            last = Some(*r);
+            new
         });
         self.vv
             .keys()

@@ -310,7 +310,6 @@ impl BirdMap {
 
     /// [`join`](Self::join) that always scans: the reference the fast path
     /// is tested against.
-    #[cfg(test)]
     pub(crate) fn join_with_full_scan(&mut self, other: &BirdMap) -> Changes {
         self.join_impl(other, false, true)
     }
