@@ -323,6 +323,11 @@ async fn invalid_names_are_refused_with_a_typed_error_and_nothing_is_recorded() 
             matches!(many, Err(Error::InvalidName { .. })),
             "start_many({name:?}): {many:?}"
         );
+        let stopped = n.flock.stop(name).await;
+        assert!(
+            matches!(stopped, Err(Error::InvalidName { .. })),
+            "stop({name:?}): {stopped:?}"
+        );
         let sent = n.flock.addr::<Echo>(name).send(Ping).await;
         assert!(
             matches!(sent, Err(Error::InvalidName { .. })),

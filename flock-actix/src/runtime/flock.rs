@@ -252,8 +252,10 @@ impl Flock {
     /// after, wherever it is.
     ///
     /// # Errors
+    /// [`Error::InvalidName`] if the name breaks the naming rules,
     /// [`Error::NotFound`] if the name is not in the registry, [`Error::Stopped`].
     pub async fn stop(&self, name: &str) -> Result<()> {
+        check_bird_name(name)?;
         self.actors()?
             .replica
             .send(Remove { name: name.into() })

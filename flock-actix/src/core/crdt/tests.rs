@@ -108,6 +108,20 @@ pub(super) enum Op {
     /// Its receiver forwards it to the third replica, as the runtime relays
     /// the deltas of a peer that went down: the sender is not the origin.
     Relay(usize),
+    /// The replica crashes and restarts with the next incarnation.
+    Restart(usize),
+    /// The replica folds its dead incarnations (the delay is 0 in the sim)
+    /// and ships the fold.
+    Compact(usize),
+}
+
+/// [`op`] plus restarts and folds: states that carry floors, for the laws.
+fn op_with_churn() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => op(),
+        1 => (0..3usize).prop_map(Op::Restart),
+        1 => (0..3usize).prop_map(Op::Compact),
+    ]
 }
 
 pub(super) fn op() -> impl Strategy<Value = Op> {
@@ -134,7 +148,10 @@ pub(super) struct Sim {
 impl Sim {
     pub(super) fn new() -> Self {
         Self {
-            replicas: NODES.iter().map(|n| Replica::new(rid(n, 1))).collect(),
+            replicas: NODES
+                .iter()
+                .map(|n| Replica::new(rid(n, 1)).with_fold_after(0))
+                .collect(),
             in_flight: vec![],
             all_deltas: vec![],
         }
@@ -180,6 +197,19 @@ impl Sim {
             Op::Duplicate(i) => {
                 let (from, to, delta) = self.in_flight[i % self.in_flight.len()].clone();
                 self.deliver(from, to, &delta);
+            }
+            Op::Restart(r) => {
+                let old = self.replicas[r].id().clone();
+                self.replicas[r] =
+                    Replica::new(rid(&old.node, old.incarnation + 1)).with_fold_after(0);
+                self.in_flight
+                    .retain(|(from, to, _)| *to != r && *from != r);
+            }
+            Op::Compact(r) => {
+                let fold = self.replicas[r].compact(1);
+                if !fold.is_empty() {
+                    self.mutate(r, fold);
+                }
             }
             Op::Relay(i) => {
                 let (from, to, delta) = self.in_flight[i % self.in_flight.len()].clone();
@@ -252,21 +282,21 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn join_is_associative(ops in prop::collection::vec(op(), 0..40), pick in any::<[usize; 3]>()) {
+    fn join_is_associative(ops in prop::collection::vec(op_with_churn(), 0..40), pick in any::<[usize; 3]>()) {
         let states = states_after(&ops);
         let [a, b, c] = pick.map(|i| &states[i % states.len()]);
         prop_assert_eq!(join(&join(a, b), c), join(a, &join(b, c)));
     }
 
     #[test]
-    fn join_is_commutative(ops in prop::collection::vec(op(), 0..40), pick in any::<[usize; 2]>()) {
+    fn join_is_commutative(ops in prop::collection::vec(op_with_churn(), 0..40), pick in any::<[usize; 2]>()) {
         let states = states_after(&ops);
         let [a, b] = pick.map(|i| &states[i % states.len()]);
         prop_assert_eq!(join(a, b), join(b, a));
     }
 
     #[test]
-    fn join_is_idempotent(ops in prop::collection::vec(op(), 0..40), pick in any::<usize>()) {
+    fn join_is_idempotent(ops in prop::collection::vec(op_with_churn(), 0..40), pick in any::<usize>()) {
         let states = states_after(&ops);
         let a = &states[pick % states.len()];
         let mut twice = a.clone();
