@@ -198,6 +198,7 @@ impl Sim {
                 let (from, to, delta) = self.in_flight[i % self.in_flight.len()].clone();
                 self.deliver(from, to, &delta);
             }
+            // Its state and its in-flight deltas are lost with the process.
             Op::Restart(r) => {
                 let old = self.replicas[r].id().clone();
                 self.replicas[r] =
@@ -346,8 +347,7 @@ proptest! {
             sim.apply(op);
         }
         // The node crashes: its state and its in-flight deltas are lost.
-        sim.replicas[restarted] = Replica::new(rid(NODES[restarted], 2));
-        sim.in_flight.retain(|(from, to, _)| *to != restarted && *from != restarted);
+        sim.apply(&Op::Restart(restarted));
         for op in &after {
             sim.apply(op);
         }

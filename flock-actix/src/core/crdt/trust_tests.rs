@@ -273,8 +273,7 @@ proptest! {
         for op in &before {
             sim.apply(op);
         }
-        sim.replicas[restarted] = Replica::new(rid(NODES[restarted], 2)).with_fold_after(0);
-        sim.in_flight.retain(|(from, to, _)| *to != restarted && *from != restarted);
+        sim.apply(&Op::Restart(restarted));
         for op in &after {
             sim.apply(op);
         }
