@@ -16,13 +16,20 @@
 //! - dots of a **dead incarnation** (a newer incarnation of its node has
 //!   spoken to this node, or the runtime retired it): all of them; it will
 //!   never mint again, so no future add can be lost;
-//! - dots of **any other replica `X`**: up to the highest counter `X`
+//! - dots of **any other replica `X` this node has heard from** (a link to
+//!   it came up, or it sent something): up to the highest counter `X`
 //!   itself has shown this node (its *vouched* counter). Beyond that, the
 //!   claim is cut off. It is not kept for later: a claim kept until `X`
 //!   mints that far would remove `X`'s next adds as surely as one applied
 //!   at once. An honest claim that was cut off (it overtook `X`'s own
 //!   delta) comes again with the sender's retransmission or next full
-//!   state, when `X` has shown the dots.
+//!   state, when `X` has shown the dots;
+//! - dots of **a replica this node has never heard from**: all of them.
+//!   Such a replica is gone (a client that started birds and exited before
+//!   this node joined) or not connected yet; a node that joins must learn
+//!   the birds of the gone ones from its peers' full states. The price: a
+//!   liar can make this node drop the adds of a live replica that has not
+//!   connected to it yet (a node that just joined, for its first moments).
 //!
 //! Floors (folded incarnations) are claims too: a floor `f` for node `N`
 //! is accepted only up to the newest incarnation of `N` that has spoken, so
@@ -49,9 +56,11 @@ impl Trust {
     pub(crate) fn new(me: &ReplicaId) -> Self {
         let mut newest = BTreeMap::new();
         newest.insert(me.node.clone(), me.incarnation);
+        let mut vouched = BTreeMap::new();
+        vouched.insert(me.clone(), 0);
         Trust {
             me: Some(me.clone()),
-            vouched: BTreeMap::new(),
+            vouched,
             newest,
         }
     }
@@ -61,7 +70,7 @@ impl Trust {
         if self.is_dead(replica) {
             return u64::MAX;
         }
-        self.vouched.get(replica).copied().unwrap_or(0)
+        self.vouched.get(replica).copied().unwrap_or(u64::MAX)
     }
 
     /// How high a floor for `node` is accepted now: up to its newest
@@ -100,15 +109,24 @@ impl Trust {
         }
     }
 
-    /// `replica` is alive, so every older incarnation of its node is dead.
-    /// Also what the runtime calls for a member that left or restarted.
+    /// `replica` is alive and talks to this node: from now on claims about
+    /// its dots are accepted only as far as it shows them, and every older
+    /// incarnation of its node is dead.
     pub(crate) fn saw_incarnation(&mut self, replica: &ReplicaId) {
-        let newest = self.newest.entry(replica.node.clone()).or_insert(0);
-        if replica.incarnation > *newest {
-            *newest = replica.incarnation;
+        if !self.is_dead(replica) {
+            self.vouched.entry(replica.clone()).or_insert(0);
+        }
+        self.newest_is(&replica.node, replica.incarnation);
+    }
+
+    /// Every incarnation of `node` below `incarnation` is dead.
+    fn newest_is(&mut self, node: &NodeName, incarnation: u64) {
+        let newest = self.newest.entry(node.clone()).or_insert(0);
+        if incarnation > *newest {
+            *newest = incarnation;
             // Dead incarnations need no vouched counter any more.
             self.vouched
-                .retain(|r, _| r.node != replica.node || r.incarnation >= replica.incarnation);
+                .retain(|r, _| r.node != *node || r.incarnation >= incarnation);
         }
     }
 
@@ -123,9 +141,6 @@ impl Trust {
         if self.me.as_ref().is_some_and(|me| &*me.node == node) {
             return;
         }
-        self.saw_incarnation(&ReplicaId {
-            node: node.into(),
-            incarnation: newest.saturating_add(1),
-        });
+        self.newest_is(&node.into(), newest.saturating_add(1));
     }
 }

@@ -79,6 +79,26 @@ fn a_claim_about_a_live_replicas_future_dots_drops_none_of_its_next_adds() {
 }
 
 #[test]
+fn claims_about_a_replica_never_heard_from_are_accepted_so_a_new_node_learns_its_birds() {
+    // A client started x and exited before n3 existed.
+    let mut client = Replica::new(rid("client", 1));
+    let mut n2 = Replica::new(rid("n2", 1));
+    let add = client.add("x", spec(1), 1).unwrap();
+    n2.join(client.id(), &add).unwrap();
+    let mut n3 = Replica::new(rid("n3", 1));
+    let changes = checked_join(&mut n3, &n2.id().clone(), &n2.state().clone());
+    assert_eq!(changes.added, vec!["x".to_owned()]);
+    assert!(!changes.clipped_claims());
+    // Once a replica has spoken (here: its link came up), it is protected.
+    n3.saw(&rid("n4", 1));
+    assert!(
+        n3.join(&liar(), &claim(&rid("n4", 1), 5))
+            .unwrap()
+            .clipped_claims()
+    );
+}
+
+#[test]
 fn a_removal_that_overtakes_the_add_it_removes_applies_when_sent_again() {
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
@@ -86,6 +106,7 @@ fn a_removal_that_overtakes_the_add_it_removes_applies_when_sent_again() {
     let add = a.add("x", spec(1), 1).unwrap();
     b.join(a.id(), &add).unwrap();
     let removal = b.remove("x");
+    c.saw(a.id());
     // b's removal reaches c before a's add: a has not shown c that dot yet.
     let changes = checked_join(&mut c, &b.id().clone(), &removal);
     assert!(changes.clipped_claims(), "left unacknowledged");
@@ -108,6 +129,7 @@ fn a_relayed_delta_of_a_restarted_node_applies_in_full() {
     let mut c = Replica::new(rid("n3", 1));
     let add = old.add("x", spec(1), 1).unwrap();
     b.join(old.id(), &add).unwrap();
+    c.saw(old.id());
     // n1 crashes before reaching c; b relays its delta.
     assert!(c.join(b.id(), &add).unwrap().clipped_claims());
     assert!(!c.state().contains("x"));
@@ -233,6 +255,9 @@ proptest! {
         steps in prop::collection::vec(step(), 0..60),
     ) {
         let mut sim = Sim::new();
+        // Every replica has spoken to every other (a claim about a replica
+        // never heard from is accepted in full: see `trust`).
+        sim.full_sync();
         for step in &steps {
             match step {
                 Step::Honest(op) => sim.apply(op),
