@@ -225,6 +225,20 @@ impl Sim {
         }
     }
 
+    /// A sim after `before`, a crash and restart of `restarted`, and `after`.
+    pub(super) fn restarted_between(before: &[Op], restarted: usize, after: &[Op]) -> Self {
+        let mut sim = Sim::new();
+        for op in before {
+            sim.apply(op);
+        }
+        // Its state and its in-flight deltas are lost.
+        sim.apply(&Op::Restart(restarted));
+        for op in after {
+            sim.apply(op);
+        }
+        sim
+    }
+
     pub(super) fn deliver(&mut self, from: usize, to: usize, delta: &BirdMap) {
         let sender = self.replicas[from].id().clone();
         checked_join(&mut self.replicas[to], &sender, delta);
@@ -342,15 +356,7 @@ proptest! {
         after in prop::collection::vec(op(), 0..40),
         restarted in 0..3usize,
     ) {
-        let mut sim = Sim::new();
-        for op in &before {
-            sim.apply(op);
-        }
-        // The node crashes: its state and its in-flight deltas are lost.
-        sim.apply(&Op::Restart(restarted));
-        for op in &after {
-            sim.apply(op);
-        }
+        let mut sim = Sim::restarted_between(&before, restarted, &after);
         let delta = sim.replicas[restarted].add("fresh", spec(7), 0).unwrap();
         sim.mutate(restarted, delta);
         sim.full_sync();

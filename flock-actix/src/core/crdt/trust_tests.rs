@@ -294,14 +294,7 @@ proptest! {
         after in prop::collection::vec(op(), 0..40),
         restarted in 0..3usize,
     ) {
-        let mut sim = Sim::new();
-        for op in &before {
-            sim.apply(op);
-        }
-        sim.apply(&Op::Restart(restarted));
-        for op in &after {
-            sim.apply(op);
-        }
+        let mut sim = Sim::restarted_between(&before, restarted, &after);
         while let Some((from, to, delta)) = sim.in_flight.pop() {
             sim.deliver(from, to, &delta);
         }
