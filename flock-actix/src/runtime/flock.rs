@@ -11,7 +11,7 @@ use super::replica::{CrdtReplica, InsertMany, ListBirds, Remove};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
-use crate::core::crdt::{BirdSpec, ReplicaId};
+use crate::core::crdt::{BirdSpec, ReplicaId, check_bird_name};
 use crate::core::membership::NodeInfo;
 use crate::error::{Error, Result};
 use crate::net::Network;
@@ -314,8 +314,10 @@ impl Flock {
     /// that owns the name starts it soon after.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if the name is in the registry,
-    /// [`Error::Encode`] if `args` cannot be serialized, [`Error::Stopped`].
+    /// [`Error::InvalidName`] if the name breaks the naming rules (see
+    /// [`check_bird_name`]), [`Error::AlreadyExists`] if the name is in the
+    /// registry, [`Error::Encode`] if `args` cannot be serialized,
+    /// [`Error::Stopped`].
     pub async fn start<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
         let mut results = self.start_many::<T>([(name.to_owned(), args)]).await?;
         results.pop().unwrap_or(Err(Error::Stopped))
@@ -326,8 +328,10 @@ impl Flock {
     /// thousands of birds quickly.
     ///
     /// # Errors
-    /// The outer error is [`Error::Encode`] (arguments that cannot be
-    /// serialized; nothing was recorded) or [`Error::Stopped`]; each inner
+    /// The outer error is [`Error::InvalidName`] (a name breaks the naming
+    /// rules of [`check_bird_name`]; nothing was recorded), [`Error::Encode`]
+    /// (arguments that cannot be serialized; nothing was recorded) or
+    /// [`Error::Stopped`]; each inner
     /// result is `Ok` or [`Error::AlreadyExists`].
     pub async fn start_many<T: BirdKind>(
         &self,
@@ -336,6 +340,7 @@ impl Flock {
         let birds = birds
             .into_iter()
             .map(|(name, args)| {
+                check_bird_name(&name)?;
                 let args = rmp_serde::to_vec(&args).map_err(|e| Error::Encode(e.to_string()))?;
                 let spec = BirdSpec {
                     kind: T::KIND.to_owned(),
@@ -355,8 +360,10 @@ impl Flock {
     /// after, wherever it is.
     ///
     /// # Errors
+    /// [`Error::InvalidName`] if the name breaks the naming rules,
     /// [`Error::NotFound`] if the name is not in the registry, [`Error::Stopped`].
     pub async fn stop(&self, name: &str) -> Result<()> {
+        check_bird_name(name)?;
         self.actors()?
             .replica
             .send(Remove { name: name.into() })
