@@ -201,6 +201,15 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
         ),
         ("timeout", RemoteError::Timeout),
         (
+            "wrong_kind",
+            RemoteError::WrongKind {
+                bird: "cart:17".into(),
+                expected: "shop.cart.v2".into(),
+                actual: "shop.cart.v1".into(),
+            },
+        ),
+        ("link_closed", RemoteError::LinkClosed),
+        (
             "not_running",
             RemoteError::NotRunning {
                 bird: "cart:17".into(),
@@ -281,6 +290,8 @@ fn remote_error_variant(error: &RemoteError) -> &'static str {
         RemoteError::Timeout => "timeout",
         RemoteError::NotRunning { .. } => "not_running",
         RemoteError::Internal(_) => "internal",
+        RemoteError::WrongKind { .. } => "wrong_kind",
+        RemoteError::LinkClosed => "link_closed",
     }
 }
 
@@ -309,14 +320,18 @@ fn sync_maps() -> (BirdMap, BirdMap) {
     const T: u64 = 1_700_000_000_000;
     let mut a = Replica::new(replica("node1@10.0.0.1", 7));
     let mut b = Replica::new(replica("node2@10.0.0.2", 9));
-    a.add("cart:17", spec("shop.cart.v1", &[0xa2, b'e', b'u']), T);
-    a.add("ticker:ada", spec("ticker", &[0xc0]), T + 2);
-    let concurrent = b.add("cart:17", spec("shop.cart.v1", &[0xa2, b'u', b's']), T + 1);
-    b.add("tmp", spec("ticker", &[0xc0]), T + 3);
+    let b_id = b.id().clone();
+    a.add("cart:17", spec("shop.cart.v1", &[0xa2, b'e', b'u']), T)
+        .unwrap();
+    a.add("ticker:ada", spec("ticker", &[0xc0]), T + 2).unwrap();
+    let concurrent = b
+        .add("cart:17", spec("shop.cart.v1", &[0xa2, b'u', b's']), T + 1)
+        .unwrap();
+    b.add("tmp", spec("ticker", &[0xc0]), T + 3).unwrap();
     let removed = b.remove("tmp");
-    let late = b.add("late", spec("ticker", &[0xc2]), T + 4);
-    a.join(&concurrent);
-    a.join(&late);
+    let late = b.add("late", spec("ticker", &[0xc2]), T + 4).unwrap();
+    a.join(&b_id, &concurrent).unwrap();
+    a.join(&b_id, &late).unwrap();
     let mut delta = removed;
     delta.join(&late);
     (delta, a.state().clone())

@@ -371,11 +371,6 @@ impl<T: BirdKind> FlockAddr<T> {
             }
             // The call may have been handled: not retried (at most once).
             Err(RemoteError::LinkClosed) => Outcome::Fail(Error::Unreachable { node: owner }),
-            // The same, as `runtime/peer.rs` still reports it until it sends
-            // `RemoteError::LinkClosed`; remove this arm then.
-            Err(RemoteError::Internal(m)) if m == super::peer::LINK_CLOSED => {
-                Outcome::Fail(Error::Unreachable { node: owner })
-            }
             Err(RemoteError::NotFound { .. }) if !local && self.known_here().await => {
                 // The owner has not heard of the bird yet; we have.
                 Outcome::Retry(self.timed_out(timeout))

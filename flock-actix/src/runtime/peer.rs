@@ -38,9 +38,6 @@ use tokio_util::codec::FramedRead;
 /// Frame overhead allowance when checking payload sizes against the limit.
 const ENVELOPE_SLACK: usize = 1024;
 
-/// The error text of calls failed because their link closed.
-pub(crate) const LINK_CLOSED: &str = "link closed";
-
 /// How long a closing link waits for its last frames (a `Reject`) to leave
 /// and for the peer to close its side, before it drops the connection anyway.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
@@ -447,7 +444,7 @@ impl Actor for Peer {
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.end_handshake();
         for (_, tx) in self.calls.drain() {
-            let _ = tx.send(Err(RemoteError::Internal(LINK_CLOSED.into())));
+            let _ = tx.send(Err(RemoteError::LinkClosed));
         }
         // A dial that reached a listener but never completed the handshake
         // (wrong cookie, timeout, a paused host whose kernel still accepts)
