@@ -269,6 +269,28 @@ impl Peer {
                 msg: SyncMessage::Full { seq, state },
                 peer: ctx.address(),
             }),
+            Message::SyncChunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => actors.replica.do_send(SyncIn {
+                from: info.id.clone(),
+                msg: SyncMessage::Chunk {
+                    session,
+                    index,
+                    last,
+                    seq,
+                    part,
+                },
+                peer: ctx.address(),
+            }),
+            Message::SyncChunkAck { session, index } => actors.replica.do_send(SyncIn {
+                from: info.id.clone(),
+                msg: SyncMessage::ChunkAck { session, index },
+                peer: ctx.address(),
+            }),
             Message::SyncAck { seq } => actors.replica.do_send(SyncAcked {
                 from: info.id.clone(),
                 seq,

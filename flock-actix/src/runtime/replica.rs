@@ -9,7 +9,7 @@
 use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
 use super::node::{Node, View, wall_ms};
 use super::peer::Frame;
-use crate::core::anti_entropy::{AntiEntropy, SyncMessage};
+use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, NodeName, Replica, ReplicaId};
 use crate::error::Error;
 use crate::wire::message::Message;
@@ -28,6 +28,8 @@ pub(crate) struct CrdtReplica {
     /// client). While the origin is up it delivers its deltas itself, so
     /// nothing is sent twice in the common case.
     relay: VecDeque<(NodeName, u64, BirdMap)>,
+    /// Full-state transfers from peers being received in chunks.
+    assembler: Assembler,
 }
 
 /// How long received deltas are kept for relaying: well past the time an
@@ -37,12 +39,17 @@ const RELAY_KEEP_MS: u64 = 5_000;
 
 impl CrdtReplica {
     pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
-        let sync = AntiEntropy::new(node.config.anti_entropy.clone())?;
+        let mut config = node.config.anti_entropy.clone();
+        // A chunk well under the frame cap: the budget is an upper bound of
+        // the encoding, and the peer adds its envelope.
+        config.chunk_bytes = config.chunk_bytes.min(node.config.max_frame / 4);
+        let sync = AntiEntropy::new(config)?;
         Ok(CrdtReplica {
             replica: Replica::new(node.me.id.clone()),
             sync,
             node,
             relay: VecDeque::new(),
+            assembler: Assembler::new(),
         })
     }
 
@@ -65,6 +72,22 @@ impl CrdtReplica {
                     delta,
                 },
                 SyncMessage::Full { seq, state } => Message::SyncFull { seq, state },
+                SyncMessage::Chunk {
+                    session,
+                    index,
+                    last,
+                    seq,
+                    part,
+                } => Message::SyncChunk {
+                    session,
+                    index,
+                    last,
+                    seq,
+                    part,
+                },
+                SyncMessage::ChunkAck { session, index } => {
+                    Message::SyncChunkAck { session, index }
+                }
             }));
         }
     }
@@ -196,7 +219,7 @@ impl Handler<SyncIn> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
-        let (seq, changes) = match msg {
+        let (ack, changes) = match msg {
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let changes = self.replica.join(&delta);
                 if changes.state_changed() {
@@ -205,14 +228,49 @@ impl Handler<SyncIn> for CrdtReplica {
                     self.relay
                         .push_back((from.node.clone(), self.node.now_ms(), delta));
                 }
-                (to_seq, changes)
+                (Message::SyncAck { seq: to_seq }, Some(changes))
             }
-            SyncMessage::Full { seq, state } => (seq, self.replica.join(&state)),
+            SyncMessage::Full { seq, state } => {
+                (Message::SyncAck { seq }, Some(self.replica.join(&state)))
+            }
+            SyncMessage::Chunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => {
+                let ack = Message::SyncChunkAck { session, index };
+                match self
+                    .assembler
+                    .on_chunk(&from, session, index, last, seq, part)
+                {
+                    Assembled::Ignored => return,
+                    Assembled::Pending => (ack, None),
+                    Assembled::Complete { seq, state } => {
+                        log::debug!(
+                            "joining the full state of {} ({} birds, up to its seq {seq})",
+                            from.node,
+                            state.len()
+                        );
+                        (ack, Some(self.replica.join(&state)))
+                    }
+                }
+            }
+            SyncMessage::ChunkAck { session, index } => {
+                // The next parts go as soon as one is acknowledged: the
+                // transfer runs at the receiver's pace.
+                if self.sync.on_chunk_ack(&from, session, index) {
+                    self.flush();
+                }
+                return;
+            }
         };
-        log::trace!("joined sync from {} up to {seq}", from.node);
-        let changed = self.changes_to_set(changes);
-        self.tell_registry(changed);
-        peer.do_send(Frame(Message::SyncAck { seq }));
+        if let Some(changes) = changes {
+            let changed = self.changes_to_set(changes);
+            self.tell_registry(changed);
+        }
+        peer.do_send(Frame(ack));
     }
 }
 
@@ -252,6 +310,7 @@ impl Handler<PeerDown> for CrdtReplica {
     fn handle(&mut self, PeerDown { name, left }: PeerDown, _: &mut Context<Self>) {
         if left {
             self.sync.forget_peer(&name);
+            self.assembler.forget(&name);
         } else {
             self.sync.peer_down(&name);
         }

@@ -231,6 +231,32 @@ pub enum Message {
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
+
+    // ---- registry sync in chunks (appended last: the variants above keep
+    // their encodings) ----
+    /// Part `index` of the sender's full-state transfer `session` (see
+    /// [`SyncMessage::Chunk`](crate::core::anti_entropy::SyncMessage::Chunk)):
+    /// a full state travels as bounded parts, so no frame grows with the
+    /// registry. Answered by [`Message::SyncChunkAck`].
+    SyncChunk {
+        /// The transfer, unique per sender incarnation.
+        session: u64,
+        /// The part's number, from 0.
+        index: u32,
+        /// Whether this is the transfer's last part.
+        last: bool,
+        /// The sender's delta sequence number when the transfer started.
+        seq: u64,
+        /// A run of names and a piece of the causal context.
+        part: BirdMap,
+    },
+    /// Part `index` of transfer `session` was received.
+    SyncChunkAck {
+        /// The transfer.
+        session: u64,
+        /// The part.
+        index: u32,
+    },
 }
 
 /// Why a node refuses a handshake ([`Message::Reject`]).
@@ -386,6 +412,8 @@ impl Message {
             Message::Call { .. } => "Call",
             Message::Reply { .. } => "Reply",
             Message::Cast { .. } => "Cast",
+            Message::SyncChunk { .. } => "SyncChunk",
+            Message::SyncChunkAck { .. } => "SyncChunkAck",
         }
     }
 
