@@ -11,6 +11,7 @@
 mod addr;
 mod config;
 mod directory;
+mod durable;
 mod flock;
 mod kinds;
 mod messages;

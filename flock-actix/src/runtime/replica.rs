@@ -6,6 +6,7 @@
 //! it, ships deltas (or full states) on a timer and right after a local
 //! change, and tells the Registry what changed.
 
+use super::durable::Durable;
 use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
 use super::node::{Node, View, wall_ms};
 use super::peer::Frame;
@@ -30,6 +31,10 @@ pub(crate) struct CrdtReplica {
     relay: VecDeque<(NodeName, u64, BirdMap)>,
     /// Full-state transfers from peers being received in chunks.
     assembler: Assembler,
+    /// The registry on disk, if this node keeps one (`FlockBuilder::data_dir`).
+    durable: Option<Durable>,
+    /// What was restored from disk at start, for the Registry once running.
+    restored: Changes,
 }
 
 /// How long received deltas are kept for relaying: well past the time an
@@ -38,18 +43,36 @@ pub(crate) struct CrdtReplica {
 const RELAY_KEEP_MS: u64 = 5_000;
 
 impl CrdtReplica {
-    pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
+    /// `durable`: the opened log and the state it held, joined here into the
+    /// fresh replica (a new incarnation: its own dots never collide with the
+    /// old ones, which stay in the context with the stopped birds' dots).
+    pub(crate) fn new(node: Arc<Node>, durable: Option<(Durable, BirdMap)>) -> crate::Result<Self> {
         let mut config = node.config.anti_entropy.clone();
         // A chunk well under the frame cap: the budget is an upper bound of
         // the encoding, and the peer adds its envelope.
         config.chunk_bytes = config.chunk_bytes.min(node.config.max_frame / 4);
         let sync = AntiEntropy::new(config)?;
+        let mut replica = Replica::new(node.me.id.clone());
+        let (durable, restored) = match durable {
+            Some((log, state)) => {
+                let restored = replica.join(&state);
+                log::info!(
+                    "node {} restored {} bird(s) from its data directory",
+                    node.name(),
+                    replica.state().len()
+                );
+                (Some(log), restored)
+            }
+            None => (None, Changes::default()),
+        };
         Ok(CrdtReplica {
-            replica: Replica::new(node.me.id.clone()),
+            replica,
             sync,
             node,
             relay: VecDeque::new(),
             assembler: Assembler::new(),
+            durable,
+            restored,
         })
     }
 
@@ -92,8 +115,30 @@ impl CrdtReplica {
         }
     }
 
-    /// Records a local mutation, tells the Registry, and ships it.
+    /// Writes what was joined to disk (if durable), before it is
+    /// acknowledged; `whole`: it was a full state, so a snapshot is as
+    /// cheap as an append. A disk error is logged, not fatal: the registry
+    /// stays replicated in memory on every node.
+    fn persist(&mut self, joined: &BirdMap, whole: bool) {
+        let Some(log) = &mut self.durable else {
+            return;
+        };
+        let result = if whole || log.wants_compaction() {
+            log.compact(self.replica.state())
+        } else {
+            log.append(joined)
+        };
+        if let Err(e) = result {
+            log::error!(
+                "node {}: the registry could not be written to disk, a full restart may lose the latest changes: {e}",
+                self.node.name()
+            );
+        }
+    }
+
+    /// Records a local mutation, persists it, tells the Registry, and ships it.
     fn local(&mut self, delta: BirdMap, changed: SetChanged) {
+        self.persist(&delta, false);
         self.sync.record(delta);
         self.tell_registry(changed);
         self.flush();
@@ -128,6 +173,11 @@ impl Actor for CrdtReplica {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // The Registry starts the restored birds this node owns, as if a
+        // peer had sent them.
+        let restored = std::mem::take(&mut self.restored);
+        let changed = self.changes_to_set(restored);
+        self.tell_registry(changed);
         let every = Duration::from_millis(self.node.config.anti_entropy.interval_ms);
         ctx.run_interval(every, |act, _| {
             let now = act.node.now_ms();
@@ -223,6 +273,7 @@ impl Handler<SyncIn> for CrdtReplica {
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let changes = self.replica.join(&delta);
                 if changes.state_changed() {
+                    self.persist(&delta, false);
                     // Keep news for a while in case its origin dies before
                     // reaching every node (see `PeerDown`).
                     self.relay
@@ -231,7 +282,11 @@ impl Handler<SyncIn> for CrdtReplica {
                 (Message::SyncAck { seq: to_seq }, Some(changes))
             }
             SyncMessage::Full { seq, state } => {
-                (Message::SyncAck { seq }, Some(self.replica.join(&state)))
+                let changes = self.replica.join(&state);
+                if changes.state_changed() {
+                    self.persist(&state, true);
+                }
+                (Message::SyncAck { seq }, Some(changes))
             }
             SyncMessage::Chunk {
                 session,
@@ -253,7 +308,11 @@ impl Handler<SyncIn> for CrdtReplica {
                             from.node,
                             state.len()
                         );
-                        (ack, Some(self.replica.join(&state)))
+                        let changes = self.replica.join(&state);
+                        if changes.state_changed() {
+                            self.persist(&state, true);
+                        }
+                        (ack, Some(changes))
                     }
                 }
             }
