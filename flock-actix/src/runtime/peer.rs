@@ -14,7 +14,6 @@ use super::messages::{
     SyncAcked, SyncIn,
 };
 use super::node::{Node, nonce};
-use crate::core::anti_entropy::SyncMessage;
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
@@ -251,46 +250,18 @@ impl Peer {
                 peer: ctx.address(),
             }),
             Message::LeaveAck { .. } => actors.ring.do_send(PeerLeftAck(info.id.node.clone())),
-            Message::SyncDeltas {
-                from_seq,
-                to_seq,
-                delta,
-            } => actors.replica.do_send(SyncIn {
-                from: info.id.clone(),
-                msg: SyncMessage::Deltas {
-                    from_seq,
-                    to_seq,
-                    delta,
-                },
-                peer: ctx.address(),
-            }),
-            Message::SyncFull { seq, state } => actors.replica.do_send(SyncIn {
-                from: info.id.clone(),
-                msg: SyncMessage::Full { seq, state },
-                peer: ctx.address(),
-            }),
-            Message::SyncChunk {
-                session,
-                index,
-                last,
-                seq,
-                part,
-            } => actors.replica.do_send(SyncIn {
-                from: info.id.clone(),
-                msg: SyncMessage::Chunk {
-                    session,
-                    index,
-                    last,
-                    seq,
-                    part,
-                },
-                peer: ctx.address(),
-            }),
-            Message::SyncChunkAck { session, index } => actors.replica.do_send(SyncIn {
-                from: info.id.clone(),
-                msg: SyncMessage::ChunkAck { session, index },
-                peer: ctx.address(),
-            }),
+            msg @ (Message::SyncDeltas { .. }
+            | Message::SyncFull { .. }
+            | Message::SyncChunk { .. }
+            | Message::SyncChunkAck { .. }) => {
+                if let Some(msg) = msg.into_sync() {
+                    actors.replica.do_send(SyncIn {
+                        from: info.id.clone(),
+                        msg,
+                        peer: ctx.address(),
+                    });
+                }
+            }
             Message::SyncAck { seq } => actors.replica.do_send(SyncAcked {
                 from: info.id.clone(),
                 seq,

@@ -84,34 +84,7 @@ impl CrdtReplica {
             let Some(link) = links.get(&peer.node) else {
                 continue;
             };
-            link.do_send(Frame(match msg {
-                SyncMessage::Deltas {
-                    from_seq,
-                    to_seq,
-                    delta,
-                } => Message::SyncDeltas {
-                    from_seq,
-                    to_seq,
-                    delta,
-                },
-                SyncMessage::Full { seq, state } => Message::SyncFull { seq, state },
-                SyncMessage::Chunk {
-                    session,
-                    index,
-                    last,
-                    seq,
-                    part,
-                } => Message::SyncChunk {
-                    session,
-                    index,
-                    last,
-                    seq,
-                    part,
-                },
-                SyncMessage::ChunkAck { session, index } => {
-                    Message::SyncChunkAck { session, index }
-                }
-            }));
+            link.do_send(Frame(msg.into()));
         }
     }
 
@@ -134,6 +107,15 @@ impl CrdtReplica {
                 self.node.name()
             );
         }
+    }
+
+    /// Joins a peer's full state, persisting the result if it changed.
+    fn join_whole(&mut self, state: &BirdMap) -> Changes {
+        let changes = self.replica.join(state);
+        if changes.state_changed() {
+            self.persist(state, true);
+        }
+        changes
     }
 
     /// Records a local mutation, persists it, tells the Registry, and ships it.
@@ -282,11 +264,7 @@ impl Handler<SyncIn> for CrdtReplica {
                 (Message::SyncAck { seq: to_seq }, Some(changes))
             }
             SyncMessage::Full { seq, state } => {
-                let changes = self.replica.join(&state);
-                if changes.state_changed() {
-                    self.persist(&state, true);
-                }
-                (Message::SyncAck { seq }, Some(changes))
+                (Message::SyncAck { seq }, Some(self.join_whole(&state)))
             }
             SyncMessage::Chunk {
                 session,
@@ -308,11 +286,7 @@ impl Handler<SyncIn> for CrdtReplica {
                             from.node,
                             state.len()
                         );
-                        let changes = self.replica.join(&state);
-                        if changes.state_changed() {
-                            self.persist(&state, true);
-                        }
-                        (ack, Some(changes))
+                        (ack, Some(self.join_whole(&state)))
                     }
                 }
             }

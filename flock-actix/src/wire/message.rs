@@ -51,6 +51,7 @@
 //! message needs about 10) so a hostile frame cannot exhaust the stack, and
 //! declared lengths never cause allocations beyond the frame's own size.
 
+use crate::core::anti_entropy::SyncMessage;
 use crate::core::crdt::{BirdMap, ReplicaId};
 use crate::error::{Error, Result};
 use bytes::{BufMut, BytesMut};
@@ -417,6 +418,39 @@ impl Message {
         }
     }
 
+    /// The registry-sync payload of a sync message, for the replica
+    /// (`SyncAck`, whose ack concerns the sender's bookkeeping, is not one);
+    /// `None` for every other message.
+    pub fn into_sync(self) -> Option<SyncMessage> {
+        Some(match self {
+            Message::SyncDeltas {
+                from_seq,
+                to_seq,
+                delta,
+            } => SyncMessage::Deltas {
+                from_seq,
+                to_seq,
+                delta,
+            },
+            Message::SyncFull { seq, state } => SyncMessage::Full { seq, state },
+            Message::SyncChunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => SyncMessage::Chunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            },
+            Message::SyncChunkAck { session, index } => SyncMessage::ChunkAck { session, index },
+            _ => return None,
+        })
+    }
+
     /// Appends the encoding of `self` to `buf`, writing directly into it (no
     /// intermediate `Vec`). On error `buf` is left as it was.
     pub fn encode_into(&self, buf: &mut BytesMut) -> Result<()> {
@@ -559,6 +593,37 @@ impl<'a> PrefixReader<'a> {
             _ => Err(Error::Decode(
                 "the protocol version is not an unsigned integer".into(),
             )),
+        }
+    }
+}
+
+impl From<SyncMessage> for Message {
+    fn from(msg: SyncMessage) -> Message {
+        match msg {
+            SyncMessage::Deltas {
+                from_seq,
+                to_seq,
+                delta,
+            } => Message::SyncDeltas {
+                from_seq,
+                to_seq,
+                delta,
+            },
+            SyncMessage::Full { seq, state } => Message::SyncFull { seq, state },
+            SyncMessage::Chunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => Message::SyncChunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            },
+            SyncMessage::ChunkAck { session, index } => Message::SyncChunkAck { session, index },
         }
     }
 }
