@@ -168,7 +168,7 @@ pub enum Message {
     // ---- registry sync ----
     /// Registry deltas covering the sender's delta sequence numbers
     /// `from_seq..=to_seq` for this peer (see
-    /// [`SyncMessage`](crate::core::anti_entropy::SyncMessage)).
+    /// [`SyncMessage`]).
     SyncDeltas {
         /// First delta sequence number covered (inclusive).
         from_seq: u64,
@@ -236,7 +236,7 @@ pub enum Message {
     // ---- registry sync in chunks (appended last: the variants above keep
     // their encodings) ----
     /// Part `index` of the sender's full-state transfer `session` (see
-    /// [`SyncMessage::Chunk`](crate::core::anti_entropy::SyncMessage::Chunk)):
+    /// [`SyncMessage::Chunk`]):
     /// a full state travels as bounded parts, so no frame grows with the
     /// registry. Answered by [`Message::SyncChunkAck`].
     SyncChunk {
