@@ -47,6 +47,11 @@ impl Actor for MyBird {
             log::info!("bird {} running on node {}", bird.name, node_name());
         });
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // With "started", lets a log tell how many instances of a bird run.
+        log::info!("bird {} stopped on node {}", self.name, node_name());
+    }
 }
 
 impl Bird for MyBird {
@@ -154,6 +159,10 @@ enum Cmd {
         #[arg(long, env = "FLOCK_WEIGHT", default_value_t = 1,
               value_parser = clap::value_parser!(u32).range(1..=1000))]
         weight: u32,
+        /// Keep the registry on disk in this directory, so that it survives
+        /// a restart of every node (one directory per node)
+        #[arg(long, env = "FLOCK_DATA_DIR")]
+        data_dir: Option<std::path::PathBuf>,
     },
     /// Start bird:1 .. bird:NUM from a client node
     Run {
@@ -166,8 +175,11 @@ enum Cmd {
     Call,
     /// Show the members, each node's share of the load and its birds
     Status,
-    /// Stop every bird in the registry
-    Stop,
+    /// Stop the named birds, or every bird in the registry if none is named
+    Stop {
+        /// Birds to stop, e.g. bird:1 bird:2 (default: all)
+        names: Vec<String>,
+    },
 }
 
 /// Accepts `HOST:PORT` with a numeric port.
@@ -202,11 +214,11 @@ fn main() -> ExitCode {
     let system = actix::System::new();
     let result = system.block_on(async move {
         match cli.cmd {
-            Cmd::Node { weight } => node(&cli.opts, weight).await,
+            Cmd::Node { weight, data_dir } => node(&cli.opts, weight, data_dir).await,
             Cmd::Run { num } => client(&cli.opts, |f, o| run(f, o, num)).await,
             Cmd::Call => client(&cli.opts, call).await,
             Cmd::Status => client(&cli.opts, status).await,
-            Cmd::Stop => client(&cli.opts, stop).await,
+            Cmd::Stop { names } => client(&cli.opts, |f, w| stop(f, w, names)).await,
         }
     });
     match result {
@@ -244,12 +256,15 @@ fn builder(opts: &Opts, name: String) -> FlockBuilder {
 // ---------------------------------------------------------------------------
 // `node`
 
-async fn node(opts: &Opts, weight: u32) -> Outcome {
+async fn node(opts: &Opts, weight: u32, data_dir: Option<std::path::PathBuf>) -> Outcome {
     let Some(name) = opts.name.clone() else {
         return Err("`node` needs a name: --name node1@127.0.0.1 or FLOCK_NAME".into());
     };
-    let flock = builder(opts, name)
-        .weight(weight)
+    let mut builder = builder(opts, name).weight(weight);
+    if let Some(dir) = data_dir {
+        builder = builder.data_dir(dir);
+    }
+    let flock = builder
         .start()
         .await
         .map_err(|e| format!("cannot start the node: {e}"))?;
@@ -521,8 +536,12 @@ async fn status(flock: Flock, wait: Duration) -> Outcome {
     Ok(())
 }
 
-async fn stop(flock: Flock, wait: Duration) -> Outcome {
-    let names = my_birds(&flock).await?;
+async fn stop(flock: Flock, wait: Duration, only: Vec<String>) -> Outcome {
+    let names = if only.is_empty() {
+        my_birds(&flock).await?
+    } else {
+        only
+    };
     if names.is_empty() {
         println!("no birds to stop");
         return Ok(());

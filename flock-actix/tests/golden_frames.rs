@@ -102,6 +102,23 @@ fn cases() -> Vec<(String, Message)> {
         ),
         ("sync_ack".into(), Message::SyncAck { seq: 6 }),
         (
+            "sync_chunk".into(),
+            Message::SyncChunk {
+                session: 3,
+                index: 1,
+                last: true,
+                seq: 6,
+                part: sync_maps().1,
+            },
+        ),
+        (
+            "sync_chunk_ack".into(),
+            Message::SyncChunkAck {
+                session: 3,
+                index: 1,
+            },
+        ),
+        (
             "call".into(),
             Message::Call {
                 id: 42,
@@ -221,7 +238,7 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 16] = [
+const MESSAGE_VARIANTS: [&str; 18] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -238,6 +255,8 @@ const MESSAGE_VARIANTS: [&str; 16] = [
     "Call",
     "Reply",
     "Cast",
+    "SyncChunk",
+    "SyncChunkAck",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -260,7 +279,9 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::SyncAck { .. }
         | Message::Call { .. }
         | Message::Reply { .. }
-        | Message::Cast { .. } => {}
+        | Message::Cast { .. }
+        | Message::SyncChunk { .. }
+        | Message::SyncChunkAck { .. } => {}
     }
 }
 

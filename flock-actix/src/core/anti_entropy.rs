@@ -40,8 +40,13 @@
 //! joined; joins are idempotent, so that only costs bandwidth (and possibly
 //! a store scan at the receiver, see [`crate::core::crdt::map`]).
 
+pub mod chunk;
+
+pub use chunk::{Assembled, Assembler};
+
 use crate::core::crdt::{BirdMap, NodeName, ReplicaId};
 use crate::error::{Error, Result};
+use chunk::Cursor;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -61,6 +66,15 @@ pub struct AntiEntropyConfig {
     /// milliseconds: the backstop that repairs what deltas cannot (see the
     /// module docs). Must be at least `retry_ms`.
     pub full_sync_interval_ms: u64,
+    /// Byte budget of one full-state chunk (see [`SyncMessage::Chunk`]). The
+    /// runtime lowers it to a quarter of the frame cap, so no frame grows
+    /// with the registry. Must be at least 1024.
+    pub chunk_bytes: usize,
+    /// Most chunks of one transfer in flight (sent, not acknowledged) per
+    /// peer: the pacing of a full sync. The next chunk goes when one is
+    /// acknowledged, so a big transfer proceeds at the receiver's pace and
+    /// never floods the link or the arbiter. Must be at least 1.
+    pub chunk_window: usize,
 }
 
 impl Default for AntiEntropyConfig {
@@ -70,6 +84,8 @@ impl Default for AntiEntropyConfig {
             retry_ms: 2_000,
             max_buffered_deltas: 10_000,
             full_sync_interval_ms: 300_000,
+            chunk_bytes: 1024 * 1024,
+            chunk_window: 4,
         }
     }
 }
@@ -103,6 +119,17 @@ impl AntiEntropyConfig {
                 "anti_entropy.max_buffered_deltas must be at least 1".into(),
             ));
         }
+        if self.chunk_bytes < 1024 {
+            return Err(Error::InvalidConfig(format!(
+                "anti_entropy.chunk_bytes ({}) must be at least 1024",
+                self.chunk_bytes
+            )));
+        }
+        if self.chunk_window == 0 {
+            return Err(Error::InvalidConfig(
+                "anti_entropy.chunk_window must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -120,14 +147,95 @@ pub enum SyncMessage {
         /// The joined delta interval.
         delta: BirdMap,
     },
-    /// The sender's full state, which includes all its deltas `..=seq`.
-    /// Acknowledge with `seq`.
+    /// The sender's full state in one message, which includes all its deltas
+    /// `..=seq`. No longer sent (full states travel as [`Chunk`](Self::Chunk)s);
+    /// still joined when received. Acknowledge with `seq`.
     Full {
         /// The sender's delta sequence number when the state was taken.
         seq: u64,
         /// The full state.
         state: BirdMap,
     },
+    /// Part `index` of full-state transfer `session`: feed it to an
+    /// [`Assembler`], which hands over the whole state (covering the
+    /// sender's deltas `..=seq`) once every part has arrived. Acknowledge
+    /// every part with [`ChunkAck`](Self::ChunkAck).
+    Chunk {
+        /// The transfer, unique per sender incarnation.
+        session: u64,
+        /// The part's number, from 0.
+        index: u32,
+        /// Whether this is the transfer's last part.
+        last: bool,
+        /// The sender's delta sequence number when the transfer started.
+        seq: u64,
+        /// A run of names and a piece of the context; not a state on its
+        /// own (see [`chunk`]).
+        part: BirdMap,
+    },
+    /// Part `index` of transfer `session` was received (and, if it was the
+    /// last missing part, the state joined).
+    ChunkAck {
+        /// The transfer.
+        session: u64,
+        /// The part.
+        index: u32,
+    },
+}
+
+/// A full-state transfer to one peer, under way.
+#[derive(Debug, Clone)]
+struct Outgoing {
+    session: u64,
+    /// Our seq when the transfer started: what its completion acknowledges.
+    seq: u64,
+    cursor: Cursor,
+    next_index: u32,
+    /// Whether the part flagged `last` has been cut.
+    all_cut: bool,
+    /// Parts sent and not acknowledged, kept for retransmission (at most
+    /// `chunk_window` of them): index → (last send, last flag, part).
+    in_flight: BTreeMap<u32, (u64, bool, BirdMap)>,
+}
+
+impl Outgoing {
+    /// Re-sends parts unacknowledged for `retry_ms`, then cuts new parts
+    /// while the window has room.
+    fn emit(
+        &mut self,
+        now_ms: u64,
+        state: &BirdMap,
+        config: &AntiEntropyConfig,
+        out: &mut Vec<SyncMessage>,
+    ) {
+        for (&index, (at, last, part)) in &mut self.in_flight {
+            if now_ms >= at.saturating_add(config.retry_ms) {
+                *at = now_ms;
+                out.push(SyncMessage::Chunk {
+                    session: self.session,
+                    index,
+                    last: *last,
+                    seq: self.seq,
+                    part: part.clone(),
+                });
+            }
+        }
+        let budget = config.chunk_bytes.saturating_sub(chunk::CHUNK_OVERHEAD);
+        while !self.all_cut && self.in_flight.len() < config.chunk_window {
+            let (part, last) = self.cursor.next_part(state, budget);
+            let index = self.next_index;
+            self.next_index += 1;
+            self.all_cut = last;
+            out.push(SyncMessage::Chunk {
+                session: self.session,
+                index,
+                last,
+                seq: self.seq,
+                part: part.clone(),
+            });
+            self.in_flight.insert(index, (now_ms, last, part));
+        }
+    }
 }
 
 /// What we know about one peer.
@@ -138,17 +246,18 @@ struct PeerState {
     /// Highest seq the peer acknowledged; `None` until it acknowledges a
     /// full state (it needs one).
     acked: Option<u64>,
-    /// The last send: its time, the seq it covered, whether it was a full state.
+    /// The last delta send: its time and the seq it covered.
     last_sent: Option<Sent>,
-    /// When the last full state was sent (for the periodic full sync).
+    /// When the last full-state transfer started (for the periodic full sync).
     last_full_ms: Option<u64>,
+    /// The full-state transfer under way, if any.
+    full: Option<Outgoing>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     at_ms: u64,
     upto: u64,
-    full: bool,
 }
 
 impl PeerState {
@@ -159,13 +268,14 @@ impl PeerState {
             acked: None,
             last_sent: None,
             last_full_ms: None,
+            full: None,
         }
     }
 
     /// The seq below which this peer needs no buffered delta: what it
     /// acknowledged or, while a full state is in flight, that state's seq.
     fn floor(&self) -> Option<u64> {
-        let pending_full = self.last_sent.filter(|s| s.full).map(|s| s.upto);
+        let pending_full = self.full.as_ref().map(|f| f.seq);
         match (self.acked, pending_full) {
             (Some(a), Some(p)) => Some(a.max(p)),
             (a, p) => a.or(p),
@@ -182,6 +292,8 @@ pub struct AntiEntropy {
     /// Recorded deltas not yet acknowledged by every peer; contiguous keys.
     buffer: BTreeMap<u64, BirdMap>,
     peers: BTreeMap<NodeName, PeerState>,
+    /// The last full-state transfer number handed out.
+    sessions: u64,
 }
 
 impl AntiEntropy {
@@ -197,6 +309,7 @@ impl AntiEntropy {
             seq: 0,
             buffer: BTreeMap::new(),
             peers: BTreeMap::new(),
+            sessions: 0,
         })
     }
 
@@ -238,13 +351,15 @@ impl AntiEntropy {
 
     /// A peer connected. A new node, or a new incarnation of a known one,
     /// needs the full state; a reconnect of the same incarnation resumes
-    /// from what it acknowledged (and is due at once). An older incarnation
-    /// than the one known is ignored (a stale announcement).
+    /// from what it acknowledged (and is due at once; a full-state transfer
+    /// under way starts over, as a new transfer). An older incarnation than
+    /// the one known is ignored (a stale announcement).
     pub fn peer_up(&mut self, peer: &ReplicaId) {
         match self.peers.get_mut(&peer.node) {
             Some(known) if known.incarnation == peer.incarnation => {
                 known.connected = true;
                 known.last_sent = None;
+                known.full = None;
             }
             Some(known) if known.incarnation > peer.incarnation => {}
             _ => {
@@ -269,9 +384,10 @@ impl AntiEntropy {
         self.trim();
     }
 
-    /// A peer acknowledged everything up to `seq`. Returns whether the ack
-    /// was applied: acks from an unknown node or another incarnation, and
-    /// acks beyond our `seq`, are ignored; older acks are harmless.
+    /// A peer acknowledged deltas up to `seq`. Returns whether the ack was
+    /// applied: acks from an unknown node or another incarnation, acks
+    /// beyond our `seq`, and delta acks from a peer that still needs a full
+    /// state are ignored; older acks are harmless.
     pub fn on_ack(&mut self, peer: &ReplicaId, seq: u64) -> bool {
         let Some(state) = self.peers.get_mut(&peer.node) else {
             return false;
@@ -279,111 +395,149 @@ impl AntiEntropy {
         if state.incarnation != peer.incarnation || seq > self.seq {
             return false;
         }
-        // A peer that needs a full state is only caught up by the ack of
-        // one: a late ack of older deltas must not end the wait.
-        if state.acked.is_none() && !state.last_sent.is_some_and(|s| s.full && seq >= s.upto) {
+        // A peer that needs a full state is only caught up by a completed
+        // transfer: a late ack of older deltas must not end the wait.
+        let Some(acked) = state.acked else {
             return false;
-        }
-        state.acked = Some(state.acked.map_or(seq, |a| a.max(seq)));
+        };
+        state.acked = Some(acked.max(seq));
         self.trim();
         true
     }
 
-    /// What to send now: for every connected peer that is due (at least
-    /// `interval_ms` since the last send) and has something unacknowledged,
-    /// either its delta interval or, if it needs one, the full `state`.
-    /// `state` must include every recorded delta.
+    /// A peer acknowledged part `index` of full-state transfer `session`.
+    /// Once every part is acknowledged the peer has joined the state, and
+    /// counts as having acknowledged the transfer's seq. Returns whether the
+    /// ack was applied (acks of another incarnation or transfer are not).
+    pub fn on_chunk_ack(&mut self, peer: &ReplicaId, session: u64, index: u32) -> bool {
+        let Some(state) = self.peers.get_mut(&peer.node) else {
+            return false;
+        };
+        if state.incarnation != peer.incarnation {
+            return false;
+        }
+        let Some(full) = state.full.as_mut().filter(|f| f.session == session) else {
+            return false;
+        };
+        if full.in_flight.remove(&index).is_none() {
+            return false;
+        }
+        if full.all_cut && full.in_flight.is_empty() {
+            let seq = full.seq;
+            state.full = None;
+            state.acked = Some(state.acked.map_or(seq, |a| a.max(seq)));
+            self.trim();
+        }
+        true
+    }
+
+    /// What to send now: to every connected peer that needs it, the next
+    /// parts of its full-state transfer (started here when the peer is new,
+    /// restarted, too far behind for the buffer, or due for the periodic
+    /// full sync; paced by `chunk_window`), and, to a peer that has a base
+    /// to apply them to and is due (`interval_ms` since the last send), its
+    /// unacknowledged delta interval. `state` must include every recorded
+    /// delta. Call it again after each [`on_chunk_ack`](Self::on_chunk_ack):
+    /// that is what moves a transfer along.
     pub fn poll(&mut self, now_ms: u64, state: &BirdMap) -> Vec<(ReplicaId, SyncMessage)> {
         let mut out = Vec::new();
         // Peers at the same `acked` share one joined interval.
-        let mut intervals: HashMap<u64, BirdMap> = HashMap::new();
+        let mut intervals: HashMap<u64, (BirdMap, usize)> = HashMap::new();
+        let budget = self
+            .config
+            .chunk_bytes
+            .saturating_sub(chunk::CHUNK_OVERHEAD);
         let first_buffered = self.buffer.first_key_value().map(|(&k, _)| k);
+        let seq = self.seq;
         for (node, peer) in &mut self.peers {
             if !peer.connected {
                 continue;
             }
-            let periodic_full = peer
-                .last_full_ms
-                .is_some_and(|t| now_ms >= t.saturating_add(self.config.full_sync_interval_ms));
-            // A new peer gets the full state even at seq 0: the state may
-            // hold what we learnt from others.
-            if peer.acked == Some(self.seq) && !periodic_full {
-                continue;
-            }
-            let (due, retry) = match peer.last_sent {
-                None => (true, true),
-                Some(s) => (
-                    now_ms >= s.at_ms.saturating_add(self.config.interval_ms),
-                    now_ms >= s.at_ms.saturating_add(self.config.retry_ms),
-                ),
-            };
-            if !due {
-                continue;
-            }
-            let needs_full = periodic_full
-                || match peer.acked {
-                    None => true,
-                    // The buffer holds a contiguous run; the peer needs acked+1 onwards.
-                    Some(acked) => {
-                        acked < self.seq && first_buffered.is_none_or(|first| first > acked + 1)
-                    }
-                };
             let id = ReplicaId {
                 node: node.clone(),
                 incarnation: peer.incarnation,
             };
-            if needs_full {
-                // A full state in flight is only re-sent on retry: states are big.
-                let pending = peer
-                    .last_sent
-                    .is_some_and(|s| s.full && peer.acked.is_none_or(|a| a < s.upto));
-                if pending && !retry && !periodic_full {
-                    continue;
-                }
-                peer.last_full_ms = Some(now_ms);
-                peer.last_sent = Some(Sent {
-                    at_ms: now_ms,
-                    upto: self.seq,
-                    full: true,
-                });
-                out.push((
-                    id,
-                    SyncMessage::Full {
-                        seq: self.seq,
-                        state: state.clone(),
-                    },
-                ));
-            } else {
+            // A new peer gets the full state even at seq 0: the state may
+            // hold what we learnt from others. The buffer holds a contiguous
+            // run; a peer needs acked+1 onwards.
+            let behind = match peer.acked {
+                None => true,
+                Some(acked) => acked < seq && first_buffered.is_none_or(|first| first > acked + 1),
+            };
+            let periodic_full = peer
+                .last_full_ms
+                .is_some_and(|t| now_ms >= t.saturating_add(self.config.full_sync_interval_ms));
+            // The delta interval, if the peer can take one and is due.
+            let mut delta = None;
+            if !behind && peer.acked != Some(seq) {
                 let acked = peer.acked.unwrap_or(0);
-                let new_data = peer.last_sent.is_none_or(|s| s.full || s.upto < self.seq);
-                if !new_data && !retry {
-                    continue;
-                }
-                let buffer = &self.buffer;
-                let delta = intervals
-                    .entry(acked)
-                    .or_insert_with(|| {
+                let (due, retry) = match peer.last_sent {
+                    None => (true, true),
+                    Some(s) => (
+                        now_ms >= s.at_ms.saturating_add(self.config.interval_ms),
+                        now_ms >= s.at_ms.saturating_add(self.config.retry_ms),
+                    ),
+                };
+                let new_data = peer.last_sent.is_none_or(|s| s.upto < seq);
+                if due && (new_data || retry) {
+                    let buffer = &self.buffer;
+                    let (interval, bytes) = intervals.entry(acked).or_insert_with(|| {
                         let mut interval = BirdMap::default();
                         for delta in buffer.range(acked + 1..).map(|(_, d)| d) {
                             interval.join_delta(delta);
                         }
-                        interval
-                    })
-                    .clone();
+                        let bytes = chunk::size_bound(&interval);
+                        (interval, bytes)
+                    });
+                    delta = Some((acked, interval.clone(), *bytes));
+                }
+            }
+            // An interval too big for one chunk (a start_many of thousands)
+            // goes as a full-state transfer instead: no frame grows with a
+            // batch either.
+            let too_big = delta.as_ref().is_some_and(|(_, _, bytes)| *bytes > budget);
+            if peer.full.is_none() && (behind || periodic_full || too_big) {
+                self.sessions += 1;
+                peer.last_full_ms = Some(now_ms);
+                // The transfer counts as a send: deltas after it wait an interval.
                 peer.last_sent = Some(Sent {
                     at_ms: now_ms,
-                    upto: self.seq,
-                    full: false,
+                    upto: seq,
                 });
-                out.push((
-                    id,
-                    SyncMessage::Deltas {
-                        from_seq: acked + 1,
-                        to_seq: self.seq,
-                        delta,
-                    },
-                ));
+                peer.full = Some(Outgoing {
+                    session: self.sessions,
+                    seq,
+                    cursor: Cursor::new(state.context().clone()),
+                    next_index: 0,
+                    all_cut: false,
+                    in_flight: BTreeMap::new(),
+                });
             }
+            if let Some(full) = &mut peer.full {
+                let mut parts = Vec::new();
+                full.emit(now_ms, state, &self.config, &mut parts);
+                out.extend(parts.into_iter().map(|m| (id.clone(), m)));
+            }
+            // A periodic transfer does not hold up the deltas of a peer that
+            // can apply them; anything else waits for the transfer.
+            if behind || too_big {
+                continue;
+            }
+            let Some((acked, delta, _)) = delta else {
+                continue;
+            };
+            peer.last_sent = Some(Sent {
+                at_ms: now_ms,
+                upto: seq,
+            });
+            out.push((
+                id,
+                SyncMessage::Deltas {
+                    from_seq: acked + 1,
+                    to_seq: seq,
+                    delta,
+                },
+            ));
         }
         self.trim();
         out

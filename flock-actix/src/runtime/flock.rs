@@ -85,6 +85,7 @@ pub struct FlockBuilder {
     config: FlockConfig,
     kinds: KindTable,
     discovery: Option<DnsDiscovery>,
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for FlockBuilder {
@@ -92,11 +93,24 @@ impl std::fmt::Debug for FlockBuilder {
         f.debug_struct("FlockBuilder")
             .field("config", &self.config)
             .field("discovery", &self.discovery)
+            .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
     }
 }
 
 impl FlockBuilder {
+    /// Keeps this node's copy of the registry on disk in `dir` (created if
+    /// missing), so that it survives a restart, including a full restart of
+    /// every node at once: the birds started and not stopped run again,
+    /// the stopped ones stay stopped. Every change is fsynced before it is
+    /// acknowledged; see `docs/ARCHITECTURE.md` ("A registry that survives
+    /// a full restart") for what an unclean stop can lose. One directory
+    /// per node; off by default.
+    pub fn data_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
     /// The address to listen on (`host:port`; port 0 picks a free one).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.config.listen = addr.into();
@@ -209,9 +223,13 @@ impl FlockBuilder {
             config,
             kinds,
             discovery,
+            data_dir,
         } = self;
         config.validate()?;
         discovery.as_ref().map(DnsDiscovery::validate).transpose()?;
+        let durable = data_dir
+            .map(|dir| super::durable::Durable::open(&dir))
+            .transpose()?;
         let listener = config.network.bind(&config.listen).await?;
         let addr = crate::net::advertised_addr(
             &listener.local_addr(),
@@ -236,7 +254,7 @@ impl FlockBuilder {
             arbiter.spawn_fn(move || super::set_current_node(name));
         }
         let node = Arc::new(Node::new(config, me, kinds)?);
-        let replica = CrdtReplica::new(node.clone())?;
+        let replica = CrdtReplica::new(node.clone(), durable)?;
         let directory = Directory::default();
         let ring = Ring::new(node.clone(), listener, directory.clone())?;
         let actors = Actors {
@@ -284,6 +302,7 @@ impl Flock {
             config: FlockConfig::new(name),
             kinds: KindTable::default(),
             discovery: None,
+            data_dir: None,
         }
     }
 

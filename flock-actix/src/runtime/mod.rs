@@ -13,6 +13,7 @@ mod addr;
 mod config;
 mod directory;
 mod discovery;
+mod durable;
 mod flock;
 mod kinds;
 mod messages;

@@ -17,7 +17,6 @@ use super::messages::{
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
-use crate::core::anti_entropy::SyncMessage;
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
@@ -312,24 +311,18 @@ impl Peer {
                 peer: ctx.address(),
             }),
             Message::LeaveAck { .. } => actors.ring.do_send(PeerLeftAck(info.id.node.clone())),
-            Message::SyncDeltas {
-                from_seq,
-                to_seq,
-                delta,
-            } => actors.replica.do_send(SyncIn {
-                from: info.id.clone(),
-                msg: SyncMessage::Deltas {
-                    from_seq,
-                    to_seq,
-                    delta,
-                },
-                peer: ctx.address(),
-            }),
-            Message::SyncFull { seq, state } => actors.replica.do_send(SyncIn {
-                from: info.id.clone(),
-                msg: SyncMessage::Full { seq, state },
-                peer: ctx.address(),
-            }),
+            msg @ (Message::SyncDeltas { .. }
+            | Message::SyncFull { .. }
+            | Message::SyncChunk { .. }
+            | Message::SyncChunkAck { .. }) => {
+                if let Some(msg) = msg.into_sync() {
+                    actors.replica.do_send(SyncIn {
+                        from: info.id.clone(),
+                        msg,
+                        peer: ctx.address(),
+                    });
+                }
+            }
             Message::SyncAck { seq } => actors.replica.do_send(SyncAcked {
                 from: info.id.clone(),
                 seq,

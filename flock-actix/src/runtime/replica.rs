@@ -6,11 +6,12 @@
 //! it, ships deltas (or full states) on a timer and right after a local
 //! change, and tells the Registry what changed.
 
+use super::durable::Durable;
 use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
 use super::node::{Node, View, wall_ms};
 use super::peer::Frame;
-use crate::core::anti_entropy::{AntiEntropy, SyncMessage};
-use crate::core::crdt::{BirdMap, BirdSpec, Changes, NodeName, Replica, ReplicaId};
+use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
+use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
 use crate::error::Error;
 use crate::wire::message::Message;
 use actix::prelude::*;
@@ -31,6 +32,12 @@ pub(crate) struct CrdtReplica {
     /// Peers whose last delta had claims cut off and was left
     /// unacknowledged (see `SyncIn`); the next one is acknowledged.
     withheld: HashSet<NodeName>,
+    /// Full-state transfers from peers being received in chunks.
+    assembler: Assembler,
+    /// The registry on disk, if this node keeps one (`FlockBuilder::data_dir`).
+    durable: Option<Durable>,
+    /// What was restored from disk at start, for the Registry once running.
+    restored: Changes,
 }
 
 /// How long received deltas are kept for relaying: well past the time an
@@ -39,22 +46,48 @@ pub(crate) struct CrdtReplica {
 const RELAY_KEEP_MS: u64 = 5_000;
 
 impl CrdtReplica {
-    pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
-        let sync = AntiEntropy::new(node.config.anti_entropy.clone())?;
+    /// `durable`: the opened log and the state it held, joined here into the
+    /// fresh replica (a new incarnation: its own dots never collide with the
+    /// old ones, which stay in the context with the stopped birds' dots).
+    pub(crate) fn new(node: Arc<Node>, durable: Option<(Durable, BirdMap)>) -> crate::Result<Self> {
+        let mut config = node.config.anti_entropy.clone();
+        // A chunk well under the frame cap: the budget is an upper bound of
+        // the encoding, and the peer adds its envelope.
+        config.chunk_bytes = config.chunk_bytes.min(node.config.max_frame / 4);
         // Folding a dead incarnation is safe once every peer has sent its
         // full state since it died (docs/ARCHITECTURE.md §4.7): four
         // full-sync intervals leave room for a lost or late one.
-        let fold_after = node
-            .config
-            .anti_entropy
-            .full_sync_interval_ms
-            .saturating_mul(4);
+        let fold_after = config.full_sync_interval_ms.saturating_mul(4);
+        let sync = AntiEntropy::new(config)?;
+        let mut replica = Replica::new(node.me.id.clone()).with_fold_after(fold_after);
+        let (durable, restored) = match durable {
+            Some((log, state)) => {
+                // Our own earlier state: this fresh replica has heard from
+                // nobody yet, so every claim in it is accepted.
+                let me = replica.id().clone();
+                let restored = replica.join(&me, &state).map_err(|e| {
+                    crate::Error::InvalidConfig(format!(
+                        "the registry in the data directory is not usable: {e}"
+                    ))
+                })?;
+                log::info!(
+                    "node {} restored {} bird(s) from its data directory",
+                    node.name(),
+                    replica.state().len()
+                );
+                (Some(log), restored)
+            }
+            None => (None, Changes::default()),
+        };
         Ok(CrdtReplica {
-            replica: Replica::new(node.me.id.clone()).with_fold_after(fold_after),
+            replica,
             sync,
             node,
             relay: VecDeque::new(),
             withheld: HashSet::new(),
+            assembler: Assembler::new(),
+            durable,
+            restored,
         })
     }
 
@@ -66,23 +99,43 @@ impl CrdtReplica {
             let Some(link) = links.get(&peer.node) else {
                 continue;
             };
-            link.do_send(Frame(match msg {
-                SyncMessage::Deltas {
-                    from_seq,
-                    to_seq,
-                    delta,
-                } => Message::SyncDeltas {
-                    from_seq,
-                    to_seq,
-                    delta,
-                },
-                SyncMessage::Full { seq, state } => Message::SyncFull { seq, state },
-            }));
+            link.do_send(Frame(msg.into()));
         }
     }
 
-    /// Records a local mutation, tells the Registry, and ships it.
+    /// Writes what was joined to disk (if durable), before it is
+    /// acknowledged; `whole`: it was a full state, so a snapshot is as
+    /// cheap as an append. A disk error is logged, not fatal: the registry
+    /// stays replicated in memory on every node.
+    fn persist(&mut self, joined: &BirdMap, whole: bool) {
+        let Some(log) = &mut self.durable else {
+            return;
+        };
+        let result = if whole || log.wants_compaction() {
+            log.compact(self.replica.state())
+        } else {
+            log.append(joined)
+        };
+        if let Err(e) = result {
+            log::error!(
+                "node {}: the registry could not be written to disk, a full restart may lose the latest changes: {e}",
+                self.node.name()
+            );
+        }
+    }
+
+    /// Joins a peer's full state, persisting the result if it changed.
+    fn join_whole(&mut self, from: &ReplicaId, state: &BirdMap) -> Result<Changes, ForgedOwnDots> {
+        let changes = self.replica.join(from, state)?;
+        if changes.state_changed() {
+            self.persist(state, true);
+        }
+        Ok(changes)
+    }
+
+    /// Records a local mutation, persists it, tells the Registry, and ships it.
     fn local(&mut self, delta: BirdMap, changed: SetChanged) {
+        self.persist(&delta, false);
         self.sync.record(delta);
         self.tell_registry(changed);
         self.flush();
@@ -117,6 +170,11 @@ impl Actor for CrdtReplica {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // The Registry starts the restored birds this node owns, as if a
+        // peer had sent them.
+        let restored = std::mem::take(&mut self.restored);
+        let changed = self.changes_to_set(restored);
+        self.tell_registry(changed);
         let every = Duration::from_millis(self.node.config.anti_entropy.interval_ms);
         ctx.run_interval(every, |act, _| {
             let now = act.node.now_ms();
@@ -220,19 +278,67 @@ impl Handler<SyncIn> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
-        let full = matches!(msg, SyncMessage::Full { .. });
-        let (seq, joined) = match msg {
+        let full = !matches!(msg, SyncMessage::Deltas { .. });
+        let (ack, seq, joined) = match msg {
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let joined = self.replica.join(&from, &delta);
-                if joined.as_ref().is_ok_and(Changes::state_changed) {
+                if let Ok(changes) = &joined
+                    && changes.state_changed()
+                {
+                    // What was cut off is not on disk either: a restart
+                    // must not accept claims this node refused.
+                    if changes.clipped_claims() {
+                        self.persist(&delta, true);
+                    } else {
+                        self.persist(&delta, false);
+                    }
                     // Keep news for a while in case its origin dies before
                     // reaching every node (see `PeerDown`).
                     self.relay
                         .push_back((from.node.clone(), self.node.now_ms(), delta));
                 }
-                (to_seq, joined)
+                (Message::SyncAck { seq: to_seq }, to_seq, joined)
             }
-            SyncMessage::Full { seq, state } => (seq, self.replica.join(&from, &state)),
+            SyncMessage::Full { seq, state } => (
+                Message::SyncAck { seq },
+                seq,
+                self.join_whole(&from, &state),
+            ),
+            SyncMessage::Chunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => {
+                let ack = Message::SyncChunkAck { session, index };
+                match self
+                    .assembler
+                    .on_chunk(&from, session, index, last, seq, part)
+                {
+                    Assembled::Ignored => return,
+                    Assembled::Pending => {
+                        peer.do_send(Frame(ack));
+                        return;
+                    }
+                    Assembled::Complete { seq, state } => {
+                        log::debug!(
+                            "joining the full state of {} ({} birds, up to its seq {seq})",
+                            from.node,
+                            state.len()
+                        );
+                        (ack, seq, self.join_whole(&from, &state))
+                    }
+                }
+            }
+            SyncMessage::ChunkAck { session, index } => {
+                // The next parts go as soon as one is acknowledged: the
+                // transfer runs at the receiver's pace.
+                if self.sync.on_chunk_ack(&from, session, index) {
+                    self.flush();
+                }
+                return;
+            }
         };
         match joined {
             Ok(changes) => {
@@ -267,7 +373,7 @@ impl Handler<SyncIn> for CrdtReplica {
                 self.node.name()
             ),
         }
-        peer.do_send(Frame(Message::SyncAck { seq }));
+        peer.do_send(Frame(ack));
     }
 }
 
@@ -312,6 +418,7 @@ impl Handler<PeerDown> for CrdtReplica {
             self.sync.forget_peer(&name);
             // It mints nothing more: claims about its dots now apply.
             self.replica.retire(&name);
+            self.assembler.forget(&name);
         } else {
             self.sync.peer_down(&name);
         }

@@ -51,6 +51,7 @@
 //! message needs about 10) so a hostile frame cannot exhaust the stack, and
 //! declared lengths never cause allocations beyond the frame's own size.
 
+use crate::core::anti_entropy::SyncMessage;
 use crate::core::crdt::{BirdMap, ReplicaId};
 use crate::error::{Error, Result};
 use bytes::{BufMut, BytesMut};
@@ -167,7 +168,7 @@ pub enum Message {
     // ---- registry sync ----
     /// Registry deltas covering the sender's delta sequence numbers
     /// `from_seq..=to_seq` for this peer (see
-    /// [`SyncMessage`](crate::core::anti_entropy::SyncMessage)).
+    /// [`SyncMessage`]).
     SyncDeltas {
         /// First delta sequence number covered (inclusive).
         from_seq: u64,
@@ -230,6 +231,32 @@ pub enum Message {
         /// The serialized message.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
+    },
+
+    // ---- registry sync in chunks (appended last: the variants above keep
+    // their encodings) ----
+    /// Part `index` of the sender's full-state transfer `session` (see
+    /// [`SyncMessage::Chunk`]):
+    /// a full state travels as bounded parts, so no frame grows with the
+    /// registry. Answered by [`Message::SyncChunkAck`].
+    SyncChunk {
+        /// The transfer, unique per sender incarnation.
+        session: u64,
+        /// The part's number, from 0.
+        index: u32,
+        /// Whether this is the transfer's last part.
+        last: bool,
+        /// The sender's delta sequence number when the transfer started.
+        seq: u64,
+        /// A run of names and a piece of the causal context.
+        part: BirdMap,
+    },
+    /// Part `index` of transfer `session` was received.
+    SyncChunkAck {
+        /// The transfer.
+        session: u64,
+        /// The part.
+        index: u32,
     },
 }
 
@@ -407,7 +434,42 @@ impl Message {
             Message::Call { .. } => "Call",
             Message::Reply { .. } => "Reply",
             Message::Cast { .. } => "Cast",
+            Message::SyncChunk { .. } => "SyncChunk",
+            Message::SyncChunkAck { .. } => "SyncChunkAck",
         }
+    }
+
+    /// The registry-sync payload of a sync message, for the replica
+    /// (`SyncAck`, whose ack concerns the sender's bookkeeping, is not one);
+    /// `None` for every other message.
+    pub fn into_sync(self) -> Option<SyncMessage> {
+        Some(match self {
+            Message::SyncDeltas {
+                from_seq,
+                to_seq,
+                delta,
+            } => SyncMessage::Deltas {
+                from_seq,
+                to_seq,
+                delta,
+            },
+            Message::SyncFull { seq, state } => SyncMessage::Full { seq, state },
+            Message::SyncChunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => SyncMessage::Chunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            },
+            Message::SyncChunkAck { session, index } => SyncMessage::ChunkAck { session, index },
+            _ => return None,
+        })
     }
 
     /// Appends the encoding of `self` to `buf`, writing directly into it (no
@@ -552,6 +614,37 @@ impl<'a> PrefixReader<'a> {
             _ => Err(Error::Decode(
                 "the protocol version is not an unsigned integer".into(),
             )),
+        }
+    }
+}
+
+impl From<SyncMessage> for Message {
+    fn from(msg: SyncMessage) -> Message {
+        match msg {
+            SyncMessage::Deltas {
+                from_seq,
+                to_seq,
+                delta,
+            } => Message::SyncDeltas {
+                from_seq,
+                to_seq,
+                delta,
+            },
+            SyncMessage::Full { seq, state } => Message::SyncFull { seq, state },
+            SyncMessage::Chunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            } => Message::SyncChunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            },
+            SyncMessage::ChunkAck { session, index } => Message::SyncChunkAck { session, index },
         }
     }
 }

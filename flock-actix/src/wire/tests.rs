@@ -160,6 +160,22 @@ fn message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|seq| Message::SyncAck { seq }),
         (
             any::<u64>(),
+            any::<u32>(),
+            any::<bool>(),
+            any::<u64>(),
+            bird_map()
+        )
+            .prop_map(|(session, index, last, seq, part)| Message::SyncChunk {
+                session,
+                index,
+                last,
+                seq,
+                part,
+            }),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(session, index)| Message::SyncChunkAck { session, index }),
+        (
+            any::<u64>(),
             text(),
             text(),
             text(),

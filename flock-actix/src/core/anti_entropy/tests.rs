@@ -24,6 +24,7 @@ fn config(max_buffered_deltas: usize) -> AntiEntropyConfig {
         retry_ms: 1_000,
         max_buffered_deltas,
         full_sync_interval_ms: 60_000,
+        ..AntiEntropyConfig::default()
     }
 }
 
@@ -31,6 +32,7 @@ fn config(max_buffered_deltas: usize) -> AntiEntropyConfig {
 struct Node {
     replica: Replica,
     ae: AntiEntropy,
+    assembler: Assembler,
 }
 
 impl Node {
@@ -38,6 +40,7 @@ impl Node {
         Self {
             replica: Replica::new(rid(name, 1)),
             ae: AntiEntropy::new(config(max_buffered)).unwrap(),
+            assembler: Assembler::new(),
         }
     }
 
@@ -49,19 +52,69 @@ impl Node {
     fn poll(&mut self, now: u64) -> Vec<(ReplicaId, SyncMessage)> {
         self.ae.poll(now, self.replica.state())
     }
+
+    /// Acknowledges every message of `out` as its receiver would.
+    fn ack_all(&mut self, out: &[(ReplicaId, SyncMessage)]) {
+        for (to, msg) in out {
+            match msg {
+                SyncMessage::Deltas { to_seq, .. } => {
+                    self.ae.on_ack(to, *to_seq);
+                }
+                SyncMessage::Chunk { session, index, .. } => {
+                    self.ae.on_chunk_ack(to, *session, *index);
+                }
+                SyncMessage::Full { .. } | SyncMessage::ChunkAck { .. } => {}
+            }
+        }
+    }
 }
 
-/// The receiver side: join, and return the seq to acknowledge.
-fn receive(replica: &mut Replica, from: &ReplicaId, msg: &SyncMessage) -> u64 {
-    match msg {
+/// The receiver side: join (a full state once all its chunks are in), and
+/// return the acknowledgement to send back, if any.
+fn receive(
+    replica: &mut Replica,
+    assembler: &mut Assembler,
+    from: &ReplicaId,
+    msg: &SyncMessage,
+) -> Option<SyncMessage> {
+    match msg.clone() {
         SyncMessage::Deltas { to_seq, delta, .. } => {
-            replica.join(from, delta).unwrap();
-            *to_seq
+            replica.join(from, &delta).unwrap();
+            Some(SyncMessage::Deltas {
+                from_seq: to_seq,
+                to_seq,
+                delta: BirdMap::default(),
+            })
         }
-        SyncMessage::Full { seq, state } => {
-            replica.join(from, state).unwrap();
-            *seq
-        }
+        SyncMessage::Chunk {
+            session,
+            index,
+            last,
+            seq,
+            part,
+        } => match assembler.on_chunk(from, session, index, last, seq, part) {
+            Assembled::Ignored => None,
+            Assembled::Pending => Some(SyncMessage::ChunkAck { session, index }),
+            Assembled::Complete { state, .. } => {
+                replica.join(from, &state).unwrap();
+                Some(SyncMessage::ChunkAck { session, index })
+            }
+        },
+        SyncMessage::Full { .. } | SyncMessage::ChunkAck { .. } => None,
+    }
+}
+
+/// A full state in one chunk, as `poll` sends it for a small state.
+fn single_chunk(msg: &SyncMessage) -> (u64, &BirdMap) {
+    match msg {
+        SyncMessage::Chunk {
+            index: 0,
+            last: true,
+            seq,
+            part,
+            ..
+        } => (*seq, part),
+        other => panic!("expected a one-chunk full state, got {other:?}"),
     }
 }
 
@@ -82,6 +135,14 @@ fn config_validation_rejects_out_of_range_values() {
             full_sync_interval_ms: 999,
             ..config(10)
         },
+        AntiEntropyConfig {
+            chunk_bytes: 1_000,
+            ..config(10)
+        },
+        AntiEntropyConfig {
+            chunk_window: 0,
+            ..config(10)
+        },
     ] {
         assert!(matches!(bad.validate(), Err(Error::InvalidConfig(_))));
         assert!(matches!(
@@ -100,13 +161,9 @@ fn new_peer_gets_full_state() {
     let out = a.poll(0);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, rid("b", 1));
-    match &out[0].1 {
-        SyncMessage::Full { seq, state } => {
-            assert_eq!(*seq, 2);
-            assert_eq!(state, a.replica.state());
-        }
-        other => panic!("expected a full state, got {other:?}"),
-    }
+    let (seq, part) = single_chunk(&out[0].1);
+    assert_eq!(seq, 2);
+    assert_eq!(part, a.replica.state());
 }
 
 #[test]
@@ -118,11 +175,17 @@ fn new_peer_gets_full_state_even_before_any_local_delta() {
         .join(&rid("c", 1), &other.add("x", spec(1), 0).unwrap())
         .unwrap();
     a.ae.peer_up(&rid("b", 1));
-    match &a.poll(0)[..] {
-        [(_, SyncMessage::Full { seq: 0, state })] => assert!(state.contains("x")),
-        other => panic!("expected a full state, got {other:?}"),
-    }
-    assert!(a.ae.on_ack(&rid("b", 1), 0));
+    let out = a.poll(0);
+    assert_eq!(out.len(), 1);
+    let (seq, part) = single_chunk(&out[0].1);
+    assert_eq!(seq, 0);
+    assert!(part.contains("x"));
+    assert!(
+        !a.ae.on_ack(&rid("b", 1), 0),
+        "a delta ack does not end a transfer"
+    );
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(0));
     assert!(a.poll(5_000).is_empty(), "acknowledged");
 }
 
@@ -130,11 +193,14 @@ fn new_peer_gets_full_state_even_before_any_local_delta() {
 fn caught_up_peer_gets_only_unacked_deltas_joined() {
     let mut a = Node::new("a", 10);
     let mut b = Replica::new(rid("b", 1));
+    let mut assembler = Assembler::new();
+    let from = a.replica.id().clone();
     a.ae.peer_up(b.id());
     a.add("x", 1);
     let out = a.poll(0);
-    let ack = receive(&mut b, &rid("a", 1), &out[0].1);
-    assert!(a.ae.on_ack(b.id(), ack));
+    receive(&mut b, &mut assembler, &from, &out[0].1);
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(1));
     a.add("y", 1);
     a.add("z", 1);
     let delta_z = a.replica.remove("x");
@@ -154,8 +220,7 @@ fn caught_up_peer_gets_only_unacked_deltas_joined() {
             assert_eq!((*from_seq, *to_seq), (2, 4));
             assert!(!delta.contains("x"));
             assert!(delta.contains("y") && delta.contains("z"));
-            let ack = receive(&mut b, &rid("a", 1), &out[0].1);
-            assert_eq!(ack, 4);
+            receive(&mut b, &mut assembler, &from, &out[0].1);
         }
         other => panic!("expected one delta interval, got {other:?}"),
     }
@@ -168,8 +233,9 @@ fn peer_is_not_sent_to_before_the_interval_nor_when_it_has_everything() {
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     a.add("x", 1);
-    assert_eq!(a.poll(1_000).len(), 1);
-    a.ae.on_ack(&b, 1);
+    let out = a.poll(1_000);
+    assert_eq!(out.len(), 1);
+    a.ack_all(&out);
     a.add("y", 1);
     assert!(a.poll(1_099).is_empty(), "interval not elapsed");
     assert_eq!(a.poll(1_100).len(), 1);
@@ -183,8 +249,8 @@ fn unacked_deltas_are_resent_only_after_retry() {
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     a.add("x", 1);
-    a.poll(0);
-    a.ae.on_ack(&b, 1);
+    let out = a.poll(0);
+    a.ack_all(&out);
     a.add("y", 1);
     assert_eq!(a.poll(100).len(), 1);
     // The send got lost: nothing new, so wait for the retry interval.
@@ -227,19 +293,19 @@ fn full_state_in_flight_is_not_resent_before_retry() {
     assert_eq!(a.poll(0).len(), 1);
     a.add("y", 1);
     assert!(a.poll(100).is_empty(), "waiting for the full state's ack");
-    assert!(matches!(
-        a.poll(1_000)[..],
-        [(_, SyncMessage::Full { seq: 2, .. })]
-    ));
-    // The full state's ack arrives; the deltas after it are still buffered.
+    // The retry re-sends the same chunk: the transfer covers seq 1.
+    let out = a.poll(1_000);
+    assert_eq!(single_chunk(&out[0].1).0, 1);
+    // The chunk's ack arrives; the deltas after it are still buffered.
     a.add("z", 1);
-    assert!(a.ae.on_ack(&b, 2));
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(1));
     assert!(matches!(
         a.poll(1_100)[..],
         [(
             _,
             SyncMessage::Deltas {
-                from_seq: 3,
+                from_seq: 2,
                 to_seq: 3,
                 ..
             }
@@ -254,10 +320,11 @@ fn late_delta_ack_does_not_complete_a_pending_full_state() {
     a.ae.peer_up(&b);
     a.add("x", 1);
     a.add("y", 1);
-    a.poll(0);
+    let out = a.poll(0);
     assert!(!a.ae.on_ack(&b, 1), "older than the full state sent");
+    assert!(!a.ae.on_ack(&b, 2), "a delta ack, not the transfer's");
     assert_eq!(a.ae.acked("b"), None);
-    assert!(a.ae.on_ack(&b, 2));
+    a.ack_all(&out);
     assert_eq!(a.ae.acked("b"), Some(2));
 }
 
@@ -266,17 +333,17 @@ fn restarted_peer_gets_full_state() {
     let mut a = Node::new("a", 10);
     a.ae.peer_up(&rid("b", 1));
     a.add("x", 1);
-    a.poll(0);
-    assert!(a.ae.on_ack(&rid("b", 1), 1));
+    let out = a.poll(0);
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(1));
     a.add("y", 1);
     a.ae.peer_down("b");
     assert!(a.poll(100).is_empty(), "down peers are not sent to");
     a.ae.peer_up(&rid("b", 2));
     assert_eq!(a.ae.acked("b"), None);
-    assert!(matches!(
-        a.poll(200)[..],
-        [(_, SyncMessage::Full { seq: 2, .. })]
-    ));
+    let out = a.poll(200);
+    assert_eq!(out[0].0, rid("b", 2));
+    assert_eq!(single_chunk(&out[0].1).0, 2);
 }
 
 #[test]
@@ -285,8 +352,8 @@ fn reconnected_peer_of_same_incarnation_resumes_with_deltas() {
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     a.add("x", 1);
-    a.poll(0);
-    a.ae.on_ack(&b, 1);
+    let out = a.poll(0);
+    a.ack_all(&out);
     a.ae.peer_down("b");
     a.add("y", 1);
     a.ae.peer_up(&b);
@@ -308,16 +375,31 @@ fn stale_and_foreign_acks_are_ignored() {
     let mut a = Node::new("a", 10);
     a.ae.peer_up(&rid("b", 2));
     a.add("x", 1);
-    a.poll(0);
-    assert!(!a.ae.on_ack(&rid("b", 1), 1), "old incarnation");
-    assert!(!a.ae.on_ack(&rid("c", 1), 1), "unknown node");
+    let out = a.poll(0);
+    let (session, index) = match out[0].1 {
+        SyncMessage::Chunk { session, index, .. } => (session, index),
+        ref other => panic!("expected a chunk, got {other:?}"),
+    };
+    assert!(
+        !a.ae.on_chunk_ack(&rid("b", 1), session, index),
+        "old incarnation"
+    );
+    assert!(
+        !a.ae.on_chunk_ack(&rid("c", 1), session, index),
+        "unknown node"
+    );
+    assert!(
+        !a.ae.on_chunk_ack(&rid("b", 2), session + 1, index),
+        "another transfer"
+    );
     assert!(!a.ae.on_ack(&rid("b", 2), 9), "beyond our seq");
     assert_eq!(a.ae.acked("b"), None);
     a.ae.peer_up(&rid("b", 1));
     assert!(
-        a.ae.on_ack(&rid("b", 2), 1),
+        a.ae.on_chunk_ack(&rid("b", 2), session, index),
         "a stale peer_up changed nothing"
     );
+    assert_eq!(a.ae.acked("b"), Some(1));
 }
 
 #[test]
@@ -326,17 +408,14 @@ fn peer_too_far_behind_gets_full_state() {
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     a.add("x", 1);
-    a.poll(0);
-    a.ae.on_ack(&b, 1);
+    let out = a.poll(0);
+    a.ack_all(&out);
     for i in 0..5 {
         a.add(&format!("y{i}"), 1);
     }
     assert_eq!(a.ae.buffered(), 3, "the buffer is capped");
     assert_eq!(a.ae.buffered_range(), Some((4, 6)));
-    assert!(matches!(
-        a.poll(100)[..],
-        [(_, SyncMessage::Full { seq: 6, .. })]
-    ));
+    assert_eq!(single_chunk(&a.poll(100)[0].1).0, 6);
 }
 
 #[test]
@@ -346,9 +425,8 @@ fn buffer_trimmed_once_all_peers_acked() {
     a.ae.peer_up(&b);
     a.ae.peer_up(&c);
     a.add("x", 1);
-    a.poll(0);
-    a.ae.on_ack(&b, 1);
-    a.ae.on_ack(&c, 1);
+    let out = a.poll(0);
+    a.ack_all(&out);
     a.add("y", 1);
     a.add("z", 1);
     assert_eq!(a.ae.buffered_range(), Some((2, 3)));
@@ -374,14 +452,15 @@ fn full_state_in_flight_holds_back_trimming_of_later_deltas() {
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     a.add("x", 1);
-    a.poll(0);
+    let out = a.poll(0);
     a.add("y", 1);
     assert_eq!(
         a.ae.buffered_range(),
         Some((2, 2)),
         "b will need seq 2 after the full state"
     );
-    assert!(a.ae.on_ack(&b, 1));
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(1));
     assert!(matches!(
         a.poll(100)[..],
         [(
@@ -414,7 +493,7 @@ enum Msg {
     Ack {
         from: ReplicaId,
         to: ReplicaId,
-        seq: u64,
+        ack: SyncMessage,
     },
 }
 
@@ -489,16 +568,27 @@ impl Cluster {
             Msg::Sync { from, to, msg } => {
                 // Messages to a dead incarnation are lost with it.
                 let Some(i) = self.index_of(&to) else { return };
-                let seq = receive(&mut self.nodes[i].replica, &from, &msg);
-                self.net.push(Msg::Ack {
-                    from: to,
-                    to: from,
-                    seq,
-                });
+                let node = &mut self.nodes[i];
+                if let Some(ack) = receive(&mut node.replica, &mut node.assembler, &from, &msg) {
+                    self.net.push(Msg::Ack {
+                        from: to,
+                        to: from,
+                        ack,
+                    });
+                }
             }
-            Msg::Ack { from, to, seq } => {
+            Msg::Ack { from, to, ack } => {
                 if let Some(i) = self.index_of(&to) {
-                    self.nodes[i].ae.on_ack(&from, seq);
+                    let node = &mut self.nodes[i];
+                    match ack {
+                        SyncMessage::Deltas { to_seq, .. } => {
+                            node.ae.on_ack(&from, to_seq);
+                        }
+                        SyncMessage::ChunkAck { session, index } => {
+                            node.ae.on_chunk_ack(&from, session, index);
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
@@ -613,13 +703,53 @@ fn every_peer_gets_a_periodic_full_state_even_when_caught_up() {
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     a.add("x", 1);
-    a.poll(0);
-    a.ae.on_ack(&b, 1);
+    let out = a.poll(0);
+    a.ack_all(&out);
     assert!(a.poll(59_999).is_empty());
-    assert!(matches!(
-        a.poll(60_000)[..],
-        [(_, SyncMessage::Full { seq: 1, .. })]
-    ));
-    a.ae.on_ack(&b, 1);
+    let out = a.poll(60_000);
+    assert_eq!(single_chunk(&out[0].1).0, 1);
+    a.ack_all(&out);
     assert!(a.poll(61_000).is_empty());
+}
+
+#[test]
+fn a_delta_interval_too_big_for_one_chunk_goes_as_a_paced_chunked_transfer() {
+    let mut a = Node::new("a", 1_000);
+    a.ae.config.chunk_bytes = 1_024;
+    let b = rid("b", 1);
+    a.ae.peer_up(&b);
+    let out = a.poll(0);
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(0));
+    // One batch of 200 birds: one delta far over the chunk budget.
+    let mut batch = BirdMap::default();
+    for i in 0..200 {
+        batch.join_delta(&a.replica.add(&format!("bird-{i:03}"), spec(1), 0).unwrap());
+    }
+    a.ae.record(batch);
+    let mut b_replica = Replica::new(b.clone());
+    let mut assembler = Assembler::new();
+    let from = a.replica.id().clone();
+    let mut now = 100;
+    let mut chunks = 0;
+    loop {
+        let out = a.poll(now);
+        if out.is_empty() {
+            break;
+        }
+        assert!(
+            out.len() <= a.ae.config.chunk_window,
+            "at most a window of parts at a time"
+        );
+        for (_, msg) in &out {
+            assert!(matches!(msg, SyncMessage::Chunk { .. }), "got {msg:?}");
+            receive(&mut b_replica, &mut assembler, &from, msg);
+            chunks += 1;
+        }
+        a.ack_all(&out);
+        now += 1;
+    }
+    assert!(chunks > 10, "{chunks} chunks");
+    assert_eq!(a.ae.acked("b"), Some(1));
+    assert_eq!(b_replica.state(), a.replica.state());
 }

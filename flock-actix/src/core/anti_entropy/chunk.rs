@@ -1,0 +1,290 @@
+//! Full state in bounded chunks: cutting a state into parts on the sender,
+//! assembling them on the receiver.
+//!
+//! # Why the receiver assembles before joining
+//!
+//! A part holds a run of names and a piece of the causal context. Joining a
+//! part on its own would be wrong either way: with the sender's whole
+//! context, the join would delete every name of the receiver that is not in
+//! the part (its dot is in the context, and the part does not list it);
+//! with only a piece of the context, later parts' entries could be dropped
+//! as "already seen". So the receiver [`Assembler`] buffers the parts of one
+//! transfer and hands the state over only once every part has arrived; the
+//! runtime joins it then, in one join, exactly as it joined a single
+//! `SyncFull` before. Parts may arrive in any order and more than once.
+//!
+//! # Consistency without a snapshot
+//!
+//! The sender does not copy its (possibly million-bird) state: it snapshots
+//! only the context `C0` when a transfer starts and cuts the names from the
+//! live state as each part is sent, in name order. The assembled state
+//! `A` = (names as they were when their part was cut, `C0` ∪ their dots) is a
+//! lattice element between the state at the start and at the end of the
+//! transfer (`S0 ≤ A ≤ S_end`): a name removed after `C0` was taken is
+//! missing from its part while `C0` holds its dot, which is exactly a remove;
+//! an add made after `C0` comes with its dot. Hence acknowledging the
+//! transfer's `seq` (taken with `C0`) is sound: `A` includes every delta up to
+//! it. `tests::a_transfer_cut_from_a_changing_state_lies_between_its_start_and_end`
+//! checks this law.
+
+use crate::core::crdt::{BirdMap, CausalContext, Dot, Entry, NodeName, ReplicaId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// Upper bound, in bytes, of a chunk message's encoding besides its items:
+/// the message envelope, the variant name, `session`, `index`, `last`,
+/// `seq` and the part's map/array headers (≈ 60 bytes), rounded up.
+pub(crate) const CHUNK_OVERHEAD: usize = 128;
+
+/// Most parts one transfer may have. A part carries at least one name or
+/// context item, so an honest sender needs more only beyond a billion birds;
+/// a chunk past it is ignored rather than buffered.
+pub const MAX_CHUNKS: u32 = 1 << 30;
+
+/// MessagePack cost bound of a string of `len` bytes (header ≤ 5 bytes).
+fn str_bound(len: usize) -> usize {
+    len + 5
+}
+
+/// Cost bound of a replica id: array header, name, incarnation (≤ 9).
+fn replica_bound(id: &ReplicaId) -> usize {
+    1 + str_bound(id.node.len()) + 9
+}
+
+/// Cost bound of a context entry `replica → n`.
+fn vv_entry_bound(replica: &ReplicaId) -> usize {
+    replica_bound(replica) + 9
+}
+
+/// Cost bound of a cloud dot.
+fn dot_bound(dot: &Dot) -> usize {
+    1 + replica_bound(&dot.replica) + 9
+}
+
+/// Cost bound of a name with its dot list.
+fn name_bound(name: &str, list: &[(Dot, Entry)]) -> usize {
+    str_bound(name.len())
+        + 5
+        + list
+            .iter()
+            .map(|(dot, entry)| {
+                // (dot, entry): array headers, the dot, the spec, ts.
+                4 + replica_bound(&dot.replica)
+                    + 9
+                    + str_bound(entry.spec.kind.len())
+                    + str_bound(entry.spec.args.len())
+                    + 9
+            })
+            .sum::<usize>()
+}
+
+/// An upper bound of the encoded size of `map`'s items (its names and
+/// context), without the envelope: what decides whether a delta interval
+/// fits in one frame. One pass over the map.
+pub(crate) fn size_bound(map: &BirdMap) -> usize {
+    let ctx = &map.ctx;
+    ctx.vv.keys().map(vv_entry_bound).sum::<usize>()
+        + ctx.cloud.iter().map(dot_bound).sum::<usize>()
+        + map
+            .store
+            .iter()
+            .map(|(name, list)| name_bound(name, list))
+            .sum::<usize>()
+}
+
+/// Where the sender is in cutting its state: the context items not sent
+/// yet, then the names after `after`.
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    ctx_rest: CausalContext,
+    /// The last name sent; `None` before the first.
+    after: Option<String>,
+}
+
+impl Cursor {
+    /// A cursor at the start of a transfer; `ctx` is the context snapshot `C0`.
+    pub(crate) fn new(ctx: CausalContext) -> Self {
+        Self {
+            ctx_rest: ctx,
+            after: None,
+        }
+    }
+
+    /// Cuts the next part of at most `budget` bytes of items (at least one
+    /// item, so an item bigger than the budget still travels, alone) from
+    /// the live `state`. Returns the part and whether it is the last.
+    pub(crate) fn next_part(&mut self, state: &BirdMap, budget: usize) -> (BirdMap, bool) {
+        let mut part = BirdMap::default();
+        let mut used = 0usize;
+        let mut items = 0usize;
+        let mut fits = |cost: usize| {
+            let ok = items == 0 || used.saturating_add(cost) <= budget;
+            if ok {
+                used = used.saturating_add(cost);
+                items += 1;
+            }
+            ok
+        };
+        // The context first: it is usually a handful of version-vector
+        // entries, but a long dot cloud is cut like the names.
+        while let Some((replica, _)) = self.ctx_rest.vv.first_key_value() {
+            if !fits(vv_entry_bound(replica)) {
+                return (part, false);
+            }
+            let (replica, n) = self.ctx_rest.vv.pop_first().expect("peeked");
+            part.ctx.vv.insert(replica, n);
+        }
+        while let Some(dot) = self.ctx_rest.cloud.first() {
+            if !fits(dot_bound(dot)) {
+                return (part, false);
+            }
+            let dot = self.ctx_rest.cloud.pop_first().expect("peeked");
+            part.ctx.cloud.insert(dot);
+        }
+        let from = match &self.after {
+            Some(name) => Bound::Excluded(name.as_str()),
+            None => Bound::Unbounded,
+        };
+        for (name, list) in state.store.range::<str, _>((from, Bound::Unbounded)) {
+            let cost = name_bound(name, list);
+            if !fits(cost) {
+                return (part, false);
+            }
+            part.store.insert(name.clone(), list.clone());
+            self.after = Some(name.clone());
+        }
+        (part, true)
+    }
+}
+
+/// What [`Assembler::on_chunk`] made of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assembled {
+    /// Ignored (a transfer older than the one under way, or an index out of
+    /// range); not acknowledged.
+    Ignored,
+    /// Buffered, or a duplicate of a part already held: acknowledge it.
+    Pending,
+    /// The last missing part: here is the whole state, to join, and the
+    /// sender's `seq` it covers. Acknowledge the chunk after joining.
+    Complete {
+        /// The sender's delta sequence number when the transfer started.
+        seq: u64,
+        /// The assembled state.
+        state: BirdMap,
+    },
+}
+
+/// One transfer being received.
+#[derive(Debug)]
+struct Incoming {
+    incarnation: u64,
+    session: u64,
+    seq: u64,
+    got: BTreeSet<u32>,
+    last: Option<u32>,
+    state: BirdMap,
+    /// Complete and handed over: later duplicates are only acknowledged.
+    done: bool,
+}
+
+impl Incoming {
+    fn new(from: &ReplicaId, session: u64, seq: u64) -> Self {
+        Self {
+            incarnation: from.incarnation,
+            session,
+            seq,
+            got: BTreeSet::new(),
+            last: None,
+            state: BirdMap::default(),
+            done: false,
+        }
+    }
+}
+
+/// The receiving side of chunked transfers: at most one transfer per peer
+/// node (a newer one replaces an unfinished older one), so what it buffers
+/// is bounded by the peers' registries. See the module docs.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    incoming: BTreeMap<NodeName, Incoming>,
+}
+
+impl Assembler {
+    /// No transfer under way.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of peers with a transfer under way (for tests and metrics).
+    pub fn pending(&self) -> usize {
+        self.incoming.values().filter(|i| !i.done).count()
+    }
+
+    /// Takes part `index` of transfer `session` from `from`.
+    pub fn on_chunk(
+        &mut self,
+        from: &ReplicaId,
+        session: u64,
+        index: u32,
+        last: bool,
+        seq: u64,
+        part: BirdMap,
+    ) -> Assembled {
+        if index >= MAX_CHUNKS {
+            return Assembled::Ignored;
+        }
+        let key = (from.incarnation, session);
+        let slot = self
+            .incoming
+            .entry(from.node.clone())
+            .or_insert_with(|| Incoming::new(from, session, seq));
+        match key.cmp(&(slot.incarnation, slot.session)) {
+            std::cmp::Ordering::Less => return Assembled::Ignored,
+            std::cmp::Ordering::Greater => *slot = Incoming::new(from, session, seq),
+            std::cmp::Ordering::Equal => {}
+        }
+        if slot.done || slot.got.contains(&index) {
+            return Assembled::Pending;
+        }
+        // A part past the one flagged last (or a second, different last)
+        // contradicts the sender; it cannot be placed, so it is not taken.
+        if slot.last.is_some_and(|l| index > l || last)
+            || (last && slot.got.last().is_some_and(|&max| max > index))
+        {
+            return Assembled::Ignored;
+        }
+        slot.got.insert(index);
+        if last {
+            slot.last = Some(index);
+        }
+        for (name, list) in part.store {
+            if list.is_empty() {
+                continue;
+            }
+            for (dot, _) in &list {
+                slot.state.ctx.insert(dot.clone());
+            }
+            slot.state.store.insert(name, list);
+        }
+        slot.state.ctx.join(&part.ctx);
+        match slot.last {
+            Some(l) if slot.got.len() as u64 == u64::from(l) + 1 => {
+                slot.done = true;
+                Assembled::Complete {
+                    seq: slot.seq,
+                    state: std::mem::take(&mut slot.state),
+                }
+            }
+            _ => Assembled::Pending,
+        }
+    }
+
+    /// Drops what is buffered from a node that left the cluster.
+    pub fn forget(&mut self, node: &str) {
+        self.incoming.remove(node);
+    }
+}
+
+#[cfg(test)]
+mod tests;
