@@ -177,7 +177,7 @@ impl DnsDiscovery {
         self
     }
 
-    /// Use another resolver (e.g. a [`NameserverResolver`] of feature `dns`).
+    /// Use another resolver (e.g. a `NameserverResolver`, with feature `dns`).
     pub fn resolver(mut self, resolver: Arc<dyn Resolve>) -> Self {
         self.resolver = resolver;
         self
