@@ -8,6 +8,7 @@
 pub mod anti_entropy;
 pub mod crdt;
 pub mod handshake;
+pub mod lifecycle;
 pub mod membership;
 pub mod placement;
 pub mod supervision;

@@ -326,6 +326,34 @@ impl Flock {
         }
     }
 
+    /// A future that resolves once SIGINT or SIGTERM arrived and this node
+    /// left the cluster (its birds handed over to their new owners): the
+    /// graceful way to stop an embedding app. With actix-web it is one line,
+    /// which also replaces the server's own signal handling so that the
+    /// system stops only after the leave:
+    ///
+    /// ```ignore
+    /// HttpServer::new(app).shutdown_signal(flock.leave_on_signal()).bind(addr)?.run().await
+    /// ```
+    ///
+    /// A plain actix app awaits it, then stops its system. Without it, a
+    /// signal or a `System::stop` is still safe (no bird is removed from the
+    /// cluster; the peers restart this node's birds once they notice it is
+    /// gone), only slower to hand over.
+    pub fn leave_on_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let flock = self.clone();
+        async move {
+            wait_for_signal().await;
+            log::info!(
+                "node {}: signal received; leaving the cluster",
+                flock.name()
+            );
+            if let Err(e) = flock.leave().await {
+                log::warn!("node {}: leave on signal: {e}", flock.name());
+            }
+        }
+    }
+
     /// Stops the node: closes its links, stops its birds (they stay in the
     /// registry, so their new owners restart them) and its arbiters.
     pub fn shutdown(&self) {
@@ -365,5 +393,35 @@ impl Flock {
             .iter()
             .filter(|m| m.status == MemberState::Up)
             .count())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; never if neither can be watched.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                log::warn!("cannot watch SIGTERM ({e}); leaving on Ctrl-C only");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+/// Resolves on Ctrl-C; never if it cannot be watched.
+async fn ctrl_c() {
+    if let Err(e) = actix_rt::signal::ctrl_c().await {
+        log::warn!("cannot watch Ctrl-C ({e}); not leaving on a signal");
+        std::future::pending::<()>().await;
     }
 }
