@@ -6,7 +6,7 @@ use super::directory::Directory;
 use super::kinds::KindTable;
 use super::node::{Actors, Node, wall_ms};
 use super::registry::{Registry, Running};
-use super::replica::{CrdtReplica, InsertMany, ListBirds, Remove};
+use super::replica::{CrdtReplica, InsertMany, ListBirds, Lookup, Remove};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
@@ -18,6 +18,9 @@ use actix::{Actor, Arbiter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// How often `ready` looks at the view.
+const READY_POLL: Duration = Duration::from_millis(10);
 
 /// How long `leave` waits for peers to take over before it returns anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -241,6 +244,54 @@ impl Flock {
             .send(InsertMany(birds))
             .await
             .map_err(|_| Error::Stopped)
+    }
+
+    /// Starts bird `name` of kind `T` unless it already exists as a `T`:
+    /// start-or-get in one call. `Ok` when it was started or was there.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken by a bird of another
+    /// kind, [`Error::Encode`], [`Error::Stopped`].
+    pub async fn ensure<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
+        match self.start::<T>(name, args.clone()).await {
+            Err(Error::AlreadyExists { name: taken }) => {
+                let spec = self
+                    .actors()?
+                    .replica
+                    .send(Lookup(name.into()))
+                    .await
+                    .map_err(|_| Error::Stopped)?;
+                match spec {
+                    Some(spec) if spec.kind == T::KIND => Ok(()),
+                    Some(_) => Err(Error::AlreadyExists { name: taken }),
+                    // Stopped in between: start it again.
+                    None => self.start::<T>(name, args).await,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Waits until at least `min_hosts` members host birds in this node's
+    /// view (this one included, if it hosts), up to `timeout`: start birds
+    /// after it so that they are placed in the formed cluster, not here
+    /// first and moved later. Returns whether the cluster got there in time.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn ready(&self, min_hosts: usize, timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.actors()?;
+            if self.node.view.load().placement.hosts().len() >= min_hosts {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            // The view is published lock-free by the Ring; reading it is cheap.
+            tokio::time::sleep(READY_POLL).await;
+        }
     }
 
     /// Removes bird `name` from the registry; the running instance stops soon

@@ -54,6 +54,21 @@ fn message(waiter: WaiterId, n: &str, deadline_ms: u64) -> Input<View> {
     }
 }
 
+fn exited(n: &str, instance: u64, exit: Exit) -> Input<View> {
+    Input::Exited {
+        name: name(n),
+        instance,
+        exit,
+    }
+}
+
+fn restart(n: &str, instance: u64) -> Input<View> {
+    Input::Timer(Timer::Restart {
+        name: name(n),
+        instance,
+    })
+}
+
 fn spawned(effects: &[Effect]) -> Vec<(String, u64)> {
     effects
         .iter()
@@ -111,11 +126,7 @@ fn a_view_change_stops_running_birds_this_node_no_longer_owns() {
         }]
     );
     // Its exit report ends it without removal or restart.
-    let exit = Input::Exited {
-        name: name("a"),
-        instance: a,
-        exit: Exit::Completed,
-    };
+    let exit = exited("a", a, Exit::Completed);
     assert_eq!(c.handle(exit, 5), []);
 }
 
@@ -143,14 +154,7 @@ fn exit_reasons_decide_between_removal_restart_and_nothing() {
                 0,
             );
         }
-        let effects = c.handle(
-            Input::Exited {
-                name: name("a"),
-                instance,
-                exit,
-            },
-            0,
-        );
+        let effects = c.handle(exited("a", instance, exit), 0);
         let kinds: Vec<&str> = effects
             .iter()
             .map(|e| match e {
@@ -167,11 +171,7 @@ fn exit_reasons_decide_between_removal_restart_and_nothing() {
 fn a_torn_down_bird_restarts_after_the_backoff_delay() {
     let mut c = core();
     let a = running(&mut c, &["a"])[0];
-    let exit = Input::Exited {
-        name: name("a"),
-        instance: a,
-        exit: Exit::TornDown,
-    };
+    let exit = exited("a", a, Exit::TornDown);
     let timer = Timer::Restart {
         name: name("a"),
         instance: a,
@@ -193,24 +193,11 @@ fn a_torn_down_bird_restarts_after_the_backoff_delay() {
 fn a_restart_of_a_bird_that_moved_away_sends_its_waiters_after_it() {
     let mut c = core();
     let a = running(&mut c, &["a"])[0];
-    c.handle(
-        Input::Exited {
-            name: name("a"),
-            instance: a,
-            exit: Exit::Panicked,
-        },
-        0,
-    );
+    c.handle(exited("a", a, Exit::Panicked), 0);
     c.handle(message(7, "a", 1_000), 1);
     // The view moves `a` away and its restart timer fires afterwards.
     c.handle(Input::View(view(&["a"])), 2);
-    let effects = c.handle(
-        Input::Timer(Timer::Restart {
-            name: name("a"),
-            instance: a,
-        }),
-        20,
-    );
+    let effects = c.handle(restart("a", a), 20);
     let moved = RemoteError::Moved {
         bird: "a".into(),
         owner: "other".into(),
@@ -221,25 +208,12 @@ fn a_restart_of_a_bird_that_moved_away_sends_its_waiters_after_it() {
     assert!(!all.iter().any(|e| matches!(e, Effect::Reply { .. })));
     let mut c = core();
     let a = running(&mut c, &["a"])[0];
-    c.handle(
-        Input::Exited {
-            name: name("a"),
-            instance: a,
-            exit: Exit::Panicked,
-        },
-        0,
-    );
+    c.handle(exited("a", a, Exit::Panicked), 0);
     c.handle(message(7, "a", 1_000), 1);
     // Here the view changes without the core hearing of it before the
     // timer (a shell feeding views lazily): the restart itself redirects.
     c.view = view(&["a"]);
-    let effects = c.handle(
-        Input::Timer(Timer::Restart {
-            name: name("a"),
-            instance: a,
-        }),
-        20,
-    );
+    let effects = c.handle(restart("a", a), 20);
     assert_eq!(
         effects,
         [Effect::Reply {
@@ -313,21 +287,8 @@ fn a_message_to_an_instance_whose_mailbox_closed_waits_for_its_successor() {
         c.handle(message(4, "a", 1_000), 0)[..],
         [Effect::Timer { .. }]
     ));
-    c.handle(
-        Input::Exited {
-            name: name("a"),
-            instance: a,
-            exit: Exit::Panicked,
-        },
-        1,
-    );
-    let effects = c.handle(
-        Input::Timer(Timer::Restart {
-            name: name("a"),
-            instance: a,
-        }),
-        11,
-    );
+    c.handle(exited("a", a, Exit::Panicked), 1);
+    let effects = c.handle(restart("a", a), 11);
     let delivered: Vec<WaiterId> = effects
         .iter()
         .filter_map(|e| match e {
@@ -377,14 +338,7 @@ fn a_new_spec_replaces_the_running_instance_after_its_exit() {
             instance: a
         }]
     );
-    let effects = c.handle(
-        Input::Exited {
-            name: name("a"),
-            instance: a,
-            exit: Exit::Completed,
-        },
-        1,
-    );
+    let effects = c.handle(exited("a", a, Exit::Completed), 1);
     assert!(matches!(&effects[..], [Effect::Spawn { spec: s, .. }] if *s == spec(9)));
 }
 
@@ -401,11 +355,7 @@ fn shutdown_stops_every_instance_and_removes_nothing() {
         .count();
     assert_eq!(stops, 2);
     assert!(effects.contains(&shutting_down(1)));
-    let exit = Input::Exited {
-        name: name("a"),
-        instance: 1,
-        exit: Exit::Completed,
-    };
+    let exit = exited("a", 1, Exit::Completed);
     assert_eq!(c.handle(exit, 1), []);
 }
 
