@@ -13,6 +13,8 @@
 //!     state machine with numbered steps and HMAC-SHA256 proofs.
 //!   - [`core::membership`]: who is up: links, heartbeats, gossip, leave.
 //!   - [`core::supervision`]: restart delays for birds that panic.
+//!   - [`core::lifecycle`]: the life of the birds on one node (states,
+//!     instances, start queue, waiters, exits, restarts) as inputs → effects.
 //! - [`wire`]: everything nodes say to each other:
 //!   - [`wire::message`]: the one [`wire::Message`] enum and its versioned
 //!     rmp-serde encoding;
