@@ -375,7 +375,6 @@ impl Handler<Ping> for Other {
 }
 
 #[actix_rt::test]
-#[ignore = "needs runtime/registry.rs to answer a kind mismatch with RemoteError::WrongKind"]
 async fn calling_a_bird_through_the_wrong_kind_is_wrong_kind() {
     init_logs();
     let n = TestNode::start("solo@127.0.0.1", vec![], |b| b.bird::<Other>());

@@ -86,7 +86,8 @@
 //! - `core` (*internal*): the pure, deterministic cores. No actix, no tokio,
 //!   no clock: placement (name → shard → node), the registry CRDT,
 //!   anti-entropy bookkeeping, the cookie handshake, membership, restart
-//!   backoff.
+//!   backoff, and the life of the birds on one node (states, instances,
+//!   start queue, waiters, exits, restarts) as inputs → effects.
 //! - `wire` (*internal*): the one wire `Message` enum, its versioned
 //!   encoding and the length-delimited frame codec.
 //! - `net` (*internal*): the `Network` trait: TCP, in-memory,

@@ -9,6 +9,7 @@ pub mod anti_entropy;
 pub mod crdt;
 pub mod discovery;
 pub mod handshake;
+pub mod lifecycle;
 pub mod membership;
 pub mod placement;
 pub mod supervision;

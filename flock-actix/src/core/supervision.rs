@@ -1,6 +1,7 @@
 //! Forgiving supervision: when to restart a bird that panicked.
 //!
-//! A bird that panics is hatched again from its start arguments after a
+//! A bird that panics (or is torn down with its arbiter while the node
+//! runs) is hatched again from its start arguments after a
 //! delay that doubles with every panic in a row, from
 //! [`Backoff::min_ms`] up to [`Backoff::max_ms`]. A bird that ran for
 //! [`Backoff::stable_after_ms`] since its last start counts as healthy again

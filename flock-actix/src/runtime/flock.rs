@@ -7,7 +7,7 @@ use super::discovery::DnsDiscovery;
 use super::kinds::KindTable;
 use super::node::{Actors, Node, wall_ms};
 use super::registry::{Registry, Running};
-use super::replica::{CrdtReplica, InsertMany, ListBirds, Remove};
+use super::replica::{CrdtReplica, InsertMany, ListBirds, Lookup, Remove};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
@@ -19,6 +19,9 @@ use actix::{Actor, Arbiter};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
+
+/// How often `ready` looks at the view.
+const READY_POLL: Duration = Duration::from_millis(10);
 
 /// How long `leave` waits for peers to take over before it returns anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -375,6 +378,54 @@ impl Flock {
             .map_err(|_| Error::Stopped)
     }
 
+    /// Starts bird `name` of kind `T` unless it already exists as a `T`:
+    /// start-or-get in one call. `Ok` when it was started or was there.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] if the name is taken by a bird of another
+    /// kind, [`Error::Encode`], [`Error::Stopped`].
+    pub async fn ensure<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
+        match self.start::<T>(name, args.clone()).await {
+            Err(Error::AlreadyExists { name: taken }) => {
+                let spec = self
+                    .actors()?
+                    .replica
+                    .send(Lookup(name.into()))
+                    .await
+                    .map_err(|_| Error::Stopped)?;
+                match spec {
+                    Some(spec) if spec.kind == T::KIND => Ok(()),
+                    Some(_) => Err(Error::AlreadyExists { name: taken }),
+                    // Stopped in between: start it again.
+                    None => self.start::<T>(name, args).await,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Waits until at least `min_hosts` members host birds in this node's
+    /// view (this one included, if it hosts), up to `timeout`: start birds
+    /// after it so that they are placed in the formed cluster, not here
+    /// first and moved later. Returns whether the cluster got there in time.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn ready(&self, min_hosts: usize, timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            self.actors()?;
+            if self.node.view.load().placement.hosts().len() >= min_hosts {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            // The view is published lock-free by the Ring; reading it is cheap.
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
     /// Removes bird `name` from the registry; the running instance stops soon
     /// after, wherever it is.
     ///
@@ -460,6 +511,34 @@ impl Flock {
         }
     }
 
+    /// A future that resolves once SIGINT or SIGTERM arrived and this node
+    /// left the cluster (its birds handed over to their new owners): the
+    /// graceful way to stop an embedding app. With actix-web it is one line,
+    /// which also replaces the server's own signal handling so that the
+    /// system stops only after the leave:
+    ///
+    /// ```ignore
+    /// HttpServer::new(app).shutdown_signal(flock.leave_on_signal()).bind(addr)?.run().await
+    /// ```
+    ///
+    /// A plain actix app awaits it, then stops its system. Without it, a
+    /// signal or a `System::stop` is still safe (no bird is removed from the
+    /// cluster; the peers restart this node's birds once they notice it is
+    /// gone), only slower to hand over.
+    pub fn leave_on_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let flock = self.clone();
+        async move {
+            wait_for_signal().await;
+            log::info!(
+                "node {}: signal received; leaving the cluster",
+                flock.name()
+            );
+            if let Err(e) = flock.leave().await {
+                log::warn!("node {}: leave on signal: {e}", flock.name());
+            }
+        }
+    }
+
     /// Stops the node: closes its links, stops its birds (they stay in the
     /// registry, so their new owners restart them) and its arbiters.
     pub fn shutdown(&self) {
@@ -499,5 +578,35 @@ impl Flock {
             .iter()
             .filter(|m| m.status == MemberState::Up)
             .count())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; never if neither can be watched.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                log::warn!("cannot watch SIGTERM ({e}); leaving on Ctrl-C only");
+                ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+/// Resolves on Ctrl-C; never if it cannot be watched.
+async fn ctrl_c() {
+    if let Err(e) = actix_rt::signal::ctrl_c().await {
+        log::warn!("cannot watch Ctrl-C ({e}); not leaving on a signal");
+        std::future::pending::<()>().await;
     }
 }

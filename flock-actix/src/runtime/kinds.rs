@@ -10,8 +10,13 @@ use actix::{Addr, ArbiterHandle, AsyncContext, Recipient};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-/// Sent by a bird's exit guard when the bird's actor is dropped.
+/// A bird's mailbox capacity (actix's default for `Actor::start`).
+const BIRD_MAILBOX: usize = 16;
+
+/// Sent by a bird's exit guard when the bird's task ends, saying how.
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
 pub(crate) struct BirdExited {
@@ -19,25 +24,43 @@ pub(crate) struct BirdExited {
     /// Which start of the bird this was (so a late report of an old
     /// instance cannot touch its successor).
     pub instance: u64,
-    /// Dropped while its thread was panicking: a handler (or `hatch`, or
-    /// `started`) panicked. Otherwise the bird stopped.
-    pub panicked: bool,
+    pub exit: Exit,
 }
 
-/// Lives inside the bird's context; reports how the bird ended when dropped.
+pub(crate) use crate::core::lifecycle::Exit;
+
+/// Lives in the task that runs the bird; reports how the task ended.
 ///
-/// actix 0.13 drops a panicking actor while the panic unwinds through the
-/// arbiter's task, so `std::thread::panicking()` tells a panic from a stop.
+/// The task is `async { ctx.into_future(bird).await; completed = true }`.
+/// actix's `ContextFut` resolves only when the context ran to its end while
+/// its task was alive: the bird stopped (its own `ctx.stop()`, or an ordered
+/// `StopBird`). A teardown (`System::stop`, an arbiter that stops, a dropped
+/// runtime) drops the task while it is pending; `ContextFut`'s own `Drop`
+/// then stops the context and runs `stopping`/`stopped`, so the bird itself
+/// cannot tell the two apart, but the task can: the line after the `await`
+/// never runs. A panic unwinds through the task and drops it while the
+/// thread is panicking.
 struct ExitGuard {
-    report: Option<BirdExited>,
+    report: Option<(Arc<str>, u64)>,
     to: Recipient<BirdExited>,
+    completed: bool,
 }
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        if let Some(mut report) = self.report.take() {
-            report.panicked = std::thread::panicking();
-            self.to.do_send(report);
+        if let Some((name, instance)) = self.report.take() {
+            let exit = if self.completed {
+                Exit::Completed
+            } else if std::thread::panicking() {
+                Exit::Panicked
+            } else {
+                Exit::TornDown
+            };
+            self.to.do_send(BirdExited {
+                name,
+                instance,
+                exit,
+            });
         }
     }
 }
@@ -80,6 +103,10 @@ impl<T: BirdKind> HasVTable for T {
 pub(crate) struct LocalBird {
     addr: Box<dyn Any + Send + Sync>,
     vtable: &'static VTable,
+    /// Set once flock-actix asked the bird to stop: a call whose mailbox
+    /// closes after that was not handled by a panic but cut by the stop,
+    /// and is answered `NotRunning` (callers retry on the new owner).
+    stop_ordered: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for LocalBird {
@@ -94,8 +121,33 @@ impl LocalBird {
         self.vtable.kind
     }
 
-    pub(crate) fn call(&self, tag: &str, payload: &[u8]) -> crate::__private::CallFuture {
-        (self.vtable.call)(&*self.addr, tag, payload)
+    /// Calls the bird; the reply must come within `within`. A call that
+    /// times out is dropped, and actix skips a message whose caller is gone,
+    /// so a call whose caller gave up never runs late.
+    pub(crate) fn call(
+        &self,
+        name: &str,
+        tag: &str,
+        payload: &[u8],
+        within: Duration,
+    ) -> crate::__private::CallFuture {
+        let call = (self.vtable.call)(&*self.addr, tag, payload)?;
+        let stop_ordered = self.stop_ordered.clone();
+        let bird = name.to_owned();
+        Ok(Box::pin(async move {
+            match tokio::time::timeout(within, call).await {
+                Err(_) => Err(RemoteError::Timeout),
+                Ok(Err(RemoteError::BirdPanicked { .. }))
+                    if stop_ordered.load(Ordering::Acquire) =>
+                {
+                    Err(RemoteError::NotRunning { bird })
+                }
+                Ok(Err(RemoteError::BirdPanicked { .. })) => {
+                    Err(RemoteError::BirdPanicked { bird })
+                }
+                Ok(result) => result,
+            }
+        }))
     }
 
     pub(crate) fn cast(&self, tag: &str, payload: &[u8]) -> Result<(), RemoteError> {
@@ -104,6 +156,7 @@ impl LocalBird {
 
     /// Asks the bird to stop (a Flock stop, not an exit of its own).
     pub(crate) fn stop(&self) {
+        self.stop_ordered.store(true, Ordering::Release);
         (self.vtable.stop)(&*self.addr);
     }
 
@@ -120,7 +173,16 @@ impl LocalBird {
 /// How to start birds of one kind.
 #[derive(Clone, Copy)]
 pub(crate) struct Kind {
-    spawn: fn(Spawn) -> Result<LocalBird, RemoteError>,
+    spawn: fn(Spawn) -> Result<LocalBird, SpawnError>,
+}
+
+/// Why a bird could not be started.
+#[derive(Debug)]
+pub(crate) enum SpawnError {
+    /// The bird cannot run here (undecodable arguments); told to callers.
+    Bird(RemoteError),
+    /// The arbiter it was given to has stopped: the system is going down.
+    ArbiterGone,
 }
 
 /// Everything needed to start one bird.
@@ -137,7 +199,7 @@ impl Kind {
         Kind { spawn: spawn::<T> }
     }
 
-    pub(crate) fn spawn(&self, s: Spawn) -> Result<LocalBird, RemoteError> {
+    pub(crate) fn spawn(&self, s: Spawn) -> Result<LocalBird, SpawnError> {
         (self.spawn)(s)
     }
 }
@@ -163,41 +225,49 @@ fn downcast<T: BirdKind>(any: &dyn Any) -> Result<&Addr<T>, RemoteError> {
         .ok_or_else(|| RemoteError::Internal(format!("bird handle is not a {}", T::KIND)))
 }
 
-fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, RemoteError> {
+fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
     let args: T::Args = rmp_serde::from_slice(s.args).map_err(|e| {
-        RemoteError::Decode(format!(
+        SpawnError::Bird(RemoteError::Decode(format!(
             "start arguments of bird {} ({}): {e}",
             s.name,
             T::KIND
-        ))
+        )))
     })?;
     let guard = ExitGuard {
-        report: Some(BirdExited {
-            name: s.name.clone(),
-            instance: s.instance,
-            panicked: false,
-        }),
+        report: Some((s.name.clone(), s.instance)),
         to: s.exits,
+        completed: false,
     };
     let name = s.name;
-    let create = move |ctx: &mut actix::Context<T>| {
-        // The guard lives as long as the context: it drops when the bird
-        // stops or when its task is torn down by a panic.
-        ctx.spawn(actix::fut::wrap_future(async move {
-            let _guard = guard;
-            std::future::pending::<()>().await
-        }));
-        T::hatch(&name, args)
+    let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
+    // Runs on the bird's arbiter (the context is not `Send`, so it is built
+    // there). Always a task of its own, also with `arbiters(0)`: a panicking
+    // `hatch` then takes down only that task, never the Registry.
+    let run = move || {
+        actix::spawn(async move {
+            // Moved in whole (not just the field the task writes).
+            let mut guard = guard;
+            let mut ctx = actix::Context::<T>::with_receiver(rx);
+            // Keeps the context alive when every `Addr` is dropped (the
+            // Registry going away), so that the context only completes when
+            // it is stopped.
+            ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
+            let bird = T::hatch(&name, args);
+            ctx.into_future(bird).await;
+            guard.completed = true;
+        });
     };
-    // Always hatch in a task of its own (on the pool arbiter, or on this one
-    // with `arbiters(0)`): a panicking `hatch` then takes down only that task,
-    // which the exit guard reports as a panic, never the Registry.
-    let addr = match s.arbiter {
-        Some(arbiter) => T::start_in_arbiter(arbiter, create),
-        None => T::start_in_arbiter(&actix::Arbiter::current(), create),
+    let spawned = match s.arbiter {
+        Some(arbiter) => arbiter.spawn_fn(run),
+        None => actix::Arbiter::current().spawn_fn(run),
     };
+    if !spawned {
+        // `run` was dropped unrun: its guard reported `TornDown`.
+        return Err(SpawnError::ArbiterGone);
+    }
     Ok(LocalBird {
-        addr: Box::new(addr),
+        addr: Box::new(Addr::new(tx)),
         vtable: &<T as HasVTable>::VTABLE,
+        stop_ordered: Arc::default(),
     })
 }

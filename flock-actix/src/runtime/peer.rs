@@ -337,7 +337,12 @@ impl Peer {
                 forwarded: _,
             } => match self.directory.get(&bird, &kind) {
                 // Running here: straight to the bird, answered from here.
-                Some(running) => match running.bird.call(&msg, &payload) {
+                Some(running) => match running.bird.call(
+                    &bird,
+                    &msg,
+                    &payload,
+                    Duration::from_millis(u64::from(timeout_ms)),
+                ) {
                     Err(e) => self.write(Message::Reply { id, result: Err(e) }),
                     Ok(reply) => {
                         ctx.spawn(reply.into_actor(self).map(move |result, act, _| {

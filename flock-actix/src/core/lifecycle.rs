@@ -1,0 +1,736 @@
+//! The life of the birds on one node: which run, which start next, which
+//! stop, and what the messages waiting for them are told.
+//!
+//! A pure state machine in the style of the other cores: everything arrives
+//! as an [`Input`] with the time (`now_ms`, monotonic) passed in, everything
+//! leaves as [`Effect`] values, and timers are effects too. The Registry
+//! actor is the shell: it feeds the inputs (set and view changes, messages,
+//! exit reports, timers) and performs the effects (spawn or stop an
+//! instance, deliver or fail a message, remove a name from the set, arm a
+//! timer).
+//!
+//! # States
+//!
+//! A name this node knows is in at most one of:
+//! - *queued*: owned here, waiting for its slice of the start queue;
+//! - `Running(instance)`: told to run; `closed` once a delivery found its
+//!   mailbox closed (its exit report is on the way);
+//! - `Restarting`: exited without being asked; a restart timer is armed;
+//! - `Stopping`: told to stop; waiting for its exit report (then, maybe, a
+//!   new spec to start: `then_start`);
+//! - `Broken`: cannot run here (unknown kind, undecodable arguments).
+//!
+//! # Guarantees (each is a property in `lifecycle/tests.rs`)
+//! - No two instances of one name are ever told to run on this node: a
+//!   `Spawn` only follows the exit report of the previous instance.
+//! - Every message gets exactly one answer from the core: a `Deliver` to a
+//!   running instance or a `Reply` with an error, by its deadline at the
+//!   latest (unless the shell hands a delivery back as undeliverable).
+//! - Only names this node owns in its current view are started: a view
+//!   change cancels every queued start this node no longer owns and stops
+//!   the instances it no longer owns.
+//! - A bird is removed from the set only on its own exit (`Completed` while
+//!   running and not asked to stop); a teardown or a panic restarts it with
+//!   [`crate::core::supervision`] backoff, an ordered stop does neither.
+
+use crate::core::crdt::BirdSpec;
+use crate::core::supervision::{Backoff, Restarts};
+use crate::wire::message::RemoteError;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+#[cfg(test)]
+mod tests;
+
+/// A bird's name.
+pub type Name = Arc<str>;
+
+/// Identifies one message waiting for an answer (chosen by the shell).
+pub type WaiterId = u64;
+
+/// Birds started per [`Input::StartSlice`]: a batch of 100k starts is worked
+/// off in slices, so the actors sharing the node's arbiter keep answering
+/// heartbeats in between.
+pub const STARTS_PER_SLICE: usize = 256;
+
+/// Where a name lives in one placement view.
+pub trait Owners {
+    /// The node that owns `name`, or `None` if no node can host birds.
+    fn owner_of(&self, name: &str) -> Option<&str>;
+}
+
+/// How an instance's task ended, as observed positively by the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The bird's context ran to its end while its task was alive: the bird
+    /// stopped itself, or stopped because it was told to ([`Effect::Stop`]).
+    Completed,
+    /// The task was dropped while the bird was alive: its arbiter or the
+    /// whole system is going down. Never a reason to remove the bird.
+    TornDown,
+    /// A panic (in `hatch`, `started` or a handler) ended the task.
+    Panicked,
+}
+
+/// A timer the core asked for, handed back in [`Input::Timer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    /// Restart `instance` of `name` (its backoff delay passed).
+    Restart {
+        /// The bird.
+        name: Name,
+        /// The instance that exited.
+        instance: u64,
+    },
+    /// The deadline of a waiting message passed.
+    Deadline {
+        /// The bird it waits for.
+        name: Name,
+        /// The message.
+        waiter: WaiterId,
+    },
+}
+
+/// What happens to the node's birds.
+#[derive(Debug, Clone)]
+pub enum Input<V> {
+    /// The placement view changed (fed before any input that follows it).
+    View(V),
+    /// Every bird of the set this node owns (read after a view change, and
+    /// periodically as a safety net): the ones to run here.
+    Owned(Vec<(Name, BirdSpec)>),
+    /// The set changed: names added or updated, names removed.
+    SetChanged {
+        /// Added or updated names with their specs.
+        upserts: Vec<(Name, BirdSpec)>,
+        /// Removed names.
+        removed: Vec<Name>,
+    },
+    /// A message for `name` arrived (a call, or a cast).
+    Message {
+        /// The message, as the shell knows it.
+        waiter: WaiterId,
+        /// The bird.
+        name: Name,
+        /// The kind the sender expects.
+        kind: String,
+        /// When the sender stops waiting.
+        deadline_ms: u64,
+    },
+    /// Start the next slice of the start queue.
+    StartSlice,
+    /// The shell could not start `instance` (unknown kind, bad arguments).
+    SpawnFailed {
+        /// The bird.
+        name: Name,
+        /// The instance it tried.
+        instance: u64,
+        /// Why, told to the bird's callers.
+        error: RemoteError,
+    },
+    /// A `Deliver` found the instance's mailbox closed: it is ending, and
+    /// its exit report is on the way. The message waits again.
+    Undeliverable {
+        /// The message.
+        waiter: WaiterId,
+        /// The bird.
+        name: Name,
+        /// The instance it was given to.
+        instance: u64,
+        /// The sender's kind and deadline, as in `Message`.
+        kind: String,
+        /// When the sender stops waiting.
+        deadline_ms: u64,
+    },
+    /// An instance's task ended.
+    Exited {
+        /// The bird.
+        name: Name,
+        /// Which instance.
+        instance: u64,
+        /// How.
+        exit: Exit,
+    },
+    /// A timer the core armed went off.
+    Timer(Timer),
+    /// The node shuts down: stop everything, remove nothing.
+    Shutdown,
+}
+
+/// What the shell is told to do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start `instance` of `name` from `spec`.
+    Spawn {
+        /// The bird.
+        name: Name,
+        /// Its kind and start arguments.
+        spec: BirdSpec,
+        /// A number never used before on this node.
+        instance: u64,
+    },
+    /// Ask `instance` of `name` to stop (an ordered stop, not its own).
+    Stop {
+        /// The bird.
+        name: Name,
+        /// The instance.
+        instance: u64,
+    },
+    /// Hand the message to `instance` of `name`.
+    Deliver {
+        /// The message.
+        waiter: WaiterId,
+        /// The bird.
+        name: Name,
+        /// The running instance.
+        instance: u64,
+    },
+    /// Answer the message with an error.
+    Reply {
+        /// The message.
+        waiter: WaiterId,
+        /// The answer.
+        error: RemoteError,
+    },
+    /// Remove `name` from the set cluster-wide (the bird stopped itself).
+    RemoveFromSet {
+        /// The bird.
+        name: Name,
+    },
+    /// Feed [`Input::StartSlice`] after the node's other actors had a turn.
+    StartSliceLater,
+    /// Feed [`Input::Timer`] with `timer` at `at_ms`.
+    Timer {
+        /// When.
+        at_ms: u64,
+        /// What.
+        timer: Timer,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Running { closed: bool },
+    Restarting,
+    Stopping,
+    Broken(RemoteError),
+}
+
+#[derive(Debug)]
+struct Local {
+    spec: BirdSpec,
+    instance: u64,
+    state: State,
+    restarts: Restarts,
+    /// A spec to start once the stopping instance is gone.
+    then_start: Option<BirdSpec>,
+}
+
+#[derive(Debug, Clone)]
+struct Waiter {
+    id: WaiterId,
+    kind: String,
+    deadline_ms: u64,
+}
+
+/// The lifecycle of every bird on one node.
+#[derive(Debug)]
+pub struct Lifecycle<V> {
+    me: String,
+    view: V,
+    backoff: Backoff,
+    birds: HashMap<Name, Local>,
+    /// Queued starts: the spec to start, and the order (names in `queue`
+    /// but not in `pending` were cancelled).
+    pending: HashMap<Name, BirdSpec>,
+    queue: VecDeque<Name>,
+    slice_asked: bool,
+    waiting: HashMap<Name, Vec<Waiter>>,
+    next_instance: u64,
+    shut_down: bool,
+}
+
+impl<V: Owners> Lifecycle<V> {
+    /// The lifecycle of node `me`, starting with placement `view`.
+    pub fn new(me: impl Into<String>, view: V, backoff: Backoff) -> Self {
+        Lifecycle {
+            me: me.into(),
+            view,
+            backoff,
+            birds: HashMap::new(),
+            pending: HashMap::new(),
+            queue: VecDeque::new(),
+            slice_asked: false,
+            waiting: HashMap::new(),
+            next_instance: 1,
+            shut_down: false,
+        }
+    }
+
+    /// Names told to run (their instance is running or being started).
+    pub fn running(&self) -> impl Iterator<Item = (&Name, u64)> {
+        self.birds
+            .iter()
+            .filter(|(_, l)| matches!(l.state, State::Running { .. }))
+            .map(|(n, l)| (n, l.instance))
+    }
+
+    /// How many starts are queued.
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Applies `input` at `now_ms` and returns what to do, in order.
+    pub fn handle(&mut self, input: Input<V>, now_ms: u64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.shut_down {
+            if let Input::Message { waiter, .. } | Input::Undeliverable { waiter, .. } = input {
+                out.push(shutting_down(waiter));
+            }
+            return out;
+        }
+        match input {
+            Input::View(view) => self.on_view(view, now_ms, &mut out),
+            Input::Owned(owned) => self.on_owned(owned, now_ms, &mut out),
+            Input::SetChanged { upserts, removed } => {
+                for (name, spec) in upserts {
+                    if self.owned_here(&name) {
+                        self.enqueue(name, spec, &mut out);
+                    } else {
+                        self.stop(&name, false, &mut out);
+                    }
+                }
+                for name in removed {
+                    self.stop(&name, true, &mut out);
+                }
+            }
+            Input::Message {
+                waiter,
+                name,
+                kind,
+                deadline_ms,
+            } => {
+                let waiter = Waiter {
+                    id: waiter,
+                    kind,
+                    deadline_ms,
+                };
+                self.dispatch(&name, waiter, now_ms, &mut out);
+            }
+            Input::Undeliverable {
+                waiter,
+                name,
+                instance,
+                kind,
+                deadline_ms,
+            } => {
+                self.mark_closed(&name, instance);
+                let waiter = Waiter {
+                    id: waiter,
+                    kind,
+                    deadline_ms,
+                };
+                self.dispatch(&name, waiter, now_ms, &mut out);
+            }
+            Input::StartSlice => self.start_slice(now_ms, &mut out),
+            Input::SpawnFailed {
+                name,
+                instance,
+                error,
+            } => {
+                if let Some(local) = self.instance_mut(&name, instance) {
+                    local.state = State::Broken(error);
+                    self.serve_waiters(&name, now_ms, &mut out);
+                }
+            }
+            Input::Exited {
+                name,
+                instance,
+                exit,
+            } => self.on_exit(name, instance, exit, now_ms, &mut out),
+            Input::Timer(Timer::Restart { name, instance }) => {
+                self.on_restart(name, instance, now_ms, &mut out);
+            }
+            Input::Timer(Timer::Deadline { name, waiter }) => {
+                if let Some(list) = self.waiting.get_mut(&name)
+                    && let Some(i) = list.iter().position(|w| w.id == waiter)
+                {
+                    list.swap_remove(i);
+                    if list.is_empty() {
+                        self.waiting.remove(&name);
+                    }
+                    out.push(Effect::Reply {
+                        waiter,
+                        error: RemoteError::Timeout,
+                    });
+                }
+            }
+            Input::Shutdown => self.shutdown(&mut out),
+        }
+        out
+    }
+
+    /// A `Deliver` handed back: if it was for the running instance, that
+    /// instance is ending; mark it so that messages wait for its exit.
+    fn mark_closed(&mut self, name: &str, instance: u64) {
+        if let Some(local) = self.birds.get_mut(name)
+            && local.instance == instance
+            && let State::Running { closed } = &mut local.state
+        {
+            *closed = true;
+        }
+    }
+
+    fn owner(&self, name: &str) -> Option<&str> {
+        self.view.owner_of(name)
+    }
+
+    fn owned_here(&self, name: &str) -> bool {
+        self.owner(name) == Some(self.me.as_str())
+    }
+
+    fn instance_mut(&mut self, name: &str, instance: u64) -> Option<&mut Local> {
+        self.birds.get_mut(name).filter(|l| l.instance == instance)
+    }
+
+    /// The error for a message to a name this node neither runs nor queues.
+    fn absent(&self, name: &str) -> RemoteError {
+        match self.owner(name) {
+            // Not in the set as far as this node knows: the caller checks
+            // its own replica and retries if it knows better.
+            Some(owner) if owner == self.me => RemoteError::NotFound {
+                bird: name.to_owned(),
+            },
+            Some(owner) => RemoteError::Moved {
+                bird: name.to_owned(),
+                owner: owner.to_owned(),
+            },
+            None => RemoteError::Internal("no node can host birds".into()),
+        }
+    }
+
+    fn on_view(&mut self, view: V, now_ms: u64, out: &mut Vec<Effect>) {
+        self.view = view;
+        // Queued starts this node no longer owns are cancelled here, not
+        // when their slice comes: the new owner may already run them.
+        let lost: Vec<Name> = self
+            .pending
+            .keys()
+            .chain(self.birds.keys())
+            .filter(|n| !self.owned_here(n))
+            .cloned()
+            .collect();
+        for name in lost {
+            self.stop(&name, false, out);
+        }
+        self.redirect_stale_waiters(now_ms, out);
+    }
+
+    fn on_owned(&mut self, owned: Vec<(Name, BirdSpec)>, now_ms: u64, out: &mut Vec<Effect>) {
+        let keep: std::collections::HashSet<&Name> = owned.iter().map(|(n, _)| n).collect();
+        let gone: Vec<Name> = self
+            .birds
+            .keys()
+            .filter(|n| !keep.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.stop(&name, false, out);
+        }
+        for (name, spec) in owned {
+            // The list may come from an older view than the current one.
+            if self.owned_here(&name) {
+                self.enqueue(name, spec, out);
+            }
+        }
+        self.redirect_stale_waiters(now_ms, out);
+    }
+
+    /// Waiters for names neither here nor queued are told where to go.
+    fn redirect_stale_waiters(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        let stale: Vec<Name> = self
+            .waiting
+            .keys()
+            .filter(|n| !self.birds.contains_key(*n) && !self.pending.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in stale {
+            self.serve_waiters(&name, now_ms, out);
+        }
+    }
+
+    fn enqueue(&mut self, name: Name, spec: BirdSpec, out: &mut Vec<Effect>) {
+        if self.pending.insert(name.clone(), spec).is_none() {
+            self.queue.push_back(name);
+        }
+        if !self.slice_asked {
+            self.slice_asked = true;
+            out.push(Effect::StartSliceLater);
+        }
+    }
+
+    fn start_slice(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        self.slice_asked = false;
+        let mut started = 0;
+        while started < STARTS_PER_SLICE {
+            let Some(name) = self.queue.pop_front() else {
+                break;
+            };
+            // Absent if a stop, a removal or a view change cancelled it.
+            if let Some(spec) = self.pending.remove(&name) {
+                self.ensure(name, spec, now_ms, out);
+                started += 1;
+            }
+        }
+        if !self.queue.is_empty() {
+            self.slice_asked = true;
+            out.push(Effect::StartSliceLater);
+        }
+    }
+
+    /// Makes `name` run here with `spec` (start, or restart on a new spec).
+    fn ensure(&mut self, name: Name, spec: BirdSpec, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(local) = self.birds.get_mut(&name) else {
+            return self.start(name, spec, now_ms, out);
+        };
+        match local.state {
+            State::Stopping => local.then_start = Some(spec),
+            _ if local.spec == spec => {}
+            State::Running { .. } => {
+                // The set now holds another spec for the name (a concurrent
+                // start elsewhere won): run that one instead.
+                out.push(Effect::Stop {
+                    name: name.clone(),
+                    instance: local.instance,
+                });
+                local.state = State::Stopping;
+                local.then_start = Some(spec);
+            }
+            State::Restarting | State::Broken(_) => self.start(name, spec, now_ms, out),
+        }
+    }
+
+    /// Starts a new instance. Only called when no instance of `name` is
+    /// running or stopping.
+    fn start(&mut self, name: Name, spec: BirdSpec, now_ms: u64, out: &mut Vec<Effect>) {
+        let instance = self.next_instance;
+        self.next_instance += 1;
+        let restarts = match self.birds.get(&name) {
+            Some(local) => {
+                let mut r = local.restarts;
+                r.restarted(now_ms);
+                r
+            }
+            None => Restarts::started(now_ms),
+        };
+        out.push(Effect::Spawn {
+            name: name.clone(),
+            spec: spec.clone(),
+            instance,
+        });
+        self.birds.insert(
+            name.clone(),
+            Local {
+                spec,
+                instance,
+                state: State::Running { closed: false },
+                restarts,
+                then_start: None,
+            },
+        );
+        self.serve_waiters(&name, now_ms, out);
+    }
+
+    /// Stops `name` here because flock-actix says so: it moved (`removed`
+    /// false) or was removed from the set. Its waiters learn which.
+    fn stop(&mut self, name: &Name, removed: bool, out: &mut Vec<Effect>) {
+        let was_queued = self.pending.remove(name).is_some();
+        if let Some(local) = self.birds.get_mut(name) {
+            local.then_start = None;
+            match local.state {
+                State::Running { .. } => {
+                    out.push(Effect::Stop {
+                        name: name.clone(),
+                        instance: local.instance,
+                    });
+                    local.state = State::Stopping;
+                }
+                State::Stopping => {}
+                State::Restarting | State::Broken(_) => {
+                    self.birds.remove(name);
+                }
+            }
+        } else if !was_queued {
+            // Neither queued nor here: nobody waits for it here.
+            return;
+        }
+        let error = if removed {
+            RemoteError::NotFound {
+                bird: name.to_string(),
+            }
+        } else {
+            self.absent_or_moved(name)
+        };
+        self.fail_waiters(name, &error, out);
+    }
+
+    /// `Moved` to its owner in the current view; `NotRunning` (also
+    /// retried by callers) if the view still says here.
+    fn absent_or_moved(&self, name: &str) -> RemoteError {
+        match self.absent(name) {
+            RemoteError::NotFound { bird } => RemoteError::NotRunning { bird },
+            other => other,
+        }
+    }
+
+    fn fail_waiters(&mut self, name: &str, error: &RemoteError, out: &mut Vec<Effect>) {
+        for w in self.waiting.remove(name).unwrap_or_default() {
+            out.push(Effect::Reply {
+                waiter: w.id,
+                error: error.clone(),
+            });
+        }
+    }
+
+    fn serve_waiters(&mut self, name: &Name, now_ms: u64, out: &mut Vec<Effect>) {
+        for w in self.waiting.remove(name).unwrap_or_default() {
+            self.dispatch(name, w, now_ms, out);
+        }
+    }
+
+    fn dispatch(&mut self, name: &Name, waiter: Waiter, now_ms: u64, out: &mut Vec<Effect>) {
+        if waiter.deadline_ms <= now_ms {
+            return out.push(Effect::Reply {
+                waiter: waiter.id,
+                error: RemoteError::Timeout,
+            });
+        }
+        match self.birds.get(name).map(|l| (&l.state, l)) {
+            Some((State::Running { closed: false }, local)) => {
+                if waiter.kind != local.spec.kind {
+                    return out.push(Effect::Reply {
+                        waiter: waiter.id,
+                        error: RemoteError::WrongKind {
+                            bird: name.to_string(),
+                            expected: waiter.kind.clone(),
+                            actual: local.spec.kind.clone(),
+                        },
+                    });
+                }
+                out.push(Effect::Deliver {
+                    waiter: waiter.id,
+                    name: name.clone(),
+                    instance: local.instance,
+                });
+            }
+            Some((State::Broken(e), _)) => out.push(Effect::Reply {
+                waiter: waiter.id,
+                error: e.clone(),
+            }),
+            // Ending, restarting, stopping or queued: its next state serves it.
+            Some(_) => self.park(name, waiter, out),
+            None if self.pending.contains_key(name) => self.park(name, waiter, out),
+            None => out.push(Effect::Reply {
+                waiter: waiter.id,
+                error: self.absent(name),
+            }),
+        }
+    }
+
+    fn park(&mut self, name: &Name, waiter: Waiter, out: &mut Vec<Effect>) {
+        out.push(Effect::Timer {
+            at_ms: waiter.deadline_ms,
+            timer: Timer::Deadline {
+                name: name.clone(),
+                waiter: waiter.id,
+            },
+        });
+        self.waiting.entry(name.clone()).or_default().push(waiter);
+    }
+
+    fn on_exit(
+        &mut self,
+        name: Name,
+        instance: u64,
+        exit: Exit,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let backoff = self.backoff;
+        let Some(local) = self.instance_mut(&name, instance) else {
+            // A late report of an instance that has a successor.
+            return;
+        };
+        match local.state {
+            State::Stopping => {
+                let then = local.then_start.take();
+                self.birds.remove(&name);
+                match then {
+                    Some(spec) => self.start(name, spec, now_ms, out),
+                    // Messages that waited on the stopping instance learn
+                    // that the bird is gone or moved (or wait for its start).
+                    None => self.serve_waiters(&name, now_ms, out),
+                }
+            }
+            State::Running { .. } if exit == Exit::Completed => {
+                // It stopped itself while nobody asked: its own decision.
+                self.birds.remove(&name);
+                let error = RemoteError::NotFound {
+                    bird: name.to_string(),
+                };
+                self.fail_waiters(&name, &error, out);
+                out.push(Effect::RemoveFromSet { name });
+            }
+            State::Running { .. } => {
+                let delay = local.restarts.on_panic(&backoff, now_ms);
+                local.state = State::Restarting;
+                out.push(Effect::Timer {
+                    at_ms: now_ms.saturating_add(delay),
+                    timer: Timer::Restart { name, instance },
+                });
+            }
+            State::Restarting | State::Broken(_) => {}
+        }
+    }
+
+    fn on_restart(&mut self, name: Name, instance: u64, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(local) = self.birds.get(&name) else {
+            return;
+        };
+        if local.instance != instance || local.state != State::Restarting {
+            return;
+        }
+        let spec = local.spec.clone();
+        if !self.owned_here(&name) {
+            // Moved while it waited for its restart: its messages go after it.
+            self.birds.remove(&name);
+            self.serve_waiters(&name, now_ms, out);
+            return;
+        }
+        self.start(name, spec, now_ms, out);
+    }
+
+    fn shutdown(&mut self, out: &mut Vec<Effect>) {
+        self.shut_down = true;
+        self.pending.clear();
+        self.queue.clear();
+        for (name, local) in self.birds.drain() {
+            if let State::Running { .. } = local.state {
+                out.push(Effect::Stop {
+                    name,
+                    instance: local.instance,
+                });
+            }
+        }
+        for (_, waiters) in self.waiting.drain() {
+            out.extend(waiters.into_iter().map(|w| shutting_down(w.id)));
+        }
+    }
+}
+
+fn shutting_down(waiter: WaiterId) -> Effect {
+    Effect::Reply {
+        waiter,
+        error: RemoteError::Internal("node shutting down".into()),
+    }
+}
