@@ -25,9 +25,13 @@
 //! - [`bird`]: the [`Bird`] trait and what `#[flock_bird]` implements.
 //! - [`error`]: the one public [`Error`] enum.
 //! - [`prelude`]: the one import a bird author needs.
+//! - `dashboard` (feature `dashboard`): a live web page and JSON API over
+//!   a node's view of the cluster, for an actix-web app to mount.
 
 pub mod bird;
 pub mod core;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod error;
 pub mod net;
 pub mod runtime;
