@@ -9,7 +9,10 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-/// What one sample saw.
+/// What one sample saw. The default is what the dashboard knows before its
+/// first sample: no members, and birds untracked, so the first sample
+/// reports every member as joined but not the birds already running (they
+/// did not start then).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Observation {
     /// Member name → status (`up`, `down`, `leaving`, `left`, …).

@@ -17,16 +17,16 @@ fn obs(members: &[(&str, &str)], birds: &[(&str, &str)]) -> Observation {
     }
 }
 
-/// The changes as `(kind, node, to, count, birds)`, easy to compare.
-type Row = (
+/// A change as `(kind, node, to, count, birds)`, easy to compare.
+type Row<'a> = (
     EventKind,
-    Option<&'static str>,
-    Option<&'static str>,
+    Option<&'a str>,
+    Option<&'a str>,
     usize,
-    Vec<&'static str>,
+    Vec<&'a str>,
 );
 
-fn rows(changes: &[Change]) -> Vec<(EventKind, Option<&str>, Option<&str>, usize, Vec<&str>)> {
+fn rows(changes: &[Change]) -> Vec<Row<'_>> {
     changes
         .iter()
         .map(|c| {
@@ -46,7 +46,7 @@ use EventKind::*;
 #[test]
 fn the_differ_names_each_membership_change() {
     let up3 = [("a", "up"), ("b", "up"), ("c", "up")];
-    let cases: Vec<(&str, Observation, Observation, Vec<Row>)> = vec![
+    let cases: Vec<(&str, Observation, Observation, Vec<Row<'static>>)> = vec![
         ("no change", obs(&up3, &[]), obs(&up3, &[]), vec![]),
         (
             "a first sample reports every member as joined",
@@ -56,6 +56,12 @@ fn the_differ_names_each_membership_change() {
                 (Joined, Some("a"), None, 0, vec![]),
                 (Joined, Some("b"), None, 0, vec![]),
             ],
+        ),
+        (
+            "a first sample does not report the birds already there",
+            Observation::default(),
+            obs(&[("a", "up")], &[("x1", "a")]),
+            vec![(Joined, Some("a"), None, 0, vec![])],
         ),
         (
             "a crash",
@@ -98,7 +104,7 @@ fn the_differ_groups_bird_changes_by_node_and_names_the_failover() {
     let up3 = [("a", "up"), ("b", "up"), ("c", "up")];
     let b_down = [("a", "up"), ("b", "down"), ("c", "up")];
     let placed = [("x1", "a"), ("x2", "b"), ("x3", "b"), ("x4", "c")];
-    let cases: Vec<(&str, Observation, Observation, Vec<Row>)> = vec![
+    let cases: Vec<(&str, Observation, Observation, Vec<Row<'static>>)> = vec![
         (
             "birds of a crashed node fail over to the survivors",
             obs(&up3, &placed),
@@ -167,13 +173,11 @@ fn the_differ_groups_bird_changes_by_node_and_names_the_failover() {
 
 #[test]
 fn a_big_group_names_only_the_first_birds_but_counts_them_all() {
-    let before: Vec<(String, &str)> = (0..100).map(|i| (format!("bird-{i:03}"), "b")).collect();
-    let after: Vec<(String, &str)> = (0..100).map(|i| (format!("bird-{i:03}"), "a")).collect();
-    let as_refs = |v: &[(String, &'static str)]| -> Vec<(&str, &str)> {
-        v.iter().map(|(n, o)| (n.as_str(), *o)).collect()
-    };
-    let prev = obs(&[("a", "up"), ("b", "up")], &as_refs(&before));
-    let next = obs(&[("a", "up"), ("b", "down")], &as_refs(&after));
+    let names: Vec<String> = (0..100).map(|i| format!("bird-{i:03}")).collect();
+    let before: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "b")).collect();
+    let after: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "a")).collect();
+    let prev = obs(&[("a", "up"), ("b", "up")], &before);
+    let next = obs(&[("a", "up"), ("b", "down")], &after);
     let changes = diff(&prev, &next, 3);
     assert_eq!(
         rows(&changes)[1],
