@@ -19,13 +19,13 @@
 #[path = "support/processes.rs"]
 mod processes;
 
-use processes::{build_example, free_ports, wait_with_output};
+use processes::{Cluster, Server, build_example, wait_with_output};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long the nodes may take to form the cluster and place the birds.
@@ -50,111 +50,15 @@ fn chromium() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// One node process serving the dashboard.
-struct Node {
-    name: String,
-    http: String,
-    log: PathBuf,
-    child: Option<Child>,
+/// The dashboard page of `server`.
+fn page_url(server: &Server) -> String {
+    server.url("/flock/")
 }
 
-impl Node {
-    /// SIGKILL: no leave, no handover.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(child) = &mut self.child
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            panic!("node {} exited early: {status}", self.name);
-        }
-    }
-
-    fn page(&self) -> String {
-        format!("http://{}/flock/", self.http)
-    }
-
-    /// `GET /flock/api/state` (None on any failure).
-    fn state(&self) -> Option<Value> {
-        let body = http_get(&self.http, "/flock/api/state")?;
-        serde_json::from_str(&body).ok()
-    }
-}
-
-/// The nodes and their directory, killed and removed on drop.
-struct Cluster {
-    nodes: Vec<Node>,
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn start(exe: &Path, n: usize) -> Cluster {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("dashboard-e2e-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let ports = free_ports(2 * n);
-        let (http, flock) = ports.split_at(n);
-        let mut cluster = Cluster {
-            nodes: Vec::new(),
-            dir,
-        };
-        for i in 0..n {
-            let name = format!("node{}@127.0.0.1", i + 1);
-            let seeds: Vec<String> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| format!("127.0.0.1:{}", flock[j]))
-                .collect();
-            let log = cluster.dir.join(format!("node{}.log", i + 1));
-            let out = std::fs::File::create(&log).expect("log file");
-            let err = out.try_clone().expect("log file");
-            let birds = if i == 0 { BIRDS } else { 0 };
-            let child = Command::new(exe)
-                .args(["--name", &name])
-                .args(["--http", &format!("127.0.0.1:{}", http[i])])
-                .args(["--listen", &format!("127.0.0.1:{}", flock[i])])
-                .args(["--seeds", &seeds.join(",")])
-                .args(["--birds", &birds.to_string()])
-                .env("DASHBOARD_COOKIE", format!("e2e-{}", std::process::id()))
-                .env("RUST_LOG", "info,actix_server=warn")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("the example starts");
-            cluster.nodes.push(Node {
-                name,
-                http: format!("127.0.0.1:{}", http[i]),
-                log,
-                child: Some(child),
-            });
-        }
-        cluster
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for node in &mut self.nodes {
-            node.kill();
-        }
-        if std::thread::panicking() {
-            for node in &self.nodes {
-                let log = std::fs::read_to_string(&node.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                eprintln!("---- last lines of {} ----", node.name);
-                for line in tail.iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// `GET /flock/api/state` from `server` (None on any failure).
+fn state(server: &Server) -> Option<Value> {
+    let body = http_get(&server.http, "/flock/api/state")?;
+    serde_json::from_str(&body).ok()
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1; the body of a 200, else None.
@@ -352,7 +256,12 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
         return;
     };
     let exe = build_example("dashboard");
-    let mut cluster = Cluster::start(&exe, 3);
+    let mut cluster = Cluster::start(&exe, 3, "node", |i, _, command| {
+        let birds = if i == 0 { BIRDS } else { 0 };
+        command
+            .args(["--birds", &birds.to_string()])
+            .env("DASHBOARD_COOKIE", format!("e2e-{}", std::process::id()));
+    });
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("the target directory")
@@ -367,25 +276,21 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
         "three members up and 12 birds placed",
         CLUSTER_LIMIT,
         || {
-            let states: Vec<Value> = cluster
-                .nodes
-                .iter()
-                .map(Node::state)
-                .collect::<Option<_>>()?;
+            let states: Vec<Value> = cluster.servers.iter().map(state).collect::<Option<_>>()?;
             let agreed = placement(&states[0]);
-            let settled = states.iter().zip(&cluster.nodes).all(|(s, n)| {
+            let settled = states.iter().zip(&cluster.servers).all(|(s, server)| {
                 let p = placement(s);
                 p.len() == 3
                     && p.values().all(|(status, _)| status == "up")
                     && s["birds"] == BIRDS
                     && p == agreed
-                    && runs_its_share(s, &n.name)
+                    && runs_its_share(s, &server.name)
             });
             settled.then(|| states[a].clone())
         },
     );
-    for node in &mut cluster.nodes {
-        node.assert_running();
+    for server in &mut cluster.servers {
+        server.assert_running();
     }
     eprintln!("cluster settled after {:?}", started.elapsed());
     let placed = placement(&before);
@@ -394,7 +299,7 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
     let page = load_page(
         &chromium,
         &profile,
-        &cluster.nodes[a].page(),
+        &page_url(&cluster.servers[a]),
         &target.join("before.png"),
     );
     let members = page.members();
@@ -422,12 +327,12 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
     // 3. Kill a node other than A that hosts birds.
     let h = (0..3)
         .filter(|&i| i != a)
-        .max_by_key(|&i| placed[&cluster.nodes[i].name].1)
+        .max_by_key(|&i| placed[&cluster.servers[i].name].1)
         .expect("another node");
-    let victim = cluster.nodes[h].name.clone();
+    let victim = cluster.servers[h].name.clone();
     let victim_birds = names_on(&before, &victim);
     assert!(!victim_birds.is_empty(), "{victim} hosts birds: {placed:?}");
-    cluster.nodes[h].kill();
+    cluster.servers[h].kill();
     let killed = Instant::now();
     let survivors: Vec<usize> = (0..3).filter(|&i| i != h).collect();
 
@@ -435,12 +340,12 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
     let after = wait_for("the survivors running every bird", FAILOVER_LIMIT, || {
         let states: Vec<Value> = survivors
             .iter()
-            .map(|&i| cluster.nodes[i].state())
+            .map(|&i| state(&cluster.servers[i]))
             .collect::<Option<_>>()?;
         let p = placement(&states[0]);
         let on_survivors: u64 = survivors
             .iter()
-            .filter_map(|&i| p.get(&cluster.nodes[i].name))
+            .filter_map(|&i| p.get(&cluster.servers[i].name))
             .map(|(_, birds)| birds)
             .sum();
         let done = p.get(&victim) == Some(&("down".to_owned(), 0))
@@ -448,7 +353,7 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
             && states
                 .iter()
                 .zip(&survivors)
-                .all(|(s, &i)| placement(s) == p && runs_its_share(s, &cluster.nodes[i].name))
+                .all(|(s, &i)| placement(s) == p && runs_its_share(s, &cluster.servers[i].name))
             && states[0]["events"]
                 .as_array()
                 .is_some_and(|e| e.iter().any(|e| e["kind"] == "failover"));
@@ -459,19 +364,19 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
     let page = load_page(
         &chromium,
         &profile,
-        &cluster.nodes[a].page(),
+        &page_url(&cluster.servers[a]),
         &target.join("after.png"),
     );
     let members = page.members();
     assert_eq!(members[&victim], "down", "{victim} down on the page");
     for &i in &survivors {
-        assert_eq!(members[&cluster.nodes[i].name], "up", "survivors up");
+        assert_eq!(members[&cluster.servers[i].name], "up", "survivors up");
     }
     let nodes = page.nodes();
     assert_eq!(nodes[&victim].0, 0, "no birds left on {victim}");
     let listed: Vec<&String> = survivors
         .iter()
-        .flat_map(|&i| &nodes[&cluster.nodes[i].name].1)
+        .flat_map(|&i| &nodes[&cluster.servers[i].name].1)
         .collect();
     for bird in &victim_birds {
         assert!(
@@ -481,7 +386,7 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
     }
     let on_survivors: u64 = survivors
         .iter()
-        .map(|&i| nodes[&cluster.nodes[i].name].0)
+        .map(|&i| nodes[&cluster.servers[i].name].0)
         .sum();
     assert_eq!(on_survivors, BIRDS as u64, "every bird on a survivor");
     let events = page.events();
@@ -498,12 +403,12 @@ fn the_dashboard_page_shows_a_killed_node_down_and_its_birds_failed_over() {
         !failed_over_to.is_empty()
             && failed_over_to
                 .iter()
-                .all(|to| survivors.iter().any(|&i| cluster.nodes[i].name == *to)),
+                .all(|to| survivors.iter().any(|&i| cluster.servers[i].name == *to)),
         "failover events from {victim} to survivors: {events:?}"
     );
     assert_eq!(after["birds"], BIRDS, "no bird lost from the registry");
     for &i in &survivors {
-        cluster.nodes[i].assert_running();
+        cluster.servers[i].assert_running();
     }
     eprintln!(
         "done in {:?}; screenshots in {}",

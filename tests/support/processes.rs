@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,4 +76,133 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("local addr").port())
         .collect()
+}
+
+/// One example process: a flock node behind an HTTP server.
+pub struct Server {
+    /// Its flock node name.
+    pub name: String,
+    /// Its HTTP address (`127.0.0.1:port`).
+    pub http: String,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// `http://<its address><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// SIGKILL: no leave, no handover; the peers notice the closed links.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Fails the test if the process exited by itself.
+    pub fn assert_running(&mut self) {
+        if let Some(child) = &mut self.child
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("server {} exited early: {status}", self.name);
+        }
+    }
+}
+
+/// Servers of one example and their directory: on drop every server is
+/// killed, the tail of each log printed if the test is failing, and the
+/// directory removed.
+pub struct Cluster {
+    /// The servers, `{prefix}1@127.0.0.1` first.
+    pub servers: Vec<Server>,
+    /// A fresh directory for logs and whatever else the servers keep.
+    pub dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `n` servers of the example at `exe`, named
+    /// `{prefix}1@127.0.0.1`…, on free ports, each seeded with the others
+    /// (`--name`, `--http`, `--listen`, `--seeds`); `extra(i, dir, command)`
+    /// adds server `i`'s own flags and environment.
+    pub fn start(
+        exe: &Path,
+        n: usize,
+        prefix: &str,
+        extra: impl Fn(usize, &Path, &mut Command),
+    ) -> Cluster {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "{prefix}-e2e-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let ports = free_ports(2 * n);
+        let (http, flock) = ports.split_at(n);
+        let mut cluster = Cluster {
+            servers: Vec::new(),
+            dir,
+        };
+        for i in 0..n {
+            let name = format!("{prefix}{}@127.0.0.1", i + 1);
+            let seeds: Vec<String> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| format!("127.0.0.1:{}", flock[j]))
+                .collect();
+            let log = cluster.dir.join(format!("{prefix}{}.log", i + 1));
+            let out = std::fs::File::create(&log).expect("log file");
+            let err = out.try_clone().expect("log file");
+            let mut command = Command::new(exe);
+            command
+                .args(["--name", &name])
+                .args(["--http", &format!("127.0.0.1:{}", http[i])])
+                .args(["--listen", &format!("127.0.0.1:{}", flock[i])])
+                .args(["--seeds", &seeds.join(",")])
+                .env("RUST_LOG", "info,actix_server=warn")
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
+            extra(i, &cluster.dir, &mut command);
+            let child = command.spawn().expect("the example starts");
+            cluster.servers.push(Server {
+                name,
+                http: format!("127.0.0.1:{}", http[i]),
+                log,
+                child: Some(child),
+            });
+        }
+        cluster
+    }
+
+    /// The index of the server called `node`.
+    pub fn index_of(&self, node: &str) -> usize {
+        self.servers
+            .iter()
+            .position(|s| s.name == node)
+            .unwrap_or_else(|| panic!("unknown node {node}"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            server.kill();
+        }
+        if std::thread::panicking() {
+            for server in &self.servers {
+                let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- last lines of {} ----", server.name);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
