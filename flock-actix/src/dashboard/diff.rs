@@ -186,27 +186,14 @@ fn bird_changes(
             text,
         ));
     }
-    for (node, names) in started {
-        let text = format!("{} started on {}", birds_phrase(names.len()), label(&node));
-        out.push(group(
-            EventKind::Started,
-            node.as_deref(),
-            None,
-            names,
-            sample,
-            text,
-        ));
-    }
-    for (node, names) in stopped {
-        let text = format!("{} stopped on {}", birds_phrase(names.len()), label(&node));
-        out.push(group(
-            EventKind::Stopped,
-            node.as_deref(),
-            None,
-            names,
-            sample,
-            text,
-        ));
+    for (kind, verb, groups) in [
+        (EventKind::Started, "started", started),
+        (EventKind::Stopped, "stopped", stopped),
+    ] {
+        for (node, names) in groups {
+            let text = format!("{} {verb} on {}", birds_phrase(names.len()), label(&node));
+            out.push(group(kind, node.as_deref(), None, names, sample, text));
+        }
     }
     out
 }
