@@ -78,3 +78,87 @@ struct EventsQuery {
 async fn events(shared: web::Data<Shared>, query: web::Query<EventsQuery>) -> HttpResponse {
     json(shared.events_after(query.after.unwrap_or(0)))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::dashboard::Dashboard;
+    use crate::runtime::Flock;
+    use actix_web::http::{StatusCode, header};
+    use actix_web::{App, test};
+    use std::time::{Duration, Instant};
+
+    #[actix::test]
+    async fn the_routes_serve_the_page_and_the_sampled_state_as_json() {
+        let flock = Flock::builder("dash1@127.0.0.1")
+            .listen("127.0.0.1:0")
+            .arbiters(0)
+            .start()
+            .await
+            .expect("a node starts");
+        let dashboard = Dashboard::new(flock.clone());
+        let app = test::init_service(App::new().service(dashboard.scope("/ops/flock"))).await;
+
+        // Without the slash: redirected, so the page's relative URLs work.
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/ops/flock").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::PERMANENT_REDIRECT);
+        assert_eq!(
+            resp.headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok()),
+            Some("/ops/flock/")
+        );
+
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::get().uri("/ops/flock/").to_request(),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+        let body = test::read_body(resp).await;
+        assert!(
+            std::str::from_utf8(&body)
+                .expect("UTF-8")
+                .contains("dashboard.js")
+        );
+
+        // The sampler publishes this node up, and its joining as event 1.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let state = loop {
+            let req = test::TestRequest::get()
+                .uri("/ops/flock/api/state")
+                .to_request();
+            let state: serde_json::Value = test::call_and_read_body_json(&app, req).await;
+            if state["sampled_at_ms"].as_u64() > Some(0) {
+                break state;
+            }
+            assert!(Instant::now() < deadline, "no sample within 5 s: {state}");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(state["node"], "dash1@127.0.0.1");
+        assert_eq!(state["members"][0]["status"], "up");
+        assert_eq!(state["members"][0]["this_node"], true);
+        assert_eq!(state["events"][0]["kind"], "joined");
+
+        let req = test::TestRequest::get()
+            .uri("/ops/flock/api/events")
+            .to_request();
+        let events: serde_json::Value = test::call_and_read_body_json(&app, req).await;
+        assert_eq!(events["events"][0]["seq"], 1);
+        let req = test::TestRequest::get()
+            .uri("/ops/flock/api/events?after=1")
+            .to_request();
+        let events: serde_json::Value = test::call_and_read_body_json(&app, req).await;
+        assert_eq!(events["events"], serde_json::json!([]), "nothing after 1");
+        let req = test::TestRequest::get()
+            .uri("/ops/flock/api/events?after=x")
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        flock.shutdown();
+    }
+}
