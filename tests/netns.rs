@@ -55,10 +55,13 @@ impl Hosts {
     }
 
     fn create() -> Result<Hosts, String> {
+        // Tests of this file run in parallel: one set of names each.
+        static SETS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let set = SETS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pid = std::process::id();
         let hosts = Hosts {
-            tag: format!("flk{}", pid % 100_000),
-            subnet: format!("10.213.{}", pid % 250),
+            tag: format!("flk{}{set}", pid % 100_000),
+            subnet: format!("10.{}.{}", 213 + set, pid % 250),
             nodes: Vec::new(),
         };
         let hub = hosts.ns("hub");
@@ -90,6 +93,24 @@ impl Hosts {
             ip(&["-n", &ns, "link", "set", &a, "up"])?;
         }
         Ok(hosts)
+    }
+
+    /// Starts `node{i}` in each node namespace, listening on `listen(i)`.
+    fn start_nodes(&mut self, bin: &PathBuf, listen: impl Fn(usize) -> String, seeds: &str) {
+        for i in 1..=NODES {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.ns(&format!("n{i}"))])
+                .arg(bin)
+                .arg("node")
+                .args(["--name", &format!("node{i}@{}", self.node_ip(i))])
+                .args(["--listen", &listen(i), "--seeds", seeds])
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("node starts");
+            self.nodes.push(child);
+        }
     }
 
     /// Pulls (or plugs back) node `i`'s cable at the hub.
@@ -191,20 +212,7 @@ fn a_real_network_partition_is_served_on_both_sides_and_heals() {
         .map(|i| format!("{}:4001", hosts.node_ip(i)))
         .collect();
     let all_seeds = seeds.join(",");
-    for i in 1..=NODES {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &hosts.ns(&format!("n{i}"))])
-            .arg(&bin)
-            .arg("node")
-            .args(["--name", &format!("node{i}@{}", hosts.node_ip(i))])
-            .args(["--listen", &seeds[i - 1], "--seeds", &all_seeds])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("node starts");
-        hosts.nodes.push(child);
-    }
+    hosts.start_nodes(&bin, |i| seeds[i - 1].clone(), &all_seeds);
     let hub = hosts.ns("hub");
     let hub_listen = format!("{}.100:0", hosts.subnet);
     let num = BIRDS.to_string();
@@ -254,4 +262,41 @@ fn a_real_network_partition_is_served_on_both_sides_and_heals() {
         let r = replies(&client(&bin, &n3, &n3_listen, &seeds[2], &["call"]));
         (r == before).then_some(())
     });
+}
+
+#[test]
+fn nodes_bound_to_every_interface_advertise_addresses_peers_can_dial() {
+    if !is_root() {
+        eprintln!("not run: creating network namespaces needs root (CI runs as root)");
+        return;
+    }
+    let bin = flock_node();
+    let mut hosts = Hosts::create().expect("network namespaces (ip netns) work here");
+    let seeds: Vec<String> = (1..=NODES)
+        .map(|i| format!("{}:4001", hosts.node_ip(i)))
+        .collect();
+    let all_seeds = seeds.join(",");
+    hosts.start_nodes(&bin, |_| "0.0.0.0:4001".into(), &all_seeds);
+    // A client that knows only node1 reaches node2 and node3 through the
+    // addresses gossiped for them: these must be their interface addresses,
+    // not 0.0.0.0 (which would be the client's own host).
+    let hub = hosts.ns("hub");
+    let hub_listen = format!("{}.100:0", hosts.subnet);
+    within(
+        Duration::from_secs(30),
+        "every node up at its interface address, as seen through node1",
+        || {
+            let out = client(&bin, &hub, &hub_listen, &seeds[0], &["status"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (1..=NODES)
+                .all(|i| {
+                    text.lines().any(|l| {
+                        l.contains(&format!("node{i}@"))
+                            && l.contains(&format!("{} ", seeds[i - 1]))
+                            && l.contains(" Up ")
+                    })
+                })
+                .then_some(())
+        },
+    );
 }

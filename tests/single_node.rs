@@ -307,3 +307,89 @@ async fn a_panicking_hatch_is_retried_and_harms_nothing_even_on_the_node_arbiter
         "after"
     );
 }
+
+#[actix_rt::test]
+async fn invalid_names_are_refused_with_a_typed_error_and_nothing_is_recorded() {
+    let n = node();
+    let long = "x".repeat(256);
+    for name in ["", "line\nbreak", long.as_str()] {
+        let started = n.flock.start::<Echo>(name, 0).await;
+        assert!(
+            matches!(started, Err(Error::InvalidName { .. })),
+            "start({name:?}): {started:?}"
+        );
+        let many = n.flock.start_many::<Echo>([(name.to_owned(), 0)]).await;
+        assert!(
+            matches!(many, Err(Error::InvalidName { .. })),
+            "start_many({name:?}): {many:?}"
+        );
+        let stopped = n.flock.stop(name).await;
+        assert!(
+            matches!(stopped, Err(Error::InvalidName { .. })),
+            "stop({name:?}): {stopped:?}"
+        );
+        let sent = n.flock.addr::<Echo>(name).send(Ping).await;
+        assert!(
+            matches!(sent, Err(Error::InvalidName { .. })),
+            "send({name:?}): {sent:?}"
+        );
+    }
+    assert_eq!(
+        n.flock.start::<Echo>("", 0).await,
+        Err(Error::InvalidName {
+            name: String::new(),
+            reason: "it is empty".into()
+        })
+    );
+    assert!(n.flock.birds().await.unwrap().is_empty());
+    // The longest valid name still works.
+    let longest = "y".repeat(255);
+    n.flock.start::<Echo>(&longest, 0).await.unwrap();
+    assert_eq!(
+        n.flock.addr::<Echo>(&longest).send(Ping).await.unwrap(),
+        longest
+    );
+}
+
+/// `test.Other` is registered too, so the bird exists and runs: only the
+/// caller's kind is wrong.
+#[flock_bird(kind = "test.Other", messages(Ping))]
+struct Other;
+
+impl Actor for Other {
+    type Context = Context<Self>;
+}
+
+impl Bird for Other {
+    type Args = u64;
+    fn hatch(_: &str, _: u64) -> Self {
+        Other
+    }
+}
+
+impl Handler<Ping> for Other {
+    type Result = String;
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> String {
+        "other".into()
+    }
+}
+
+#[actix_rt::test]
+#[ignore = "needs runtime/registry.rs to answer a kind mismatch with RemoteError::WrongKind"]
+async fn calling_a_bird_through_the_wrong_kind_is_wrong_kind() {
+    init_logs();
+    let n = TestNode::start("solo@127.0.0.1", vec![], |b| b.bird::<Other>());
+    n.flock.start::<Other>("mistaken", 0).await.unwrap();
+    assert_eq!(
+        n.flock.addr::<Other>("mistaken").send(Ping).await.unwrap(),
+        "other"
+    );
+    assert_eq!(
+        n.flock.addr::<Echo>("mistaken").send(Ping).await,
+        Err(Error::WrongKind {
+            name: "mistaken".into(),
+            expected: "test.Echo".into(),
+            actual: "test.Other".into(),
+        })
+    );
+}

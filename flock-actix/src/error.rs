@@ -101,6 +101,21 @@ pub enum Error {
         name: String,
     },
 
+    /// The bird name breaks the naming rules (see
+    /// [`check_bird_name`](crate::core::crdt::check_bird_name)): names are 1
+    /// to [`MAX_NAME_BYTES`](crate::core::crdt::MAX_NAME_BYTES) bytes of
+    /// UTF-8 without control characters. Nothing was recorded or sent.
+    #[error(
+        "invalid bird name {name:?}: {reason}; use 1 to 255 bytes of UTF-8 without control characters"
+    )]
+    InvalidName {
+        /// The name as given, cut to its first 64 characters (a name can be
+        /// arbitrarily long).
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// No bird of that name is in the registry (as this node sees it).
     /// Nothing changed.
     #[error("bird {name:?} not found")]

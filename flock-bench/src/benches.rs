@@ -1,15 +1,16 @@
 //! The benchmarks. Each returns rows; every flock figure is measured next to
 //! its baseline in the same run, alternating runs so noise hits both.
 
-use crate::birds::{Cast32, HATCHED, Ping, Sink, rss_bytes};
+use crate::birds::{HATCHED, Ping, Sink, rss_bytes};
+use crate::messages;
 use crate::procs::{Child, pin_current_thread};
-use crate::raw::RawClient;
 use crate::{Row, median, stats};
 use flock_actix::prelude::*;
 use serde_json::json;
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -27,40 +28,78 @@ pub const NAMES: &[&str] = &[
     "peer_cast_throughput",
 ];
 
+/// Why the actix-telepathy row is not measured (see docs/BENCHMARKS.md).
+#[cfg(not(feature = "telepathy"))]
+pub const TELEPATHY_NOTE: &str = "actix-telepathy rows need `--features telepathy` \
+    (a bench-only dependency, ≈ 3 min to build in release here; kept out of the default build and CI)";
+
+/// Set by `smoke`: one warm-up and one measured round, small sizes, short pauses.
+pub static SMOKE: AtomicBool = AtomicBool::new(false);
+
+fn smoke() -> bool {
+    SMOKE.load(Relaxed)
+}
+
+/// Measured rounds (`n`, or 1 in a smoke run); every bench runs one more,
+/// round 0, as a warm-up and discards it.
+pub(crate) fn rounds(n: usize) -> usize {
+    if smoke() { 1 } else { n }
+}
+
+/// A settling pause: a tenth of it in a smoke run, where figures do not count.
+pub(crate) fn pause(ms: u64) -> Duration {
+    Duration::from_millis(if smoke() { ms / 10 } else { ms })
+}
+
+/// The arbiters the host processes run: the node's default unless
+/// FLOCK_BENCH_HOST_ARBITERS sets a number (an experiment; rows then say so).
+fn host_arbiters() -> String {
+    std::env::var("FLOCK_BENCH_HOST_ARBITERS").unwrap_or_else(|_| "default".into())
+}
+
+/// `hosts: default arbiters (2); <pinning>`, from what the hosts reported.
+pub(crate) fn layout(hosts: &[&Child], pinning: &str) -> String {
+    let mut infos: Vec<&str> = hosts.iter().map(|h| h.info.as_str()).collect();
+    infos.dedup();
+    format!("hosts: {}; {pinning}", infos.join(" / "))
+}
+
 const COOKIE: &str = "bench-cookie";
 
 /// Scale factor for sizes (FLOCK_BENCH_SCALE, default 1.0).
-fn scale(n: usize) -> usize {
+pub(crate) fn scale(n: usize) -> usize {
     let s: f64 = std::env::var("FLOCK_BENCH_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
+        .unwrap_or(if smoke() { 0.01 } else { 1.0 });
     ((n as f64 * s) as usize).max(1)
 }
 
 pub fn run(name: &str) -> Vec<Row> {
     match name {
-        "local_call" => local_call(),
-        "remote_call_rtt" => remote_call_rtt(),
-        "remote_call_concurrent" => remote_call_concurrent(),
-        "remote_cast_throughput" => remote_cast_throughput(),
+        "local_call" => messages::local_call(),
+        "remote_call_rtt" => messages::remote_call_rtt(),
+        "remote_call_concurrent" => messages::remote_call_concurrent(),
+        "remote_cast_throughput" => messages::remote_cast_throughput(),
         "spawn_rate" => spawn_rate(),
         "failover_kill" => failover(false),
         "failover_silent" => failover(true),
         "rebalance_join" => rebalance_join(),
         "memory_per_bird" => memory_per_bird(),
         "sync_bytes" => sync_bytes(),
-        "peer_cast_throughput" => vec![
-            Row::new("peer_cast_throughput", "msg/s", vec![])
-                .note("not measured: no time left to build actix-telepathy in this session"),
-        ],
+        #[cfg(feature = "telepathy")]
+        "peer_cast_throughput" => crate::telepathy::peer_rows(),
+        #[cfg(not(feature = "telepathy"))]
+        "peer_cast_throughput" => {
+            vec![Row::new("peer_cast_throughput", "msg/s", vec![]).note(TELEPATHY_NOTE)]
+        }
         _ => vec![],
     }
 }
 
 /// Runs `f` in a fresh thread (pinned to `cpus` if given) inside its own
 /// actix System.
-fn in_system<F, Fut, R>(cpus: Option<Vec<usize>>, f: F) -> R
+pub(crate) fn in_system<F, Fut, R>(cpus: Option<Vec<usize>>, f: F) -> R
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = R>,
@@ -68,7 +107,7 @@ where
 {
     std::thread::spawn(move || {
         if let Some(c) = cpus {
-            pin_current_thread(&c);
+            assert!(pin_current_thread(&c), "cannot pin the caller to {c:?}");
         }
         let sys = actix::System::new();
         let r = sys.block_on(f());
@@ -81,12 +120,14 @@ where
 
 // ---------------------------------------------------------------- children
 
-/// The child node: `__node NAME WEIGHT ARBITERS SEEDS(comma list or -)`.
+/// The child node: `__node NAME WEIGHT ARBITERS|default SEEDS(comma list or -)`.
+/// Answers `names` on stdin with `NAMES <birds in its registry view>`.
 pub fn node_main(args: &[String]) {
-    crate::procs::serve_stdin();
+    let (names_tx, mut names_rx) = tokio::sync::mpsc::channel::<()>(4);
+    crate::procs::serve_stdin(Some(names_tx));
     let name = args[0].clone();
     let weight: u32 = args[1].parse().expect("weight");
-    let arbiters: usize = args[2].parse().expect("arbiters");
+    let arbiters: Option<usize> = args[2].parse().ok();
     let seeds: Vec<String> = if args[3] == "-" {
         vec![]
     } else {
@@ -94,17 +135,29 @@ pub fn node_main(args: &[String]) {
     };
     let sys = actix::System::new();
     sys.block_on(async move {
-        let flock = Flock::builder(name)
+        let mut b = Flock::builder(name)
             .listen("127.0.0.1:0")
             .seeds(seeds)
             .cookie(COOKIE)
             .weight(weight)
-            .arbiters(arbiters)
-            .bird::<Sink>()
-            .start()
-            .await
-            .expect("node starts");
-        println!("LISTEN {}", flock.listen_addr());
+            .bird::<Sink>();
+        if let Some(n) = arbiters {
+            b = b.arbiters(n);
+        }
+        let flock = b.start().await.expect("node starts");
+        let n = flock.config().arbiters;
+        let layout = match arbiters {
+            Some(_) => format!("arbiters({n})"),
+            None => format!("default arbiters ({n})"),
+        };
+        println!("LISTEN {} {layout}", flock.listen_addr());
+        let f = flock.clone();
+        actix::spawn(async move {
+            while names_rx.recv().await.is_some() {
+                let n = f.birds().await.map_or(0, |v| v.len());
+                println!("NAMES {n}");
+            }
+        });
         // Keep the handle alive for the life of the process.
         std::mem::forget(flock);
     });
@@ -114,7 +167,7 @@ pub fn node_main(args: &[String]) {
 /// `__mem_actix N`: RSS growth of N plain actix actors (the same `Sink`
 /// type) on one arbiter, their addresses kept in a Vec.
 pub fn mem_actix_main(args: &[String]) {
-    crate::procs::serve_stdin();
+    crate::procs::serve_stdin(None);
     let n: usize = args[0].parse().expect("n");
     println!("LISTEN -");
     let sys = actix::System::new();
@@ -142,7 +195,12 @@ pub fn mem_actix_main(args: &[String]) {
     });
 }
 
-fn spawn_node(name: &str, weight: u32, seeds: &[String], cpus: Option<&str>) -> Child {
+pub(crate) fn spawn_node(
+    name: &str,
+    weight: u32,
+    seeds: &[String],
+    cpus: Option<&[usize]>,
+) -> Child {
     let seeds = if seeds.is_empty() {
         "-".to_owned()
     } else {
@@ -154,7 +212,7 @@ fn spawn_node(name: &str, weight: u32, seeds: &[String], cpus: Option<&str>) -> 
             "__node".into(),
             name.into(),
             weight.to_string(),
-            "1".into(),
+            host_arbiters(),
             seeds,
         ],
         cpus,
@@ -162,7 +220,7 @@ fn spawn_node(name: &str, weight: u32, seeds: &[String], cpus: Option<&str>) -> 
 }
 
 /// `k` host children `host1..hostk`, each seeded with the first.
-fn spawn_hosts(k: usize, cpus: Option<&str>) -> Vec<Child> {
+fn spawn_hosts(k: usize, cpus: Option<&[usize]>) -> Vec<Child> {
     let mut v: Vec<Child> = Vec::new();
     for i in 1..=k {
         let seeds: Vec<String> = v
@@ -174,17 +232,23 @@ fn spawn_hosts(k: usize, cpus: Option<&str>) -> Vec<Child> {
     v
 }
 
-async fn node(name: &str, weight: u32, arbiters: usize, seeds: Vec<String>) -> Flock {
-    Flock::builder(name)
+/// A node in this process; `arbiters: None` keeps the node's default.
+pub(crate) async fn node(
+    name: &str,
+    weight: u32,
+    arbiters: Option<usize>,
+    seeds: Vec<String>,
+) -> Flock {
+    let mut b = Flock::builder(name)
         .listen("127.0.0.1:0")
         .seeds(seeds)
         .cookie(COOKIE)
         .weight(weight)
-        .arbiters(arbiters)
-        .bird::<Sink>()
-        .start()
-        .await
-        .expect("bench node starts")
+        .bird::<Sink>();
+    if let Some(n) = arbiters {
+        b = b.arbiters(n);
+    }
+    b.start().await.expect("bench node starts")
 }
 
 /// Three host processes, a client node in this process (run `r`), and `n`
@@ -198,7 +262,7 @@ async fn three_hosts_with_birds(
     let flock = node(
         &format!("client{r}@127.0.0.1"),
         0,
-        0,
+        Some(0),
         vec![hosts[0].listen.clone()],
     )
     .await;
@@ -218,7 +282,7 @@ async fn three_hosts_with_birds(
     (hosts, flock, birds)
 }
 
-async fn wait_up(flock: &Flock, n: usize, limit: Duration) {
+pub(crate) async fn wait_up(flock: &Flock, n: usize, limit: Duration) {
     let t = Instant::now();
     while flock.up_count().await.unwrap_or(0) < n {
         assert!(
@@ -231,7 +295,12 @@ async fn wait_up(flock: &Flock, n: usize, limit: Duration) {
 
 /// Calls `Ping` on every name with `conc` concurrent callers, retrying each
 /// until it answers; the time until the last answered.
-async fn sweep(flock: &Flock, names: &[String], conc: usize, limit: Duration) -> Duration {
+pub(crate) async fn sweep(
+    flock: &Flock,
+    names: &[String],
+    conc: usize,
+    limit: Duration,
+) -> Duration {
     let t = Instant::now();
     let names: Rc<Vec<String>> = Rc::new(names.to_vec());
     let next = Rc::new(Cell::new(0usize));
@@ -268,7 +337,7 @@ async fn sweep(flock: &Flock, names: &[String], conc: usize, limit: Duration) ->
 }
 
 /// Starts the birds with `start_many`, 10k per registry delta.
-async fn start_birds(flock: &Flock, names: &[String]) {
+pub(crate) async fn start_birds(flock: &Flock, names: &[String]) {
     for chunk in names.chunks(10_000) {
         let results = flock
             .start_many::<Sink>(chunk.iter().map(|n| (n.clone(), 0)))
@@ -278,261 +347,49 @@ async fn start_birds(flock: &Flock, names: &[String]) {
     }
 }
 
-fn names(prefix: &str, n: usize) -> Vec<String> {
+pub(crate) fn names(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
+pub(crate) fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i].as_secs_f64() * 1e6
 }
 
-// ---------------------------------------------------------------- local_call
-
-fn local_call() -> Vec<Row> {
-    let n = scale(100_000);
-    let runs = 7;
-    let mut rows = Vec::new();
-    for (arbiters, bench) in [(1usize, "local_call"), (0, "local_call_same_thread")] {
-        let (f, b) = in_system(None, move || async move {
-            let flock = node("local@127.0.0.1", 1, arbiters, vec![]).await;
-            flock.start::<Sink>("b0", 0).await.expect("start");
-            let addr = flock.addr::<Sink>("b0");
-            let t = Instant::now();
-            while addr.send(Ping).await.is_err() {
-                assert!(t.elapsed() < Duration::from_secs(10));
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            let arbiter = Arbiter::new();
-            let plain = if arbiters == 0 {
-                Sink::create(|_| Sink { n: 0, bird: false })
-            } else {
-                Sink::start_in_arbiter(&arbiter.handle(), |_| Sink { n: 0, bird: false })
-            };
-            let (mut f, mut b) = (Vec::new(), Vec::new());
-            for r in 0..=runs {
-                let t = Instant::now();
-                for _ in 0..n {
-                    addr.send(Ping).await.expect("flock call");
-                }
-                let fl = t.elapsed().as_secs_f64() * 1e9 / n as f64;
-                let t = Instant::now();
-                for _ in 0..n {
-                    plain.send(Ping).await.expect("actix call");
-                }
-                let bl = t.elapsed().as_secs_f64() * 1e9 / n as f64;
-                if r > 0 {
-                    // run 0 is warm-up
-                    f.push(fl);
-                    b.push(bl);
-                }
-            }
-            arbiter.stop();
-            flock.shutdown();
-            (f, b)
-        });
-        let ratios: Vec<f64> = f.iter().zip(&b).map(|(x, y)| x / y).collect();
-        let row = Row::new(bench, "ns/call", f).baseline("actix Addr::send", b);
-        let ratio = row.ratio.unwrap_or(f64::NAN);
-        rows.push(
-            row.target("ratio <= 1.3", ratio <= 1.3)
-                .extra(json!({"calls_per_run": n, "arbiters": arbiters,
-                    "paired_ratios": ratios, "paired_ratio_median": median(&ratios)})),
-        );
-    }
-    rows
-}
-
-// ---------------------------------------------------------------- remote calls
-
-fn remote_call_rtt() -> Vec<Row> {
-    let n = scale(20_000);
-    let runs = 5;
-    let mut rows = Vec::new();
-    // host and raw server on CPU 1; the caller on CPU 1 (shared) or 0.
-    let configs: &[(&str, usize)] = if crate::procs::has_taskset() {
-        &[
-            ("remote_call_rtt_same_cpu", 1),
-            ("remote_call_rtt_cross_cpu", 0),
-        ]
-    } else {
-        &[("remote_call_rtt_unpinned", 0)]
-    };
-    for &(bench, cpu) in configs {
-        let r = in_system(Some(vec![cpu]), move || async move {
-            let host = spawn_node("host1@127.0.0.1", 1, &[], Some("1"));
-            let rawsrv = Child::spawn("raw", &["__raw".into()], Some("1"));
-            let flock = node("client@127.0.0.1", 0, 0, vec![host.listen.clone()]).await;
-            wait_up(&flock, 2, Duration::from_secs(10)).await;
-            let birds = names("b", 64);
-            start_birds(&flock, &birds).await;
-            sweep(&flock, &birds, 8, Duration::from_secs(10)).await;
-            let mut raw = RawClient::connect(&rawsrv.listen).await;
-            let addrs: Vec<FlockAddr<Sink>> = birds.iter().map(|b| flock.addr(b)).collect();
-            let (mut fp50, mut fp99, mut bp50, mut bp99) = (vec![], vec![], vec![], vec![]);
-            for r in 0..=runs {
-                let mut lat = Vec::with_capacity(n);
-                for i in 0..n {
-                    let t = Instant::now();
-                    addrs[i % 64].send(Ping).await.expect("remote call");
-                    lat.push(t.elapsed());
-                }
-                let mut blat = raw.rtt(n).await;
-                if r > 0 {
-                    fp50.push(pct(&mut lat, 0.5));
-                    fp99.push(pct(&mut lat, 0.99));
-                    bp50.push(pct(&mut blat, 0.5));
-                    bp99.push(pct(&mut blat, 0.99));
-                }
-            }
-            flock.shutdown();
-            drop((host, rawsrv));
-            (fp50, fp99, bp50, bp99)
-        });
-        let (fp50, fp99, bp50, bp99) = r;
-        let row = Row::new(bench, "us p50", fp50)
-            .baseline("raw tokio framed TCP ping-pong (same frames)", bp50);
-        let ratio = row.ratio.unwrap_or(f64::NAN);
-        let p99r = median(&fp99) / median(&bp99);
-        rows.push(row.target("p50 ratio <= 1.5", ratio <= 1.5).extra(json!({
-            "calls_per_run": n, "caller_cpu": cpu, "server_cpu": 1,
-            "p99_us": stats(&fp99), "p99_samples": fp99,
-            "baseline_p99_us": stats(&bp99), "baseline_p99_samples": bp99,
-            "p99_ratio": p99r,
-        })));
-    }
-    rows
-}
-
-fn remote_call_concurrent() -> Vec<Row> {
-    let total = scale(100_000);
-    let conc = 64;
-    let runs = 5;
-    let (f, b) = in_system(None, move || async move {
-        let host = spawn_node("host1@127.0.0.1", 1, &[], None);
-        let rawsrv = Child::spawn("raw", &["__raw".into()], None);
-        let flock = node("client@127.0.0.1", 0, 0, vec![host.listen.clone()]).await;
-        wait_up(&flock, 2, Duration::from_secs(10)).await;
-        let birds = names("b", 64);
-        start_birds(&flock, &birds).await;
-        sweep(&flock, &birds, 8, Duration::from_secs(10)).await;
-        let mut raw = RawClient::connect(&rawsrv.listen).await;
-        let (mut f, mut b) = (vec![], vec![]);
-        for r in 0..=runs {
-            let t = Instant::now();
-            let left = Rc::new(Cell::new(total));
-            let mut tasks = Vec::new();
-            for c in 0..conc {
-                let a = flock.addr::<Sink>(&birds[c % 64]);
-                let left = left.clone();
-                tasks.push(tokio::task::spawn_local(async move {
-                    while left.get() > 0 {
-                        left.set(left.get() - 1);
-                        a.send(Ping).await.expect("call");
-                    }
-                }));
-            }
-            for task in tasks {
-                task.await.expect("caller");
-            }
-            let fl = total as f64 / t.elapsed().as_secs_f64();
-            let bl = raw.concurrent(conc, total).await;
-            if r > 0 {
-                f.push(fl);
-                b.push(bl);
-            }
-        }
-        flock.shutdown();
-        drop((host, rawsrv));
-        (f, b)
-    });
-    let row = Row::new("remote_call_concurrent", "calls/s", f)
-        .baseline("raw framed TCP, 64 in flight", b);
-    let ratio = row.ratio.unwrap_or(f64::NAN);
-    vec![
-        row.target("ratio >= 0.5", ratio >= 0.5)
-            .extra(json!({"callers": conc, "calls_per_run": total, "pinning": "none"})),
-    ]
-}
-
-fn remote_cast_throughput() -> Vec<Row> {
-    let total = scale(500_000);
-    let raw_total = scale(2_000_000);
-    let nbirds = 16;
-    let runs = 3;
-    let (f, b) = in_system(None, move || async move {
-        let mut host = spawn_node("host1@127.0.0.1", 1, &[], None);
-        let rawsrv = Child::spawn("raw", &["__raw".into()], None);
-        let flock = node("client@127.0.0.1", 0, 0, vec![host.listen.clone()]).await;
-        wait_up(&flock, 2, Duration::from_secs(10)).await;
-        let birds = names("c", nbirds);
-        start_birds(&flock, &birds).await;
-        sweep(&flock, &birds, 8, Duration::from_secs(10)).await;
-        let addrs: Vec<FlockAddr<Sink>> = birds.iter().map(|b| flock.addr(b)).collect();
-        let mut raw = RawClient::connect(&rawsrv.listen).await;
-        let payload = vec![7u8; 32];
-        let (mut f, mut b) = (vec![], vec![]);
-        for _ in 0..runs {
-            let before = host.stats().casts;
-            let t = Instant::now();
-            for i in 0..total {
-                addrs[i % nbirds].do_send(Cast32(payload.clone()));
-                if i % 1024 == 1023 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            let target = before + total as u64;
-            let limit = Duration::from_secs(120);
-            while host.stats().casts < target {
-                assert!(
-                    t.elapsed() < limit,
-                    "casts not all counted within {limit:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            f.push(total as f64 / t.elapsed().as_secs_f64());
-            b.push(raw.casts(raw_total, nbirds).await);
-        }
-        flock.shutdown();
-        drop((host, rawsrv));
-        (f, b)
-    });
-    let row = Row::new("remote_cast_throughput", "msg/s", f)
-        .baseline("raw framed TCP streaming of the same Cast frames", b);
-    let ratio = row.ratio.unwrap_or(f64::NAN);
-    let v = row.value;
-    vec![
-        row.target(">= 1M msg/s and ratio >= 0.5", v >= 1e6 && ratio >= 0.5)
-            .extra(
-                json!({"casts_per_run": total, "baseline_casts_per_run": raw_total,
-                "birds": nbirds, "payload_bytes": 32}),
-            ),
-    ]
-}
-
 // ---------------------------------------------------------------- cluster ops
 
+/// 100k birds started with `start_many` (10k per call) through one of three
+/// host nodes. Two rows from the same rounds: `registration_rate` (names/s
+/// until every name is in every node's registry view and every bird hatched)
+/// and `spawn_rate` (seconds until every bird also answered a call).
 fn spawn_rate() -> Vec<Row> {
     let n = scale(100_000);
-    let runs = 3;
+    let runs = rounds(5);
     let r = in_system(None, move || async move {
-        let (mut run_t, mut ans_t, mut reg_t) = (vec![], vec![], vec![]);
-        for r in 0..runs {
+        let (mut run_t, mut ans_t, mut reg_t, mut vis_t) = (vec![], vec![], vec![], vec![]);
+        let mut lay = String::new();
+        for r in 0..=runs {
             let mut hosts = spawn_hosts(2, None);
+            let arbiters = host_arbiters().parse().ok();
             let flock = node(
                 &format!("host0-{r}@127.0.0.1"),
                 1,
-                1,
+                arbiters,
                 vec![hosts[0].listen.clone()],
             )
             .await;
+            lay = format!(
+                "this process (arbiters {}) + {}",
+                flock.config().arbiters,
+                layout(&hosts.iter().collect::<Vec<_>>(), "unpinned")
+            );
             wait_up(&flock, 3, Duration::from_secs(10)).await;
             let birds = names(&format!("s{r}-"), n);
             let h0 = HATCHED.load(Relaxed);
             let t = Instant::now();
             start_birds(&flock, &birds).await;
-            reg_t.push(t.elapsed().as_secs_f64());
+            let reg = t.elapsed().as_secs_f64();
             let limit = Duration::from_secs(60);
             loop {
                 let mut sum = HATCHED.load(Relaxed) - h0;
@@ -545,19 +402,47 @@ fn spawn_rate() -> Vec<Row> {
                 assert!(t.elapsed() < limit, "births not done within {limit:?}");
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            run_t.push(t.elapsed().as_secs_f64());
+            let run = t.elapsed().as_secs_f64();
+            // Every name in every node's view (polled only once births are
+            // done, so the polling does not slow the births).
+            loop {
+                let mut seen = flock.birds().await.map_or(0, |v| v.len());
+                for h in hosts.iter_mut() {
+                    seen = seen.min(h.names());
+                }
+                if seen >= n {
+                    break;
+                }
+                assert!(t.elapsed() < limit, "names not visible within {limit:?}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let vis = t.elapsed().as_secs_f64();
             sweep(&flock, &birds, 128, limit).await;
-            ans_t.push(t.elapsed().as_secs_f64());
+            if r > 0 {
+                reg_t.push(reg);
+                run_t.push(run);
+                vis_t.push(vis);
+                ans_t.push(t.elapsed().as_secs_f64());
+            }
             flock.shutdown();
             drop(hosts);
         }
-        (run_t, ans_t, reg_t)
+        (run_t, ans_t, reg_t, vis_t, lay)
     });
-    let (run_t, ans_t, reg_t) = r;
+    let (run_t, ans_t, reg_t, vis_t, lay) = r;
     let v = median(&ans_t);
+    let rate: Vec<f64> = vis_t.iter().map(|s| n as f64 / s).collect();
+    let rv = median(&rate);
     vec![
+        Row::new("registration_rate", "names/s", rate)
+            .target(">= 200k names/s", rv >= 200_000.0)
+            .layout(&lay)
+            .extra(json!({"birds": n, "nodes": 3, "visible_and_started_s": stats(&vis_t),
+                "start_many_returned_s": stats(&reg_t)}))
+            .note("start_many (10k per call) on one of 3 host nodes until every name is in every node's registry view and every bird hatched"),
         Row::new("spawn_rate", "s", ans_t.clone())
             .target(&format!("{n} birds <= 2 s"), v <= 2.0)
+            .layout(&lay)
             .extra(json!({"birds": n, "nodes": 3,
                 "registered_s": stats(&reg_t), "registered_samples": reg_t,
                 "all_running_s": stats(&run_t), "all_running_samples": run_t,
@@ -569,7 +454,7 @@ fn spawn_rate() -> Vec<Row> {
 
 fn failover(silent: bool) -> Vec<Row> {
     let n = scale(10_000);
-    let runs = 3;
+    let runs = rounds(3);
     let bench = if silent {
         "failover_silent"
     } else {
@@ -578,8 +463,10 @@ fn failover(silent: bool) -> Vec<Row> {
     let r = in_system(None, move || async move {
         let (mut ans, mut view, mut first, mut sweep_ref, mut share) =
             (vec![], vec![], vec![], vec![], vec![]);
-        for r in 0..runs {
+        let mut lay = String::new();
+        for r in 0..=runs {
             let (hosts, flock, birds) = three_hosts_with_birds(r, &format!("f{r}-"), n).await;
+            lay = layout(&hosts.iter().collect::<Vec<_>>(), "unpinned");
             let limit = Duration::from_secs(60);
             let victim_name = hosts[2].name.clone();
             let victims: Vec<String> = birds
@@ -629,16 +516,19 @@ fn failover(silent: bool) -> Vec<Row> {
             flock.shutdown();
             drop(hosts);
         }
-        (ans, view, first, sweep_ref, share)
+        for v in [&mut ans, &mut view, &mut first, &mut sweep_ref, &mut share] {
+            v.remove(0); // the warm-up round
+        }
+        (ans, view, first, sweep_ref, share, lay)
     });
-    let (ans, view, first, sweep_ref, share) = r;
+    let (ans, view, first, sweep_ref, share, lay) = r;
     let (target, lim) = if silent {
         ("median <= 2 s", 2.0)
     } else {
         ("median <= 0.1 s", 0.1)
     };
     let v = median(&ans);
-    vec![Row::new(bench, "s", ans).target(target, v <= lim).extra(json!({
+    vec![Row::new(bench, "s", ans).target(target, v <= lim).layout(&lay).extra(json!({
         "birds": n, "nodes": 3, "victim_share": share,
         "view_changed_s": stats(&view), "view_changed_samples": view,
         "first_victim_bird_answered_s": stats(&first), "first_samples": first,
@@ -648,11 +538,13 @@ fn failover(silent: bool) -> Vec<Row> {
 
 fn rebalance_join() -> Vec<Row> {
     let n = scale(10_000);
-    let runs = 3;
+    let runs = rounds(3);
     let r = in_system(None, move || async move {
         let (mut frac, mut settle, mut settle_from_up) = (vec![], vec![], vec![]);
-        for r in 0..runs {
+        let mut lay = String::new();
+        for r in 0..=runs {
             let (mut hosts, flock, birds) = three_hosts_with_birds(r, &format!("j{r}-"), n).await;
+            lay = layout(&hosts.iter().collect::<Vec<_>>(), "unpinned");
             let limit = Duration::from_secs(60);
             let before: Vec<String> = birds
                 .iter()
@@ -689,17 +581,22 @@ fn rebalance_join() -> Vec<Row> {
             flock.shutdown();
             drop(hosts);
         }
-        (frac, settle, settle_from_up)
+        for v in [&mut frac, &mut settle, &mut settle_from_up] {
+            v.remove(0); // the warm-up round
+        }
+        (frac, settle, settle_from_up, lay)
     });
-    let (frac, settle, from_up) = r;
+    let (frac, settle, from_up, lay) = r;
     let f = median(&frac);
     let s = median(&settle);
     vec![
         Row::new("rebalance_join", "fraction moved", frac.clone())
             .target("<= 1.05 x 0.25 = 0.2625", f <= 0.2625)
+            .layout(&lay)
             .extra(json!({"birds": n, "ideal": 0.25, "ratio_to_ideal": f / 0.25})),
         Row::new("rebalance_join_settle", "s", settle)
             .target("<= 2 s", s <= 2.0)
+            .layout(&lay)
             .extra(json!({"birds": n, "after_client_saw_4_hosts_s": stats(&from_up)}))
             .note("from spawning the 4th node process to every node running exactly the birds it owns (counted in each process)"),
     ]
@@ -709,35 +606,44 @@ fn rebalance_join() -> Vec<Row> {
 
 fn memory_per_bird() -> Vec<Row> {
     let n = scale(200_000);
-    let runs = 2;
+    let runs = rounds(2);
     let r = in_system(None, move || async move {
         let (mut host_b, mut replica_b, mut actix_b, mut reg_s) = (vec![], vec![], vec![], vec![]);
-        for r in 0..runs {
+        let mut lay = String::new();
+        for r in 0..=runs {
             let mut host = spawn_node("memhost@127.0.0.1", 1, &[], None);
+            lay = layout(&[&host], "unpinned");
             let mut client = spawn_node("memclient@127.0.0.1", 0, &[host.listen.clone()], None);
             let flock = node(
                 &format!("driver{r}@127.0.0.1"),
                 0,
-                0,
+                Some(0),
                 vec![host.listen.clone()],
             )
             .await;
             wait_up(&flock, 3, Duration::from_secs(10)).await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(pause(300)).await;
             let (h0, c0) = (host.stats().rss, client.stats().rss);
             let birds = names("m", n);
             let t = Instant::now();
             start_birds(&flock, &birds).await;
             reg_s.push(t.elapsed().as_secs_f64());
             let limit = Duration::from_secs(120);
-            while host.stats().live < n as i64 {
-                assert!(t.elapsed() < limit, "births not done");
+            loop {
+                let st = host.stats();
+                if st.live >= n as i64 {
+                    break;
+                }
+                assert!(
+                    t.elapsed() < limit,
+                    "births not done within {limit:?} (round {r}): {st:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             // Let replication and acknowledgements finish: the delta buffers
             // empty once every peer acknowledged, and received deltas kept
             // for relaying expire after 5 s.
-            tokio::time::sleep(Duration::from_millis(6000)).await;
+            tokio::time::sleep(pause(6000)).await;
             let (h1, c1) = (host.stats().rss, client.stats().rss);
             host_b.push((h1 as f64 - h0 as f64) / n as f64);
             replica_b.push((c1 as f64 - c0 as f64) / n as f64);
@@ -751,15 +657,19 @@ fn memory_per_bird() -> Vec<Row> {
                 .collect();
             actix_b.push((v[1] - v[0]) / n as f64);
         }
-        (host_b, replica_b, actix_b, reg_s)
+        for v in [&mut host_b, &mut replica_b, &mut actix_b, &mut reg_s] {
+            v.remove(0); // the warm-up round
+        }
+        (host_b, replica_b, actix_b, reg_s, lay)
     });
-    let (host_b, replica_b, actix_b, reg_s) = r;
+    let (host_b, replica_b, actix_b, reg_s, lay) = r;
     let overhead: Vec<f64> = host_b.iter().zip(&actix_b).map(|(h, a)| h - a).collect();
     let o = median(&overhead);
     vec![
         Row::new("memory_per_bird", "B/bird", host_b)
             .baseline("plain actix actor (same type, Addr kept)", actix_b.clone())
             .target("overhead <= 300 B/bird", o <= 300.0)
+            .layout(&lay)
             .extra(json!({"birds": n, "overhead_b_per_bird": stats(&overhead),
                 "overhead_samples": overhead, "starts_s": reg_s}))
             .note("RSS growth of the hosting node process per idle bird"),
@@ -771,7 +681,8 @@ fn memory_per_bird() -> Vec<Row> {
 
 fn sync_bytes() -> Vec<Row> {
     let sizes = [0usize, scale(1_000), scale(10_000), scale(50_000)];
-    let per_size = 5;
+    // One more sample per size than reported: the first is a warm-up.
+    let per_size = rounds(5) + 1;
     let r = in_system(None, move || async move {
         let net = crate::counting::CountingNetwork::default();
         let tally = net.tally.clone();
@@ -821,7 +732,7 @@ fn sync_bytes() -> Vec<Row> {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(1000)).await;
+            tokio::time::sleep(pause(1000)).await;
             let mut samples = Vec::new();
             let mut detail = serde_json::Map::new();
             for k in 0..per_size {
@@ -830,10 +741,12 @@ fn sync_bytes() -> Vec<Row> {
                     .await
                     .expect("start");
                 have += 1;
-                tokio::time::sleep(Duration::from_millis(900)).await;
+                tokio::time::sleep(pause(900)).await;
                 let (frames, bytes) = sync_bytes(&tally);
-                samples.push(bytes as f64);
-                if k == 0 {
+                if k > 0 {
+                    samples.push(bytes as f64);
+                }
+                if k == 1 {
                     for (name, (fr, by)) in tally.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                         detail.insert(name.clone(), json!({"frames": fr, "bytes": by}));
                     }
@@ -858,6 +771,7 @@ fn sync_bytes() -> Vec<Row> {
         rows.push(
             Row::new(&format!("sync_bytes_n{size}"), "B/start", samples)
                 .target("<= 256 B/peer, flat in N", v / 2.0 <= 256.0 && flat)
+                .layout("3 nodes in this process, arbiters(0)")
                 .extra(json!({"cluster_birds": size, "nodes": 3, "peers": 2,
                     "bytes_per_peer": v / 2.0, "frames_in_window_first_sample": detail}))
                 .note("same-length bird names; all Sync* frames (deltas + acks, 4-byte headers included) written by all 3 nodes in 0.9 s after one start on node A; target applied per peer (total / 2)"),

@@ -1,5 +1,9 @@
 //! flock-bench: measures flock-actix against baselines measured in the same
-//! run. `cargo run --release -p flock-bench -- [NAME|all|list]`.
+//! run. `cargo run --release -p flock-bench -- [NAME|all|list|smoke]`.
+//!
+//! `smoke` runs every benchmark once at a small scale (one warm-up and one
+//! measured round, scale 0.01 unless FLOCK_BENCH_SCALE says otherwise) so CI
+//! proves the harness still runs; it asserts nothing about timings.
 //!
 //! Cluster benchmarks start real node processes on 127.0.0.1 by re-running
 //! this binary with a hidden subcommand (`__node`, `__raw`, `__mem_actix`).
@@ -7,8 +11,11 @@
 mod benches;
 mod birds;
 mod counting;
+mod messages;
 mod procs;
 mod raw;
+#[cfg(feature = "telepathy")]
+mod telepathy;
 
 use serde_json::json;
 use std::io::Write;
@@ -24,6 +31,14 @@ pub struct Row {
     pub ratio: Option<f64>,
     pub runs: Vec<f64>,
     pub baseline_runs: Vec<f64>,
+    /// The raw-bytes floor (4-byte length + payload, no serde) where the
+    /// row is a message row.
+    pub floor: String,
+    pub floor_value: Option<f64>,
+    pub floor_ratio: Option<f64>,
+    pub floor_runs: Vec<f64>,
+    /// How the nodes were laid out: arbiters and CPU pinning.
+    pub layout: String,
     pub target: String,
     pub met: Option<bool>,
     pub extra: serde_json::Value,
@@ -41,6 +56,11 @@ impl Row {
             ratio: None,
             runs,
             baseline_runs: Vec::new(),
+            floor: String::new(),
+            floor_value: None,
+            floor_ratio: None,
+            floor_runs: Vec::new(),
+            layout: String::new(),
             target: String::new(),
             met: None,
             extra: json!({}),
@@ -54,6 +74,27 @@ impl Row {
         self.baseline_value = Some(b);
         self.ratio = Some(self.value / b);
         self.baseline_runs = runs;
+        self
+    }
+
+    pub fn floor(mut self, name: &str, runs: Vec<f64>) -> Row {
+        let b = median(&runs);
+        self.floor = name.into();
+        self.floor_value = Some(b);
+        self.floor_ratio = Some(self.value / b);
+        self.floor_runs = runs;
+        self
+    }
+
+    pub fn layout(mut self, layout: &str) -> Row {
+        self.layout = layout.into();
+        self
+    }
+
+    /// A target the issue does not set: reported, not judged.
+    pub fn no_target(mut self, why: &str) -> Row {
+        self.target = why.into();
+        self.met = None;
         self
     }
 
@@ -90,6 +131,11 @@ impl Row {
             "baseline_median": self.baseline_value.map(|_| bmd),
             "baseline_max": self.baseline_value.map(|_| bmx),
             "baseline_samples": self.baseline_runs,
+            "floor": if self.floor.is_empty() { None } else { Some(&self.floor) },
+            "floor_value": self.floor_value,
+            "floor_ratio": self.floor_ratio,
+            "floor_samples": self.floor_runs,
+            "layout": self.layout,
             "target": self.target,
             "met": self.met,
             "extra": self.extra,
@@ -136,21 +182,25 @@ fn fmt(v: f64) -> String {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n{:<34} {:>10} {:>8} {:>22} {:>10} {:>7} {:>26} {:>5}",
-        "bench", "value", "unit", "min/max", "baseline", "ratio", "target", "met"
+        "\n{:<36} {:>9} {:>8} {:>19} {:>9} {:>6} {:>9} {:>6} {:>30} {:>4}  layout",
+        "bench", "value", "unit", "min/max", "frames", "xfrm", "raw", "xraw", "target", "met"
     );
+    let ratio = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
     for r in rows {
         let (mn, _, mx) = stats(&r.runs);
         println!(
-            "{:<34} {:>10} {:>8} {:>22} {:>10} {:>7} {:>26} {:>5}",
+            "{:<36} {:>9} {:>8} {:>19} {:>9} {:>6} {:>9} {:>6} {:>30} {:>4}  {}",
             r.bench,
             fmt(r.value),
             r.unit,
             format!("{}/{}", fmt(mn), fmt(mx)),
             r.baseline_value.map_or("-".into(), fmt),
-            r.ratio.map_or("-".into(), |x| format!("{x:.2}")),
+            ratio(r.ratio),
+            r.floor_value.map_or("-".into(), fmt),
+            ratio(r.floor_ratio),
             r.target,
             r.met.map_or("-", |m| if m { "yes" } else { "NO" }),
+            r.layout,
         );
     }
 }
@@ -175,11 +225,16 @@ fn main() {
         .filter_level(log::LevelFilter::Error)
         .parse_env("RUST_LOG")
         .init();
+    // A child pins itself before it starts any thread.
+    procs::pin_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map_or("all", String::as_str);
     match what {
         "__node" => return benches::node_main(&args[1..]),
-        "__raw" => return raw::server_main(),
+        "__raw" => return raw::server_main::<raw::FlockFrames>(),
+        "__rawbytes" => return raw::server_main::<raw::RawBytes>(),
+        #[cfg(feature = "telepathy")]
+        "__telepathy" => return telepathy::server_main(),
         "__mem_actix" => return benches::mem_actix_main(&args[1..]),
         _ => {}
     }
@@ -190,7 +245,10 @@ fn main() {
         }
         return;
     }
-    let selected: Vec<&str> = if what == "all" {
+    if what == "smoke" {
+        benches::SMOKE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let selected: Vec<&str> = if what == "all" || what == "smoke" {
         names.to_vec()
     } else {
         args.iter()
@@ -211,8 +269,12 @@ fn main() {
         let t = std::time::Instant::now();
         let rows = benches::run(name);
         eprintln!("   {name} took {:.1}s", t.elapsed().as_secs_f64());
+        assert!(!rows.is_empty(), "benchmark {name} produced no row");
         print_table(&rows);
-        append_json(&rows);
+        // A smoke run's figures mean nothing; keep them out of the record.
+        if what != "smoke" {
+            append_json(&rows);
+        }
         all.extend(rows);
     }
     println!(

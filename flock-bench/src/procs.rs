@@ -24,31 +24,40 @@ pub struct Child {
     lines: Receiver<String>,
     /// The address it listens on (nodes and raw servers).
     pub listen: String,
+    /// What the child said about itself after its address (a node: its
+    /// arbiter count).
+    pub info: String,
     pub name: String,
 }
 
 impl Child {
-    /// Starts `flock-bench <args>`, pinned to `cpus` (a `taskset -c` list)
-    /// if given, and waits (at most 60 s) for its `LISTEN <addr>` line.
-    pub fn spawn(name: &str, args: &[String], cpus: Option<&str>) -> Child {
+    /// Starts `flock-bench <args>`, pinned to `cpus` if given (the child
+    /// pins itself with `sched_setaffinity` before it starts any thread, see
+    /// [`pin_from_env`]), and waits (at most 60 s) for its
+    /// `LISTEN <addr> <info>` line.
+    pub fn spawn(name: &str, args: &[String], cpus: Option<&[usize]>) -> Child {
         let exe = std::env::current_exe().expect("own executable");
         // FLOCK_BENCH_WRAP="valgrind --tool=callgrind" runs children under
         // a profiler (or any other wrapper command).
         let wrap = std::env::var("FLOCK_BENCH_WRAP").unwrap_or_default();
         let mut wrap = wrap.split_whitespace();
-        let mut cmd = match (wrap.next(), cpus) {
-            (Some(w), _) => {
+        let mut cmd = match wrap.next() {
+            Some(w) => {
                 let mut cmd = Command::new(w);
                 cmd.args(wrap).arg(exe);
                 cmd
             }
-            (None, Some(c)) if has_taskset() => {
-                let mut cmd = Command::new("taskset");
-                cmd.arg("-c").arg(c).arg(exe);
-                cmd
-            }
-            (None, _) => Command::new(exe),
+            None => Command::new(exe),
         };
+        match cpus {
+            Some(c) => {
+                let list: Vec<String> = c.iter().map(usize::to_string).collect();
+                cmd.env(PIN_ENV, list.join(","));
+            }
+            None => {
+                cmd.env_remove(PIN_ENV);
+            }
+        }
         cmd.args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -69,10 +78,13 @@ impl Child {
             proc,
             lines,
             listen: String::new(),
+            info: String::new(),
             name: name.to_owned(),
         };
         let l = child.expect("LISTEN ", Duration::from_secs(60));
-        child.listen = l;
+        let (listen, info) = l.split_once(' ').unwrap_or((&l, ""));
+        child.listen = listen.to_owned();
+        child.info = info.trim().to_owned();
         child
     }
 
@@ -116,6 +128,13 @@ impl Child {
         }
     }
 
+    /// How many birds the child node's registry view holds (bounded wait).
+    pub fn names(&mut self) -> usize {
+        self.send_line("names");
+        let s = self.expect("NAMES ", Duration::from_secs(30));
+        s.trim().parse().unwrap_or(0)
+    }
+
     /// Sends a signal to the child.
     pub fn signal(&self, sig: i32) {
         #[allow(unsafe_code)]
@@ -152,20 +171,29 @@ impl Drop for Child {
     }
 }
 
-pub fn has_taskset() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        Command::new("taskset")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+/// The environment variable a child reads its CPU list from.
+const PIN_ENV: &str = "FLOCK_BENCH_CPUS";
+
+/// In a child, first thing in `main`: pin the process's main thread (and so
+/// every thread it starts later) to the CPUs the parent asked for.
+pub fn pin_from_env() {
+    if let Ok(list) = std::env::var(PIN_ENV) {
+        let cpus: Vec<usize> = list.split(',').filter_map(|c| c.parse().ok()).collect();
+        assert!(
+            pin_current_thread(&cpus),
+            "cannot pin to CPUs {list}: sched_setaffinity failed"
+        );
+    }
 }
 
-/// Pins the calling thread (and threads it creates later) to `cpus`.
-pub fn pin_current_thread(cpus: &[usize]) {
+/// The number of CPUs this machine lets the harness use.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins the calling thread (and threads it creates later) to `cpus`;
+/// false if the kernel refused (for example a CPU that does not exist).
+pub fn pin_current_thread(cpus: &[usize]) -> bool {
     #[allow(unsafe_code)]
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within
     // it; sched_setaffinity(0, ..) reads it for the calling thread.
@@ -174,17 +202,22 @@ pub fn pin_current_thread(cpus: &[usize]) {
         for &c in cpus {
             libc::CPU_SET(c, &mut set);
         }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
-/// In a child: exit when stdin closes; answer `stats` with `STATS ...`.
-pub fn serve_stdin() {
-    std::thread::spawn(|| {
+/// In a child: exit when stdin closes; answer `stats` with `STATS ...`;
+/// pass `names` on to the node's task (which prints `NAMES n`).
+pub fn serve_stdin(names: Option<tokio::sync::mpsc::Sender<()>>) {
+    std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
-            if line.trim() == "stats" {
+            if line.trim() == "names" {
+                if let Some(tx) = &names {
+                    let _ = tx.blocking_send(());
+                }
+            } else if line.trim() == "stats" {
                 use crate::birds::*;
                 use std::sync::atomic::Ordering::Relaxed;
                 println!(

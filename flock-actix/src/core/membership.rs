@@ -38,17 +38,23 @@ pub struct MembershipConfig {
     pub reconnect_min_ms: u64,
     /// The largest reconnection delay (the delay doubles up to it).
     pub reconnect_max_ms: u64,
+    /// How long a peer may stay down (or departed) before it is forgotten:
+    /// no longer dialled, listed or gossiped. A node that comes back later
+    /// simply joins again. Compare foca's `remove_down_after`.
+    pub forget_down_after_ms: u64,
 }
 
 impl Default for MembershipConfig {
     /// Heartbeats every 200 ms, down after 1 s of silence (so a silent node is
-    /// declared down within 1.2 s), reconnect after 100 ms doubling to 2 s.
+    /// declared down within 1.2 s), reconnect after 100 ms doubling to 2 s,
+    /// forget a peer down for 5 minutes.
     fn default() -> Self {
         MembershipConfig {
             heartbeat_ms: 200,
             down_after_ms: 1_000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 2_000,
+            forget_down_after_ms: 300_000,
         }
     }
 }
@@ -73,6 +79,13 @@ impl MembershipConfig {
             return Err(Error::InvalidConfig(format!(
                 "reconnect delays must satisfy 0 < min ({}) <= max ({})",
                 self.reconnect_min_ms, self.reconnect_max_ms
+            )));
+        }
+        if self.forget_down_after_ms < self.down_after_ms {
+            return Err(Error::InvalidConfig(format!(
+                "forget_down_after_ms ({}) must be at least down_after_ms ({}), \
+                 or peers are forgotten before they are redialled",
+                self.forget_down_after_ms, self.down_after_ms
             )));
         }
         Ok(())
@@ -111,6 +124,31 @@ struct Peer {
     next_dial_ms: u64,
     backoff_ms: u64,
     dialing: bool,
+    /// Since when it is down or departed (meaningless while up).
+    down_since_ms: u64,
+}
+
+impl Peer {
+    /// A peer known but not linked yet (learnt from gossip).
+    fn unlinked(info: NodeInfo, now_ms: u64, backoff_ms: u64) -> Self {
+        Peer {
+            info,
+            status: PeerStatus::Down,
+            last_heard_ms: now_ms,
+            last_beat_ms: now_ms,
+            next_dial_ms: now_ms,
+            backoff_ms,
+            dialing: false,
+            down_since_ms: now_ms,
+        }
+    }
+
+    fn goes_down(&mut self, now_ms: u64, backoff_ms: u64) {
+        self.status = PeerStatus::Down;
+        self.backoff_ms = backoff_ms;
+        self.next_dial_ms = now_ms + backoff_ms;
+        self.down_since_ms = now_ms;
+    }
 }
 
 /// What the shell must do.
@@ -124,6 +162,9 @@ pub enum Effect {
     Close(NodeName),
     /// The view changed: rebuild placement from [`Membership::view`].
     ViewChanged,
+    /// This peer was down or departed for `forget_down_after_ms` and is
+    /// forgotten: drop whatever else is kept about it.
+    Forget(NodeName),
 }
 
 /// What happened to a peer when a link opened, for the sync layer.
@@ -136,8 +177,14 @@ pub enum Joined {
     /// A known peer came back with a new incarnation: it restarted and lost
     /// its state.
     Restarted,
-    /// An older incarnation than one already known: a stale process.
-    /// The link should be refused.
+    /// An older incarnation than one that is up, or the same process that
+    /// announced its leave: a second live process with the peer's name, or a
+    /// stale one. The link should be refused, loudly.
+    ///
+    /// An older incarnation than a known peer that is *down* is taken as a
+    /// restart instead ([`Joined::Restarted`]): incarnations come from the
+    /// wall clock, and a clock stepped back before a restart must not lock
+    /// the restarted node out. At most one process per name is up at a time.
     Stale,
 }
 
@@ -192,6 +239,11 @@ impl Membership {
         self.peers.get(name).map(|p| p.status)
     }
 
+    /// What is known about peer `name` (any status).
+    pub fn info(&self, name: &str) -> Option<&NodeInfo> {
+        self.peers.get(name).map(|p| &p.info)
+    }
+
     /// The peers that are up.
     pub fn up_peers(&self) -> impl Iterator<Item = &NodeInfo> {
         self.peers
@@ -244,25 +296,22 @@ impl Membership {
         self.seeds.remove(&info.addr);
         let min = self.config.reconnect_min_ms;
         let fresh = Peer {
-            info: info.clone(),
             status: PeerStatus::Up,
-            last_heard_ms: now_ms,
-            last_beat_ms: now_ms,
-            next_dial_ms: now_ms,
-            backoff_ms: min,
-            dialing: false,
+            ..Peer::unlinked(info.clone(), now_ms, min)
         };
         let joined = match self.peers.get_mut(&info.id.node) {
             None => {
                 self.peers.insert(info.id.node.clone(), fresh);
                 Joined::New
             }
-            Some(p) if info.id.incarnation < p.info.id.incarnation => {
+            Some(p)
+                if info.id.incarnation < p.info.id.incarnation && p.status == PeerStatus::Up =>
+            {
                 return (Joined::Stale, vec![]);
             }
             Some(p) => {
                 let was_up = p.status == PeerStatus::Up;
-                let joined = if info.id.incarnation > p.info.id.incarnation {
+                let joined = if info.id.incarnation != p.info.id.incarnation {
                     Joined::Restarted
                 } else if p.status == PeerStatus::Left {
                     // The same process that said goodbye: keep it out.
@@ -287,6 +336,28 @@ impl Membership {
         self.seeds.remove(addr);
     }
 
+    /// Discovery found `addr`: dial it as a seed unless it is this node's,
+    /// already a seed, or the address of a peer that has not left (those
+    /// are dialled by name already). Returns whether it became a seed.
+    pub fn add_seed(&mut self, addr: &str, now_ms: u64) -> bool {
+        let known = self
+            .peers
+            .values()
+            .any(|p| p.info.addr == addr && p.status != PeerStatus::Left);
+        if addr == self.me.addr || known || self.seeds.contains_key(addr) {
+            return false;
+        }
+        self.seeds
+            .insert(addr.to_owned(), (now_ms, self.config.reconnect_min_ms));
+        true
+    }
+
+    /// Discovery lost `addr`: stop dialling it as a seed (known peers are
+    /// unaffected).
+    pub fn forget_seed(&mut self, addr: &str) {
+        self.seeds.remove(addr);
+    }
+
     /// The link to `name` closed (or a dial to its address failed).
     pub fn link_down(&mut self, name: &str, now_ms: u64) -> Vec<Effect> {
         let Some(p) = self.peers.get_mut(name) else {
@@ -295,9 +366,7 @@ impl Membership {
         p.dialing = false;
         let was_up = p.status == PeerStatus::Up;
         if was_up {
-            p.status = PeerStatus::Down;
-            p.backoff_ms = self.config.reconnect_min_ms;
-            p.next_dial_ms = now_ms + p.backoff_ms;
+            p.goes_down(now_ms, self.config.reconnect_min_ms);
         }
         if was_up {
             vec![Effect::ViewChanged]
@@ -327,12 +396,13 @@ impl Membership {
         }
     }
 
-    /// `name` announced a graceful leave.
-    pub fn peer_left(&mut self, name: &str) -> Vec<Effect> {
+    /// `name` announced a graceful leave at `now_ms`.
+    pub fn peer_left(&mut self, name: &str, now_ms: u64) -> Vec<Effect> {
         match self.peers.get_mut(name) {
             Some(p) if p.status != PeerStatus::Left => {
                 let was_up = p.status == PeerStatus::Up;
                 p.status = PeerStatus::Left;
+                p.down_since_ms = now_ms;
                 if was_up {
                     vec![Effect::ViewChanged]
                 } else {
@@ -358,39 +428,39 @@ impl Membership {
                     p.info = info;
                     p.status = PeerStatus::Down;
                     p.next_dial_ms = now_ms;
+                    p.down_since_ms = now_ms;
                 }
                 Some(_) => {}
                 None => {
                     self.seeds.remove(&info.addr);
-                    self.peers.insert(
-                        info.id.node.clone(),
-                        Peer {
-                            info,
-                            status: PeerStatus::Down,
-                            last_heard_ms: now_ms,
-                            last_beat_ms: now_ms,
-                            next_dial_ms: now_ms,
-                            backoff_ms: self.config.reconnect_min_ms,
-                            dialing: false,
-                        },
-                    );
+                    let min = self.config.reconnect_min_ms;
+                    self.peers
+                        .insert(info.id.node.clone(), Peer::unlinked(info, now_ms, min));
                 }
             }
         }
     }
 
-    /// Advances time: heartbeats due, silent peers to close, dials due.
+    /// Advances time: peers down too long to forget, heartbeats due, silent
+    /// peers to close, dials due.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
+        let forget_after = self.config.forget_down_after_ms;
         let mut effects = Vec::new();
+        self.peers.retain(|name, p| {
+            let forget = p.status != PeerStatus::Up
+                && now_ms.saturating_sub(p.down_since_ms) >= forget_after;
+            if forget {
+                effects.push(Effect::Forget(name.clone()));
+            }
+            !forget
+        });
         let mut view_changed = false;
         for (name, p) in &mut self.peers {
             match p.status {
                 PeerStatus::Up
                     if now_ms.saturating_sub(p.last_heard_ms) > self.config.down_after_ms =>
                 {
-                    p.status = PeerStatus::Down;
-                    p.backoff_ms = self.config.reconnect_min_ms;
-                    p.next_dial_ms = now_ms + p.backoff_ms;
+                    p.goes_down(now_ms, self.config.reconnect_min_ms);
                     effects.push(Effect::Close(name.clone()));
                     view_changed = true;
                 }

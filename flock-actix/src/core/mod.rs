@@ -7,6 +7,7 @@
 
 pub mod anti_entropy;
 pub mod crdt;
+pub mod discovery;
 pub mod handshake;
 pub mod membership;
 pub mod placement;

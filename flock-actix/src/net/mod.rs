@@ -5,13 +5,19 @@
 //! everything above sees a byte stream. That keeps the node's core paths free
 //! of `TcpStream` and lets tests cut links deterministically.
 
+mod advertise;
 mod faults;
 mod memory;
 mod tcp;
+#[cfg(feature = "tls")]
+mod tls;
 
+pub(crate) use advertise::advertised_addr;
 pub use faults::{Faults, FaultyNetwork};
 pub use memory::MemoryNetwork;
 pub use tcp::TcpNetwork;
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_SERVER_NAME, TlsConfig, TlsNetwork};
 
 use std::future::Future;
 use std::io;

@@ -6,6 +6,7 @@ use super::peer::{Frame, OutCall, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
 use crate::bird::{Accepts, BirdKind, Wire};
+use crate::core::crdt::check_bird_name;
 use crate::error::{Error, Result};
 use crate::wire::message::{Message as WireMessage, RemoteError};
 use actix::{Addr, MailboxError, Message};
@@ -24,6 +25,27 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// name in this node's current view: calls made while the bird moves or
 /// restarts wait for it within their deadline. Cloning is cheap; clones
 /// share the cached route to a bird running on this node.
+///
+/// ```no_run
+/// use flock_actix::prelude::*;
+/// use std::time::Duration;
+/// # #[flock_bird(messages(Add, Total))] struct Counter(u64);
+/// # impl Actor for Counter { type Context = Context<Self>; }
+/// # impl Bird for Counter { type Args = (); fn hatch(_: &str, _: ()) -> Self { Counter(0) } }
+/// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "()")] struct Add(u64);
+/// # impl Handler<Add> for Counter { type Result = ();
+/// #     fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) { self.0 += n } }
+/// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "u64")] struct Total;
+/// # impl Handler<Total> for Counter { type Result = u64;
+/// #     fn handle(&mut self, _: Total, _: &mut Context<Self>) -> u64 { self.0 } }
+///
+/// async fn count_visit(flock: &Flock, page: &str) -> Result<u64> {
+///     let counter: FlockAddr<Counter> = flock.addr(&format!("visits:{page}"));
+///     counter.do_send(Add(1)); // a cast: no reply, best effort
+///     // A call: waits for the reply, up to 500 ms here.
+///     counter.send_timeout(Total, Duration::from_millis(500)).await
+/// }
+/// ```
 pub struct FlockAddr<T: BirdKind> {
     node: Arc<Node>,
     name: Arc<str>,
@@ -111,7 +133,9 @@ impl<T: BirdKind> FlockAddr<T> {
     /// Sends `msg` and waits at most `timeout` for the reply.
     ///
     /// # Errors
+    /// [`Error::InvalidName`] if the name breaks the naming rules,
     /// [`Error::NotFound`] if the bird is not in the registry,
+    /// [`Error::WrongKind`] if it is registered with another kind than `T`,
     /// [`Error::Timeout`] if no reply came in time, [`Error::Unreachable`]
     /// if the owner's link closed while the call was in flight (it may have
     /// been handled), [`Error::BirdPanicked`] if the bird panicked (or was
@@ -123,7 +147,8 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        let deadline = Instant::now() + timeout;
+        check_bird_name(&self.name)?;
+        let deadline = deadline_after(timeout);
         if self.owned_here()?
             && let Some(addr) = self.local_addr().await
         {
@@ -168,6 +193,9 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
+        if let Err(e) = check_bird_name(&self.name) {
+            return log::warn!("cast dropped: {e}");
+        }
         if let Some(addr) = self.cached() {
             return addr.do_send(msg);
         }
@@ -341,6 +369,10 @@ impl<T: BirdKind> FlockAddr<T> {
             Err(RemoteError::Moved { .. } | RemoteError::NotRunning { .. }) => {
                 Outcome::Retry(self.timed_out(timeout))
             }
+            // The call may have been handled: not retried (at most once).
+            Err(RemoteError::LinkClosed) => Outcome::Fail(Error::Unreachable { node: owner }),
+            // The same, as `runtime/peer.rs` still reports it until it sends
+            // `RemoteError::LinkClosed`; remove this arm then.
             Err(RemoteError::Internal(m)) if m == super::peer::LINK_CLOSED => {
                 Outcome::Fail(Error::Unreachable { node: owner })
             }
@@ -372,9 +404,25 @@ impl<T: BirdKind> FlockAddr<T> {
             RemoteError::Encode(m) => Error::Encode(m),
             RemoteError::BirdPanicked { .. } => Error::BirdPanicked { name },
             RemoteError::Timeout => Error::Timeout { name, after_ms: 0 },
+            RemoteError::WrongKind {
+                expected, actual, ..
+            } => Error::WrongKind {
+                name,
+                expected,
+                actual,
+            },
+            RemoteError::LinkClosed => Error::Unreachable { node: owner },
             other => Error::Remote(other.to_string()),
         }
     }
+}
+
+/// `now + timeout`, or about a century from now for timeouts so long that
+/// the sum would overflow (`Duration::MAX` means "no deadline", not a panic).
+fn deadline_after(timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
 }
 
 /// Encodes a message or reply into a buffer sized for small messages.

@@ -6,9 +6,18 @@ use crate::core::placement::{DEFAULT_SHARDS, MAX_WEIGHT};
 use crate::core::supervision::Backoff;
 use crate::error::{Error, Result};
 use crate::net::{Network, TcpNetwork};
-use crate::wire::codec::DEFAULT_MAX_FRAME;
+use crate::wire::codec::{DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The longest `call_timeout` and `handshake_timeout`: `u32::MAX`
+/// milliseconds, the largest timeout a call carries on the wire. Anything
+/// longer would be cut short remotely, and `Duration::MAX` would overflow
+/// `Instant + Duration`.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_millis(u32::MAX as u64);
+
+/// The largest `max_frame`: a frame's length header is a `u32`.
+const MAX_FRAME_LIMIT: usize = u32::MAX as usize;
 
 /// Everything a node needs to know, with production defaults.
 #[derive(Clone)]
@@ -17,9 +26,14 @@ pub struct FlockConfig {
     pub name: String,
     /// The address to listen on; port 0 picks a free one.
     pub listen: String,
+    /// The address peers dial to reach this node, if not the bound one
+    /// (behind NAT, or to pick the interface). `None`: the bound address, or
+    /// for an unspecified IP (`0.0.0.0`) the local address that routes to
+    /// the seeds.
+    pub advertise: Option<String>,
     /// Addresses of nodes to join through (any one that answers is enough).
     pub seeds: Vec<String>,
-    /// The cluster's name; nodes of other clusters are refused.
+    /// The cluster's name, 1 to 255 bytes; nodes of other clusters are refused.
     pub cluster: String,
     /// The shared secret every node proves it knows.
     pub cookie: Vec<u8>,
@@ -28,7 +42,8 @@ pub struct FlockConfig {
     pub weight: u32,
     /// The cluster-wide shard count (every node must use the same).
     pub shards: u32,
-    /// How long a call waits for its reply unless told otherwise.
+    /// How long a call waits for its reply unless told otherwise; above zero
+    /// and at most `u32::MAX` milliseconds (≈ 49.7 days).
     pub call_timeout: Duration,
     /// Failure detection and reconnection timing.
     pub membership: MembershipConfig,
@@ -39,9 +54,11 @@ pub struct FlockConfig {
     /// Arbiters (threads) the node's birds are spread over; 0 runs them on
     /// the arbiter that started the node.
     pub arbiters: usize,
-    /// The largest frame accepted from an authenticated peer.
+    /// The largest frame accepted from an authenticated peer: at least the
+    /// pre-authentication cap (64 KiB) and at most `u32::MAX` bytes.
     pub max_frame: usize,
-    /// How long a new connection may take to authenticate.
+    /// How long a new connection may take to authenticate; above zero and
+    /// at most `u32::MAX` milliseconds (≈ 49.7 days).
     pub handshake_timeout: Duration,
     /// The network to use (TCP unless a test swaps it).
     pub network: Arc<dyn Network>,
@@ -53,6 +70,7 @@ impl std::fmt::Debug for FlockConfig {
         f.debug_struct("FlockConfig")
             .field("name", &self.name)
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
             .field("seeds", &self.seeds)
             .field("cluster", &self.cluster)
             .field("weight", &self.weight)
@@ -74,6 +92,7 @@ impl FlockConfig {
         FlockConfig {
             name: name.into(),
             listen: "127.0.0.1:0".into(),
+            advertise: None,
             seeds: Vec::new(),
             cluster: "flock".into(),
             cookie: b"flock".to_vec(),
@@ -105,25 +124,92 @@ impl FlockConfig {
         if self.cookie.is_empty() {
             return bad("the cookie must not be empty".into());
         }
+        // The handshake refuses an empty cluster name; refuse it here, where
+        // the operator can still fix it, instead of at every connection.
+        if self.cluster.is_empty() || self.cluster.len() > 255 {
+            return bad(format!(
+                "cluster name must be 1 to 255 bytes, got {:?}",
+                self.cluster
+            ));
+        }
         if self.weight > MAX_WEIGHT {
             return bad(format!(
                 "weight {} is above the maximum {MAX_WEIGHT}",
                 self.weight
             ));
         }
-        if self.call_timeout.is_zero() {
-            return bad("call_timeout must be above zero".into());
+        for (field, value) in [
+            ("call_timeout", self.call_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+        ] {
+            if value.is_zero() || value > MAX_TIMEOUT {
+                return bad(format!(
+                    "{field} must be above zero and at most {} ms (the largest a call \
+                     carries on the wire, about 49.7 days), got {value:?}",
+                    MAX_TIMEOUT.as_millis()
+                ));
+            }
         }
-        if self.max_frame < crate::wire::codec::PRE_AUTH_MAX_FRAME {
+        if self.max_frame < PRE_AUTH_MAX_FRAME || self.max_frame > MAX_FRAME_LIMIT {
             return bad(format!(
-                "max_frame {} is below the pre-authentication cap {}",
-                self.max_frame,
-                crate::wire::codec::PRE_AUTH_MAX_FRAME
+                "max_frame must be between the pre-authentication cap {PRE_AUTH_MAX_FRAME} \
+                 and {MAX_FRAME_LIMIT} (a frame length is a u32), got {}",
+                self.max_frame
             ));
         }
         self.membership.validate()?;
         self.anti_entropy.validate()?;
         self.backoff.validate()?;
         crate::core::placement::shard_of_hash(0, self.shards).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every invalid value is refused, and the message names its field.
+    #[test]
+    fn validate_refuses_each_invalid_value_naming_its_field() {
+        type Edit = fn(&mut FlockConfig);
+        let table: [(&str, Edit); 12] = [
+            ("node name", |c| c.name.clear()),
+            ("node name", |c| c.name = "n".repeat(256)),
+            ("cookie", |c| c.cookie.clear()),
+            ("cluster name", |c| c.cluster.clear()),
+            ("cluster name", |c| c.cluster = "c".repeat(256)),
+            ("weight", |c| c.weight = MAX_WEIGHT + 1),
+            ("call_timeout", |c| c.call_timeout = Duration::ZERO),
+            ("call_timeout", |c| c.call_timeout = Duration::MAX),
+            ("handshake_timeout", |c| {
+                c.handshake_timeout = Duration::ZERO
+            }),
+            ("handshake_timeout", |c| {
+                c.handshake_timeout = MAX_TIMEOUT + Duration::from_millis(1)
+            }),
+            ("max_frame", |c| c.max_frame = PRE_AUTH_MAX_FRAME - 1),
+            ("max_frame", |c| c.max_frame = u32::MAX as usize + 1),
+        ];
+        assert_eq!(FlockConfig::new("n1").validate(), Ok(()));
+        for (field, edit) in table {
+            let mut config = FlockConfig::new("n1");
+            edit(&mut config);
+            match config.validate() {
+                Err(Error::InvalidConfig(m)) => assert!(m.contains(field), "{field}: {m}"),
+                other => panic!("{field}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn validate_accepts_the_limits_themselves() {
+        let mut config = FlockConfig::new("n".repeat(255));
+        config.cluster = "c".repeat(255);
+        config.call_timeout = MAX_TIMEOUT;
+        config.handshake_timeout = Duration::from_millis(1);
+        config.max_frame = u32::MAX as usize;
+        assert_eq!(config.validate(), Ok(()));
+        config.max_frame = PRE_AUTH_MAX_FRAME;
+        assert_eq!(config.validate(), Ok(()));
     }
 }

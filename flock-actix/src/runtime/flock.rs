@@ -3,6 +3,7 @@
 use super::addr::FlockAddr;
 use super::config::FlockConfig;
 use super::directory::Directory;
+use super::discovery::DnsDiscovery;
 use super::kinds::KindTable;
 use super::node::{Actors, Node, wall_ms};
 use super::registry::{Registry, Running};
@@ -10,7 +11,7 @@ use super::replica::{CrdtReplica, InsertMany, ListBirds, Remove};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
-use crate::core::crdt::{BirdSpec, ReplicaId};
+use crate::core::crdt::{BirdSpec, ReplicaId, check_bird_name};
 use crate::core::membership::NodeInfo;
 use crate::error::{Error, Result};
 use crate::net::Network;
@@ -23,6 +24,28 @@ use tokio::sync::oneshot;
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running flock-actix node. Cheap to clone; every clone is the same node.
+///
+/// ```no_run
+/// use flock_actix::prelude::*;
+///
+/// # #[actix::main] async fn main() -> Result<()> {
+/// let flock = Flock::builder("web-1@10.0.0.5")
+///     .listen("0.0.0.0:4001")
+///     .seeds(["10.0.0.1:4001"])
+///     .cookie("from your secret store")
+///     .start()
+///     .await?;
+/// for member in flock.members().await? {
+///     println!("{} {:?} weight {}", member.name, member.status, member.weight);
+/// }
+/// println!("cart:17 runs on {}", flock.owner_of("cart:17")?);
+/// flock.stop("cart:17").await?; // wherever it runs
+///
+/// // On SIGTERM: hand this node's birds over to the others, then stop.
+/// flock.leave().await?;
+/// flock.shutdown();
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Flock {
     node: Arc<Node>,
@@ -39,15 +62,36 @@ impl std::fmt::Debug for Flock {
 }
 
 /// Builds and starts a [`Flock`] node.
+///
+/// ```no_run
+/// use flock_actix::prelude::*;
+/// use std::time::Duration;
+///
+/// # #[actix::main] async fn main() -> Result<()> {
+/// // A client node: it routes calls to birds but hosts none.
+/// let flock = Flock::builder("api-1@10.0.0.9")
+///     .listen("0.0.0.0:4001")
+///     .seeds(["flock.shop.svc.cluster.local:4001"])
+///     .cluster("shop")
+///     .cookie("from your secret store")
+///     .weight(0)
+///     .call_timeout(Duration::from_secs(2))
+///     .configure(|c| c.membership.down_after_ms = 2_000)
+///     .start()
+///     .await?;
+/// # flock.shutdown(); Ok(()) }
+/// ```
 pub struct FlockBuilder {
     config: FlockConfig,
     kinds: KindTable,
+    discovery: Option<DnsDiscovery>,
 }
 
 impl std::fmt::Debug for FlockBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlockBuilder")
             .field("config", &self.config)
+            .field("discovery", &self.discovery)
             .finish_non_exhaustive()
     }
 }
@@ -56,6 +100,16 @@ impl FlockBuilder {
     /// The address to listen on (`host:port`; port 0 picks a free one).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.config.listen = addr.into();
+        self
+    }
+
+    /// The address peers dial to reach this node (`host:port`), when it is
+    /// not the bound one: behind NAT, or to choose among interfaces. By
+    /// default the bound address is advertised, and a node bound to every
+    /// interface (`0.0.0.0:4001`) advertises the local address that routes
+    /// to its seeds.
+    pub fn advertise(mut self, addr: impl Into<String>) -> Self {
+        self.config.advertise = Some(addr.into());
         self
     }
 
@@ -96,9 +150,33 @@ impl FlockBuilder {
         self
     }
 
-    /// Use another network (tests: an in-memory or fault-injecting one).
+    /// Use another network (tests: an in-memory or fault-injecting one from
+    /// [`testing`](crate::testing)).
     pub fn network(mut self, network: Arc<dyn Network>) -> Self {
         self.config.network = network;
+        self
+    }
+
+    /// Secures every link with mutual TLS (feature `tls`): this node presents
+    /// `tls`'s certificate and accepts only peers whose certificates chain to
+    /// the cluster CA, in addition to the cookie. It wraps the network set so
+    /// far, so call it after [`FlockBuilder::network`] if you use both; every
+    /// node of the cluster must use TLS (see docs/TLS.md).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the key does not fit the certificate.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::net::TlsConfig) -> Result<Self> {
+        let network = crate::net::TlsNetwork::over(self.config.network.clone(), tls)?;
+        self.config.network = Arc::new(network);
+        Ok(self)
+    }
+
+    /// Finds peers through a DNS name that resolves to every node (e.g. a
+    /// Kubernetes headless service), re-resolved periodically, in addition
+    /// to the seeds: new addresses are dialled as they appear.
+    pub fn discovery(mut self, discovery: DnsDiscovery) -> Self {
+        self.discovery = Some(discovery);
         self
     }
 
@@ -127,15 +205,26 @@ impl FlockBuilder {
     /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the
     /// address cannot be bound.
     pub async fn start(self) -> Result<Flock> {
-        let FlockBuilder { config, kinds } = self;
+        let FlockBuilder {
+            config,
+            kinds,
+            discovery,
+        } = self;
         config.validate()?;
+        discovery.as_ref().map(DnsDiscovery::validate).transpose()?;
         let listener = config.network.bind(&config.listen).await?;
+        let addr = crate::net::advertised_addr(
+            &listener.local_addr(),
+            config.advertise.as_deref(),
+            &config.seeds,
+        )
+        .await?;
         let me = NodeInfo {
             id: ReplicaId {
                 node: config.name.as_str().into(),
                 incarnation: wall_ms(),
             },
-            addr: listener.local_addr(),
+            addr,
             weight: config.weight,
         };
         let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
@@ -158,6 +247,23 @@ impl FlockBuilder {
         // The actors only run once this task yields, so they all see the
         // addresses set here.
         let _ = node.actors.set(actors);
+        // Return only once every actor has run `started` (a reply proves
+        // it): their timers need the runtime, and an application that drops
+        // its System right after `start` must not leave actors that still
+        // have to start while the runtime is torn down.
+        if let Some(a) = node.actors() {
+            let (ring, replica, registry) = tokio::join!(
+                a.ring.send(Members),
+                a.replica.send(ListBirds),
+                a.registry.send(Running)
+            );
+            if ring.is_err() || replica.is_err() || registry.is_err() {
+                return Err(Error::Stopped);
+            }
+        }
+        if let Some(discovery) = discovery {
+            discovery.spawn(node.clone())?;
+        }
         log::info!(
             "node {} listening on {} (cluster {:?})",
             node.name(),
@@ -177,6 +283,7 @@ impl Flock {
         FlockBuilder {
             config: FlockConfig::new(name),
             kinds: KindTable::default(),
+            discovery: None,
         }
     }
 
@@ -185,7 +292,8 @@ impl Flock {
         self.node.name()
     }
 
-    /// The address this node listens on (with the real port).
+    /// The address peers dial to reach this node (with the real port): the
+    /// advertised address, see [`FlockBuilder::advertise`].
     pub fn listen_addr(&self) -> &str {
         &self.node.me.addr
     }
@@ -206,8 +314,10 @@ impl Flock {
     /// that owns the name starts it soon after.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] if the name is in the registry,
-    /// [`Error::Encode`] if `args` cannot be serialized, [`Error::Stopped`].
+    /// [`Error::InvalidName`] if the name breaks the naming rules (see
+    /// [`check_bird_name`]), [`Error::AlreadyExists`] if the name is in the
+    /// registry, [`Error::Encode`] if `args` cannot be serialized,
+    /// [`Error::Stopped`].
     pub async fn start<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
         let mut results = self.start_many::<T>([(name.to_owned(), args)]).await?;
         results.pop().unwrap_or(Err(Error::Stopped))
@@ -218,8 +328,10 @@ impl Flock {
     /// thousands of birds quickly.
     ///
     /// # Errors
-    /// The outer error is [`Error::Encode`] (arguments that cannot be
-    /// serialized; nothing was recorded) or [`Error::Stopped`]; each inner
+    /// The outer error is [`Error::InvalidName`] (a name breaks the naming
+    /// rules of [`check_bird_name`]; nothing was recorded), [`Error::Encode`]
+    /// (arguments that cannot be serialized; nothing was recorded) or
+    /// [`Error::Stopped`]; each inner
     /// result is `Ok` or [`Error::AlreadyExists`].
     pub async fn start_many<T: BirdKind>(
         &self,
@@ -228,6 +340,7 @@ impl Flock {
         let birds = birds
             .into_iter()
             .map(|(name, args)| {
+                check_bird_name(&name)?;
                 let args = rmp_serde::to_vec(&args).map_err(|e| Error::Encode(e.to_string()))?;
                 let spec = BirdSpec {
                     kind: T::KIND.to_owned(),
@@ -247,8 +360,10 @@ impl Flock {
     /// after, wherever it is.
     ///
     /// # Errors
+    /// [`Error::InvalidName`] if the name breaks the naming rules,
     /// [`Error::NotFound`] if the name is not in the registry, [`Error::Stopped`].
     pub async fn stop(&self, name: &str) -> Result<()> {
+        check_bird_name(name)?;
         self.actors()?
             .replica
             .send(Remove { name: name.into() })

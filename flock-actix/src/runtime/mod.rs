@@ -7,10 +7,12 @@
 //! - `registry`: the Registry actor (local birds, supervision, calls).
 //! - `peer`: one actor per link (handshake, framed I/O, routing).
 //! - `kinds`: bird kinds behind function pointers; exit guards.
+//! - `discovery`: DNS discovery (a name re-resolved to every node's address).
 
 mod addr;
 mod config;
 mod directory;
+mod discovery;
 mod flock;
 mod kinds;
 mod messages;
@@ -22,6 +24,9 @@ mod ring;
 
 pub use addr::FlockAddr;
 pub use config::FlockConfig;
+#[cfg(feature = "dns")]
+pub use discovery::NameserverResolver;
+pub use discovery::{DnsDiscovery, Resolve, SystemResolver};
 pub use flock::{Flock, FlockBuilder};
 
 /// A member as seen by one node ([`Flock::members`]).

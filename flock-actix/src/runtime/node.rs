@@ -14,7 +14,7 @@ use crate::core::placement::{Member, Placement};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,9 +49,26 @@ pub(crate) struct Node {
     pub nonces: Mutex<NonceCache>,
     started: Instant,
     stopping: AtomicBool,
-    /// Links whose handshake is under way (either direction).
-    handshaking: AtomicUsize,
+    /// Links whose handshake is under way (either direction), by link id.
+    handshakes: Mutex<HashMap<u64, Handshaking>>,
 }
+
+/// What is known about a link whose handshake is under way.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Handshaking {
+    /// Whether the other side dialled (a stranger, bounded by
+    /// [`MAX_UNAUTHENTICATED`]).
+    pub accepted: bool,
+    /// The address this node dialled, for dialled links.
+    pub dialed: Option<String>,
+    /// The name the other side claims in its first handshake frame.
+    pub claimed: Option<NodeName>,
+}
+
+/// The most accepted connections that may be in their handshake at once;
+/// further strangers are closed on accept until some finish or time out, so
+/// a flood of idle connections cannot exhaust memory or file descriptors.
+pub(crate) const MAX_UNAUTHENTICATED: usize = 64;
 
 /// How many handshake nonces are remembered, and for how long.
 const NONCE_CACHE: (usize, u64) = (4096, 60_000);
@@ -74,7 +91,7 @@ impl Node {
             nonces: Mutex::new(NonceCache::new(NONCE_CACHE.0, NONCE_CACHE.1)),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
-            handshaking: AtomicUsize::new(0),
+            handshakes: Mutex::new(HashMap::new()),
         })
     }
 
@@ -97,18 +114,38 @@ impl Node {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// A link started its handshake (`true`) or finished or abandoned it.
-    pub(crate) fn handshaking(&self, started: bool) {
-        if started {
-            self.handshaking.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.handshaking.fetch_sub(1, Ordering::Relaxed);
+    fn handshakes(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handshaking>> {
+        self.handshakes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Link `link` started its handshake.
+    pub(crate) fn handshake_started(&self, link: u64, state: Handshaking) {
+        self.handshakes().insert(link, state);
+    }
+
+    /// The other side of link `link` claimed to be `name` (not proven yet).
+    pub(crate) fn handshake_claims(&self, link: u64, name: &NodeName) {
+        if let Some(h) = self.handshakes().get_mut(&link) {
+            h.claimed = Some(name.clone());
         }
     }
 
-    /// Whether any link is still proving itself.
-    pub(crate) fn any_handshake_under_way(&self) -> bool {
-        self.handshaking.load(Ordering::Relaxed) > 0
+    /// Link `link` finished or abandoned its handshake.
+    pub(crate) fn handshake_ended(&self, link: u64) {
+        self.handshakes().remove(&link);
+    }
+
+    /// How many accepted connections are still in their handshake.
+    pub(crate) fn unauthenticated(&self) -> usize {
+        self.handshakes().values().filter(|h| h.accepted).count()
+    }
+
+    /// Whether a link to peer `name` (listening on `addr`) is still proving
+    /// itself: a link dialled to `addr`, or one whose other side claims `name`.
+    pub(crate) fn handshake_under_way_with(&self, name: &NodeName, addr: Option<&str>) -> bool {
+        self.handshakes().values().any(|h| {
+            h.claimed.as_ref() == Some(name) || (addr.is_some() && h.dialed.as_deref() == addr)
+        })
     }
 
     pub(crate) fn set_stopping(&self) {
@@ -148,4 +185,56 @@ pub(crate) fn nonce() -> crate::Result<[u8; 32]> {
             message: format!("no randomness for a handshake nonce: {e}"),
         })
         .map(|()| n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::crdt::ReplicaId;
+
+    fn node() -> Node {
+        let me = NodeInfo {
+            id: ReplicaId {
+                node: "me".into(),
+                incarnation: 1,
+            },
+            addr: "me:1".into(),
+            weight: 1,
+        };
+        Node::new(FlockConfig::new("me"), me, KindTable::default()).unwrap()
+    }
+
+    #[test]
+    fn a_handshake_counts_only_for_the_peer_it_is_with() {
+        let n = node();
+        let a: NodeName = "a".into();
+        let b: NodeName = "b".into();
+        // A stranger in its handshake says nothing about peer a.
+        n.handshake_started(
+            1,
+            Handshaking {
+                accepted: true,
+                ..Handshaking::default()
+            },
+        );
+        assert!(!n.handshake_under_way_with(&a, Some("a:1")));
+        // A dial to a's address counts for a, not for b.
+        n.handshake_started(
+            2,
+            Handshaking {
+                dialed: Some("a:1".into()),
+                ..Handshaking::default()
+            },
+        );
+        assert!(n.handshake_under_way_with(&a, Some("a:1")));
+        assert!(!n.handshake_under_way_with(&b, Some("b:1")));
+        // The stranger claims to be b.
+        n.handshake_claims(1, &b);
+        assert!(n.handshake_under_way_with(&b, None));
+        assert_eq!(n.unauthenticated(), 1);
+        n.handshake_ended(1);
+        n.handshake_ended(2);
+        assert!(!n.handshake_under_way_with(&a, Some("a:1")));
+        assert_eq!(n.unauthenticated(), 0);
+    }
 }

@@ -8,35 +8,46 @@
 //! waiting here). Outgoing calls are tracked here so that a lost link fails
 //! them at once instead of letting them wait for their deadline.
 
+mod io;
+
 use super::directory::Directory;
 use super::messages::{
     CallReply, Gossip, Heard, InboundCall, InboundCast, LinkDown, LinkUp, PeerLeft, PeerLeftAck,
     SyncAcked, SyncIn,
 };
-use super::node::{Node, nonce};
+use super::node::{Handshaking, Node, nonce};
+use super::ring::DialFailed;
 use crate::core::anti_entropy::SyncMessage;
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
 use crate::net::BoxStream;
-use crate::wire::codec::FrameCodec;
-use crate::wire::message::{Message, RemoteError};
+use crate::wire::message::{Message, RejectReason, RemoteError};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use bytes::BytesMut;
+use io::{Inbound, ReadCodec, WriteCodec, WriteSide};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::WriteHalf;
 use tokio::sync::oneshot;
-use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::codec::FramedRead;
 
 /// Frame overhead allowance when checking payload sizes against the limit.
 const ENVELOPE_SLACK: usize = 1024;
 
 /// The error text of calls failed because their link closed.
 pub(crate) const LINK_CLOSED: &str = "link closed";
+
+/// How long a closing link waits for its last frames (a `Reject`) to leave
+/// and for the peer to close its side, before it drops the connection anyway.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Unsent bytes a link may hold, in frames of the configured `max_frame`:
+/// past that the peer is not reading and the link is closed.
+const MAX_UNSENT_FRAMES: usize = 2;
 
 static NEXT_LINK: AtomicU64 = AtomicU64::new(1);
 
@@ -57,8 +68,15 @@ pub(crate) struct Peer {
     auth: Auth,
     /// The address this node dialled, if it initiated the link.
     dialed: Option<String>,
-    writer: FramedWrite<Message, WriteHalf<BoxStream>, WriteCodec>,
+    writer: FramedWrite<Message, WriteSide, WriteCodec>,
     read_limit: Arc<AtomicUsize>,
+    /// Who is at the other end, shared with the encoder for its logs.
+    label: Rc<RefCell<String>>,
+    /// Closing: the writer flushes, half-closes, and the actor stops at the
+    /// peer's end-of-stream or after [`CLOSE_LINGER`].
+    closing: Rc<Cell<bool>>,
+    /// Registered in the node's table of handshakes under way.
+    handshaking: bool,
     calls: HashMap<u64, ReplyTx>,
     next_call: u64,
     last_heard_report: u64,
@@ -74,20 +92,23 @@ impl Peer {
         dialed: Option<String>,
     ) -> Addr<Peer> {
         Peer::create(move |ctx| {
+            let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
             let (read, write) = tokio::io::split(stream);
             let read_limit = Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME));
-            ctx.add_stream(FramedRead::new(
-                read,
-                ReadCodec {
-                    inner: FrameCodec::new(),
-                    limit: read_limit.clone(),
-                },
+            ctx.add_stream(FramedRead::new(read, ReadCodec::new(read_limit.clone())));
+            let label = Rc::new(RefCell::new(
+                dialed
+                    .clone()
+                    .unwrap_or_else(|| "an unauthenticated peer".into()),
             ));
-            let mut encoder = FrameCodec::new();
-            // Our own frames are bounded by what an authenticated peer
-            // accepts; the handshake frames are tiny anyway.
-            let _ = encoder.set_max_frame(node.config.max_frame);
-            let mut writer = FramedWrite::new(write, WriteCodec(encoder), ctx);
+            let closing = Rc::new(Cell::new(false));
+            let max_frame = node.config.max_frame;
+            let encoder = WriteCodec::new(
+                max_frame,
+                max_frame.saturating_mul(MAX_UNSENT_FRAMES),
+                label.clone(),
+            );
+            let mut writer = FramedWrite::new(WriteSide::new(write, closing.clone()), encoder, ctx);
             let auth = match nonce() {
                 Err(e) => {
                     log::error!("cannot open a link: {e}");
@@ -100,17 +121,28 @@ impl Peer {
                 }
                 Ok(n) => Auth::Accepting(Box::new(Acceptor::new(node.handshake_config(), n))),
             };
-            if !matches!(auth, Auth::Failed) {
-                node.handshaking(true);
+            let handshaking = !matches!(auth, Auth::Failed);
+            if handshaking {
+                node.handshake_started(
+                    link,
+                    Handshaking {
+                        accepted: dialed.is_none(),
+                        dialed: dialed.clone(),
+                        claimed: None,
+                    },
+                );
             }
             Peer {
                 node,
                 directory,
-                link: NEXT_LINK.fetch_add(1, Ordering::Relaxed),
+                link,
                 auth,
                 dialed,
                 writer,
                 read_limit,
+                label,
+                closing,
+                handshaking,
                 calls: HashMap::new(),
                 next_call: 1,
                 last_heard_report: 0,
@@ -119,13 +151,21 @@ impl Peer {
     }
 
     fn peer_name(&self) -> String {
-        match &self.auth {
-            Auth::Up(info) => info.id.node.to_string(),
-            _ => self
-                .dialed
-                .clone()
-                .unwrap_or_else(|| "an unauthenticated peer".into()),
+        self.label.borrow().clone()
+    }
+
+    /// Closes the link without losing what was written last (a `Reject`):
+    /// the writer flushes and half-closes, and the actor stops when the peer
+    /// closes its side, or after [`CLOSE_LINGER`] at the latest. Whatever
+    /// arrives meanwhile is ignored.
+    fn close_gracefully(&mut self, ctx: &mut Context<Self>) {
+        if self.closing.get() {
+            return;
         }
+        self.end_handshake();
+        self.closing.set(true);
+        self.writer.close();
+        ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
     }
 
     /// Writes a frame, refusing (rather than sending) one the peer would
@@ -160,7 +200,28 @@ impl Peer {
         self.writer.write(msg);
     }
 
+    /// Notes who the other side claims to be (for the Ring's duplicate-link
+    /// grace), and says loudly if it claims to be this very node.
+    fn note_claim(&self, msg: &Message) {
+        let (Message::Hello { id, .. } | Message::Challenge { id, .. }) = msg else {
+            return;
+        };
+        self.node.handshake_claims(self.link, &id.node);
+        let me = &self.node.me.id;
+        if id.node == me.node && id.incarnation != me.incarnation {
+            log::error!(
+                "another live process is also named {} (incarnation {}; this one is {}), \
+                 reached at {}: node names must be unique in a cluster, stop one of them",
+                me.node,
+                id.incarnation,
+                me.incarnation,
+                self.peer_name()
+            );
+        }
+    }
+
     fn handshake(&mut self, msg: Message, ctx: &mut Context<Self>) {
+        self.note_claim(&msg);
         let now = self.node.now_ms();
         let result = match &mut self.auth {
             Auth::Initiating(i) => i.on_message(msg),
@@ -188,10 +249,11 @@ impl Peer {
         }
     }
 
-    /// Leaves the handshaking count, once: on success, refusal or close.
+    /// Leaves the table of handshakes under way, once: on success, refusal
+    /// or close.
     fn end_handshake(&mut self) {
-        if matches!(self.auth, Auth::Initiating(_) | Auth::Accepting(_)) {
-            self.node.handshaking(false);
+        if std::mem::take(&mut self.handshaking) {
+            self.node.handshake_ended(self.link);
         }
     }
 
@@ -200,6 +262,7 @@ impl Peer {
         log::debug!("link {} to {} authenticated", self.link, info.id.node);
         self.read_limit
             .store(self.node.config.max_frame, Ordering::Relaxed);
+        *self.label.borrow_mut() = info.id.node.to_string();
         self.auth = Auth::Up(info.clone());
         if let Some(actors) = self.node.actors() {
             actors.ring.do_send(LinkUp {
@@ -223,13 +286,14 @@ impl Peer {
         }
         self.end_handshake();
         self.auth = Auth::Failed;
-        self.writer.close();
-        // Give the reject a moment to leave before the socket closes.
-        ctx.run_later(Duration::from_millis(50), |_, ctx| ctx.stop());
+        self.close_gracefully(ctx);
     }
 
     fn route(&mut self, msg: Message, ctx: &mut Context<Self>) {
         let Auth::Up(info) = &self.auth else { return };
+        if self.closing.get() {
+            return;
+        }
         let Some(actors) = self.node.actors() else {
             return;
         };
@@ -332,6 +396,20 @@ impl Peer {
                     let _ = tx.send(result);
                 }
             }
+            // An authenticated peer refusing us after all: it already knows
+            // a newer process by our name (see the Ring). Never silent.
+            Message::Reject { reason } => {
+                log::error!(
+                    "node {} is refused by {}: {}",
+                    self.node.name(),
+                    info.id.node,
+                    match reason {
+                        RejectReason::Protocol(why) => why,
+                        other => format!("{other:?}"),
+                    }
+                );
+                ctx.stop();
+            }
             other => {
                 log::warn!(
                     "closing link to {}: unexpected {} after the handshake",
@@ -348,7 +426,9 @@ impl Actor for Peer {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if matches!(self.auth, Auth::Failed) {
+        // A link created just before the runtime is torn down is started by
+        // its own drop, outside the runtime: no timers then, just stop.
+        if matches!(self.auth, Auth::Failed) || tokio::runtime::Handle::try_current().is_err() {
             ctx.stop();
             return;
         }
@@ -369,6 +449,16 @@ impl Actor for Peer {
         for (_, tx) in self.calls.drain() {
             let _ = tx.send(Err(RemoteError::Internal(LINK_CLOSED.into())));
         }
+        // A dial that reached a listener but never completed the handshake
+        // (wrong cookie, timeout, a paused host whose kernel still accepts)
+        // is a failed dial: the Ring must back off and try again.
+        if let (Some(addr), false, Some(actors)) = (
+            &self.dialed,
+            matches!(self.auth, Auth::Up(_)),
+            self.node.actors(),
+        ) {
+            actors.ring.do_send(DialFailed(addr.clone()));
+        }
         if let (Auth::Up(info), Some(actors)) = (&self.auth, self.node.actors()) {
             log::debug!("link {} to {} closed", self.link, info.id.node);
             actors.ring.do_send(LinkDown {
@@ -379,18 +469,21 @@ impl Actor for Peer {
     }
 }
 
-impl StreamHandler<Result<Message, Error>> for Peer {
-    fn handle(&mut self, item: Result<Message, Error>, ctx: &mut Context<Self>) {
+impl StreamHandler<Result<Inbound, Error>> for Peer {
+    fn handle(&mut self, item: Result<Inbound, Error>, ctx: &mut Context<Self>) {
         match item {
-            Ok(msg) if matches!(self.auth, Auth::Up(_)) => self.route(msg, ctx),
-            Ok(msg) => self.handshake(msg, ctx),
+            Ok(_) if self.closing.get() => {}
+            Ok(Inbound::Frame(msg)) if matches!(self.auth, Auth::Up(_)) => self.route(msg, ctx),
+            Ok(Inbound::Frame(msg)) => self.handshake(msg, ctx),
+            Ok(Inbound::Broken(e)) if matches!(self.auth, Auth::Up(_)) => {
+                log::warn!("closing link to {}: {e}", self.peer_name());
+                ctx.stop();
+            }
+            // Before authentication the stranger is told why (§7.4), and the
+            // Reject must reach the wire before the socket closes.
+            Ok(Inbound::Broken(e)) => self.refuse(e, ctx),
             Err(e) => {
                 log::warn!("closing link to {}: {e}", self.peer_name());
-                if !matches!(self.auth, Auth::Up(_))
-                    && let Some(reject) = reject_for(&e)
-                {
-                    self.writer.write(reject);
-                }
                 ctx.stop();
             }
         }
@@ -402,9 +495,19 @@ impl StreamHandler<Result<Message, Error>> for Peer {
 }
 
 impl WriteHandler<Error> for Peer {
-    fn error(&mut self, err: Error, _: &mut Context<Self>) -> Running {
-        log::warn!("closing link to {}: write failed: {err}", self.peer_name());
+    fn error(&mut self, err: Error, ctx: &mut Context<Self>) -> Running {
+        log::warn!("closing link to {}: {err}", self.peer_name());
+        ctx.stop();
         Running::Stop
+    }
+
+    /// The writer ended. On a closing link it flushed and half-closed: wait
+    /// for the peer's end-of-stream (or [`CLOSE_LINGER`]), so that closing
+    /// does not reset the connection before the peer read our last frame.
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if !self.closing.get() {
+            ctx.stop();
+        }
     }
 }
 
@@ -417,7 +520,7 @@ impl Handler<Frame> for Peer {
     type Result = ();
 
     fn handle(&mut self, Frame(msg): Frame, _: &mut Context<Self>) {
-        if matches!(self.auth, Auth::Up(_)) {
+        if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
             self.write(msg);
         }
     }
@@ -439,7 +542,12 @@ impl Handler<OutCall> for Peer {
     type Result = ();
 
     fn handle(&mut self, call: OutCall, _: &mut Context<Self>) {
-        if !matches!(self.auth, Auth::Up(_)) {
+        // The caller already gave up (its deadline passed while the call
+        // waited in this mailbox): sending it would only load both nodes.
+        if call.reply.is_closed() {
+            return;
+        }
+        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
             let _ = call
                 .reply
                 .send(Err(RemoteError::Internal("link not up".into())));
@@ -465,7 +573,7 @@ impl Handler<OutCall> for Peer {
     }
 }
 
-/// Closes the link.
+/// Closes the link, after the frames already written.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Close;
@@ -474,65 +582,6 @@ impl Handler<Close> for Peer {
     type Result = ();
 
     fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-/// Buffers above this size are released once they are mostly empty.
-const SHRINK_ABOVE: usize = 1 << 20;
-
-/// A link's read or write buffer grows to its largest frame (a full registry
-/// state can be megabytes) and would keep that capacity for the link's
-/// lifetime; give it back once the big frame is gone.
-fn shrink(buf: &mut BytesMut) {
-    if buf.capacity() > SHRINK_ABOVE && buf.len() < SHRINK_ABOVE / 16 {
-        *buf = BytesMut::from(&buf[..]);
-    }
-}
-
-/// The frame encoder of a link's writer, releasing an oversized buffer.
-pub(crate) struct WriteCodec(FrameCodec);
-
-impl tokio_util::codec::Encoder<Message> for WriteCodec {
-    type Error = Error;
-
-    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), Error> {
-        shrink(dst);
-        self.0.encode(msg, dst)
-    }
-}
-
-/// The frame decoder with a limit the actor can raise after authentication
-/// (the `FramedRead` owns its decoder once it is a stream of the actor).
-struct ReadCodec {
-    inner: FrameCodec,
-    limit: Arc<AtomicUsize>,
-}
-
-impl ReadCodec {
-    fn sync_limit(&mut self) {
-        let limit = self.limit.load(Ordering::Relaxed);
-        if self.inner.max_frame() != limit {
-            // The limit is validated by the config; a refused value keeps
-            // the old (smaller) one, which only makes us stricter.
-            let _ = self.inner.set_max_frame(limit);
-        }
-    }
-}
-
-impl Decoder for ReadCodec {
-    type Item = Message;
-    type Error = Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
-        self.sync_limit();
-        let frame = self.inner.decode(src);
-        shrink(src);
-        frame
-    }
-
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
-        self.sync_limit();
-        self.inner.decode_eof(src)
+        self.close_gracefully(ctx);
     }
 }

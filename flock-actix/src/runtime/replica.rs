@@ -14,7 +14,7 @@ use crate::core::crdt::{BirdMap, BirdSpec, Changes, NodeName, Replica, ReplicaId
 use crate::error::Error;
 use crate::wire::message::Message;
 use actix::prelude::*;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub(crate) struct CrdtReplica {
     /// client). While the origin is up it delivers its deltas itself, so
     /// nothing is sent twice in the common case.
     relay: VecDeque<(NodeName, u64, BirdMap)>,
+    /// Peers whose last delta had claims cut off and was left
+    /// unacknowledged (see `SyncIn`); the next one is acknowledged.
+    withheld: HashSet<NodeName>,
 }
 
 /// How long received deltas are kept for relaying: well past the time an
@@ -38,11 +41,20 @@ const RELAY_KEEP_MS: u64 = 5_000;
 impl CrdtReplica {
     pub(crate) fn new(node: Arc<Node>) -> crate::Result<Self> {
         let sync = AntiEntropy::new(node.config.anti_entropy.clone())?;
+        // Folding a dead incarnation is safe once every peer has sent its
+        // full state since it died (docs/ARCHITECTURE.md §4.7): four
+        // full-sync intervals leave room for a lost or late one.
+        let fold_after = node
+            .config
+            .anti_entropy
+            .full_sync_interval_ms
+            .saturating_mul(4);
         Ok(CrdtReplica {
-            replica: Replica::new(node.me.id.clone()),
+            replica: Replica::new(node.me.id.clone()).with_fold_after(fold_after),
             sync,
             node,
             relay: VecDeque::new(),
+            withheld: HashSet::new(),
         })
     }
 
@@ -115,6 +127,15 @@ impl Actor for CrdtReplica {
             {
                 act.relay.pop_front();
             }
+            let folded = act.replica.compact(now);
+            if !folded.is_empty() {
+                log::debug!(
+                    "replica {}: folded dead incarnations ({} floors)",
+                    act.node.name(),
+                    folded.context().len_floors()
+                );
+                act.sync.record(folded);
+            }
             act.flush();
             log::trace!(
                 "replica {}: {} birds, {} deltas buffered",
@@ -147,7 +168,10 @@ impl Handler<InsertMany> for CrdtReplica {
                         name: name.to_string(),
                     });
                 }
-                let delta = self.replica.add(&name, spec.clone(), now);
+                let delta = self.replica.add(&name, spec.clone(), now).map_err(|e| {
+                    log::error!("node {}: {e}", self.node.name());
+                    Error::Stopped
+                })?;
                 batch.join_delta(&delta);
                 upserts.push((name, spec));
                 Ok(())
@@ -196,22 +220,53 @@ impl Handler<SyncIn> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
-        let (seq, changes) = match msg {
+        let full = matches!(msg, SyncMessage::Full { .. });
+        let (seq, joined) = match msg {
             SyncMessage::Deltas { to_seq, delta, .. } => {
-                let changes = self.replica.join(&delta);
-                if changes.state_changed() {
+                let joined = self.replica.join(&from, &delta);
+                if joined.as_ref().is_ok_and(Changes::state_changed) {
                     // Keep news for a while in case its origin dies before
                     // reaching every node (see `PeerDown`).
                     self.relay
                         .push_back((from.node.clone(), self.node.now_ms(), delta));
                 }
-                (to_seq, changes)
+                (to_seq, joined)
             }
-            SyncMessage::Full { seq, state } => (seq, self.replica.join(&state)),
+            SyncMessage::Full { seq, state } => (seq, self.replica.join(&from, &state)),
         };
-        log::trace!("joined sync from {} up to {seq}", from.node);
-        let changed = self.changes_to_set(changes);
-        self.tell_registry(changed);
+        match joined {
+            Ok(changes) => {
+                log::trace!("joined sync from {} up to {seq}", from.node);
+                let clipped = changes.clipped_claims();
+                let changed = self.changes_to_set(changes);
+                self.tell_registry(changed);
+                // At most one retransmission per clipped delta: a claim
+                // about an origin that crashed for good would otherwise be
+                // re-sent forever.
+                let withhold = clipped && !full && self.withheld.insert(from.node.clone());
+                if withhold {
+                    // It claims dots their origin has not shown us yet
+                    // (it overtook the origin's own delta, or it lies):
+                    // unacknowledged, it comes again after `retry_ms`, when
+                    // the origin has most likely shown them. A full state
+                    // is acknowledged all the same (re-sending one is
+                    // costly); the next one repairs what was cut off.
+                    log::debug!(
+                        "sync from {} up to {seq} claimed dots not shown to us yet; \
+                         not acknowledged",
+                        from.node
+                    );
+                    return;
+                }
+                self.withheld.remove(&from.node);
+            }
+            // Acknowledged all the same: a re-send would be refused again,
+            // and a full state re-sent every retry would only cost bandwidth.
+            Err(e) => log::warn!(
+                "node {}: {e}; a peer with a broken or hostile implementation",
+                self.node.name()
+            ),
+        }
         peer.do_send(Frame(Message::SyncAck { seq }));
     }
 }
@@ -234,6 +289,8 @@ impl Handler<PeerUp> for CrdtReplica {
 
     fn handle(&mut self, PeerUp(id): PeerUp, _: &mut Context<Self>) {
         self.sync.peer_up(&id);
+        // Its older incarnations are dead: claims about them now apply.
+        self.replica.saw(&id);
         self.flush();
     }
 }
@@ -250,8 +307,11 @@ impl Handler<PeerDown> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, PeerDown { name, left }: PeerDown, _: &mut Context<Self>) {
+        self.withheld.remove(&name);
         if left {
             self.sync.forget_peer(&name);
+            // It mints nothing more: claims about its dots now apply.
+            self.replica.retire(&name);
         } else {
             self.sync.peer_down(&name);
         }

@@ -8,19 +8,22 @@
 
 use super::directory::Directory;
 use super::messages::{Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
-use super::node::{Links, Node, View};
+use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
 use super::peer::{Close, Frame, Peer};
 use super::replica::{PeerDown, PeerUp};
 use crate::core::crdt::NodeName;
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
 use crate::core::placement::{MAX_WEIGHT, Placement};
 use crate::net::Listener;
-use crate::wire::message::{MemberInfo, MemberStatus, Message};
+use crate::wire::message::{MemberInfo, MemberStatus, Message, RejectReason};
 use actix::prelude::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// At most one warning per this interval about strangers refused on accept.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 struct Link {
     id: u64,
@@ -32,12 +35,13 @@ struct Link {
 }
 
 /// A link that closes this young, was dialled by the larger of the two
-/// names, and closes while another link is still in its handshake, may be
-/// the loser of two nodes dialling each other at once, closed by the other
-/// side before our copy of the winning link completed its handshake: wait
-/// [`DUPLICATE_GRACE`] for a replacement before declaring the peer down, so
-/// views do not flap. Any other link loss is acted on at once (a killed
-/// process must be noticed immediately).
+/// names, and closes while another link *to the same peer* is still in its
+/// handshake, may be the loser of two nodes dialling each other at once,
+/// closed by the other side before our copy of the winning link completed
+/// its handshake: wait [`DUPLICATE_GRACE`] for a replacement before declaring
+/// the peer down, so views do not flap. Any other link loss is acted on at
+/// once (a killed process must be noticed immediately, whatever handshakes
+/// other strangers keep open).
 const YOUNG_LINK_MS: u64 = 200;
 const DUPLICATE_GRACE: Duration = Duration::from_millis(250);
 
@@ -114,6 +118,17 @@ impl Ring {
                     self.peer_gone(&name);
                 }
                 Effect::ViewChanged => self.rebuild(),
+                Effect::Forget(name) => {
+                    log::info!(
+                        "node {} forgets {name}: down for more than {} ms",
+                        self.node.name(),
+                        self.node.config.membership.forget_down_after_ms
+                    );
+                    // Its anti-entropy state goes too, as for a node that left.
+                    if let Some(actors) = self.node.actors() {
+                        actors.replica.do_send(PeerDown { name, left: true });
+                    }
+                }
             }
         }
     }
@@ -196,11 +211,27 @@ impl Ring {
         let directory = self.directory.clone();
         ctx.spawn(
             async move {
+                let mut refused = 0u64;
+                let mut last_warn: Option<Instant> = None;
                 loop {
                     match listener.accept().await {
                         Ok(stream) => {
                             if node.is_stopping() {
                                 break;
+                            }
+                            if node.unauthenticated() >= MAX_UNAUTHENTICATED {
+                                // Closed at once (the stream drops): strangers
+                                // must not hold unbounded actors and sockets.
+                                refused += 1;
+                                if last_warn.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
+                                    last_warn = Some(Instant::now());
+                                    log::warn!(
+                                        "node {} refuses connections: {MAX_UNAUTHENTICATED} are \
+                                         still in their handshake ({refused} refused so far)",
+                                        node.name()
+                                    );
+                                }
+                                continue;
                             }
                             Peer::start(node.clone(), directory.clone(), stream, None);
                         }
@@ -277,6 +308,7 @@ impl Handler<LinkUp> for Ring {
                 "refusing {name}: weight {} is above the maximum {MAX_WEIGHT}",
                 up.info.weight
             );
+            self.refused_dial(&up.dialed);
             up.peer.do_send(Close);
             return;
         }
@@ -295,11 +327,22 @@ impl Handler<LinkUp> for Ring {
                 return;
             }
         }
+        let known = self.membership.info(&name).map(|i| i.id.incarnation);
         let (joined, effects) = self.membership.link_up(up.info.clone(), now);
         if joined == Joined::Stale {
-            log::info!("refusing a stale incarnation of {name}");
-            up.peer.do_send(Close);
+            self.refuse_stale(&up, known);
             return;
+        }
+        if joined == Joined::Restarted
+            && known.is_some_and(|k| k > up.info.id.incarnation)
+            && let Some(actors) = self.node.actors()
+        {
+            // A restart with an older incarnation (its clock was stepped
+            // back): the replica must not keep the newer one's sync state.
+            actors.replica.do_send(PeerDown {
+                name: name.clone(),
+                left: true,
+            });
         }
         if let Some(old) = self.links.insert(
             name.clone(),
@@ -347,9 +390,12 @@ impl Handler<LinkDown> for Ring {
         self.links.remove(&down.name);
         self.publish_links();
         log::info!("node {} lost its link to {}", self.node.name(), down.name);
+        let addr = self.membership.info(&down.name).map(|i| i.addr.clone());
         if maybe_duplicate
             && self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS
-            && self.node.any_handshake_under_way()
+            && self
+                .node
+                .handshake_under_way_with(&down.name, addr.as_deref())
         {
             let name = down.name;
             ctx.run_later(DUPLICATE_GRACE, move |act, ctx| {
@@ -364,6 +410,38 @@ impl Handler<LinkDown> for Ring {
 }
 
 impl Ring {
+    /// A dialled link the Ring refuses after its handshake: the dial failed
+    /// as far as reconnection is concerned (back off, then try again).
+    fn refused_dial(&mut self, dialed: &Option<String>) {
+        if let Some(addr) = dialed {
+            self.membership.dial_failed(addr, self.node.now_ms());
+        }
+    }
+
+    /// Refuses a link from a process older than the live one of that name:
+    /// tells it why (it logs that at error level) and closes, so two
+    /// processes with one name never split the cluster silently.
+    fn refuse_stale(&mut self, up: &LinkUp, known: Option<u64>) {
+        let name = &up.info.id.node;
+        let why = format!(
+            "node name {name} is taken: a process with incarnation {} is a live member \
+             (this one has incarnation {}). Two processes run with the same node name: \
+             node names must be unique, stop one of them",
+            known.unwrap_or_default(),
+            up.info.id.incarnation
+        );
+        log::error!(
+            "node {} refuses {name} at {}: {why}",
+            self.node.name(),
+            up.info.addr
+        );
+        self.refused_dial(&up.dialed);
+        up.peer.do_send(Frame(Message::Reject {
+            reason: RejectReason::Protocol(why),
+        }));
+        up.peer.do_send(Close);
+    }
+
     fn declare_down(&mut self, name: &NodeName, ctx: &mut Context<Self>) {
         let effects = self.membership.link_down(name, self.node.now_ms());
         self.peer_gone(name);
@@ -400,7 +478,7 @@ impl Handler<PeerLeft> for Ring {
 
     fn handle(&mut self, PeerLeft { id, peer }: PeerLeft, ctx: &mut Context<Self>) {
         log::info!("node {} leaves the cluster", id.node);
-        let effects = self.membership.peer_left(&id.node);
+        let effects = self.membership.peer_left(&id.node, self.node.now_ms());
         // Rebuild now (the effects hold ViewChanged), so the Registry starts
         // the leaver's birds before we acknowledge.
         self.apply(effects, ctx);
@@ -416,6 +494,21 @@ impl Handler<PeerLeftAck> for Ring {
             leaving.waiting.remove(&from);
         }
         self.check_leave_done();
+    }
+}
+
+/// A dial connected but its link never authenticated (the Peer reports it
+/// when it stops): back off and dial the address again later.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DialFailed(pub String);
+
+impl Handler<DialFailed> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, DialFailed(addr): DialFailed, _: &mut Context<Self>) {
+        log::debug!("dial {addr} connected but did not authenticate");
+        self.membership.dial_failed(&addr, self.node.now_ms());
     }
 }
 
@@ -498,5 +591,23 @@ impl Handler<Shutdown> for Ring {
         }
         self.publish_links();
         ctx.stop();
+    }
+}
+
+/// Discovery's answer: dial the addresses membership does not know yet, and
+/// stop dialling those that left the answer (unless configured as seeds).
+impl Handler<super::discovery::Discovered> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, found: super::discovery::Discovered, _: &mut Context<Self>) {
+        let now = self.node.now_ms();
+        for addr in &found.removed {
+            if !self.node.config.seeds.contains(addr) {
+                self.membership.forget_seed(addr);
+            }
+        }
+        for addr in &found.current {
+            self.membership.add_seed(addr, now);
+        }
     }
 }

@@ -42,9 +42,16 @@ pub const DEFAULT_MAX_FRAME: usize = 32 * 1024 * 1024;
 pub const HEADER_LEN: usize = 4;
 
 /// Frames [`Message`]s on a byte stream: decoder and encoder.
+///
+/// A codec made with [`FrameCodec::connection`] reads the first frame it
+/// decodes version-first ([`Message::decode_first`]): a peer speaking
+/// another protocol version gets [`Error::VersionMismatch`] naming both
+/// versions, whatever the layout of the rest of its `Hello`.
 #[derive(Debug)]
 pub struct FrameCodec {
     inner: LengthDelimitedCodec,
+    /// The next frame is a connection's first: read its version first.
+    first: bool,
 }
 
 impl Default for FrameCodec {
@@ -61,7 +68,20 @@ impl FrameCodec {
             .big_endian()
             .max_frame_length(PRE_AUTH_MAX_FRAME)
             .new_codec();
-        FrameCodec { inner }
+        FrameCodec {
+            inner,
+            first: false,
+        }
+    }
+
+    /// A codec for the start of a connection: like [`FrameCodec::new`], but
+    /// the first frame is decoded with [`Message::decode_first`], so a peer
+    /// of another protocol version is told apart from a malformed one.
+    pub fn connection() -> Self {
+        FrameCodec {
+            first: true,
+            ..Self::new()
+        }
     }
 
     /// The frame size cap in force, in bytes (payload, excluding the header).
@@ -99,6 +119,9 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>> {
         match self.inner.decode(src) {
+            Ok(Some(frame)) if std::mem::take(&mut self.first) => {
+                Message::decode_first(&frame).map(Some)
+            }
             Ok(Some(frame)) => Message::decode(&frame).map(Some),
             Ok(None) => Ok(None),
             Err(e) => {
@@ -150,5 +173,53 @@ impl Encoder<Message> for FrameCodec {
 
     fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<()> {
         Encoder::<&Message>::encode(self, &msg, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::message::PROTOCOL_VERSION;
+
+    fn frame(body: &[u8]) -> BytesMut {
+        let mut buf = BytesMut::new();
+        buf.put_u32(u32::try_from(body.len()).unwrap());
+        buf.extend_from_slice(body);
+        buf
+    }
+
+    #[test]
+    fn a_connection_reads_its_first_frame_version_first() {
+        // {"Hello": [2, {"new": "layout"}]}: a future Hello of another shape.
+        let mut hello = vec![0x81, 0xa5];
+        hello.extend_from_slice(b"Hello");
+        hello.extend_from_slice(&[0x92, 0x02, 0x81, 0xa3]);
+        hello.extend_from_slice(b"new");
+        hello.push(0xa6);
+        hello.extend_from_slice(b"layout");
+        let mut buf = frame(&hello);
+        assert_eq!(
+            FrameCodec::connection().decode(&mut buf),
+            Err(Error::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: 2
+            })
+        );
+        // A plain codec sees only a malformed message.
+        let mut buf = frame(&hello);
+        assert!(matches!(
+            FrameCodec::new().decode(&mut buf),
+            Err(Error::Decode(_))
+        ));
+        // Only the first frame is read that way.
+        let beat = Message::Heartbeat { seq: 3 }.encode().unwrap();
+        let mut codec = FrameCodec::connection();
+        let mut buf = frame(&beat);
+        buf.extend_from_slice(&frame(&hello));
+        assert_eq!(
+            codec.decode(&mut buf),
+            Ok(Some(Message::Heartbeat { seq: 3 }))
+        );
+        assert!(matches!(codec.decode(&mut buf), Err(Error::Decode(_))));
     }
 }

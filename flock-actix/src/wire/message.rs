@@ -338,6 +338,27 @@ pub enum RemoteError {
     /// Anything else.
     #[error("remote internal error: {0}")]
     Internal(String),
+    // New variants go below. A variant travels by its name
+    // (`{"Internal": "…"}`), so the existing variants keep their exact
+    // encodings (`existing_remote_errors_keep_their_encoding`); a node of an
+    // older build cannot decode the new ones.
+    /// The bird is registered with another kind than the caller's
+    /// `FlockAddr` (e.g. two kinds used under one name). Nothing was
+    /// delivered.
+    #[error("bird {bird:?} is of kind {actual:?}, not {expected:?}")]
+    WrongKind {
+        /// The bird's name.
+        bird: String,
+        /// The kind the caller addressed (the call's `kind`).
+        expected: String,
+        /// The kind the registry holds for the name.
+        actual: String,
+    },
+    /// The link to the owner closed while the call was in flight, or was
+    /// not up when the call was handed to it. Produced locally by the link,
+    /// never sent by a peer (a decoded one is treated the same way).
+    #[error("the link to the owner closed")]
+    LinkClosed,
 }
 
 /// `Reply::result` with its `Ok` bytes as a MessagePack `bin` (serde has no

@@ -50,7 +50,11 @@ fn bird_map() -> impl Strategy<Value = BirdMap> {
     )
         .prop_map(|(store, vv, cloud)| BirdMap {
             store,
-            ctx: CausalContext { vv, cloud },
+            ctx: CausalContext {
+                vv,
+                cloud,
+                floors: Default::default(),
+            },
         })
 }
 
@@ -66,6 +70,12 @@ fn remote_error() -> impl Strategy<Value = RemoteError> {
         Just(RemoteError::Timeout),
         text().prop_map(|bird| RemoteError::NotRunning { bird }),
         text().prop_map(RemoteError::Internal),
+        (text(), text(), text()).prop_map(|(bird, expected, actual)| RemoteError::WrongKind {
+            bird,
+            expected,
+            actual
+        }),
+        Just(RemoteError::LinkClosed),
     ]
 }
 
@@ -542,4 +552,37 @@ fn names_match_variants() {
     let f = frame(&Message::Heartbeat { seq: 1 });
     let len = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
     assert_eq!(len + HEADER_LEN, f.len());
+}
+
+/// New `RemoteError` variants are appended: the encodings of the older ones
+/// (what a node of an older build sends and expects) are byte for byte the
+/// same as before they were added.
+#[test]
+fn existing_remote_errors_keep_their_encoding() {
+    let reply = |e: RemoteError| {
+        Message::Reply {
+            id: 7,
+            result: Err(e),
+        }
+        .encode()
+        .unwrap()
+        .to_vec()
+    };
+    // {"Reply": [7, {"Err": {"Internal": "x"}}]}
+    let mut internal = vec![0x81, 0xa5];
+    internal.extend_from_slice(b"Reply");
+    internal.extend_from_slice(&[0x92, 0x07, 0x81, 0xa3]);
+    internal.extend_from_slice(b"Err");
+    internal.extend_from_slice(&[0x81, 0xa8]);
+    internal.extend_from_slice(b"Internal");
+    internal.extend_from_slice(&[0xa1, b'x']);
+    assert_eq!(reply(RemoteError::Internal("x".into())), internal);
+    // {"Reply": [7, {"Err": "Timeout"}]}
+    let mut timeout = vec![0x81, 0xa5];
+    timeout.extend_from_slice(b"Reply");
+    timeout.extend_from_slice(&[0x92, 0x07, 0x81, 0xa3]);
+    timeout.extend_from_slice(b"Err");
+    timeout.push(0xa7);
+    timeout.extend_from_slice(b"Timeout");
+    assert_eq!(reply(RemoteError::Timeout), timeout);
 }

@@ -42,7 +42,7 @@ impl Node {
     }
 
     fn add(&mut self, name: &str, k: u8) -> u64 {
-        let delta = self.replica.add(name, spec(k), 0);
+        let delta = self.replica.add(name, spec(k), 0).unwrap();
         self.ae.record(delta)
     }
 
@@ -52,14 +52,14 @@ impl Node {
 }
 
 /// The receiver side: join, and return the seq to acknowledge.
-fn receive(replica: &mut Replica, msg: &SyncMessage) -> u64 {
+fn receive(replica: &mut Replica, from: &ReplicaId, msg: &SyncMessage) -> u64 {
     match msg {
         SyncMessage::Deltas { to_seq, delta, .. } => {
-            replica.join(delta);
+            replica.join(from, delta).unwrap();
             *to_seq
         }
         SyncMessage::Full { seq, state } => {
-            replica.join(state);
+            replica.join(from, state).unwrap();
             *seq
         }
     }
@@ -114,7 +114,9 @@ fn new_peer_gets_full_state_even_before_any_local_delta() {
     // The state may hold what this node learnt from others.
     let mut a = Node::new("a", 10);
     let mut other = Replica::new(rid("c", 1));
-    a.replica.join(&other.add("x", spec(1), 0));
+    a.replica
+        .join(&rid("c", 1), &other.add("x", spec(1), 0).unwrap())
+        .unwrap();
     a.ae.peer_up(&rid("b", 1));
     match &a.poll(0)[..] {
         [(_, SyncMessage::Full { seq: 0, state })] => assert!(state.contains("x")),
@@ -131,7 +133,7 @@ fn caught_up_peer_gets_only_unacked_deltas_joined() {
     a.ae.peer_up(b.id());
     a.add("x", 1);
     let out = a.poll(0);
-    let ack = receive(&mut b, &out[0].1);
+    let ack = receive(&mut b, &rid("a", 1), &out[0].1);
     assert!(a.ae.on_ack(b.id(), ack));
     a.add("y", 1);
     a.add("z", 1);
@@ -152,7 +154,7 @@ fn caught_up_peer_gets_only_unacked_deltas_joined() {
             assert_eq!((*from_seq, *to_seq), (2, 4));
             assert!(!delta.contains("x"));
             assert!(delta.contains("y") && delta.contains("z"));
-            let ack = receive(&mut b, &out[0].1);
+            let ack = receive(&mut b, &rid("a", 1), &out[0].1);
             assert_eq!(ack, 4);
         }
         other => panic!("expected one delta interval, got {other:?}"),
@@ -487,7 +489,7 @@ impl Cluster {
             Msg::Sync { from, to, msg } => {
                 // Messages to a dead incarnation are lost with it.
                 let Some(i) = self.index_of(&to) else { return };
-                let seq = receive(&mut self.nodes[i].replica, &msg);
+                let seq = receive(&mut self.nodes[i].replica, &from, &msg);
                 self.net.push(Msg::Ack {
                     from: to,
                     to: from,

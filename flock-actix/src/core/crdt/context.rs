@@ -7,23 +7,34 @@
 //! gap before it fills) and it is what keeps a long-lived context small (once
 //! every dot of a replica up to `n` is seen, the whole prefix is one number).
 
-use super::dot::{Dot, ReplicaId};
+use super::dot::{Dot, NodeName, ReplicaId};
+use super::trust::Trust;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A set of dots, stored compactly as a version vector (every dot `1..=n` of a
-/// replica) plus a dot cloud (the dots seen out of order).
+/// replica) plus a dot cloud (the dots seen out of order), plus per node a
+/// floor below which every incarnation is folded away (see
+/// [`Replica::compact`](super::Replica::compact)).
 ///
 /// Invariant after every mutation through the methods below (the canonical
-/// form): no version-vector entry is 0, and no cloud dot of a replica `r` has
-/// a counter `<= vv[r] + 1` (it would have been absorbed). Two contexts that
-/// denote the same set therefore compare equal.
+/// form): no version-vector entry or floor is 0, no cloud dot of a replica
+/// `r` has a counter `<= vv[r] + 1` (it would have been absorbed), and no
+/// version-vector entry or cloud dot belongs to an incarnation below its
+/// node's floor. Two contexts that denote the same set therefore compare
+/// equal.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CausalContext {
     /// `replica → n`: every dot `(replica, 1..=n)` is in the context.
     pub(crate) vv: BTreeMap<ReplicaId, u64>,
     /// Dots in the context that the version vector does not cover yet.
     pub(crate) cloud: BTreeSet<Dot>,
+    /// `node → f`: every dot of every incarnation `< f` of `node` is in the
+    /// context (the folded, dead incarnations). Last field, and left out of
+    /// the encoding while empty, so a context without folds encodes exactly
+    /// as before floors existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) floors: BTreeMap<NodeName, u64>,
 }
 
 impl CausalContext {
@@ -34,7 +45,21 @@ impl CausalContext {
 
     /// Whether `dot` is in the context.
     pub fn contains(&self, dot: &Dot) -> bool {
-        self.vv.get(&dot.replica).is_some_and(|&n| dot.counter <= n) || self.cloud.contains(dot)
+        self.folds(&dot.replica)
+            || self.vv.get(&dot.replica).is_some_and(|&n| dot.counter <= n)
+            || self.cloud.contains(dot)
+    }
+
+    /// Whether every dot of `replica` is in the context through its node's floor.
+    pub fn folds(&self, replica: &ReplicaId) -> bool {
+        self.floors
+            .get(&replica.node)
+            .is_some_and(|&f| replica.incarnation < f)
+    }
+
+    /// The floor of `node`: every incarnation below it is folded (0: none).
+    pub fn floor(&self, node: &str) -> u64 {
+        self.floors.get(node).copied().unwrap_or(0)
     }
 
     /// Adds `dot`, absorbing it (and any cloud dots that become contiguous)
@@ -51,7 +76,16 @@ impl CausalContext {
     /// Set union with `other`, compacted. Returns whether the set grew.
     pub fn join(&mut self, other: &CausalContext) -> bool {
         let mut grew = false;
+        for (node, &f) in &other.floors {
+            if f > self.floor(node) {
+                self.raise_floor(node, f);
+                grew = true;
+            }
+        }
         for (replica, &n) in &other.vv {
+            if self.folds(replica) {
+                continue;
+            }
             let mine = self.vv.entry(replica.clone()).or_insert(0);
             if n > *mine {
                 // The prefix grew, unless the cloud already held all of it;
@@ -72,7 +106,7 @@ impl CausalContext {
             }
         }
         // Only replicas `other` mentions can have become compactable.
-        let mut touched: Vec<&ReplicaId> = other.vv.keys().collect();
+        let mut touched: Vec<&ReplicaId> = other.vv.keys().filter(|r| !self.folds(r)).collect();
         let mut last: Option<&ReplicaId> = None;
         for dot in &other.cloud {
             if last != Some(&dot.replica) {
@@ -86,8 +120,76 @@ impl CausalContext {
         grew
     }
 
-    /// The highest counter of `replica` in the context (0 if none).
+    /// Folds every incarnation of `node` below `floor` into the floor:
+    /// their version-vector entries and cloud dots are covered by it.
+    pub(crate) fn raise_floor(&mut self, node: &NodeName, floor: u64) {
+        if floor <= self.floor(node) {
+            return;
+        }
+        self.floors.insert(node.clone(), floor);
+        let below = |r: &ReplicaId| r.node == *node && r.incarnation < floor;
+        self.vv.retain(|r, _| !below(r));
+        self.cloud.retain(|d| !below(&d.replica));
+    }
+
+    /// The replicas with dots in the version vector or the cloud, each once.
+    pub(crate) fn replicas(&self) -> impl Iterator<Item = &ReplicaId> + '_ {
+        let mut last: Option<&ReplicaId> = None;
+        let cloud = self.cloud.iter().map(|d| &d.replica).filter(move |r| {
+            let new = last != Some(*r);
+            last = Some(*r);
+            new
+        });
+        self.vv
+            .keys()
+            .chain(cloud.filter(|r| !self.vv.contains_key(*r)))
+    }
+
+    /// Whether every dot and floor lies within what `trust` accepts now.
+    pub(crate) fn within(&self, trust: &Trust) -> bool {
+        self.vv.iter().all(|(r, &n)| n <= trust.limit(r))
+            && self
+                .cloud
+                .iter()
+                .all(|d| d.counter <= trust.limit(&d.replica))
+            && self
+                .floors
+                .iter()
+                .all(|(node, &f)| f <= trust.floor_limit(node))
+    }
+
+    /// The subset of the context that `trust` accepts now: each replica's
+    /// dots up to its limit, each floor up to its limit. Still canonical
+    /// (lowering a prefix or a floor never makes a cloud dot absorbable).
+    pub(crate) fn restrict(&self, trust: &Trust) -> CausalContext {
+        let mut out = CausalContext::new();
+        for (node, &f) in &self.floors {
+            let f = f.min(trust.floor_limit(node));
+            if f > 0 {
+                out.floors.insert(node.clone(), f);
+            }
+        }
+        for (r, &n) in &self.vv {
+            let n = n.min(trust.limit(r));
+            if n > 0 {
+                out.vv.insert(r.clone(), n);
+            }
+        }
+        out.cloud = self
+            .cloud
+            .iter()
+            .filter(|d| d.counter <= trust.limit(&d.replica))
+            .cloned()
+            .collect();
+        out
+    }
+
+    /// The highest counter of `replica` in the context (0 if none;
+    /// `u64::MAX` if a floor folds it).
     pub fn max_counter(&self, replica: &ReplicaId) -> u64 {
+        if self.folds(replica) {
+            return u64::MAX;
+        }
         let from_vv = self.vv.get(replica).copied().unwrap_or(0);
         let from_cloud = self
             .cloud
@@ -99,7 +201,12 @@ impl CausalContext {
 
     /// Whether the context holds no dot.
     pub fn is_empty(&self) -> bool {
-        self.vv.is_empty() && self.cloud.is_empty()
+        self.vv.is_empty() && self.cloud.is_empty() && self.floors.is_empty()
+    }
+
+    /// Number of floors (nodes with folded incarnations).
+    pub fn len_floors(&self) -> usize {
+        self.floors.len()
     }
 
     /// Number of version-vector entries (replicas with a contiguous prefix).
@@ -112,16 +219,22 @@ impl CausalContext {
         self.cloud.len()
     }
 
-    /// Number of dots the context denotes (saturating). Cheap: it sums the
-    /// version vector, it does not enumerate.
+    /// Number of dots the context denotes (saturating; `u64::MAX` with any
+    /// floor, which denotes unboundedly many). Cheap: it sums the version
+    /// vector, it does not enumerate.
     pub fn dot_count(&self) -> u64 {
+        if !self.floors.is_empty() {
+            return u64::MAX;
+        }
         self.vv
             .values()
             .fold(self.cloud.len() as u64, |acc, &n| acc.saturating_add(n))
     }
 
-    /// Every dot in the context. Costs [`dot_count`](Self::dot_count) steps,
-    /// so use it only on small contexts (deltas).
+    /// Every dot in the version vector and the cloud (floors, which denote
+    /// unboundedly many, are not enumerated). Costs
+    /// [`dot_count`](Self::dot_count) steps, so use it only on small
+    /// contexts (deltas).
     pub fn dots(&self) -> impl Iterator<Item = Dot> + '_ {
         self.vv
             .iter()
@@ -139,7 +252,7 @@ impl CausalContext {
     fn compact_replica(&mut self, replica: &ReplicaId) {
         let mut n = self.vv.get(replica).copied().unwrap_or(0);
         while let Some(first) = self.cloud.range(replica_range(replica)).next() {
-            if first.counter > n + 1 {
+            if first.counter > n.saturating_add(1) {
                 break;
             }
             n = n.max(first.counter);

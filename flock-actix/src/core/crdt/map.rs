@@ -57,7 +57,8 @@
 //! another path. Those fall back to `O(n)`. A full-state join is `O(n + m)`.
 
 use super::context::CausalContext;
-use super::dot::Dot;
+use super::dot::{Dot, ReplicaId};
+use super::trust::Trust;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 
@@ -114,6 +115,8 @@ pub struct Changes {
     scanned: bool,
     /// Whether the receiving state changed at all (store or context).
     inflated: bool,
+    /// Whether claims the receiver does not accept were cut off.
+    pub(crate) clipped: bool,
 }
 
 impl Changes {
@@ -136,6 +139,15 @@ impl Changes {
     pub fn state_changed(&self) -> bool {
         self.inflated
     }
+
+    /// Whether [`Replica::join`](super::Replica::join) cut off claims about
+    /// dots their replica has not shown this node yet (see
+    /// `core::crdt::trust`). An honest sender's claim is cut off only when
+    /// it overtook the origin's own delta: leave such a delta
+    /// unacknowledged so that the sender sends it again.
+    pub fn clipped_claims(&self) -> bool {
+        self.clipped
+    }
 }
 
 /// Size metrics of a [`BirdMap`], for tests and memory accounting.
@@ -150,6 +162,8 @@ pub struct MapSize {
     pub vv_entries: usize,
     /// Dots held out of order in the context's cloud.
     pub cloud_dots: usize,
+    /// Floors of the context (nodes with folded incarnations).
+    pub floors: usize,
 }
 
 /// The winning `(dot, entry)` of a dot list: highest `(ts, dot)`.
@@ -216,7 +230,57 @@ impl BirdMap {
             dots: self.store.values().map(Vec::len).sum(),
             vv_entries: self.ctx.len_vv(),
             cloud_dots: self.ctx.len_cloud(),
+            floors: self.ctx.len_floors(),
         }
+    }
+
+    /// The highest counter of `replica` this map mentions, in its context
+    /// or its store (a store dot outside the context is malformed, but it is
+    /// a claim all the same).
+    pub(crate) fn max_counter_of(&self, replica: &ReplicaId) -> u64 {
+        let stored = self
+            .store
+            .values()
+            .flatten()
+            .filter(|(d, _)| d.replica == *replica)
+            .map(|(d, _)| d.counter)
+            .max()
+            .unwrap_or(0);
+        stored.max(self.ctx.max_counter(replica))
+    }
+
+    /// Whether every dot and floor of this map lies within what `trust`
+    /// accepts now (see [`super::trust`]).
+    pub(crate) fn within(&self, trust: &Trust) -> bool {
+        self.ctx.within(trust)
+            && self
+                .store
+                .values()
+                .flatten()
+                .all(|(d, _)| d.counter <= trust.limit(&d.replica))
+    }
+
+    /// The part of this map that `trust` accepts now: the restricted
+    /// context, and the stored dots it still contains. The join is decided
+    /// dot by dot, so joining `restrict` now and the whole map later gives
+    /// the same state as joining the whole map at once.
+    pub(crate) fn restrict(&self, trust: &Trust) -> BirdMap {
+        let ctx = self.ctx.restrict(trust);
+        let store = self
+            .store
+            .iter()
+            .filter_map(|(name, list)| {
+                let kept: Vec<(Dot, Entry)> = list
+                    .iter()
+                    .filter(|(d, _)| ctx.contains(d))
+                    .cloned()
+                    .collect();
+                // A touch marker stays a marker; a name whose dots all went
+                // is left out.
+                (list.is_empty() || !kept.is_empty()).then(|| (name.clone(), kept))
+            })
+            .collect();
+        BirdMap { store, ctx }
     }
 
     /// The largest timestamp stored (0 if none). One pass over the store.
@@ -246,7 +310,6 @@ impl BirdMap {
 
     /// [`join`](Self::join) that always scans: the reference the fast path
     /// is tested against.
-    #[cfg(test)]
     pub(crate) fn join_with_full_scan(&mut self, other: &BirdMap) -> Changes {
         self.join_impl(other, false, true)
     }

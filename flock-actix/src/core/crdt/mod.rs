@@ -6,17 +6,24 @@
 //! - [`context`]: the causal context (version vector + dot cloud, compacted).
 //! - [`map`]: the dot store and its join; [`BirdMap`] is both a full state and
 //!   a delta, as in the paper.
-//! - [`replica`]: one node's replica: mints dots, applies mutators, returns deltas.
+//! - [`name`]: the rules for bird names (the map's keys).
+//! - [`replica`]: one node's replica: mints dots, applies mutators, returns
+//!   deltas, and joins what peers send under the trust rule of `trust`.
 
 pub mod context;
 pub mod dot;
 pub mod map;
+pub mod name;
 pub mod replica;
+pub(crate) mod trust;
 
 pub use context::CausalContext;
 pub use dot::{Dot, NodeName, ReplicaId};
 pub use map::{BirdMap, BirdSpec, Changes, Entry, MapSize};
-pub use replica::Replica;
+pub use name::{MAX_NAME_BYTES, check_bird_name};
+pub use replica::{CounterExhausted, ForgedOwnDots, Replica};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

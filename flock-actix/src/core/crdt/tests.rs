@@ -4,31 +4,31 @@ use super::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 
-fn rid(node: &str, incarnation: u64) -> ReplicaId {
+pub(super) fn rid(node: &str, incarnation: u64) -> ReplicaId {
     ReplicaId {
         node: node.into(),
         incarnation,
     }
 }
 
-fn dot(node: &str, incarnation: u64, counter: u64) -> Dot {
+pub(super) fn dot(node: &str, incarnation: u64, counter: u64) -> Dot {
     Dot {
         replica: rid(node, incarnation),
         counter,
     }
 }
 
-fn spec(k: u8) -> BirdSpec {
+pub(super) fn spec(k: u8) -> BirdSpec {
     BirdSpec {
         kind: format!("kind{k}"),
         args: vec![k],
     }
 }
 
-const NAMES: [&str; 4] = ["a", "b", "c", "d"];
-const NODES: [&str; 3] = ["n1", "n2", "n3"];
+pub(super) const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+pub(super) const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
-fn visible(map: &BirdMap) -> BTreeMap<String, BirdSpec> {
+pub(super) fn visible(map: &BirdMap) -> BTreeMap<String, BirdSpec> {
     map.iter().map(|(n, s)| (n.to_owned(), s.clone())).collect()
 }
 
@@ -50,14 +50,14 @@ fn diff(before: &BirdMap, after: &BirdMap) -> (Vec<String>, Vec<String>, Vec<Str
 
 /// Joins `other` into `replica` and checks the join against the reference
 /// (a forced full scan) and its reported changes against the visible diff.
-fn checked_join(replica: &mut Replica, other: &BirdMap) -> Changes {
+pub(super) fn checked_join(replica: &mut Replica, from: &ReplicaId, other: &BirdMap) -> Changes {
     let before = replica.state().clone();
-    let mut reference = before.clone();
-    let reference_changes = reference.join_with_full_scan(other);
-    let changes = replica.join(other);
+    let mut reference = replica.clone();
+    let reference_changes = reference.join_with_full_scan(from, other).unwrap();
+    let changes = replica.join(from, other).unwrap();
     assert_eq!(
         replica.state(),
-        &reference,
+        reference.state(),
         "fast-path join differs from a full scan"
     );
     assert_eq!(
@@ -88,7 +88,7 @@ fn checked_join(replica: &mut Replica, other: &BirdMap) -> Changes {
 
 /// An operation of the simulated cluster.
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Add {
         r: usize,
         name: usize,
@@ -105,9 +105,26 @@ enum Op {
     Duplicate(usize),
     /// Lose it.
     Drop(usize),
+    /// Its receiver forwards it to the third replica, as the runtime relays
+    /// the deltas of a peer that went down: the sender is not the origin.
+    Relay(usize),
+    /// The replica crashes and restarts with the next incarnation.
+    Restart(usize),
+    /// The replica folds its dead incarnations (the delay is 0 in the sim)
+    /// and ships the fold.
+    Compact(usize),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// [`op`] plus restarts and folds: states that carry floors, for the laws.
+fn op_with_churn() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => op(),
+        1 => (0..3usize).prop_map(Op::Restart),
+        1 => (0..3usize).prop_map(Op::Compact),
+    ]
+}
+
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..3usize, 0..NAMES.len(), 0..3u8, 0..50u64)
             .prop_map(|(r, name, spec, now)| Op::Add { r, name, spec, now }),
@@ -115,36 +132,41 @@ fn op() -> impl Strategy<Value = Op> {
         3 => any::<usize>().prop_map(Op::Deliver),
         1 => any::<usize>().prop_map(Op::Duplicate),
         1 => any::<usize>().prop_map(Op::Drop),
+        1 => any::<usize>().prop_map(Op::Relay),
     ]
 }
 
 /// Three replicas exchanging deltas over an unreliable network.
-struct Sim {
-    replicas: Vec<Replica>,
-    in_flight: Vec<(usize, BirdMap)>,
+pub(super) struct Sim {
+    pub(super) replicas: Vec<Replica>,
+    /// `(sender, receiver, delta)`.
+    pub(super) in_flight: Vec<(usize, usize, BirdMap)>,
     /// Every delta ever produced.
-    all_deltas: Vec<BirdMap>,
+    pub(super) all_deltas: Vec<BirdMap>,
 }
 
 impl Sim {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
-            replicas: NODES.iter().map(|n| Replica::new(rid(n, 1))).collect(),
+            replicas: NODES
+                .iter()
+                .map(|n| Replica::new(rid(n, 1)).with_fold_after(0))
+                .collect(),
             in_flight: vec![],
             all_deltas: vec![],
         }
     }
 
-    fn mutate(&mut self, r: usize, delta: BirdMap) {
+    pub(super) fn mutate(&mut self, r: usize, delta: BirdMap) {
         for to in 0..self.replicas.len() {
             if to != r {
-                self.in_flight.push((to, delta.clone()));
+                self.in_flight.push((r, to, delta.clone()));
             }
         }
         self.all_deltas.push(delta);
     }
 
-    fn apply(&mut self, op: &Op) {
+    pub(super) fn apply(&mut self, op: &Op) {
         match *op {
             Op::Add {
                 r,
@@ -153,7 +175,7 @@ impl Sim {
                 now,
             } => {
                 let before = self.replicas[r].state().clone();
-                let delta = self.replicas[r].add(NAMES[name], spec(s), now);
+                let delta = self.replicas[r].add(NAMES[name], spec(s), now).unwrap();
                 assert_delta_law(&before, &delta, self.replicas[r].state());
                 self.mutate(r, delta);
             }
@@ -163,16 +185,39 @@ impl Sim {
                 assert_delta_law(&before, &delta, self.replicas[r].state());
                 self.mutate(r, delta);
             }
-            Op::Deliver(i) | Op::Duplicate(i) | Op::Drop(i) if self.in_flight.is_empty() => {
+            Op::Deliver(i) | Op::Duplicate(i) | Op::Drop(i) | Op::Relay(i)
+                if self.in_flight.is_empty() =>
+            {
                 let _ = i;
             }
             Op::Deliver(i) => {
-                let (to, delta) = self.in_flight.remove(i % self.in_flight.len());
-                checked_join(&mut self.replicas[to], &delta);
+                let (from, to, delta) = self.in_flight.remove(i % self.in_flight.len());
+                self.deliver(from, to, &delta);
             }
             Op::Duplicate(i) => {
-                let (to, delta) = self.in_flight[i % self.in_flight.len()].clone();
-                checked_join(&mut self.replicas[to], &delta);
+                let (from, to, delta) = self.in_flight[i % self.in_flight.len()].clone();
+                self.deliver(from, to, &delta);
+            }
+            // Its state and its in-flight deltas are lost with the process.
+            Op::Restart(r) => {
+                let old = self.replicas[r].id().clone();
+                self.replicas[r] =
+                    Replica::new(rid(&old.node, old.incarnation + 1)).with_fold_after(0);
+                self.in_flight
+                    .retain(|(from, to, _)| *to != r && *from != r);
+            }
+            Op::Compact(r) => {
+                let fold = self.replicas[r].compact(1);
+                if !fold.is_empty() {
+                    self.mutate(r, fold);
+                }
+            }
+            Op::Relay(i) => {
+                let (from, to, delta) = self.in_flight[i % self.in_flight.len()].clone();
+                let third = (0..self.replicas.len()).find(|&t| t != from && t != to);
+                if let Some(third) = third {
+                    self.in_flight.push((to, third, delta));
+                }
             }
             Op::Drop(i) => {
                 self.in_flight.remove(i % self.in_flight.len());
@@ -180,14 +225,33 @@ impl Sim {
         }
     }
 
+    /// A sim after `before`, a crash and restart of `restarted`, and `after`.
+    pub(super) fn restarted_between(before: &[Op], restarted: usize, after: &[Op]) -> Self {
+        let mut sim = Sim::new();
+        for op in before {
+            sim.apply(op);
+        }
+        // Its state and its in-flight deltas are lost.
+        sim.apply(&Op::Restart(restarted));
+        for op in after {
+            sim.apply(op);
+        }
+        sim
+    }
+
+    pub(super) fn deliver(&mut self, from: usize, to: usize, delta: &BirdMap) {
+        let sender = self.replicas[from].id().clone();
+        checked_join(&mut self.replicas[to], &sender, delta);
+    }
+
     /// Every replica joins every other's full state.
-    fn full_sync(&mut self) {
+    pub(super) fn full_sync(&mut self) {
         for _ in 0..2 {
             for i in 0..self.replicas.len() {
                 for j in 0..self.replicas.len() {
                     if i != j {
                         let state = self.replicas[j].state().clone();
-                        checked_join(&mut self.replicas[i], &state);
+                        self.deliver(j, i, &state);
                     }
                 }
             }
@@ -233,21 +297,21 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn join_is_associative(ops in prop::collection::vec(op(), 0..40), pick in any::<[usize; 3]>()) {
+    fn join_is_associative(ops in prop::collection::vec(op_with_churn(), 0..40), pick in any::<[usize; 3]>()) {
         let states = states_after(&ops);
         let [a, b, c] = pick.map(|i| &states[i % states.len()]);
         prop_assert_eq!(join(&join(a, b), c), join(a, &join(b, c)));
     }
 
     #[test]
-    fn join_is_commutative(ops in prop::collection::vec(op(), 0..40), pick in any::<[usize; 2]>()) {
+    fn join_is_commutative(ops in prop::collection::vec(op_with_churn(), 0..40), pick in any::<[usize; 2]>()) {
         let states = states_after(&ops);
         let [a, b] = pick.map(|i| &states[i % states.len()]);
         prop_assert_eq!(join(a, b), join(b, a));
     }
 
     #[test]
-    fn join_is_idempotent(ops in prop::collection::vec(op(), 0..40), pick in any::<usize>()) {
+    fn join_is_idempotent(ops in prop::collection::vec(op_with_churn(), 0..40), pick in any::<usize>()) {
         let states = states_after(&ops);
         let a = &states[pick % states.len()];
         let mut twice = a.clone();
@@ -292,17 +356,8 @@ proptest! {
         after in prop::collection::vec(op(), 0..40),
         restarted in 0..3usize,
     ) {
-        let mut sim = Sim::new();
-        for op in &before {
-            sim.apply(op);
-        }
-        // The node crashes: its state and its in-flight deltas are lost.
-        sim.replicas[restarted] = Replica::new(rid(NODES[restarted], 2));
-        sim.in_flight.retain(|(to, _)| *to != restarted);
-        for op in &after {
-            sim.apply(op);
-        }
-        let delta = sim.replicas[restarted].add("fresh", spec(7), 0);
+        let mut sim = Sim::restarted_between(&before, restarted, &after);
+        let delta = sim.replicas[restarted].add("fresh", spec(7), 0).unwrap();
         sim.mutate(restarted, delta);
         sim.full_sync();
         let first = sim.replicas[0].state().clone();
@@ -374,18 +429,18 @@ fn add_wins_over_concurrent_remove() {
     for remove_first in [false, true] {
         let mut a = Replica::new(rid("n1", 1));
         let mut b = Replica::new(rid("n2", 1));
-        let d = a.add("x", spec(1), 10);
-        b.join(&d);
+        let d = a.add("x", spec(1), 10).unwrap();
+        b.join(&rid("n1", 1), &d).unwrap();
         // Concurrently: a removes x, b re-adds x.
         let removal = a.remove("x");
-        let re_add = b.add("x", spec(2), 11);
+        let re_add = b.add("x", spec(2), 11).unwrap();
         assert!(!a.state().contains("x"));
         if remove_first {
-            checked_join(&mut b, &removal);
-            checked_join(&mut a, &re_add);
+            checked_join(&mut b, &rid("n1", 1), &removal);
+            checked_join(&mut a, &rid("n2", 1), &re_add);
         } else {
-            checked_join(&mut a, &re_add);
-            checked_join(&mut b, &removal);
+            checked_join(&mut a, &rid("n2", 1), &re_add);
+            checked_join(&mut b, &rid("n1", 1), &removal);
         }
         assert_eq!(a.state(), b.state());
         assert_eq!(
@@ -400,13 +455,13 @@ fn add_wins_over_concurrent_remove() {
 fn remove_removes_only_observed_adds() {
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
-    let from_b = b.add("x", spec(2), 5);
-    let from_a = a.add("x", spec(1), 50);
+    let from_b = b.add("x", spec(2), 5).unwrap();
+    let from_a = a.add("x", spec(1), 50).unwrap();
     // a has not seen b's add, so its remove leaves b's add alone.
     let removal = a.remove("x");
-    b.join(&from_a);
-    b.join(&removal);
-    a.join(&from_b);
+    b.join(&rid("n1", 1), &from_a).unwrap();
+    b.join(&rid("n1", 1), &removal).unwrap();
+    a.join(&rid("n2", 1), &from_b).unwrap();
     assert_eq!(a.state(), b.state());
     assert_eq!(a.state().get("x"), Some(&spec(2)));
 }
@@ -416,11 +471,11 @@ fn concurrent_adds_resolve_by_highest_timestamp_then_dot() {
     // Higher timestamp wins, whichever node it came from.
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
-    let da = a.add("x", spec(1), 20);
-    let db = b.add("x", spec(2), 10);
-    let changes = checked_join(&mut a, &db);
+    let da = a.add("x", spec(1), 20).unwrap();
+    let db = b.add("x", spec(2), 10).unwrap();
+    let changes = checked_join(&mut a, &rid("n2", 1), &db);
     assert!(changes.is_empty(), "a's own add still wins on a");
-    let changes = checked_join(&mut b, &da);
+    let changes = checked_join(&mut b, &rid("n1", 1), &da);
     assert_eq!(changes.replaced, vec!["x".to_owned()]);
     assert_eq!(a.state(), b.state());
     assert_eq!(a.state().get("x"), Some(&spec(1)));
@@ -430,17 +485,17 @@ fn concurrent_adds_resolve_by_highest_timestamp_then_dot() {
     // A timestamp tie is broken by the dot: node name first.
     let mut a = Replica::new(rid("n1", 9));
     let mut b = Replica::new(rid("n2", 1));
-    let da = a.add("x", spec(1), 7);
-    let db = b.add("x", spec(2), 7);
-    a.join(&db);
-    b.join(&da);
+    let da = a.add("x", spec(1), 7).unwrap();
+    let db = b.add("x", spec(2), 7).unwrap();
+    a.join(&rid("n2", 1), &db).unwrap();
+    b.join(&rid("n1", 9), &da).unwrap();
     assert_eq!(a.state().get("x"), Some(&spec(2)));
     assert_eq!(b.state().get("x"), Some(&spec(2)));
     let (winning_dot, _) = a.state().get_entry("x").unwrap();
     assert_eq!(winning_dot, &dot("n2", 1, 1));
 
     // A later add observes both and leaves one dot.
-    a.add("x", spec(3), 0);
+    a.add("x", spec(3), 0).unwrap();
     assert_eq!(a.state().size().dots, 1);
     assert_eq!(a.state().get("x"), Some(&spec(3)));
 }
@@ -449,13 +504,13 @@ fn concurrent_adds_resolve_by_highest_timestamp_then_dot() {
 fn timestamps_are_monotonic_and_advance_past_joined_ones() {
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
-    a.add("x", spec(1), 100);
+    a.add("x", spec(1), 100).unwrap();
     // The wall clock went backwards: the later add still wins locally.
-    a.add("y", spec(1), 5);
+    a.add("y", spec(1), 5).unwrap();
     assert_eq!(a.state().get_entry("y").unwrap().1.ts, 101);
-    b.join(a.state());
+    b.join(&rid("n1", 1), a.state()).unwrap();
     assert_eq!(b.last_ts(), 101);
-    let d = b.add("z", spec(1), 3);
+    let d = b.add("z", spec(1), 3).unwrap();
     assert_eq!(d.get_entry("z").unwrap().1.ts, 102);
 }
 
@@ -463,7 +518,7 @@ fn timestamps_are_monotonic_and_advance_past_joined_ones() {
 fn remove_leaves_no_tombstone_and_absent_remove_is_empty() {
     let mut a = Replica::new(rid("n1", 1));
     assert!(a.remove("x").is_empty());
-    a.add("x", spec(1), 1);
+    a.add("x", spec(1), 1).unwrap();
     let delta = a.remove("x");
     assert!(!delta.is_empty());
     assert_eq!(delta.get("x"), None);
@@ -478,16 +533,18 @@ fn restarted_node_reusing_its_incarnation_would_lose_adds() {
     // its peers have already seen, and its adds would be dropped.
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
-    b.join(&a.add("x", spec(1), 1));
-    b.join(&a.remove("x"));
+    b.join(&rid("n1", 1), &a.add("x", spec(1), 1).unwrap())
+        .unwrap();
+    b.join(&rid("n1", 1), &a.remove("x")).unwrap();
     let mut reused = Replica::new(rid("n1", 1));
-    b.join(&reused.add("y", spec(2), 2));
+    b.join(&rid("n1", 1), &reused.add("y", spec(2), 2).unwrap())
+        .unwrap();
     assert!(!b.state().contains("y"), "dot (n1,1,1) was already seen");
 
     let mut restarted = Replica::new(rid("n1", 2));
-    let delta = restarted.add("y", spec(2), 2);
-    b.join(&delta);
-    restarted.join(&b.state().clone());
+    let delta = restarted.add("y", spec(2), 2).unwrap();
+    b.join(&rid("n1", 2), &delta).unwrap();
+    restarted.join(&rid("n2", 1), &b.state().clone()).unwrap();
     assert_eq!(b.state().get("y"), Some(&spec(2)));
     assert_eq!(restarted.state(), b.state());
 }
@@ -500,7 +557,7 @@ fn state_size_is_bounded_under_add_remove_cycles() {
         let mut deltas = vec![];
         for (r, replica) in replicas.iter_mut().enumerate() {
             for (i, name) in NAMES.iter().enumerate() {
-                deltas.push((r, replica.add(name, spec(i as u8), round)));
+                deltas.push((r, replica.add(name, spec(i as u8), round).unwrap()));
                 if (i + r) % 2 == 0 {
                     deltas.push((r, replica.remove(name)));
                 }
@@ -510,7 +567,7 @@ fn state_size_is_bounded_under_add_remove_cycles() {
         for (from, delta) in deltas.iter().rev() {
             for (to, replica) in replicas.iter_mut().enumerate() {
                 if to != *from {
-                    checked_join(replica, delta);
+                    checked_join(replica, &rid(NODES[*from], 1), delta);
                 }
             }
         }
@@ -547,38 +604,38 @@ fn state_size_is_bounded_under_add_remove_cycles() {
 fn delta_joins_into_a_large_state_do_not_scan() {
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
-    b.add("own", spec(1), 0);
+    b.add("own", spec(1), 0).unwrap();
     let mut full = BirdMap::default();
     for i in 0..2_000u32 {
-        full.join(&a.add(&format!("bird{i}"), spec(1), 0));
+        full.join(&a.add(&format!("bird{i}"), spec(1), 0).unwrap());
     }
-    let changes = b.join(&full);
+    let changes = b.join(&rid("n1", 1), &full).unwrap();
     assert_eq!(changes.added.len(), 2_000);
     assert!(changes.scanned_whole_state(), "a full state may scan");
 
     let removal = a.remove("bird7");
-    let changes = b.join(&removal);
+    let changes = b.join(&rid("n1", 1), &removal).unwrap();
     assert_eq!(changes.removed, vec!["bird7".to_owned()]);
     assert!(!changes.scanned_whole_state());
 
-    let replace = a.add("bird8", spec(2), 0);
-    let changes = b.join(&replace);
+    let replace = a.add("bird8", spec(2), 0).unwrap();
+    let changes = b.join(&rid("n1", 1), &replace).unwrap();
     assert_eq!(changes.replaced, vec!["bird8".to_owned()]);
     assert!(!changes.scanned_whole_state());
 
     // A removal inside a delta interval stays findable through its marker.
     let mut interval = a.remove("bird9");
-    interval.join_delta(&a.add("bird10", spec(3), 0));
+    interval.join_delta(&a.add("bird10", spec(3), 0).unwrap());
     assert!(interval.store.contains_key("bird9"), "the marker survives");
-    let changes = b.join(&interval);
+    let changes = b.join(&rid("n1", 1), &interval).unwrap();
     assert_eq!(changes.removed, vec!["bird9".to_owned()]);
     assert_eq!(changes.replaced, vec!["bird10".to_owned()]);
     assert!(!changes.scanned_whole_state());
 
     // The same interval again: harmless, though it may scan.
-    let changes = b.join(&interval);
+    let changes = b.join(&rid("n1", 1), &interval).unwrap();
     assert!(changes.is_empty());
-    a.join(&b.state().clone());
+    a.join(&rid("n2", 1), &b.state().clone()).unwrap();
     assert_eq!(a.state(), b.state());
 }
 
@@ -587,11 +644,13 @@ fn removal_without_marker_is_still_found() {
     // A delta from another implementation (no touch marker) must still work.
     let mut a = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));
-    b.join(&a.add("x", spec(1), 0));
-    b.join(&a.add("y", spec(1), 0));
+    b.join(&rid("n1", 1), &a.add("x", spec(1), 0).unwrap())
+        .unwrap();
+    b.join(&rid("n1", 1), &a.add("y", spec(1), 0).unwrap())
+        .unwrap();
     let mut removal = a.remove("x");
     removal.store.clear();
-    let changes = checked_join(&mut b, &removal);
+    let changes = checked_join(&mut b, &rid("n1", 1), &removal);
     assert_eq!(changes.removed, vec!["x".to_owned()]);
     assert!(b.state().contains("y"));
 }

@@ -145,6 +145,81 @@ fn a_restarted_peer_is_reported_and_a_stale_one_refused() {
 }
 
 #[test]
+fn a_restart_with_an_older_incarnation_is_accepted_once_the_known_one_is_down() {
+    // Incarnations are wall-clock times: a clock stepped back before a
+    // restart gives the new process a smaller one. It must not be locked out.
+    let mut m = node(&[]);
+    m.link_up(info("a", 100), 0);
+    m.link_down("a", 5);
+    assert_eq!(
+        m.link_up(info("a", 90), 10),
+        (Joined::Restarted, vec![Effect::ViewChanged])
+    );
+    assert_eq!(m.info("a").map(|i| i.id.incarnation), Some(90));
+    // While that process is up, another (older or not) is a duplicate.
+    assert_eq!(m.link_up(info("a", 80), 20), (Joined::Stale, vec![]));
+}
+
+#[test]
+fn a_peer_down_longer_than_forget_down_after_is_forgotten() {
+    let config = MembershipConfig::default();
+    let forget = config.forget_down_after_ms;
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.link_down("a", 10);
+    m.gossip([info("b", 1)], 20);
+    assert_eq!(m.known().len(), 3);
+    // Redialled meanwhile, and still known just before the bound.
+    let effects = m.tick(10 + forget - 1);
+    assert!(!effects.contains(&Effect::Forget("a".into())));
+    assert!(m.status("a").is_some());
+    let effects = m.tick(10 + forget);
+    assert!(effects.contains(&Effect::Forget("a".into())));
+    assert!(!effects.contains(&Effect::Dial("a:4000".into())));
+    assert_eq!(m.status("a"), None);
+    assert_eq!(m.tick(20 + forget), vec![Effect::Forget("b".into())]);
+    assert_eq!(m.known(), vec![m.me().clone()]);
+    // Nothing is dialled any more; a node that comes back simply joins.
+    assert!(m.tick(100 * forget).is_empty());
+    assert_eq!(m.link_up(info("a", 1), 100 * forget).0, Joined::New);
+}
+
+#[test]
+fn departed_peers_are_forgotten_too() {
+    let forget = MembershipConfig::default().forget_down_after_ms;
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.peer_left("a", 0);
+    assert_eq!(m.tick(forget), vec![Effect::Forget("a".into())]);
+    assert_eq!(m.status("a"), None);
+}
+
+#[test]
+fn an_up_peer_is_never_forgotten() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    let forget = MembershipConfig::default().forget_down_after_ms;
+    let mut now = 0;
+    while now < 2 * forget {
+        now += 100;
+        m.heard_from("a", now);
+        assert!(!m.tick(now).contains(&Effect::Forget("a".into())));
+    }
+    assert_eq!(m.status("a"), Some(PeerStatus::Up));
+}
+
+#[test]
+fn forgetting_before_declaring_down_is_refused() {
+    let bad = MembershipConfig {
+        forget_down_after_ms: 500,
+        ..MembershipConfig::default()
+    };
+    assert!(
+        matches!(bad.validate(), Err(Error::InvalidConfig(m)) if m.contains("forget_down_after_ms"))
+    );
+}
+
+#[test]
 fn a_leaving_node_drops_out_of_its_own_view_and_stops_dialling() {
     let mut m = node(&["s:1"]);
     m.link_up(info("a", 1), 0);
@@ -159,7 +234,7 @@ fn a_leaving_node_drops_out_of_its_own_view_and_stops_dialling() {
 fn a_departed_peer_is_not_redialled_until_a_new_incarnation() {
     let mut m = node(&[]);
     m.link_up(info("a", 1), 0);
-    assert_eq!(m.peer_left("a"), vec![Effect::ViewChanged]);
+    assert_eq!(m.peer_left("a", 0), vec![Effect::ViewChanged]);
     assert_eq!(view_names(&m), ["me"]);
     assert!(m.tick(10_000).is_empty());
     m.gossip([info("a", 2)], 10_000);
@@ -220,7 +295,7 @@ proptest! {
                     m.heard_from(&name(n), now);
                     last_heard.insert(name(n), now);
                 }
-                Event::Left(n) => { m.peer_left(&name(n)); }
+                Event::Left(n) => { m.peer_left(&name(n), now); }
                 Event::Gossip(n, i) => m.gossip([info(&name(n), i)], now),
                 Event::DialFailed(n) => m.dial_failed(&format!("{}:4000", name(n)), now),
                 Event::Tick(dt) => {
@@ -240,4 +315,27 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn discovered_addresses_are_dialled_unless_they_are_ours_a_peers_or_pending() {
+    let mut m = node(&["a:4000"]);
+    let (_, _) = m.link_up(info("b", 1), 0);
+    assert!(!m.add_seed("me:4000", 0), "our own address");
+    assert!(!m.add_seed("b:4000", 0), "a known peer is dialled by name");
+    assert!(!m.add_seed("a:4000", 0), "already a seed");
+    assert!(m.add_seed("c:4000", 0));
+    assert_eq!(
+        m.tick(1),
+        vec![Effect::Dial("a:4000".into()), Effect::Dial("c:4000".into())]
+    );
+    // Gone from discovery before it answered: no more dials.
+    m.dial_failed("c:4000", 10);
+    m.forget_seed("c:4000");
+    let dials: Vec<Effect> = m
+        .tick(10_000)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Dial(a) if a == "c:4000"))
+        .collect();
+    assert_eq!(dials, vec![]);
 }

@@ -1,0 +1,235 @@
+//! A link's byte-level plumbing: the frame decoder with a raisable limit,
+//! the frame encoder with a bound on unsent bytes, and the write half that
+//! half-closes the stream once a closing link has flushed.
+
+use crate::error::Error;
+use crate::net::BoxStream;
+use crate::wire::codec::FrameCodec;
+use crate::wire::message::Message;
+use bytes::BytesMut;
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWrite, WriteHalf};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Buffers above this size are released once they are mostly empty.
+const SHRINK_ABOVE: usize = 1 << 20;
+
+/// How often an oversized outgoing frame is logged at error level per link
+/// (the anti-entropy layer retries, so the same frame comes back).
+const OVERSIZE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// A link's read or write buffer grows to its largest frame (a full registry
+/// state can be megabytes) and would keep that capacity for the link's
+/// lifetime; give it back once the big frame is gone.
+fn shrink(buf: &mut BytesMut) {
+    if buf.capacity() > SHRINK_ABOVE && buf.len() < SHRINK_ABOVE / 16 {
+        *buf = BytesMut::from(&buf[..]);
+    }
+}
+
+/// What the read side yields.
+pub(crate) enum Inbound {
+    /// A well-formed frame.
+    Frame(Message),
+    /// The peer sent a frame that is too large or not a valid message. The
+    /// decoder discards everything after it, so the link can still deliver a
+    /// `Reject` and close without resetting the connection.
+    Broken(Error),
+}
+
+/// The frame decoder with a limit the actor can raise after authentication
+/// (the `FramedRead` owns its decoder once it is a stream of the actor).
+pub(crate) struct ReadCodec {
+    inner: FrameCodec,
+    limit: Arc<AtomicUsize>,
+    broken: bool,
+}
+
+impl ReadCodec {
+    pub(crate) fn new(limit: Arc<AtomicUsize>) -> Self {
+        ReadCodec {
+            inner: FrameCodec::connection(),
+            limit,
+            broken: false,
+        }
+    }
+
+    fn sync_limit(&mut self) {
+        let limit = self.limit.load(Ordering::Relaxed);
+        if self.inner.max_frame() != limit {
+            // The limit is validated by the config; a refused value keeps
+            // the old (smaller) one, which only makes us stricter.
+            let _ = self.inner.set_max_frame(limit);
+        }
+    }
+
+    fn result(
+        &mut self,
+        frame: Result<Option<Message>, Error>,
+        src: &mut BytesMut,
+    ) -> Option<Inbound> {
+        match frame {
+            Ok(frame) => frame.map(Inbound::Frame),
+            Err(e) => {
+                // Once framing is lost nothing after it can be trusted; keep
+                // reading (so closing does not reset the connection and drop
+                // our Reject) but throw it away.
+                self.broken = true;
+                src.clear();
+                Some(Inbound::Broken(e))
+            }
+        }
+    }
+}
+
+impl Decoder for ReadCodec {
+    type Item = Inbound;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, Error> {
+        if self.broken {
+            src.clear();
+            return Ok(None);
+        }
+        self.sync_limit();
+        let frame = self.inner.decode(src);
+        let item = self.result(frame, src);
+        shrink(src);
+        Ok(item)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Inbound>, Error> {
+        if self.broken {
+            src.clear();
+            return Ok(None);
+        }
+        self.sync_limit();
+        let frame = self.inner.decode_eof(src);
+        Ok(self.result(frame, src))
+    }
+}
+
+/// The frame encoder of a link's writer.
+///
+/// It bounds the bytes waiting to be sent: a peer that stays connected but
+/// does not read would otherwise grow this node's memory without limit. Past
+/// the bound the encoder fails, and the writer's error handler closes the
+/// link. A frame above the frame cap is dropped with an error log instead of
+/// failing the link: resending it on a new link would fail the same way.
+pub(crate) struct WriteCodec {
+    inner: FrameCodec,
+    max_unsent: usize,
+    /// Who is at the other end, for logs.
+    peer: Rc<RefCell<String>>,
+    last_oversize_log: Option<Instant>,
+    oversize_dropped: u64,
+}
+
+impl WriteCodec {
+    pub(crate) fn new(max_frame: usize, max_unsent: usize, peer: Rc<RefCell<String>>) -> Self {
+        let mut inner = FrameCodec::new();
+        // Our own frames are bounded by what an authenticated peer accepts;
+        // the handshake frames are tiny anyway. The value is validated by
+        // the config; a refused one keeps the smaller default.
+        let _ = inner.set_max_frame(max_frame);
+        WriteCodec {
+            inner,
+            max_unsent,
+            peer,
+            last_oversize_log: None,
+            oversize_dropped: 0,
+        }
+    }
+
+    fn oversized(&mut self, what: &'static str, e: &Error) {
+        self.oversize_dropped += 1;
+        let now = Instant::now();
+        if self
+            .last_oversize_log
+            .is_none_or(|t| now.duration_since(t) >= OVERSIZE_LOG_EVERY)
+        {
+            self.last_oversize_log = Some(now);
+            log::error!(
+                "dropped a {what} frame to {}: {e} ({} dropped on this link so far); \
+                 the link stays up. Raise max_frame on every node, or keep the registry smaller",
+                self.peer.borrow(),
+                self.oversize_dropped
+            );
+        }
+    }
+}
+
+impl Encoder<Message> for WriteCodec {
+    type Error = Error;
+
+    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), Error> {
+        shrink(dst);
+        if dst.len() > self.max_unsent {
+            return Err(Error::Io {
+                kind: io::ErrorKind::WouldBlock,
+                message: format!(
+                    "the peer does not read: {} bytes wait to be sent, above the bound of {} \
+                     (twice max_frame)",
+                    dst.len(),
+                    self.max_unsent
+                ),
+            });
+        }
+        match self.inner.encode(&msg, dst) {
+            Err(e @ Error::FrameTooLarge { .. }) => {
+                self.oversized(msg.name(), &e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// The write half of a link. Once the link is closing, a completed flush
+/// also shuts the stream down for writing, so the peer reads our last
+/// frames and then end-of-stream (and closes its side) instead of waiting.
+pub(crate) struct WriteSide {
+    io: WriteHalf<BoxStream>,
+    closing: Rc<Cell<bool>>,
+    shut: bool,
+}
+
+impl WriteSide {
+    pub(crate) fn new(io: WriteHalf<BoxStream>, closing: Rc<Cell<bool>>) -> Self {
+        WriteSide {
+            io,
+            closing,
+            shut: false,
+        }
+    }
+}
+
+impl AsyncWrite for WriteSide {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        if self.closing.get() && !self.shut {
+            ready!(Pin::new(&mut self.io).poll_shutdown(cx))?;
+            self.shut = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
