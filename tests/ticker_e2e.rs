@@ -18,193 +18,20 @@
 //! Every child is killed by a drop guard, even when an assertion fails (and
 //! then the tail of each server's log is printed).
 
+#[path = "support/processes.rs"]
+mod processes;
+
 use futures_util::StreamExt;
 use futures_util::stream::LocalBoxStream;
-use std::io::Read;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use processes::{Cluster, Server, build_example};
 use std::time::{Duration, Instant};
 
-/// How long building the example may take (nothing to do if
-/// `cargo test --workspace` already built it).
-const BUILD_LIMIT: Duration = Duration::from_secs(900);
 /// How long the servers may take to form the cluster.
 const CLUSTER_LIMIT: Duration = Duration::from_secs(20);
 /// The failover budget, from the kill to ticks from the new owner.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(15);
 /// How long reading a few ticks may take when nothing fails.
 const READ_LIMIT: Duration = Duration::from_secs(5);
-
-/// Builds the example and returns the path of its executable.
-fn build_example() -> PathBuf {
-    let mut child = Command::new(env!("CARGO"))
-        // The profile and feature set `cargo test --workspace` builds examples
-        // with, so that under it this is a no-op.
-        .args([
-            "build",
-            "--workspace",
-            "--profile",
-            "test",
-            "--example",
-            "ticker_web",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cargo runs");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("cargo can be waited for") {
-            break status;
-        }
-        if start.elapsed() > BUILD_LIMIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("building the ticker_web example took over {BUILD_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = reader.join().expect("reader thread");
-    assert!(status.success(), "building the ticker_web example failed");
-    out.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "ticker_web")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo names the example's executable")
-}
-
-/// `n` distinct free ports on 127.0.0.1 (all bound at once, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
-}
-
-/// One server process.
-struct Server {
-    name: String,
-    http: String,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.http)
-    }
-
-    /// SIGKILL: no leave, no handover; the peers notice the closed links.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(child) = &mut self.child
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            panic!("server {} exited early: {status}", self.name);
-        }
-    }
-}
-
-/// The servers and their directory (logs, the SQLite database), cleaned up on drop.
-struct Cluster {
-    servers: Vec<Server>,
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn start(exe: &Path, n: usize) -> Cluster {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "ticker-e2e-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
-        std::fs::create_dir_all(&dir).expect("test dir");
-        let ports = free_ports(2 * n);
-        let (http, flock) = ports.split_at(n);
-        let mut cluster = Cluster {
-            servers: Vec::new(),
-            dir,
-        };
-        for i in 0..n {
-            let name = format!("web{}@127.0.0.1", i + 1);
-            let seeds: Vec<String> = (0..n)
-                .filter(|&j| j != i)
-                .map(|j| format!("127.0.0.1:{}", flock[j]))
-                .collect();
-            let log = cluster.dir.join(format!("web{}.log", i + 1));
-            let out = std::fs::File::create(&log).expect("log file");
-            let err = out.try_clone().expect("log file");
-            let child = Command::new(exe)
-                .args(["--name", &name])
-                .args(["--http", &format!("127.0.0.1:{}", http[i])])
-                .args(["--listen", &format!("127.0.0.1:{}", flock[i])])
-                .args(["--seeds", &seeds.join(",")])
-                .args(["--db", &cluster.dir.join("ticks.sqlite").to_string_lossy()])
-                .args(["--workers", "1", "--idle-secs", "0"])
-                .env("TICKER_COOKIE", format!("e2e-{}", std::process::id()))
-                .env("RUST_LOG", "info,actix_server=warn")
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .expect("the example starts");
-            cluster.servers.push(Server {
-                name,
-                http: format!("127.0.0.1:{}", http[i]),
-                log,
-                child: Some(child),
-            });
-        }
-        cluster
-    }
-
-    fn index_of(&self, node: &str) -> usize {
-        self.servers
-            .iter()
-            .position(|s| s.name == node)
-            .unwrap_or_else(|| panic!("unknown node {node}"))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for server in &mut self.servers {
-            server.kill();
-        }
-        if std::thread::panicking() {
-            for server in &self.servers {
-                let log = std::fs::read_to_string(&server.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("---- last lines of {} ----", server.name);
-                for line in tail.iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A GET whose JSON answer is returned (None on any failure).
 async fn get_json(client: &awc::Client, url: &str) -> Option<serde_json::Value> {
@@ -409,9 +236,14 @@ async fn setup(client: &awc::Client, cluster: &Cluster, a: usize, round: u32) ->
 
 #[actix_rt::test]
 async fn stream_survives_killing_the_birds_server() {
-    let exe = build_example();
+    let exe = build_example("ticker_web");
     let started = Instant::now();
-    let mut cluster = Cluster::start(&exe, 3);
+    let mut cluster = Cluster::start(&exe, 3, "web", |_, dir, command| {
+        command
+            .args(["--db", &dir.join("ticks.sqlite").to_string_lossy()])
+            .args(["--workers", "1", "--idle-secs", "0"])
+            .env("TICKER_COOKIE", format!("e2e-{}", std::process::id()));
+    });
     let client = awc::Client::builder().disable_timeout().finish();
 
     // 1. Every server answers and sees all three up.

@@ -74,6 +74,8 @@
 //! - [`prelude`]: the one import a bird author needs.
 //! - [`testing`]: in-memory and fault-injecting networks for tests of
 //!   applications that embed a node.
+//! - `dashboard` (feature `dashboard`): a live web page and JSON API over
+//!   a node's view of the cluster, for an actix-web app to mount.
 //!
 //! # Layout
 //!
@@ -104,6 +106,9 @@
 pub mod bird;
 #[doc(hidden)]
 pub mod core;
+#[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
+pub mod dashboard;
 // Hidden: `Error` and `Result` are documented where users name them, at the
 // crate root (below).
 #[doc(hidden)]
