@@ -26,7 +26,22 @@ pub const NAMES: &[&str] = &[
     "memory_per_bird",
     "sync_bytes",
     "peer_cast_throughput",
+    "placement_rebuild",
+    "registry_memory",
+    "million_birds",
+    "hundred_nodes",
 ];
+
+/// Issue #10's benches, run by `scale`; the long ones are left out of `all`
+/// and `smoke` (each needs more than a few seconds even at its smallest
+/// size; see docs/BENCHMARKS.md "Scale (issue #10): before").
+pub const SCALE: &[&str] = &[
+    "placement_rebuild",
+    "registry_memory",
+    "million_birds",
+    "hundred_nodes",
+];
+pub const LONG: &[&str] = &["million_birds", "hundred_nodes", "registry_memory"];
 
 /// Why the actix-telepathy row is not measured (see docs/BENCHMARKS.md).
 #[cfg(not(feature = "telepathy"))]
@@ -36,7 +51,7 @@ pub const TELEPATHY_NOTE: &str = "actix-telepathy rows need `--features telepath
 /// Set by `smoke`: one warm-up and one measured round, small sizes, short pauses.
 pub static SMOKE: AtomicBool = AtomicBool::new(false);
 
-fn smoke() -> bool {
+pub(crate) fn smoke() -> bool {
     SMOKE.load(Relaxed)
 }
 
@@ -64,7 +79,7 @@ pub(crate) fn layout(hosts: &[&Child], pinning: &str) -> String {
     format!("hosts: {}; {pinning}", infos.join(" / "))
 }
 
-const COOKIE: &str = "bench-cookie";
+pub(crate) const COOKIE: &str = "bench-cookie";
 
 /// Scale factor for sizes (FLOCK_BENCH_SCALE, default 1.0).
 pub(crate) fn scale(n: usize) -> usize {
@@ -87,6 +102,10 @@ pub fn run(name: &str) -> Vec<Row> {
         "rebalance_join" => rebalance_join(),
         "memory_per_bird" => memory_per_bird(),
         "sync_bytes" => sync_bytes(),
+        "placement_rebuild" => crate::scale::placement_rebuild(),
+        "registry_memory" => crate::scale::registry_memory(),
+        "million_birds" => crate::scale::million_birds(),
+        "hundred_nodes" => crate::nodes::hundred_nodes(),
         #[cfg(feature = "telepathy")]
         "peer_cast_throughput" => crate::telepathy::peer_rows(),
         #[cfg(not(feature = "telepathy"))]
@@ -120,10 +139,18 @@ where
 
 // ---------------------------------------------------------------- children
 
-/// The child node: `__node NAME WEIGHT ARBITERS|default SEEDS(comma list or -)`.
-/// Answers `names` on stdin with `NAMES <birds in its registry view>`.
+/// The child node: `__node NAME WEIGHT ARBITERS|default SEEDS(comma list or -)
+/// [OPTIONS]`, OPTIONS a comma list of `count` (count frames written, for the
+/// largest frame) and `alloc` (count live heap bytes, reported in `STATS`).
+/// Answers `names` on stdin with `NAMES <birds in its registry view>` and
+/// `members NAME` with `MEMBERS <up> <NAME up: 0|1> <downs> <links lost>
+/// <frames refused> <largest refused> <largest written>`.
 pub fn node_main(args: &[String]) {
-    let (names_tx, mut names_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let opts = args.get(4).cloned().unwrap_or_default();
+    if opts.split(',').any(|o| o == "alloc") {
+        crate::tap::ALLOC_ON.store(true, Relaxed);
+    }
+    let (names_tx, mut names_rx) = tokio::sync::mpsc::channel::<String>(4);
     crate::procs::serve_stdin(Some(names_tx));
     let name = args[0].clone();
     let weight: u32 = args[1].parse().expect("weight");
@@ -144,6 +171,11 @@ pub fn node_main(args: &[String]) {
         if let Some(n) = arbiters {
             b = b.arbiters(n);
         }
+        let net = crate::counting::CountingNetwork::default();
+        let max_written = net.max.clone();
+        if opts.split(',').any(|o| o == "count") {
+            b = b.network(std::sync::Arc::new(net));
+        }
         let flock = b.start().await.expect("node starts");
         let n = flock.config().arbiters;
         let layout = match arbiters {
@@ -153,9 +185,27 @@ pub fn node_main(args: &[String]) {
         println!("LISTEN {} {layout}", flock.listen_addr());
         let f = flock.clone();
         actix::spawn(async move {
-            while names_rx.recv().await.is_some() {
-                let n = f.birds().await.map_or(0, |v| v.len());
-                println!("NAMES {n}");
+            while let Some(cmd) = names_rx.recv().await {
+                if let Some(who) = cmd.strip_prefix("members") {
+                    let who = who.trim();
+                    let m = f.members().await.unwrap_or_default();
+                    let up =
+                        |m: &&flock_actix::MemberView| m.status == flock_actix::MemberState::Up;
+                    let c = crate::tap::counters();
+                    println!(
+                        "MEMBERS {} {} {} {} {} {} {}",
+                        m.iter().filter(up).count(),
+                        u8::from(m.iter().filter(up).any(|m| m.name == who)),
+                        c[0],
+                        c[1],
+                        c[2],
+                        c[3],
+                        max_written.load(Relaxed)
+                    );
+                } else {
+                    let n = f.birds().await.map_or(0, |v| v.len());
+                    println!("NAMES {n}");
+                }
             }
         });
         // Keep the handle alive for the life of the process.
@@ -201,6 +251,17 @@ pub(crate) fn spawn_node(
     seeds: &[String],
     cpus: Option<&[usize]>,
 ) -> Child {
+    spawn_node_opts(name, weight, seeds, cpus, "-")
+}
+
+/// [`spawn_node`] with [`node_main`]'s OPTIONS (`count`, `alloc`).
+pub(crate) fn spawn_node_opts(
+    name: &str,
+    weight: u32,
+    seeds: &[String],
+    cpus: Option<&[usize]>,
+    opts: &str,
+) -> Child {
     let seeds = if seeds.is_empty() {
         "-".to_owned()
     } else {
@@ -214,6 +275,7 @@ pub(crate) fn spawn_node(
             weight.to_string(),
             host_arbiters(),
             seeds,
+            opts.into(),
         ],
         cpus,
     )
