@@ -218,6 +218,7 @@ pub fn node_main(args: &[String]) {
 /// type) on one arbiter, their addresses kept in a Vec.
 pub fn mem_actix_main(args: &[String]) {
     crate::procs::serve_stdin(None);
+    crate::tap::ALLOC_ON.store(true, Relaxed);
     let n: usize = args[0].parse().expect("n");
     println!("LISTEN -");
     let sys = actix::System::new();
@@ -227,6 +228,7 @@ pub fn mem_actix_main(args: &[String]) {
         let _ = ping.send(Ping).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = rss_bytes();
+        let heap_before = crate::tap::HEAP.load(Relaxed);
         let mut addrs = Vec::with_capacity(n);
         for _ in 0..n {
             addrs.push(Sink::start_in_arbiter(&arbiter.handle(), |_| Sink {
@@ -240,7 +242,8 @@ pub fn mem_actix_main(args: &[String]) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = rss_bytes();
-        println!("MEM {before} {after}");
+        let heap_after = crate::tap::HEAP.load(Relaxed);
+        println!("MEM {before} {after} {heap_before} {heap_after}");
         std::mem::forget(addrs);
     });
 }
@@ -671,9 +674,11 @@ fn memory_per_bird() -> Vec<Row> {
     let runs = rounds(2);
     let r = in_system(None, move || async move {
         let (mut host_b, mut replica_b, mut actix_b, mut reg_s) = (vec![], vec![], vec![], vec![]);
+        // Live heap bytes per bird (counting allocator), host and baseline.
+        let (mut host_heap, mut actix_heap) = (vec![], vec![]);
         let mut lay = String::new();
         for r in 0..=runs {
-            let mut host = spawn_node("memhost@127.0.0.1", 1, &[], None);
+            let mut host = spawn_node_opts("memhost@127.0.0.1", 1, &[], None, "alloc");
             lay = layout(&[&host], "unpinned");
             let mut client = spawn_node("memclient@127.0.0.1", 0, &[host.listen.clone()], None);
             let flock = node(
@@ -685,7 +690,8 @@ fn memory_per_bird() -> Vec<Row> {
             .await;
             wait_up(&flock, 3, Duration::from_secs(10)).await;
             tokio::time::sleep(pause(300)).await;
-            let (h0, c0) = (host.stats().rss, client.stats().rss);
+            let (hs0, c0) = (host.stats(), client.stats().rss);
+            let h0 = hs0.rss;
             let birds = names("m", n);
             let t = Instant::now();
             start_birds(&flock, &birds).await;
@@ -706,8 +712,10 @@ fn memory_per_bird() -> Vec<Row> {
             // empty once every peer acknowledged, and received deltas kept
             // for relaying expire after 5 s.
             tokio::time::sleep(pause(6000)).await;
-            let (h1, c1) = (host.stats().rss, client.stats().rss);
+            let (hs1, c1) = (host.stats(), client.stats().rss);
+            let h1 = hs1.rss;
             host_b.push((h1 as f64 - h0 as f64) / n as f64);
+            host_heap.push((hs1.heap - hs0.heap) as f64 / n as f64);
             replica_b.push((c1 as f64 - c0 as f64) / n as f64);
             flock.shutdown();
             drop((host, client));
@@ -718,15 +726,31 @@ fn memory_per_bird() -> Vec<Row> {
                 .map(|x| x.parse().unwrap_or(0.0))
                 .collect();
             actix_b.push((v[1] - v[0]) / n as f64);
+            actix_heap.push((v.get(3).unwrap_or(&0.0) - v.get(2).unwrap_or(&0.0)) / n as f64);
         }
-        for v in [&mut host_b, &mut replica_b, &mut actix_b, &mut reg_s] {
+        for v in [
+            &mut host_b,
+            &mut replica_b,
+            &mut actix_b,
+            &mut reg_s,
+            &mut host_heap,
+            &mut actix_heap,
+        ] {
             v.remove(0); // the warm-up round
         }
-        (host_b, replica_b, actix_b, reg_s, lay)
+        (
+            host_b, replica_b, actix_b, reg_s, lay, host_heap, actix_heap,
+        )
     });
-    let (host_b, replica_b, actix_b, reg_s, lay) = r;
+    let (host_b, replica_b, actix_b, reg_s, lay, host_heap, actix_heap) = r;
     let overhead: Vec<f64> = host_b.iter().zip(&actix_b).map(|(h, a)| h - a).collect();
     let o = median(&overhead);
+    let heap_over: Vec<f64> = host_heap
+        .iter()
+        .zip(&actix_heap)
+        .map(|(h, a)| h - a)
+        .collect();
+    let ho = median(&heap_over);
     vec![
         Row::new("memory_per_bird", "B/bird", host_b)
             .baseline("plain actix actor (same type, Addr kept)", actix_b.clone())
@@ -735,6 +759,13 @@ fn memory_per_bird() -> Vec<Row> {
             .extra(json!({"birds": n, "overhead_b_per_bird": stats(&overhead),
                 "overhead_samples": overhead, "starts_s": reg_s}))
             .note("RSS growth of the hosting node process per idle bird"),
+        Row::new("memory_per_bird_heap", "B/bird", host_heap)
+            .baseline("plain actix actor (same type, Addr kept)", actix_heap)
+            .target("overhead <= 300 B/bird", ho <= 300.0)
+            .layout(&lay)
+            .extra(json!({"birds": n, "overhead_b_per_bird": stats(&heap_over),
+                "overhead_samples": heap_over}))
+            .note("live heap bytes (counting allocator) of the hosting node per idle bird, registry replica included, against the same count for plain actix actors"),
         Row::new("memory_registry_replica", "B/bird", replica_b)
             .extra(json!({"birds": n}))
             .note("RSS growth of a weight-0 node (registry CRDT replica only, no birds) per bird"),

@@ -23,7 +23,15 @@ const STALL: Duration = Duration::from_secs(20);
 /// The sizes tried in turn, stopping at the first failure: 100k, 300k, 1 M
 /// at scale 1.0 (the issue saw the frame cap crossed near 0.31 M); only the
 /// first in a smoke run.
+/// `FLOCK_BENCH_SIZES=1000000` (a comma list, not scaled) tries those
+/// sizes instead, to see a larger size's failure mode on its own.
 fn sizes(full: &[usize]) -> Vec<usize> {
+    if let Ok(list) = std::env::var("FLOCK_BENCH_SIZES") {
+        return list
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect();
+    }
     let v: Vec<usize> = full.iter().map(|&n| scale(n)).collect();
     if smoke() { v[..1].to_vec() } else { v }
 }
@@ -73,12 +81,12 @@ async fn record(flock: &Flock, birds: &[String], limit: Duration) -> Result<f64,
 }
 
 /// Polls `count` until it reaches `n`; `Err` with the last count when
-/// `limit` passes or the count stalls. The seconds since `t0` on success.
+/// `limit` passes or the count has not grown for `stall`. The seconds since
+/// `t0` on success. A replica that receives the registry as one full-state
+/// frame jumps from 0 to N, so its phases pass `stall = limit`.
 async fn until_count<F: FnMut() -> Option<usize>>(
     what: &str,
-    n: usize,
-    t0: Instant,
-    limit: Duration,
+    (n, t0, limit, stall): (usize, Instant, Duration, Duration),
     every: Duration,
     mut count: F,
 ) -> Result<f64, String> {
@@ -92,12 +100,12 @@ async fn until_count<F: FnMut() -> Option<usize>>(
             best = c;
             grew = Instant::now();
         }
-        if t0.elapsed() > limit || grew.elapsed() > STALL {
+        if t0.elapsed() > limit || grew.elapsed() > stall {
             return Err(format!(
                 "{what}: {best} of {n} after {:.1} s ({})",
                 t0.elapsed().as_secs_f64(),
-                if grew.elapsed() > STALL {
-                    format!("no growth for {STALL:?}")
+                if grew.elapsed() > stall {
+                    format!("no growth for {stall:?}")
                 } else {
                     format!("deadline {limit:?}")
                 }
@@ -176,7 +184,8 @@ async fn million_attempt(n: usize) -> Attempt {
     let mut r = record(&flock, &birds, Duration::from_secs(120)).await;
     if let Ok(s) = r {
         a.record_s = Some(s);
-        r = until_count("running", n, t0, Duration::from_secs(180), quick, || {
+        let limits = (n, t0, Duration::from_secs(180), STALL);
+        r = until_count("running", limits, quick, || {
             let live: i64 = hosts.iter_mut().map(|h| h.stats().live).sum();
             Some(live.max(0) as usize)
         })
@@ -190,9 +199,7 @@ async fn million_attempt(n: usize) -> Attempt {
         let every = Duration::from_millis(250);
         r = until_count(
             "joiner holds",
-            n,
-            t1,
-            Duration::from_secs(90),
+            (n, t1, Duration::from_secs(60), Duration::from_secs(60)),
             every,
             || joiner.try_names(Duration::from_secs(15)),
         )
@@ -337,9 +344,7 @@ pub fn registry_memory() -> Vec<Row> {
                 let every = Duration::from_millis(250);
                 res = until_count(
                     "replica holds",
-                    n,
-                    t0,
-                    Duration::from_secs(180),
+                    (n, t0, Duration::from_secs(120), Duration::from_secs(60)),
                     every,
                     || replica.try_names(Duration::from_secs(15)),
                 )
