@@ -255,7 +255,9 @@ fn main() {
     if what == "smoke" {
         benches::SMOKE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let selected: Vec<&str> = if what == "all" || what == "smoke" {
+    let selected: Vec<&str> = if what == "smoke" {
+        names.to_vec()
+    } else if what == "all" {
         names
             .iter()
             .copied()
