@@ -34,17 +34,7 @@ fn poll(children: &mut [Child], nodes: &[usize], who: &str) -> Vec<Option<Member
         .iter()
         .map(|&i| {
             let left = deadline.saturating_duration_since(Instant::now());
-            let s = children[i].try_expect("MEMBERS ", left)?;
-            let v: Vec<u64> = s
-                .split_whitespace()
-                .map(|x| x.parse().unwrap_or(0))
-                .collect();
-            Some(Members {
-                up: v.first().copied().unwrap_or(0) as usize,
-                sees: v.get(1) == Some(&1),
-                downs: v.get(2).copied().unwrap_or(0),
-                ..Members::default()
-            })
+            Some(Members::parse(&children[i].try_expect("MEMBERS ", left)?))
         })
         .collect()
 }

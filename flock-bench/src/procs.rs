@@ -37,6 +37,26 @@ pub struct Members {
     pub max_written: u64,
 }
 
+impl Members {
+    /// Parses what follows `MEMBERS ` (missing fields are 0).
+    pub fn parse(s: &str) -> Members {
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let f = |i: usize| v.get(i).copied().unwrap_or(0);
+        Members {
+            up: f(0) as usize,
+            sees: f(1) == 1,
+            downs: f(2),
+            lost: f(3),
+            oversize: f(4),
+            max_refused: f(5),
+            max_written: f(6),
+        }
+    }
+}
+
 /// A running child process.
 pub struct Child {
     proc: std::process::Child,
@@ -162,21 +182,7 @@ impl Child {
     /// Asks a child node about its membership view and log-tap counters.
     pub fn members(&mut self, name: &str, limit: Duration) -> Option<Members> {
         self.send_line(&format!("members {name}"));
-        let s = self.try_expect("MEMBERS ", limit)?;
-        let v: Vec<u64> = s
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        let f = |i: usize| v.get(i).copied().unwrap_or(0);
-        Some(Members {
-            up: f(0) as usize,
-            sees: f(1) == 1,
-            downs: f(2),
-            lost: f(3),
-            oversize: f(4),
-            max_refused: f(5),
-            max_written: f(6),
-        })
+        Some(Members::parse(&self.try_expect("MEMBERS ", limit)?))
     }
 
     /// How many birds the child node's registry view holds (bounded wait).

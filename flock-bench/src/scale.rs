@@ -356,7 +356,14 @@ pub fn registry_memory() -> Vec<Row> {
             let heap = (s1.heap - s0.heap) as f64 / n as f64;
             let rss = (s1.rss as f64 - s0.rss as f64) / n as f64;
             let failed = res.is_err();
-            out.push((n, heap, rss, res));
+            // On a failure the replica holds fewer than N: per name held too.
+            let held = if failed {
+                replica.try_names(Duration::from_secs(15)).unwrap_or(0)
+            } else {
+                n
+            };
+            let per_held = (s1.heap - s0.heap) as f64 / held.max(1) as f64;
+            out.push((n, heap, rss, res, (held, per_held)));
             flock.shutdown();
             drop((host, replica));
             if failed {
@@ -366,7 +373,7 @@ pub fn registry_memory() -> Vec<Row> {
         out
     });
     let mut rows = Vec::new();
-    for (n, heap, rss, res) in r {
+    for (n, heap, rss, res, (held, per_held)) in r {
         let ok = res.is_ok();
         let keep = |v: f64| if ok { vec![v] } else { vec![] };
         rows.push(
@@ -375,7 +382,8 @@ pub fn registry_memory() -> Vec<Row> {
                 .layout("replica: weight 0, default arbiters, counting allocator on")
                 .extra(json!({"birds": n, "ok": ok, "failure": res.as_ref().err(),
                     "replica_synced_s": res.as_ref().ok(), "rss_b_per_bird": rss,
-                    "heap_b_per_bird_even_if_failed": heap}))
+                    "heap_b_per_bird_even_if_failed": heap,
+                    "names_held": held, "heap_b_per_name_held": per_held}))
                 .note("live heap bytes (counting global allocator) of a node that hosts nothing, per bird in its replica, 6 s after it held all N"),
         );
         rows.push(
