@@ -26,7 +26,22 @@ pub const NAMES: &[&str] = &[
     "memory_per_bird",
     "sync_bytes",
     "peer_cast_throughput",
+    "placement_rebuild",
+    "registry_memory",
+    "million_birds",
+    "hundred_nodes",
 ];
+
+/// Issue #10's benches, run by `scale`; the long ones are left out of `all`
+/// (minutes each at scale 1.0). `smoke` runs them at their smallest size
+/// (1k birds, 5 nodes: a few seconds each).
+pub const SCALE: &[&str] = &[
+    "placement_rebuild",
+    "registry_memory",
+    "million_birds",
+    "hundred_nodes",
+];
+pub const LONG: &[&str] = &["million_birds", "hundred_nodes", "registry_memory"];
 
 /// Why the actix-telepathy row is not measured (see docs/BENCHMARKS.md).
 #[cfg(not(feature = "telepathy"))]
@@ -36,7 +51,7 @@ pub const TELEPATHY_NOTE: &str = "actix-telepathy rows need `--features telepath
 /// Set by `smoke`: one warm-up and one measured round, small sizes, short pauses.
 pub static SMOKE: AtomicBool = AtomicBool::new(false);
 
-fn smoke() -> bool {
+pub(crate) fn smoke() -> bool {
     SMOKE.load(Relaxed)
 }
 
@@ -64,7 +79,7 @@ pub(crate) fn layout(hosts: &[&Child], pinning: &str) -> String {
     format!("hosts: {}; {pinning}", infos.join(" / "))
 }
 
-const COOKIE: &str = "bench-cookie";
+pub(crate) const COOKIE: &str = "bench-cookie";
 
 /// Scale factor for sizes (FLOCK_BENCH_SCALE, default 1.0).
 pub(crate) fn scale(n: usize) -> usize {
@@ -87,6 +102,10 @@ pub fn run(name: &str) -> Vec<Row> {
         "rebalance_join" => rebalance_join(),
         "memory_per_bird" => memory_per_bird(),
         "sync_bytes" => sync_bytes(),
+        "placement_rebuild" => crate::scale::placement_rebuild(),
+        "registry_memory" => crate::scale::registry_memory(),
+        "million_birds" => crate::scale::million_birds(),
+        "hundred_nodes" => crate::nodes::hundred_nodes(),
         #[cfg(feature = "telepathy")]
         "peer_cast_throughput" => crate::telepathy::peer_rows(),
         #[cfg(not(feature = "telepathy"))]
@@ -120,10 +139,18 @@ where
 
 // ---------------------------------------------------------------- children
 
-/// The child node: `__node NAME WEIGHT ARBITERS|default SEEDS(comma list or -)`.
-/// Answers `names` on stdin with `NAMES <birds in its registry view>`.
+/// The child node: `__node NAME WEIGHT ARBITERS|default SEEDS(comma list or -)
+/// [OPTIONS]`, OPTIONS a comma list of `count` (count frames written, for the
+/// largest frame) and `alloc` (count live heap bytes, reported in `STATS`).
+/// Answers `names` on stdin with `NAMES <birds in its registry view>` and
+/// `members NAME` with `MEMBERS <up> <NAME up: 0|1> <downs> <links lost>
+/// <frames refused> <largest refused> <largest written>`.
 pub fn node_main(args: &[String]) {
-    let (names_tx, mut names_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let opts = args.get(4).cloned().unwrap_or_default();
+    if opts.split(',').any(|o| o == "alloc") {
+        crate::tap::ALLOC_ON.store(true, Relaxed);
+    }
+    let (names_tx, mut names_rx) = tokio::sync::mpsc::channel::<String>(4);
     crate::procs::serve_stdin(Some(names_tx));
     let name = args[0].clone();
     let weight: u32 = args[1].parse().expect("weight");
@@ -144,6 +171,11 @@ pub fn node_main(args: &[String]) {
         if let Some(n) = arbiters {
             b = b.arbiters(n);
         }
+        let net = crate::counting::CountingNetwork::default();
+        let max_written = net.max.clone();
+        if opts.split(',').any(|o| o == "count") {
+            b = b.network(std::sync::Arc::new(net));
+        }
         let flock = b.start().await.expect("node starts");
         let n = flock.config().arbiters;
         let layout = match arbiters {
@@ -153,9 +185,27 @@ pub fn node_main(args: &[String]) {
         println!("LISTEN {} {layout}", flock.listen_addr());
         let f = flock.clone();
         actix::spawn(async move {
-            while names_rx.recv().await.is_some() {
-                let n = f.birds().await.map_or(0, |v| v.len());
-                println!("NAMES {n}");
+            while let Some(cmd) = names_rx.recv().await {
+                if let Some(who) = cmd.strip_prefix("members") {
+                    let who = who.trim();
+                    let m = f.members().await.unwrap_or_default();
+                    let up =
+                        |m: &&flock_actix::MemberView| m.status == flock_actix::MemberState::Up;
+                    let c = crate::tap::counters();
+                    println!(
+                        "MEMBERS {} {} {} {} {} {} {}",
+                        m.iter().filter(up).count(),
+                        u8::from(m.iter().filter(up).any(|m| m.name == who)),
+                        c[0],
+                        c[1],
+                        c[2],
+                        c[3],
+                        max_written.load(Relaxed)
+                    );
+                } else {
+                    let n = f.birds().await.map_or(0, |v| v.len());
+                    println!("NAMES {n}");
+                }
             }
         });
         // Keep the handle alive for the life of the process.
@@ -168,6 +218,7 @@ pub fn node_main(args: &[String]) {
 /// type) on one arbiter, their addresses kept in a Vec.
 pub fn mem_actix_main(args: &[String]) {
     crate::procs::serve_stdin(None);
+    crate::tap::ALLOC_ON.store(true, Relaxed);
     let n: usize = args[0].parse().expect("n");
     println!("LISTEN -");
     let sys = actix::System::new();
@@ -177,6 +228,7 @@ pub fn mem_actix_main(args: &[String]) {
         let _ = ping.send(Ping).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = rss_bytes();
+        let heap_before = crate::tap::HEAP.load(Relaxed);
         let mut addrs = Vec::with_capacity(n);
         for _ in 0..n {
             addrs.push(Sink::start_in_arbiter(&arbiter.handle(), |_| Sink {
@@ -190,7 +242,8 @@ pub fn mem_actix_main(args: &[String]) {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = rss_bytes();
-        println!("MEM {before} {after}");
+        let heap_after = crate::tap::HEAP.load(Relaxed);
+        println!("MEM {before} {after} {heap_before} {heap_after}");
         std::mem::forget(addrs);
     });
 }
@@ -200,6 +253,17 @@ pub(crate) fn spawn_node(
     weight: u32,
     seeds: &[String],
     cpus: Option<&[usize]>,
+) -> Child {
+    spawn_node_opts(name, weight, seeds, cpus, "-")
+}
+
+/// [`spawn_node`] with [`node_main`]'s OPTIONS (`count`, `alloc`).
+pub(crate) fn spawn_node_opts(
+    name: &str,
+    weight: u32,
+    seeds: &[String],
+    cpus: Option<&[usize]>,
+    opts: &str,
 ) -> Child {
     let seeds = if seeds.is_empty() {
         "-".to_owned()
@@ -214,6 +278,7 @@ pub(crate) fn spawn_node(
             weight.to_string(),
             host_arbiters(),
             seeds,
+            opts.into(),
         ],
         cpus,
     )
@@ -609,9 +674,11 @@ fn memory_per_bird() -> Vec<Row> {
     let runs = rounds(2);
     let r = in_system(None, move || async move {
         let (mut host_b, mut replica_b, mut actix_b, mut reg_s) = (vec![], vec![], vec![], vec![]);
+        // Live heap bytes per bird (counting allocator), host and baseline.
+        let (mut host_heap, mut actix_heap) = (vec![], vec![]);
         let mut lay = String::new();
         for r in 0..=runs {
-            let mut host = spawn_node("memhost@127.0.0.1", 1, &[], None);
+            let mut host = spawn_node_opts("memhost@127.0.0.1", 1, &[], None, "alloc");
             lay = layout(&[&host], "unpinned");
             let mut client = spawn_node("memclient@127.0.0.1", 0, &[host.listen.clone()], None);
             let flock = node(
@@ -623,7 +690,8 @@ fn memory_per_bird() -> Vec<Row> {
             .await;
             wait_up(&flock, 3, Duration::from_secs(10)).await;
             tokio::time::sleep(pause(300)).await;
-            let (h0, c0) = (host.stats().rss, client.stats().rss);
+            let (hs0, c0) = (host.stats(), client.stats().rss);
+            let h0 = hs0.rss;
             let birds = names("m", n);
             let t = Instant::now();
             start_birds(&flock, &birds).await;
@@ -644,8 +712,10 @@ fn memory_per_bird() -> Vec<Row> {
             // empty once every peer acknowledged, and received deltas kept
             // for relaying expire after 5 s.
             tokio::time::sleep(pause(6000)).await;
-            let (h1, c1) = (host.stats().rss, client.stats().rss);
+            let (hs1, c1) = (host.stats(), client.stats().rss);
+            let h1 = hs1.rss;
             host_b.push((h1 as f64 - h0 as f64) / n as f64);
+            host_heap.push((hs1.heap - hs0.heap) as f64 / n as f64);
             replica_b.push((c1 as f64 - c0 as f64) / n as f64);
             flock.shutdown();
             drop((host, client));
@@ -656,15 +726,31 @@ fn memory_per_bird() -> Vec<Row> {
                 .map(|x| x.parse().unwrap_or(0.0))
                 .collect();
             actix_b.push((v[1] - v[0]) / n as f64);
+            actix_heap.push((v.get(3).unwrap_or(&0.0) - v.get(2).unwrap_or(&0.0)) / n as f64);
         }
-        for v in [&mut host_b, &mut replica_b, &mut actix_b, &mut reg_s] {
+        for v in [
+            &mut host_b,
+            &mut replica_b,
+            &mut actix_b,
+            &mut reg_s,
+            &mut host_heap,
+            &mut actix_heap,
+        ] {
             v.remove(0); // the warm-up round
         }
-        (host_b, replica_b, actix_b, reg_s, lay)
+        (
+            host_b, replica_b, actix_b, reg_s, lay, host_heap, actix_heap,
+        )
     });
-    let (host_b, replica_b, actix_b, reg_s, lay) = r;
+    let (host_b, replica_b, actix_b, reg_s, lay, host_heap, actix_heap) = r;
     let overhead: Vec<f64> = host_b.iter().zip(&actix_b).map(|(h, a)| h - a).collect();
     let o = median(&overhead);
+    let heap_over: Vec<f64> = host_heap
+        .iter()
+        .zip(&actix_heap)
+        .map(|(h, a)| h - a)
+        .collect();
+    let ho = median(&heap_over);
     vec![
         Row::new("memory_per_bird", "B/bird", host_b)
             .baseline("plain actix actor (same type, Addr kept)", actix_b.clone())
@@ -673,6 +759,13 @@ fn memory_per_bird() -> Vec<Row> {
             .extra(json!({"birds": n, "overhead_b_per_bird": stats(&overhead),
                 "overhead_samples": overhead, "starts_s": reg_s}))
             .note("RSS growth of the hosting node process per idle bird"),
+        Row::new("memory_per_bird_heap", "B/bird", host_heap)
+            .baseline("plain actix actor (same type, Addr kept)", actix_heap)
+            .target("overhead <= 300 B/bird", ho <= 300.0)
+            .layout(&lay)
+            .extra(json!({"birds": n, "overhead_b_per_bird": stats(&heap_over),
+                "overhead_samples": heap_over}))
+            .note("live heap bytes (counting allocator) of the hosting node per idle bird, registry replica included, against the same count for plain actix actors"),
         Row::new("memory_registry_replica", "B/bird", replica_b)
             .extra(json!({"birds": n}))
             .note("RSS growth of a weight-0 node (registry CRDT replica only, no birds) per bird"),

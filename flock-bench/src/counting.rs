@@ -6,6 +6,7 @@ use flock_actix::net::{BoxFuture, BoxStream, Listener, Network, TcpNetwork};
 use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -17,11 +18,13 @@ pub type Tally = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
 #[derive(Clone, Default)]
 pub struct CountingNetwork {
     pub tally: Tally,
+    /// The largest frame written (header included), in bytes.
+    pub max: Arc<AtomicU64>,
 }
 
 impl Network for CountingNetwork {
     fn bind(&self, addr: &str) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
-        let tally = self.tally.clone();
+        let tally = (self.tally.clone(), self.max.clone());
         let inner = TcpNetwork.bind(addr);
         Box::pin(async move {
             let inner = inner.await?;
@@ -30,7 +33,7 @@ impl Network for CountingNetwork {
     }
 
     fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
-        let tally = self.tally.clone();
+        let tally = (self.tally.clone(), self.max.clone());
         let inner = TcpNetwork.connect(addr);
         Box::pin(async move {
             let s = inner.await?;
@@ -41,7 +44,7 @@ impl Network for CountingNetwork {
 
 struct CountingListener {
     inner: Box<dyn Listener>,
-    tally: Tally,
+    tally: (Tally, Arc<AtomicU64>),
 }
 
 impl Listener for CountingListener {
@@ -60,15 +63,17 @@ impl Listener for CountingListener {
 struct Counting {
     inner: BoxStream,
     tally: Tally,
+    max: Arc<AtomicU64>,
     /// Bytes of the current frame still to come (after its header).
     pending: Vec<u8>,
 }
 
 impl Counting {
-    fn new(inner: BoxStream, tally: Tally) -> Self {
+    fn new(inner: BoxStream, (tally, max): (Tally, Arc<AtomicU64>)) -> Self {
         Counting {
             inner,
             tally,
+            max,
             pending: Vec::new(),
         }
     }
@@ -89,6 +94,7 @@ impl Counting {
             let e = t.entry(name).or_default();
             e.0 += 1;
             e.1 += 4 + len as u64;
+            self.max.fetch_max(4 + len as u64, Ordering::Relaxed);
             at += 4 + len;
         }
         self.pending.drain(..at);

@@ -12,10 +12,18 @@ mod benches;
 mod birds;
 mod counting;
 mod messages;
+mod nodes;
 mod procs;
 mod raw;
+mod scale;
+mod tap;
 #[cfg(feature = "telepathy")]
 mod telepathy;
+
+/// Counts live heap bytes in a child that turns it on (`registry_memory`,
+/// `memory_per_bird`); otherwise one relaxed load per allocation.
+#[global_allocator]
+static ALLOC: tap::CountingAlloc = tap::CountingAlloc;
 
 use serde_json::json;
 use std::io::Write;
@@ -221,10 +229,9 @@ fn append_json(rows: &[Row]) {
 }
 
 fn main() {
-    env_logger::builder()
-        .filter_level(log::LevelFilter::Error)
-        .parse_env("RUST_LOG")
-        .init();
+    // env_logger behind a tap that counts down declarations and refused
+    // frames for the scale benches.
+    tap::init_logger();
     // A child pins itself before it starts any thread.
     procs::pin_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -248,8 +255,16 @@ fn main() {
     if what == "smoke" {
         benches::SMOKE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
-    let selected: Vec<&str> = if what == "all" || what == "smoke" {
+    let selected: Vec<&str> = if what == "smoke" {
         names.to_vec()
+    } else if what == "all" {
+        names
+            .iter()
+            .copied()
+            .filter(|n| !benches::LONG.contains(n))
+            .collect()
+    } else if what == "scale" {
+        benches::SCALE.to_vec()
     } else {
         args.iter()
             .map(String::as_str)

@@ -15,6 +15,46 @@ pub struct Stats {
     pub live: i64,
     pub casts: u64,
     pub rss: u64,
+    /// Live heap bytes since the child turned its counting allocator on
+    /// (0 when off).
+    pub heap: i64,
+}
+
+/// What a child node answers to `members NAME`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Members {
+    /// Members up in its view, itself included.
+    pub up: usize,
+    /// Whether NAME is up in its view.
+    pub sees: bool,
+    /// Its log-tap counters: peers declared down, links lost, frames
+    /// refused for their size, the largest size refused.
+    pub downs: u64,
+    pub lost: u64,
+    pub oversize: u64,
+    pub max_refused: u64,
+    /// The largest frame it wrote (0 unless it counts frames).
+    pub max_written: u64,
+}
+
+impl Members {
+    /// Parses what follows `MEMBERS ` (missing fields are 0).
+    pub fn parse(s: &str) -> Members {
+        let v: Vec<u64> = s
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let f = |i: usize| v.get(i).copied().unwrap_or(0);
+        Members {
+            up: f(0) as usize,
+            sees: f(1) == 1,
+            downs: f(2),
+            lost: f(3),
+            oversize: f(4),
+            max_refused: f(5),
+            max_written: f(6),
+        }
+    }
 }
 
 /// A running child process.
@@ -94,16 +134,19 @@ impl Child {
 
     /// Waits for a line starting with `prefix`; returns the rest.
     pub fn expect(&mut self, prefix: &str, limit: Duration) -> String {
+        self.try_expect(prefix, limit)
+            .unwrap_or_else(|| panic!("child {}: no {prefix:?} line within {limit:?}", self.name))
+    }
+
+    /// Waits for a line starting with `prefix`; `None` after `limit` (or if
+    /// the child's stdout closed).
+    pub fn try_expect(&mut self, prefix: &str, limit: Duration) -> Option<String> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.to_owned();
-                    }
-                }
-                Err(_) => panic!("child {}: no {prefix:?} line within {limit:?}", self.name),
+            let line = self.lines.recv_timeout(left).ok()?;
+            if let Some(rest) = line.strip_prefix(prefix) {
+                return Some(rest.to_owned());
             }
         }
     }
@@ -125,7 +168,21 @@ impl Child {
             live: v[1].parse().unwrap_or(0),
             casts: v[2].parse().unwrap_or(0),
             rss: v[3].parse().unwrap_or(0),
+            heap: v.get(4).and_then(|h| h.parse().ok()).unwrap_or(0),
         }
+    }
+
+    /// Like [`Child::names`], `None` if no answer came within `limit` (a
+    /// busy node answers late; the late line is skipped by the next wait).
+    pub fn try_names(&mut self, limit: Duration) -> Option<usize> {
+        self.send_line("names");
+        self.try_expect("NAMES ", limit)?.trim().parse().ok()
+    }
+
+    /// Asks a child node about its membership view and log-tap counters.
+    pub fn members(&mut self, name: &str, limit: Duration) -> Option<Members> {
+        self.send_line(&format!("members {name}"));
+        Some(Members::parse(&self.try_expect("MEMBERS ", limit)?))
     }
 
     /// How many birds the child node's registry view holds (bounded wait).
@@ -207,25 +264,27 @@ pub fn pin_current_thread(cpus: &[usize]) -> bool {
 }
 
 /// In a child: exit when stdin closes; answer `stats` with `STATS ...`;
-/// pass `names` on to the node's task (which prints `NAMES n`).
-pub fn serve_stdin(names: Option<tokio::sync::mpsc::Sender<()>>) {
+/// pass `names` and `members NAME` on to the node's task (which prints
+/// `NAMES n` / `MEMBERS ...`).
+pub fn serve_stdin(names: Option<tokio::sync::mpsc::Sender<String>>) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
-            if line.trim() == "names" {
+            if line.trim() == "names" || line.starts_with("members") {
                 if let Some(tx) = &names {
-                    let _ = tx.blocking_send(());
+                    let _ = tx.blocking_send(line.trim().to_owned());
                 }
             } else if line.trim() == "stats" {
                 use crate::birds::*;
                 use std::sync::atomic::Ordering::Relaxed;
                 println!(
-                    "STATS {} {} {} {}",
+                    "STATS {} {} {} {} {}",
                     HATCHED.load(Relaxed),
                     LIVE.load(Relaxed),
                     CASTS.load(Relaxed),
-                    rss_bytes()
+                    rss_bytes(),
+                    crate::tap::HEAP.load(Relaxed)
                 );
             }
         }
