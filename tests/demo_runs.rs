@@ -1,21 +1,22 @@
 //! The examples run end to end: the demo narrates its five steps and exits
 //! 0, and `flock_node` explains itself and refuses bad flags.
 //!
-//! Each test runs `cargo run --profile test --example ...` as a child process
-//! with a deadline: `cargo test` has already built the examples with the test
-//! profile, so cargo finds them fresh and only runs them.
+//! Each test builds the example the way `cargo test --workspace` does (the
+//! same profile and feature set, so under it that is a no-op; on its own it
+//! may take minutes, with a generous limit of its own) and then runs the
+//! executable as a child process with a deadline.
+
+#[path = "support/processes.rs"]
+mod processes;
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs `cargo run --quiet --example NAME -- ARGS`, killing it after `limit`.
+/// Runs example `NAME` with `ARGS`, killing it after `limit`.
 fn run_example(name: &str, args: &[&str], limit: Duration) -> Output {
-    let mut child = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--profile", "test", "--example", name])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .arg("--")
+    let exe = processes::build_example(name);
+    let mut child = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -44,7 +45,7 @@ fn run_example(name: &str, args: &[&str], limit: Duration) -> Output {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "`cargo run --example {name}` still running after {limit:?}; stderr:\n{}",
+                "example {name} still running after {limit:?}; stderr:\n{}",
                 String::from_utf8_lossy(&err.join().unwrap_or_default())
             );
         }
