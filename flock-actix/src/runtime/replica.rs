@@ -421,6 +421,8 @@ impl Handler<PeerDown> for CrdtReplica {
             self.assembler.forget(&name);
         } else {
             self.sync.peer_down(&name);
+            // Its recent changes now reach the others only as relays.
+            self.replica.peer_down(&name);
         }
         // Relay what the departed node told us recently: the others may not
         // have heard it. Receivers that have it join it as a no-op.

@@ -223,6 +223,12 @@ impl Replica {
         Ok(changes)
     }
 
+    /// The link to `node` is down: claims about its dots that peers relay
+    /// are accepted until it speaks again (see the trust rule).
+    pub fn peer_down(&mut self, node: &str) {
+        self.trust.down(node);
+    }
+
     /// The newest known incarnation of `node` will never mint again (it
     /// left the cluster for good; this node's own name is ignored): claims
     /// about its dots are accepted in full from now on.

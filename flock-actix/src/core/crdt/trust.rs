@@ -24,6 +24,12 @@
 //!   at once. An honest claim that was cut off (it overtook `X`'s own
 //!   delta) comes again with the sender's retransmission or next full
 //!   state, when `X` has shown the dots;
+//! - dots of **a replica whose link is down** in this node's view: all of
+//!   them, until it speaks again. This is what relaying needs: a change its
+//!   origin told one peer before crashing reaches the others through that
+//!   peer, and the origin cannot vouch for it any more. The price: while a
+//!   node is unreachable, a liar can make this node drop that node's adds
+//!   made during the same outage (docs/ARCHITECTURE.md §4.6);
 //! - dots of **a replica this node has never heard from**: all of them.
 //!   Such a replica is gone (a client that started birds and exited before
 //!   this node joined) or not connected yet; a node that joins must learn
@@ -37,7 +43,7 @@
 
 use super::dot::{NodeName, ReplicaId};
 use super::map::BirdMap;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What this replica knows about who could have minted what.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +56,9 @@ pub(crate) struct Trust {
     /// Newest incarnation of each node that has spoken to this node (or was
     /// retired up to); every older incarnation of it is dead.
     newest: BTreeMap<NodeName, u64>,
+    /// Nodes whose link is down in this node's view: their claims are
+    /// relayed by others, so they are accepted until the node speaks again.
+    down: BTreeSet<NodeName>,
 }
 
 impl Trust {
@@ -62,12 +71,13 @@ impl Trust {
             me: Some(me.clone()),
             vouched,
             newest,
+            down: BTreeSet::new(),
         }
     }
 
     /// How far claims about `replica`'s dots are accepted now.
     pub(crate) fn limit(&self, replica: &ReplicaId) -> u64 {
-        if self.is_dead(replica) {
+        if self.is_dead(replica) || self.down.contains(&replica.node) {
             return u64::MAX;
         }
         self.vouched.get(replica).copied().unwrap_or(u64::MAX)
@@ -113,6 +123,7 @@ impl Trust {
     /// its dots are accepted only as far as it shows them, and every older
     /// incarnation of its node is dead.
     pub(crate) fn saw_incarnation(&mut self, replica: &ReplicaId) {
+        self.down.remove(&replica.node);
         if !self.is_dead(replica) {
             self.vouched.entry(replica.clone()).or_insert(0);
         }
@@ -128,6 +139,16 @@ impl Trust {
             self.vouched
                 .retain(|r, _| r.node != *node || r.incarnation >= incarnation);
         }
+    }
+
+    /// The link to `node` is down: claims about its dots, relayed by
+    /// others, are accepted until it speaks again (this node's own name is
+    /// ignored).
+    pub(crate) fn down(&mut self, node: &str) {
+        if self.me.as_ref().is_some_and(|me| &*me.node == node) {
+            return;
+        }
+        self.down.insert(node.into());
     }
 
     /// The newest known incarnation of `node` will never mint again (it
