@@ -9,6 +9,7 @@ use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::check_bird_name;
 use crate::error::{Error, Result};
 use crate::wire::message::{Message as WireMessage, RemoteError};
+use crate::wire::payload;
 use actix::{Addr, MailboxError, Message};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
@@ -171,11 +172,11 @@ impl<T: BirdKind> FlockAddr<T> {
                 Ok(Ok(reply)) => Ok(reply),
             };
         }
-        let payload = encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
+        let payload = payload::encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
         let reply = self
             .call(<T as Accepts<M>>::TAG, payload, deadline, timeout)
             .await?;
-        rmp_serde::from_slice(&reply).map_err(|e| {
+        payload::decode(&reply).map_err(|e| {
             Error::Decode(format!(
                 "reply to {} from bird {}: {e}",
                 <T as Accepts<M>>::TAG,
@@ -199,7 +200,7 @@ impl<T: BirdKind> FlockAddr<T> {
         if let Some(addr) = self.cached() {
             return addr.do_send(msg);
         }
-        let payload = match encode(&msg) {
+        let payload = match payload::encode(&msg) {
             Ok(p) => p,
             Err(e) => return log::warn!("cast to bird {} not sent: {e}", self.name),
         };
@@ -418,11 +419,4 @@ fn deadline_after(timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let now = Instant::now();
     now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
-}
-
-/// Encodes a message or reply into a buffer sized for small messages.
-fn encode<M: serde::Serialize>(msg: &M) -> std::result::Result<Vec<u8>, rmp_serde::encode::Error> {
-    let mut buf = Vec::with_capacity(64);
-    rmp_serde::encode::write(&mut buf, msg)?;
-    Ok(buf)
 }

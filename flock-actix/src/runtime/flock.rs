@@ -15,6 +15,7 @@ use crate::core::crdt::{BirdSpec, ReplicaId, check_bird_name};
 use crate::core::membership::NodeInfo;
 use crate::error::{Error, Result};
 use crate::net::Network;
+use crate::wire::payload;
 use actix::{Actor, Arbiter};
 use std::sync::Arc;
 use std::time::Duration;
@@ -363,7 +364,7 @@ impl Flock {
             .into_iter()
             .map(|(name, args)| {
                 check_bird_name(&name)?;
-                let args = rmp_serde::to_vec(&args).map_err(|e| Error::Encode(e.to_string()))?;
+                let args = payload::encode(&args).map_err(Error::Encode)?;
                 let spec = BirdSpec {
                     kind: T::KIND.to_owned(),
                     args,
