@@ -194,14 +194,14 @@ impl<T: BirdKind> FlockAddr<T> {
         M::Result: Wire,
     {
         if let Err(e) = check_bird_name(&self.name) {
-            return log::warn!("cast dropped: {e}");
+            return tracing::warn!("cast dropped: {e}");
         }
         if let Some(addr) = self.cached() {
             return addr.do_send(msg);
         }
         let payload = match encode(&msg) {
             Ok(p) => p,
-            Err(e) => return log::warn!("cast to bird {} not sent: {e}", self.name),
+            Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
         match self.owned_here() {
@@ -222,12 +222,12 @@ impl<T: BirdKind> FlockAddr<T> {
                     msg: tag.to_owned(),
                     payload,
                 })),
-                None => log::warn!(
+                None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
                     self.name
                 ),
             },
-            Err(e) => log::warn!("cast to bird {} dropped: {e}", self.name),
+            Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.name),
         }
     }
 

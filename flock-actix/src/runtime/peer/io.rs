@@ -156,7 +156,7 @@ impl WriteCodec {
             .is_none_or(|t| now.duration_since(t) >= OVERSIZE_LOG_EVERY)
         {
             self.last_oversize_log = Some(now);
-            log::error!(
+            tracing::error!(
                 "dropped a {what} frame to {}: {e} ({} dropped on this link so far); \
                  the link stays up. Raise max_frame on every node, or keep the registry smaller",
                 self.peer.borrow(),
