@@ -222,6 +222,7 @@ impl FlockBuilder {
     /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the
     /// address cannot be bound.
     pub async fn start(self) -> Result<Flock> {
+        super::telemetry::describe();
         let FlockBuilder {
             config,
             kinds,

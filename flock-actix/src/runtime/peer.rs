@@ -17,6 +17,7 @@ use super::messages::{
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
+use super::telemetry;
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
@@ -315,6 +316,7 @@ impl Peer {
             | Message::SyncFull { .. }
             | Message::SyncChunk { .. }
             | Message::SyncChunkAck { .. }) => {
+                telemetry::sync_frame(telemetry::Direction::In, &msg, 0);
                 if let Some(msg) = msg.into_sync() {
                     actors.replica.do_send(SyncIn {
                         from: info.id.clone(),

@@ -12,6 +12,7 @@ use super::kinds::{BirdExited, Spawn, SpawnError};
 use super::messages::{CallReply, InboundCall, InboundCast, SetChanged, ViewChanged};
 use super::node::{Node, View};
 use super::replica::{OwnedBy, Remove};
+use super::telemetry;
 use crate::bird::BirdKind;
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
 use crate::wire::message::RemoteError;
@@ -138,6 +139,7 @@ impl Registry {
                 {
                     self.directory.remove(&name);
                     running.bird.stop();
+                    telemetry::bird_stopped("asked", self.live.len());
                 }
             }
             Effect::Deliver {
@@ -158,7 +160,7 @@ impl Registry {
                 }
             }
             Effect::RemoveFromSet { name } => {
-                tracing::info!("bird {name} stopped itself; removing it from the flock");
+                tracing::info!(node = %self.node.name(), bird = %name, exit = "completed", "bird {name} stopped itself; removing it from the flock");
                 if let Some(actors) = self.node.actors() {
                     // NotFound is fine: a stop raced with the exit.
                     actors.replica.do_send(Remove { name });
@@ -209,10 +211,11 @@ impl Registry {
         });
         match spawned {
             Ok(bird) => {
-                tracing::debug!("bird {name} running on node {}", self.node.name());
+                tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
                 let running = Rc::new(RunningBird { bird });
                 self.directory.insert(name.clone(), running.clone());
                 self.live.insert(name, (instance, running));
+                telemetry::bird_started(self.live.len());
                 None
             }
             Err(SpawnError::Bird(error)) => {
@@ -414,12 +417,15 @@ impl Handler<BirdExited> for Registry {
         {
             self.live.remove(&name);
             self.directory.remove(&name);
+            telemetry::bird_stopped(telemetry::exit_label(&exit.exit), self.live.len());
             match exit.exit {
                 Exit::Panicked => tracing::warn!(
+                    node = %self.node.name(), bird = %name, exit = "panicked",
                     "bird {name} panicked on node {}; it restarts after a backoff",
                     self.node.name()
                 ),
                 Exit::TornDown => tracing::warn!(
+                    node = %self.node.name(), bird = %name, exit = "torn_down",
                     "bird {name} was torn down on node {} (its arbiter stopped); \
                      it restarts after a backoff",
                     self.node.name()

@@ -10,6 +10,7 @@ use super::durable::Durable;
 use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
 use super::node::{Node, View, wall_ms};
 use super::peer::Frame;
+use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
 use crate::error::Error;
@@ -195,6 +196,7 @@ impl Actor for CrdtReplica {
                 act.sync.record(folded);
             }
             act.flush();
+            telemetry::registry_size(act.replica.state().len());
             tracing::trace!(
                 "replica {}: {} birds, {} deltas buffered",
                 act.node.name(),

@@ -11,6 +11,7 @@ use super::messages::{Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, Vi
 use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
 use super::peer::{Close, Frame, Peer};
 use super::replica::{PeerDown, PeerUp};
+use super::telemetry;
 use crate::core::crdt::NodeName;
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
 use crate::core::placement::{MAX_WEIGHT, Placement};
@@ -106,7 +107,9 @@ impl Ring {
                     }
                 }
                 Effect::Close(name) => {
+                    telemetry::member_event("down");
                     tracing::warn!(
+                        node = %self.node.name(), peer = %name, event = "down",
                         "node {} declares {name} down: silent for more than {} ms",
                         self.node.name(),
                         self.node.config.membership.down_after_ms
@@ -188,7 +191,10 @@ impl Ring {
             .iter()
             .map(|m| m.name.to_string())
             .collect();
+        let up = self.membership.up_peers().count() + 1;
+        telemetry::members(up, self.membership.known().len().saturating_sub(up));
         tracing::info!(
+            node = %self.node.name(), hosts = hosts.len(),
             "node {} sees {} member(s) hosting birds: {}",
             self.node.name(),
             hosts.len(),
@@ -356,11 +362,13 @@ impl Handler<LinkUp> for Ring {
             old.peer.do_send(Close);
         }
         self.publish_links();
-        tracing::info!(
-            "node {} linked to {name} ({}, {joined:?})",
-            self.node.name(),
-            up.info.addr
-        );
+        telemetry::member_event("up");
+        // Client nodes (weight 0) come and go often: DEBUG, not INFO.
+        if up.info.weight == 0 {
+            tracing::debug!(node = %self.node.name(), peer = %name, event = "up", weight = 0, "node {} linked to client {name} ({}, {joined:?})", self.node.name(), up.info.addr);
+        } else {
+            tracing::info!(node = %self.node.name(), peer = %name, event = "up", weight = up.info.weight, "node {} linked to {name} ({}, {joined:?})", self.node.name(), up.info.addr);
+        }
         up.peer.do_send(Frame(Message::Members {
             members: self.member_infos(),
         }));
@@ -389,7 +397,7 @@ impl Handler<LinkDown> for Ring {
             || initiator == *self.node.name() && *self.node.name() > down.name;
         self.links.remove(&down.name);
         self.publish_links();
-        tracing::info!("node {} lost its link to {}", self.node.name(), down.name);
+        tracing::info!(node = %self.node.name(), peer = %down.name, event = "link_lost", "node {} lost its link to {}", self.node.name(), down.name);
         let addr = self.membership.info(&down.name).map(|i| i.addr.clone());
         if maybe_duplicate
             && self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS
@@ -431,6 +439,7 @@ impl Ring {
             up.info.id.incarnation
         );
         tracing::error!(
+            node = %self.node.name(), peer = %name, event = "refused",
             "node {} refuses {name} at {}: {why}",
             self.node.name(),
             up.info.addr
@@ -477,7 +486,8 @@ impl Handler<PeerLeft> for Ring {
     type Result = ();
 
     fn handle(&mut self, PeerLeft { id, peer }: PeerLeft, ctx: &mut Context<Self>) {
-        tracing::info!("node {} leaves the cluster", id.node);
+        telemetry::member_event("left");
+        tracing::info!(node = %self.node.name(), peer = %id.node, event = "left", "node {} left gracefully", id.node);
         let effects = self.membership.peer_left(&id.node, self.node.now_ms());
         // Rebuild now (the effects hold ViewChanged), so the Registry starts
         // the leaver's birds before we acknowledge.
