@@ -100,6 +100,10 @@ async fn eventually(seen: &mut Seen, what: &str, cond: impl Fn(&mut Seen) -> boo
 
 #[actix::test]
 async fn starting_and_calling_birds_moves_the_counters_gauges_and_latency_histogram() {
+    // flock-actix logs through tracing; with no tracing subscriber its lines
+    // reach env_logger through tracing's `log` feature (RUST_LOG=info shows
+    // them, "left gracefully" among them).
+    let _ = env_logger::builder().is_test(true).try_init();
     let recorder = DebuggingRecorder::new();
     let mut seen = Seen {
         snap: recorder.snapshotter(),
