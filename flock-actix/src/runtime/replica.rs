@@ -280,6 +280,9 @@ impl Handler<SyncIn> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
+        // Synchronous handler: the span covers joining the sync, no await.
+        let _span = tracing::debug_span!("flock_sync", node = %self.node.name(), peer = %from.node)
+            .entered();
         let full = !matches!(msg, SyncMessage::Deltas { .. });
         let (ack, seq, joined) = match msg {
             SyncMessage::Deltas { to_seq, delta, .. } => {
