@@ -5,6 +5,7 @@ use super::node::Node;
 use super::peer::{Frame, OutCall, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
+use super::telemetry;
 use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::check_bird_name;
 use crate::error::{Error, Result};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 /// The longest pause between two attempts of a call whose owner is moving.
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -148,6 +150,21 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
+        let path = telemetry::Path::of(matches!(self.owned_here(), Ok(true)));
+        // Per call, so TRACE: a disabled span costs a level check.
+        let span = tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND);
+        let started = Instant::now();
+        let result = self.send_untimed(msg, timeout).instrument(span).await;
+        telemetry::call_done(path, result.as_ref().err(), started.elapsed());
+        result
+    }
+
+    async fn send_untimed<M>(&self, msg: M, timeout: Duration) -> Result<M::Result>
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
         check_bird_name(&self.name)?;
         let deadline = deadline_after(timeout);
         if self.owned_here()?
@@ -195,17 +212,20 @@ impl<T: BirdKind> FlockAddr<T> {
         M::Result: Wire,
     {
         if let Err(e) = check_bird_name(&self.name) {
-            return log::warn!("cast dropped: {e}");
+            return tracing::warn!("cast dropped: {e}");
         }
         if let Some(addr) = self.cached() {
+            telemetry::cast_sent(telemetry::Path::Local);
             return addr.do_send(msg);
         }
         let payload = match payload::encode(&msg) {
             Ok(p) => p,
-            Err(e) => return log::warn!("cast to bird {} not sent: {e}", self.name),
+            Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
-        match self.owned_here() {
+        let owned_here = self.owned_here();
+        telemetry::cast_sent(telemetry::Path::of(matches!(owned_here, Ok(true))));
+        match owned_here {
             Ok(true) => {
                 if let Some(actors) = self.node.actors() {
                     actors.registry.do_send(InboundCast {
@@ -223,12 +243,12 @@ impl<T: BirdKind> FlockAddr<T> {
                     msg: tag.to_owned(),
                     payload,
                 })),
-                None => log::warn!(
+                None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
                     self.name
                 ),
             },
-            Err(e) => log::warn!("cast to bird {} dropped: {e}", self.name),
+            Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.name),
         }
     }
 
@@ -368,6 +388,7 @@ impl<T: BirdKind> FlockAddr<T> {
         match result {
             Ok(reply) => Outcome::Done(reply),
             Err(RemoteError::Moved { .. } | RemoteError::NotRunning { .. }) => {
+                telemetry::moved_retry();
                 Outcome::Retry(self.timed_out(timeout))
             }
             // The call may have been handled: not retried (at most once).
