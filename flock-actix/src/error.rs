@@ -213,6 +213,41 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A short, fixed name for this error's variant (`"timeout"`,
+    /// `"not_found"`, …), for metric labels and log fields: static, so
+    /// recording it allocates nothing.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            Error::NoNodes => "no_nodes",
+            Error::InvalidConfig(_) => "invalid_config",
+            Error::VersionMismatch { .. } => "version_mismatch",
+            Error::WrongCluster { .. } => "wrong_cluster",
+            Error::ShardMismatch { .. } => "shard_mismatch",
+            Error::WrongCookie => "wrong_cookie",
+            Error::Replayed => "replayed",
+            Error::Reflected => "reflected",
+            Error::UnexpectedMessage { .. } => "unexpected_message",
+            Error::FrameTooLarge { .. } => "frame_too_large",
+            Error::Decode(_) => "decode",
+            Error::Encode(_) => "encode",
+            Error::AlreadyExists { .. } => "already_exists",
+            Error::InvalidName { .. } => "invalid_name",
+            Error::NotFound { .. } => "not_found",
+            Error::Timeout { .. } => "timeout",
+            Error::Unreachable { .. } => "unreachable",
+            Error::BirdPanicked { .. } => "bird_panicked",
+            Error::UnknownKind { .. } => "unknown_kind",
+            Error::UnknownMessage { .. } => "unknown_message",
+            Error::WrongKind { .. } => "wrong_kind",
+            Error::Remote(_) => "remote",
+            Error::Stopped => "stopped",
+            Error::Rejected { .. } => "rejected",
+            Error::Io { .. } => "io",
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io {

@@ -35,7 +35,7 @@ where
         let reply = sent.await.map_err(|_| RemoteError::BirdPanicked {
             bird: String::new(),
         })?;
-        rmp_serde::to_vec(&reply).map_err(|e| RemoteError::Encode(e.to_string()))
+        crate::wire::payload::encode(&reply).map_err(RemoteError::Encode)
     }))
 }
 
@@ -68,7 +68,7 @@ pub fn stop_bird<T: actix::Actor<Context = actix::Context<T>>>(ctx: &mut actix::
 }
 
 fn decode<M: Wire>(kind: &str, tag: &str, payload: &[u8]) -> Result<M, RemoteError> {
-    rmp_serde::from_slice(payload)
+    crate::wire::payload::decode(payload)
         .map_err(|e| RemoteError::Decode(format!("message {tag} for bird kind {kind}: {e}")))
 }
 

@@ -48,6 +48,9 @@ use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex, OnceLock};
 use xxhash_rust::xxh3::xxh3_64;
 
+mod kinds;
+pub use kinds::{HostedMember, KindPlacement};
+
 /// The default number of shards (see the module docs for why so many).
 pub const DEFAULT_SHARDS: u32 = 65_536;
 

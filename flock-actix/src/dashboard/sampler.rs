@@ -114,7 +114,7 @@ impl Shared {
         };
         match serde_json::to_vec(&body) {
             Ok(bytes) => published.state = Bytes::from(bytes),
-            Err(e) => log::warn!("dashboard: cannot serialize the state: {e}"),
+            Err(e) => tracing::warn!("dashboard: cannot serialize the state: {e}"),
         }
     }
 }

@@ -253,7 +253,7 @@ impl Network for TlsNetwork {
                 Ok(tls) => Ok(Box::new(tls) as BoxStream),
                 Err(e) => {
                     let e = explain(e);
-                    log::warn!("TLS: the node at {addr} was refused: {e}");
+                    tracing::warn!("TLS: the node at {addr} was refused: {e}");
                     Err(io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!("TLS handshake with {addr} failed: {e}"),
@@ -356,7 +356,7 @@ impl Listener for TlsListener {
                         Ok(stream) => return Ok(stream),
                         Err(e) => {
                             refused.fetch_add(1, Ordering::Relaxed);
-                            log::warn!(
+                            tracing::warn!(
                                 "TLS: refused an incoming connection on {}: {e}",
                                 inner.local_addr()
                             );

@@ -5,16 +5,19 @@ use super::node::Node;
 use super::peer::{Frame, OutCall, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
+use super::telemetry;
 use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::check_bird_name;
 use crate::error::{Error, Result};
 use crate::wire::message::{Message as WireMessage, RemoteError};
+use crate::wire::payload;
 use actix::{Addr, MailboxError, Message};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
+use tracing::Instrument;
 
 /// The longest pause between two attempts of a call whose owner is moving.
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
@@ -147,6 +150,21 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
+        let path = telemetry::Path::of(matches!(self.owned_here(), Ok(true)));
+        // Per call, so TRACE: a disabled span costs a level check.
+        let span = tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND);
+        let started = Instant::now();
+        let result = self.send_untimed(msg, timeout).instrument(span).await;
+        telemetry::call_done(path, result.as_ref().err(), started.elapsed());
+        result
+    }
+
+    async fn send_untimed<M>(&self, msg: M, timeout: Duration) -> Result<M::Result>
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
         check_bird_name(&self.name)?;
         let deadline = deadline_after(timeout);
         if self.owned_here()?
@@ -171,11 +189,11 @@ impl<T: BirdKind> FlockAddr<T> {
                 Ok(Ok(reply)) => Ok(reply),
             };
         }
-        let payload = encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
+        let payload = payload::encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
         let reply = self
             .call(<T as Accepts<M>>::TAG, payload, deadline, timeout)
             .await?;
-        rmp_serde::from_slice(&reply).map_err(|e| {
+        payload::decode(&reply).map_err(|e| {
             Error::Decode(format!(
                 "reply to {} from bird {}: {e}",
                 <T as Accepts<M>>::TAG,
@@ -194,17 +212,20 @@ impl<T: BirdKind> FlockAddr<T> {
         M::Result: Wire,
     {
         if let Err(e) = check_bird_name(&self.name) {
-            return log::warn!("cast dropped: {e}");
+            return tracing::warn!("cast dropped: {e}");
         }
         if let Some(addr) = self.cached() {
+            telemetry::cast_sent(telemetry::Path::Local);
             return addr.do_send(msg);
         }
-        let payload = match encode(&msg) {
+        let payload = match payload::encode(&msg) {
             Ok(p) => p,
-            Err(e) => return log::warn!("cast to bird {} not sent: {e}", self.name),
+            Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
-        match self.owned_here() {
+        let owned_here = self.owned_here();
+        telemetry::cast_sent(telemetry::Path::of(matches!(owned_here, Ok(true))));
+        match owned_here {
             Ok(true) => {
                 if let Some(actors) = self.node.actors() {
                     actors.registry.do_send(InboundCast {
@@ -222,12 +243,12 @@ impl<T: BirdKind> FlockAddr<T> {
                     msg: tag.to_owned(),
                     payload,
                 })),
-                None => log::warn!(
+                None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
                     self.name
                 ),
             },
-            Err(e) => log::warn!("cast to bird {} dropped: {e}", self.name),
+            Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.name),
         }
     }
 
@@ -367,6 +388,7 @@ impl<T: BirdKind> FlockAddr<T> {
         match result {
             Ok(reply) => Outcome::Done(reply),
             Err(RemoteError::Moved { .. } | RemoteError::NotRunning { .. }) => {
+                telemetry::moved_retry();
                 Outcome::Retry(self.timed_out(timeout))
             }
             // The call may have been handled: not retried (at most once).
@@ -418,11 +440,4 @@ fn deadline_after(timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let now = Instant::now();
     now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
-}
-
-/// Encodes a message or reply into a buffer sized for small messages.
-fn encode<M: serde::Serialize>(msg: &M) -> std::result::Result<Vec<u8>, rmp_serde::encode::Error> {
-    let mut buf = Vec::with_capacity(64);
-    rmp_serde::encode::write(&mut buf, msg)?;
-    Ok(buf)
 }

@@ -209,7 +209,7 @@ impl DnsDiscovery {
                     Ok(addrs) => {
                         let found = core.resolved(addrs.iter().map(|a| a.to_string()), now);
                         if !found.added.is_empty() || !found.removed.is_empty() {
-                            log::info!(
+                            tracing::info!(
                                 "discovery {name}: {} address(es), new {:?}, gone {:?}",
                                 found.current.len(),
                                 found.added,
@@ -217,7 +217,7 @@ impl DnsDiscovery {
                             );
                         }
                         if found.truncated > 0 {
-                            log::warn!(
+                            tracing::warn!(
                                 "discovery {name}: {} address(es) beyond the limit ignored",
                                 found.truncated
                             );
@@ -233,7 +233,7 @@ impl DnsDiscovery {
                     }
                     Err(e) => {
                         let next_ms = core.failed(now);
-                        log::warn!(
+                        tracing::warn!(
                             "discovery {name}: resolution failed: {e}; retrying in {} ms",
                             next_ms.saturating_sub(now)
                         );

@@ -128,7 +128,7 @@ impl Durable {
             .map_err(|e| io_error("cannot read", &path, e))?;
         let (state, valid) = replay(&bytes);
         if valid < bytes.len() {
-            log::warn!(
+            tracing::warn!(
                 "{}: dropping a torn or corrupt tail of {} bytes (a write cut short by an unclean stop)",
                 path.display(),
                 bytes.len() - valid

@@ -15,6 +15,7 @@ use crate::core::crdt::{BirdSpec, ReplicaId, check_bird_name};
 use crate::core::membership::NodeInfo;
 use crate::error::{Error, Result};
 use crate::net::Network;
+use crate::wire::payload;
 use actix::{Actor, Arbiter};
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,6 +223,7 @@ impl FlockBuilder {
     /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the
     /// address cannot be bound.
     pub async fn start(self) -> Result<Flock> {
+        super::telemetry::describe();
         let FlockBuilder {
             config,
             kinds,
@@ -285,7 +287,7 @@ impl FlockBuilder {
         if let Some(discovery) = discovery {
             discovery.spawn(node.clone())?;
         }
-        log::info!(
+        tracing::info!(
             "node {} listening on {} (cluster {:?})",
             node.name(),
             node.me.addr,
@@ -363,7 +365,7 @@ impl Flock {
             .into_iter()
             .map(|(name, args)| {
                 check_bird_name(&name)?;
-                let args = rmp_serde::to_vec(&args).map_err(|e| Error::Encode(e.to_string()))?;
+                let args = payload::encode(&args).map_err(Error::Encode)?;
                 let spec = BirdSpec {
                     kind: T::KIND.to_owned(),
                     args,
@@ -502,7 +504,7 @@ impl Flock {
         match tokio::time::timeout(LEAVE_TIMEOUT, rx).await {
             Ok(_) => Ok(()),
             Err(_) => {
-                log::warn!(
+                tracing::warn!(
                     "node {}: not every peer acknowledged the leave within {LEAVE_TIMEOUT:?}",
                     self.name()
                 );
@@ -529,12 +531,12 @@ impl Flock {
         let flock = self.clone();
         async move {
             wait_for_signal().await;
-            log::info!(
+            tracing::info!(
                 "node {}: signal received; leaving the cluster",
                 flock.name()
             );
             if let Err(e) = flock.leave().await {
-                log::warn!("node {}: leave on signal: {e}", flock.name());
+                tracing::warn!("node {}: leave on signal: {e}", flock.name());
             }
         }
     }
@@ -553,7 +555,7 @@ impl Flock {
         for arbiter in self.arbiters.iter() {
             arbiter.stop();
         }
-        log::info!("node {} stopped", self.name());
+        tracing::info!("node {} stopped", self.name());
     }
 
     /// Whether this node hosts birds in its own current view.
@@ -594,7 +596,7 @@ async fn wait_for_signal() {
                 }
             }
             Err(e) => {
-                log::warn!("cannot watch SIGTERM ({e}); leaving on Ctrl-C only");
+                tracing::warn!("cannot watch SIGTERM ({e}); leaving on Ctrl-C only");
                 ctrl_c().await;
             }
         }
@@ -606,7 +608,7 @@ async fn wait_for_signal() {
 /// Resolves on Ctrl-C; never if it cannot be watched.
 async fn ctrl_c() {
     if let Err(e) = actix_rt::signal::ctrl_c().await {
-        log::warn!("cannot watch Ctrl-C ({e}); not leaving on a signal");
+        tracing::warn!("cannot watch Ctrl-C ({e}); not leaving on a signal");
         std::future::pending::<()>().await;
     }
 }

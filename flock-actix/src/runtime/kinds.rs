@@ -226,7 +226,7 @@ fn downcast<T: BirdKind>(any: &dyn Any) -> Result<&Addr<T>, RemoteError> {
 }
 
 fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
-    let args: T::Args = rmp_serde::from_slice(s.args).map_err(|e| {
+    let args: T::Args = crate::wire::payload::decode(s.args).map_err(|e| {
         SpawnError::Bird(RemoteError::Decode(format!(
             "start arguments of bird {} ({}): {e}",
             s.name,

@@ -22,6 +22,7 @@ mod peer;
 mod registry;
 mod replica;
 mod ring;
+mod telemetry;
 
 pub use addr::FlockAddr;
 pub use config::FlockConfig;

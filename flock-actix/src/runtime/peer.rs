@@ -17,6 +17,7 @@ use super::messages::{
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
+use super::telemetry;
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
@@ -107,7 +108,7 @@ impl Peer {
             let mut writer = FramedWrite::new(WriteSide::new(write, closing.clone()), encoder, ctx);
             let auth = match nonce() {
                 Err(e) => {
-                    log::error!("cannot open a link: {e}");
+                    tracing::error!("cannot open a link: {e}");
                     Auth::Failed
                 }
                 Ok(n) if dialed.is_some() => {
@@ -178,7 +179,7 @@ impl Peer {
                 "a {} of {payload_len} bytes exceeds max_frame {max}",
                 msg.name()
             );
-            log::warn!("not sending to {}: {what}", self.peer_name());
+            tracing::warn!("not sending to {}: {what}", self.peer_name());
             match msg {
                 Message::Reply { id, .. } => self.writer.write(Message::Reply {
                     id,
@@ -205,7 +206,7 @@ impl Peer {
         self.node.handshake_claims(self.link, &id.node);
         let me = &self.node.me.id;
         if id.node == me.node && id.incarnation != me.incarnation {
-            log::error!(
+            tracing::error!(
                 "another live process is also named {} (incarnation {}; this one is {}), \
                  reached at {}: node names must be unique in a cluster, stop one of them",
                 me.node,
@@ -255,7 +256,7 @@ impl Peer {
 
     fn authenticated(&mut self, info: NodeInfo, ctx: &mut Context<Self>) {
         self.end_handshake();
-        log::debug!("link {} to {} authenticated", self.link, info.id.node);
+        tracing::debug!("link {} to {} authenticated", self.link, info.id.node);
         self.read_limit
             .store(self.node.config.max_frame, Ordering::Relaxed);
         *self.label.borrow_mut() = info.id.node.to_string();
@@ -273,9 +274,9 @@ impl Peer {
     fn refuse(&mut self, e: Error, ctx: &mut Context<Self>) {
         match e {
             Error::WrongCookie | Error::Replayed | Error::Reflected => {
-                log::warn!("refusing link with {}: {e}", self.peer_name())
+                tracing::warn!("refusing link with {}: {e}", self.peer_name())
             }
-            _ => log::error!("refusing link with {}: {e}", self.peer_name()),
+            _ => tracing::error!("refusing link with {}: {e}", self.peer_name()),
         }
         if let Some(reject) = reject_for(&e) {
             self.writer.write(reject);
@@ -315,6 +316,7 @@ impl Peer {
             | Message::SyncFull { .. }
             | Message::SyncChunk { .. }
             | Message::SyncChunkAck { .. }) => {
+                telemetry::sync_frame(telemetry::Direction::In, &msg, 0);
                 if let Some(msg) = msg.into_sync() {
                     actors.replica.do_send(SyncIn {
                         from: info.id.clone(),
@@ -376,7 +378,7 @@ impl Peer {
             } => match self.directory.get(&bird, &kind) {
                 Some(running) => {
                     if let Err(e) = running.bird.cast(&msg, &payload) {
-                        log::warn!("cast to bird {bird} dropped: {e}");
+                        tracing::warn!("cast to bird {bird} dropped: {e}");
                     }
                 }
                 None => actors.registry.do_send(InboundCast {
@@ -394,7 +396,7 @@ impl Peer {
             // An authenticated peer refusing us after all: it already knows
             // a newer process by our name (see the Ring). Never silent.
             Message::Reject { reason } => {
-                log::error!(
+                tracing::error!(
                     "node {} is refused by {}: {}",
                     self.node.name(),
                     info.id.node,
@@ -406,7 +408,7 @@ impl Peer {
                 ctx.stop();
             }
             other => {
-                log::warn!(
+                tracing::warn!(
                     "closing link to {}: unexpected {} after the handshake",
                     info.id.node,
                     other.name()
@@ -430,7 +432,7 @@ impl Actor for Peer {
         let timeout = self.node.config.handshake_timeout;
         ctx.run_later(timeout, move |act, ctx| {
             if !matches!(act.auth, Auth::Up(_)) {
-                log::warn!(
+                tracing::warn!(
                     "closing link to {}: no handshake within {timeout:?}",
                     act.peer_name()
                 );
@@ -455,7 +457,7 @@ impl Actor for Peer {
             actors.ring.do_send(DialFailed(addr.clone()));
         }
         if let (Auth::Up(info), Some(actors)) = (&self.auth, self.node.actors()) {
-            log::debug!("link {} to {} closed", self.link, info.id.node);
+            tracing::debug!("link {} to {} closed", self.link, info.id.node);
             actors.ring.do_send(LinkDown {
                 name: info.id.node.clone(),
                 link: self.link,
@@ -471,14 +473,14 @@ impl StreamHandler<Result<Inbound, Error>> for Peer {
             Ok(Inbound::Frame(msg)) if matches!(self.auth, Auth::Up(_)) => self.route(msg, ctx),
             Ok(Inbound::Frame(msg)) => self.handshake(msg, ctx),
             Ok(Inbound::Broken(e)) if matches!(self.auth, Auth::Up(_)) => {
-                log::warn!("closing link to {}: {e}", self.peer_name());
+                tracing::warn!("closing link to {}: {e}", self.peer_name());
                 ctx.stop();
             }
             // Before authentication the stranger is told why (§7.4), and the
             // Reject must reach the wire before the socket closes.
             Ok(Inbound::Broken(e)) => self.refuse(e, ctx),
             Err(e) => {
-                log::warn!("closing link to {}: {e}", self.peer_name());
+                tracing::warn!("closing link to {}: {e}", self.peer_name());
                 ctx.stop();
             }
         }
@@ -491,7 +493,7 @@ impl StreamHandler<Result<Inbound, Error>> for Peer {
 
 impl WriteHandler<Error> for Peer {
     fn error(&mut self, err: Error, ctx: &mut Context<Self>) -> Running {
-        log::warn!("closing link to {}: {err}", self.peer_name());
+        tracing::warn!("closing link to {}: {err}", self.peer_name());
         ctx.stop();
         Running::Stop
     }

@@ -12,6 +12,7 @@ use super::kinds::{BirdExited, Spawn, SpawnError};
 use super::messages::{CallReply, InboundCall, InboundCast, SetChanged, ViewChanged};
 use super::node::{Node, View};
 use super::replica::{OwnedBy, Remove};
+use super::telemetry;
 use crate::bird::BirdKind;
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
 use crate::wire::message::RemoteError;
@@ -138,6 +139,7 @@ impl Registry {
                 {
                     self.directory.remove(&name);
                     running.bird.stop();
+                    telemetry::bird_stopped("asked", self.live.len());
                 }
             }
             Effect::Deliver {
@@ -153,12 +155,12 @@ impl Registry {
                 if let Some(w) = self.waiting.remove(&waiter) {
                     match w.reply {
                         Some(reply) => reply.send(Err(error)),
-                        None => log::debug!("cast dropped: {error}"),
+                        None => tracing::debug!("cast dropped: {error}"),
                     }
                 }
             }
             Effect::RemoveFromSet { name } => {
-                log::info!("bird {name} stopped itself; removing it from the flock");
+                tracing::info!(node = %self.node.name(), bird = %name, exit = "completed", "bird {name} stopped itself; removing it from the flock");
                 if let Some(actors) = self.node.actors() {
                     // NotFound is fine: a stop raced with the exit.
                     actors.replica.do_send(Remove { name });
@@ -182,7 +184,7 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> Option<Input<ViewRef>> {
         let Some(kind_table) = self.node.kinds.get(kind) else {
-            log::error!(
+            tracing::error!(
                 "node {} cannot run bird {name}: kind {kind} is not registered here \
                  (add .bird::<T>() to the node's builder)",
                 self.node.name()
@@ -209,14 +211,15 @@ impl Registry {
         });
         match spawned {
             Ok(bird) => {
-                log::debug!("bird {name} running on node {}", self.node.name());
+                tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
                 let running = Rc::new(RunningBird { bird });
                 self.directory.insert(name.clone(), running.clone());
                 self.live.insert(name, (instance, running));
+                telemetry::bird_started(self.live.len());
                 None
             }
             Err(SpawnError::Bird(error)) => {
-                log::error!(
+                tracing::error!(
                     "node {} cannot start bird {name}: {error}",
                     self.node.name()
                 );
@@ -240,7 +243,7 @@ impl Registry {
         if self.node.is_stopping() {
             return;
         }
-        log::warn!(
+        tracing::warn!(
             "node {}: its bird arbiters stopped (System::stop?); shutting the node down, \
              its birds restart on the other nodes",
             self.node.name()
@@ -274,7 +277,7 @@ impl Registry {
         match w.reply {
             None => {
                 if let Err(e) = bird.bird.cast(&w.tag, &w.payload) {
-                    log::warn!("cast to bird {name} dropped: {e}");
+                    tracing::warn!("cast to bird {name} dropped: {e}");
                 }
             }
             Some(reply) => {
@@ -332,7 +335,7 @@ impl Registry {
             } else {
                 100.0 * count as f64 / total as f64
             };
-            log::info!(
+            tracing::info!(
                 "node {} has {pct:.1} % of the load ({count} out of {total})",
                 self.node.name()
             );
@@ -414,12 +417,15 @@ impl Handler<BirdExited> for Registry {
         {
             self.live.remove(&name);
             self.directory.remove(&name);
+            telemetry::bird_stopped(telemetry::exit_label(&exit.exit), self.live.len());
             match exit.exit {
-                Exit::Panicked => log::warn!(
+                Exit::Panicked => tracing::warn!(
+                    node = %self.node.name(), bird = %name, exit = "panicked",
                     "bird {name} panicked on node {}; it restarts after a backoff",
                     self.node.name()
                 ),
-                Exit::TornDown => log::warn!(
+                Exit::TornDown => tracing::warn!(
+                    node = %self.node.name(), bird = %name, exit = "torn_down",
                     "bird {name} was torn down on node {} (its arbiter stopped); \
                      it restarts after a backoff",
                     self.node.name()

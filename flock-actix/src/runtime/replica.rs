@@ -10,6 +10,7 @@ use super::durable::Durable;
 use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
 use super::node::{Node, View, wall_ms};
 use super::peer::Frame;
+use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
 use crate::error::Error;
@@ -70,7 +71,7 @@ impl CrdtReplica {
                         "the registry in the data directory is not usable: {e}"
                     ))
                 })?;
-                log::info!(
+                tracing::info!(
                     "node {} restored {} bird(s) from its data directory",
                     node.name(),
                     replica.state().len()
@@ -117,7 +118,7 @@ impl CrdtReplica {
             log.append(joined)
         };
         if let Err(e) = result {
-            log::error!(
+            tracing::error!(
                 "node {}: the registry could not be written to disk, a full restart may lose the latest changes: {e}",
                 self.node.name()
             );
@@ -187,7 +188,7 @@ impl Actor for CrdtReplica {
             }
             let folded = act.replica.compact(now);
             if !folded.is_empty() {
-                log::debug!(
+                tracing::debug!(
                     "replica {}: folded dead incarnations ({} floors)",
                     act.node.name(),
                     folded.context().len_floors()
@@ -195,7 +196,8 @@ impl Actor for CrdtReplica {
                 act.sync.record(folded);
             }
             act.flush();
-            log::trace!(
+            telemetry::registry_size(act.replica.state().len());
+            tracing::trace!(
                 "replica {}: {} birds, {} deltas buffered",
                 act.node.name(),
                 act.replica.state().len(),
@@ -227,7 +229,7 @@ impl Handler<InsertMany> for CrdtReplica {
                     });
                 }
                 let delta = self.replica.add(&name, spec.clone(), now).map_err(|e| {
-                    log::error!("node {}: {e}", self.node.name());
+                    tracing::error!("node {}: {e}", self.node.name());
                     Error::Stopped
                 })?;
                 batch.join_delta(&delta);
@@ -278,6 +280,9 @@ impl Handler<SyncIn> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
+        // Synchronous handler: the span covers joining the sync, no await.
+        let _span = tracing::debug_span!("flock_sync", node = %self.node.name(), peer = %from.node)
+            .entered();
         let full = !matches!(msg, SyncMessage::Deltas { .. });
         let (ack, seq, joined) = match msg {
             SyncMessage::Deltas { to_seq, delta, .. } => {
@@ -322,7 +327,7 @@ impl Handler<SyncIn> for CrdtReplica {
                         return;
                     }
                     Assembled::Complete { seq, state } => {
-                        log::debug!(
+                        tracing::debug!(
                             "joining the full state of {} ({} birds, up to its seq {seq})",
                             from.node,
                             state.len()
@@ -342,7 +347,7 @@ impl Handler<SyncIn> for CrdtReplica {
         };
         match joined {
             Ok(changes) => {
-                log::trace!("joined sync from {} up to {seq}", from.node);
+                tracing::trace!("joined sync from {} up to {seq}", from.node);
                 let clipped = changes.clipped_claims();
                 let changed = self.changes_to_set(changes);
                 self.tell_registry(changed);
@@ -357,7 +362,7 @@ impl Handler<SyncIn> for CrdtReplica {
                     // the origin has most likely shown them. A full state
                     // is acknowledged all the same (re-sending one is
                     // costly); the next one repairs what was cut off.
-                    log::debug!(
+                    tracing::debug!(
                         "sync from {} up to {seq} claimed dots not shown to us yet; \
                          not acknowledged",
                         from.node
@@ -368,7 +373,7 @@ impl Handler<SyncIn> for CrdtReplica {
             }
             // Acknowledged all the same: a re-send would be refused again,
             // and a full state re-sent every retry would only cost bandwidth.
-            Err(e) => log::warn!(
+            Err(e) => tracing::warn!(
                 "node {}: {e}; a peer with a broken or hostile implementation",
                 self.node.name()
             ),
@@ -432,7 +437,7 @@ impl Handler<PeerDown> for CrdtReplica {
             .partition(|(origin, _, _)| *origin == name);
         self.relay = rest;
         if !from_it.is_empty() {
-            log::debug!("relaying {} recent delta(s) of {name}", from_it.len());
+            tracing::debug!("relaying {} recent delta(s) of {name}", from_it.len());
             for (_, _, delta) in from_it {
                 self.sync.record(delta);
             }

@@ -11,6 +11,7 @@ use super::messages::{Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, Vi
 use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
 use super::peer::{Close, Frame, Peer};
 use super::replica::{PeerDown, PeerUp};
+use super::telemetry;
 use crate::core::crdt::NodeName;
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
 use crate::core::placement::{MAX_WEIGHT, Placement};
@@ -106,7 +107,9 @@ impl Ring {
                     }
                 }
                 Effect::Close(name) => {
-                    log::warn!(
+                    telemetry::member_event("down");
+                    tracing::warn!(
+                        node = %self.node.name(), peer = %name, event = "down",
                         "node {} declares {name} down: silent for more than {} ms",
                         self.node.name(),
                         self.node.config.membership.down_after_ms
@@ -119,7 +122,7 @@ impl Ring {
                 }
                 Effect::ViewChanged => self.rebuild(),
                 Effect::Forget(name) => {
-                    log::info!(
+                    tracing::info!(
                         "node {} forgets {name}: down for more than {} ms",
                         self.node.name(),
                         self.node.config.membership.forget_down_after_ms
@@ -160,11 +163,11 @@ impl Ring {
                         Peer::start(node, directory, stream, Some(addr));
                     }
                     Ok(Err(e)) => {
-                        log::debug!("dial {addr} failed: {e}");
+                        tracing::debug!("dial {addr} failed: {e}");
                         act.membership.dial_failed(&addr, act.node.now_ms());
                     }
                     Err(_) => {
-                        log::debug!("dial {addr} timed out");
+                        tracing::debug!("dial {addr} timed out");
                         act.membership.dial_failed(&addr, act.node.now_ms());
                     }
                 }),
@@ -178,7 +181,7 @@ impl Ring {
             Err(e) => {
                 // Only reachable with invalid peer weights, which the
                 // handshake bounds; keep the previous table.
-                log::error!("cannot rebuild placement: {e}");
+                tracing::error!("cannot rebuild placement: {e}");
                 return;
             }
         };
@@ -188,7 +191,10 @@ impl Ring {
             .iter()
             .map(|m| m.name.to_string())
             .collect();
-        log::info!(
+        let up = self.membership.up_peers().count() + 1;
+        telemetry::members(up, self.membership.known().len().saturating_sub(up));
+        tracing::info!(
+            node = %self.node.name(), hosts = hosts.len(),
             "node {} sees {} member(s) hosting birds: {}",
             self.node.name(),
             hosts.len(),
@@ -225,7 +231,7 @@ impl Ring {
                                 refused += 1;
                                 if last_warn.is_none_or(|t| t.elapsed() >= REFUSED_LOG_EVERY) {
                                     last_warn = Some(Instant::now());
-                                    log::warn!(
+                                    tracing::warn!(
                                         "node {} refuses connections: {MAX_UNAUTHENTICATED} are \
                                          still in their handshake ({refused} refused so far)",
                                         node.name()
@@ -236,7 +242,7 @@ impl Ring {
                             Peer::start(node.clone(), directory.clone(), stream, None);
                         }
                         Err(e) => {
-                            log::warn!("accept failed on {}: {e}", listener.local_addr());
+                            tracing::warn!("accept failed on {}: {e}", listener.local_addr());
                             // Out of file descriptors and the like: back off
                             // instead of spinning.
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -304,7 +310,7 @@ impl Handler<LinkUp> for Ring {
             self.membership.seed_reached(addr);
         }
         if up.info.weight > MAX_WEIGHT {
-            log::error!(
+            tracing::error!(
                 "refusing {name}: weight {} is above the maximum {MAX_WEIGHT}",
                 up.info.weight
             );
@@ -356,11 +362,13 @@ impl Handler<LinkUp> for Ring {
             old.peer.do_send(Close);
         }
         self.publish_links();
-        log::info!(
-            "node {} linked to {name} ({}, {joined:?})",
-            self.node.name(),
-            up.info.addr
-        );
+        telemetry::member_event("up");
+        // Client nodes (weight 0) come and go often: DEBUG, not INFO.
+        if up.info.weight == 0 {
+            tracing::debug!(node = %self.node.name(), peer = %name, event = "up", weight = 0, "node {} linked to client {name} ({}, {joined:?})", self.node.name(), up.info.addr);
+        } else {
+            tracing::info!(node = %self.node.name(), peer = %name, event = "up", weight = up.info.weight, "node {} linked to {name} ({}, {joined:?})", self.node.name(), up.info.addr);
+        }
         up.peer.do_send(Frame(Message::Members {
             members: self.member_infos(),
         }));
@@ -389,7 +397,7 @@ impl Handler<LinkDown> for Ring {
             || initiator == *self.node.name() && *self.node.name() > down.name;
         self.links.remove(&down.name);
         self.publish_links();
-        log::info!("node {} lost its link to {}", self.node.name(), down.name);
+        tracing::info!(node = %self.node.name(), peer = %down.name, event = "link_lost", "node {} lost its link to {}", self.node.name(), down.name);
         let addr = self.membership.info(&down.name).map(|i| i.addr.clone());
         if maybe_duplicate
             && self.node.now_ms().saturating_sub(since_ms) < YOUNG_LINK_MS
@@ -430,7 +438,8 @@ impl Ring {
             known.unwrap_or_default(),
             up.info.id.incarnation
         );
-        log::error!(
+        tracing::error!(
+            node = %self.node.name(), peer = %name, event = "refused",
             "node {} refuses {name} at {}: {why}",
             self.node.name(),
             up.info.addr
@@ -477,7 +486,8 @@ impl Handler<PeerLeft> for Ring {
     type Result = ();
 
     fn handle(&mut self, PeerLeft { id, peer }: PeerLeft, ctx: &mut Context<Self>) {
-        log::info!("node {} leaves the cluster", id.node);
+        telemetry::member_event("left");
+        tracing::info!(node = %self.node.name(), peer = %id.node, event = "left", "node {} left gracefully", id.node);
         let effects = self.membership.peer_left(&id.node, self.node.now_ms());
         // Rebuild now (the effects hold ViewChanged), so the Registry starts
         // the leaver's birds before we acknowledge.
@@ -507,7 +517,7 @@ impl Handler<DialFailed> for Ring {
     type Result = ();
 
     fn handle(&mut self, DialFailed(addr): DialFailed, _: &mut Context<Self>) {
-        log::debug!("dial {addr} connected but did not authenticate");
+        tracing::debug!("dial {addr} connected but did not authenticate");
         self.membership.dial_failed(&addr, self.node.now_ms());
     }
 }

@@ -3,10 +3,14 @@
 //! - [`message`]: the one [`Message`] enum, its compact rmp-serde encoding
 //!   and the version prefix of the first frame;
 //! - [`codec`]: [`FrameCodec`], 4-byte big-endian length-delimited frames
-//!   with a small cap before authentication and a configurable one after.
+//!   with a small cap before authentication and a configurable one after;
+//! - `payload`: how user messages, replies and start arguments are encoded
+//!   (with field names, so messages can gain optional fields in a rolling
+//!   upgrade).
 
 pub mod codec;
 pub mod message;
+pub(crate) mod payload;
 
 pub use codec::FrameCodec;
 pub use message::{MemberInfo, MemberStatus, Message, RejectReason, RemoteError};

@@ -2,6 +2,7 @@
 //! the frame encoder with a bound on unsent bytes, and the write half that
 //! half-closes the stream once a closing link has flushed.
 
+use super::super::telemetry;
 use crate::error::Error;
 use crate::net::BoxStream;
 use crate::wire::codec::FrameCodec;
@@ -156,7 +157,7 @@ impl WriteCodec {
             .is_none_or(|t| now.duration_since(t) >= OVERSIZE_LOG_EVERY)
         {
             self.last_oversize_log = Some(now);
-            log::error!(
+            tracing::error!(
                 "dropped a {what} frame to {}: {e} ({} dropped on this link so far); \
                  the link stays up. Raise max_frame on every node, or keep the registry smaller",
                 self.peer.borrow(),
@@ -182,7 +183,12 @@ impl Encoder<Message> for WriteCodec {
                 ),
             });
         }
+        let before = dst.len();
         match self.inner.encode(&msg, dst) {
+            Ok(()) => {
+                telemetry::sync_frame(telemetry::Direction::Out, &msg, dst.len() - before);
+                Ok(())
+            }
             Err(e @ Error::FrameTooLarge { .. }) => {
                 self.oversized(msg.name(), &e);
                 Ok(())

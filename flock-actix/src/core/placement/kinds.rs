@@ -1,0 +1,133 @@
+//! Per-kind placement: only the nodes that host a bird kind own its birds.
+//!
+//! Each member announces the kinds it hosts, or nothing (a node of a
+//! release that does not announce kinds, which is taken to host them all,
+//! as every node did before). A kind's hosts are the members that host it;
+//! kinds with the same host set share one [`Placement`] table, so a cluster
+//! whose nodes all host the same kinds keeps exactly one table. A kind that
+//! no member announces is placed over every member (its owner answers
+//! "unknown kind", a clear error, as before).
+//!
+//! Because each table is weighted rendezvous over its host set, the
+//! movement guarantees carry over per kind: adding a node that hosts only
+//! kind K changes only the tables whose host set gains it, so only birds of
+//! kinds it hosts move, and only to it.
+
+use super::{Member, Placement};
+use crate::core::crdt::NodeName;
+use crate::error::Result;
+use std::collections::{BTreeSet, HashMap};
+
+/// A member and the kinds it hosts (`None`: it did not say, so all of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedMember {
+    /// Its name and weight.
+    pub member: Member,
+    /// The kind tags it hosts; `None` for a node that does not announce them.
+    pub kinds: Option<BTreeSet<String>>,
+}
+
+impl HostedMember {
+    /// A member hosting every kind (it does not announce any).
+    pub fn all_kinds(member: Member) -> Self {
+        HostedMember {
+            member,
+            kinds: None,
+        }
+    }
+
+    /// A member hosting exactly `kinds`.
+    pub fn hosting<S: Into<String>>(member: Member, kinds: impl IntoIterator<Item = S>) -> Self {
+        HostedMember {
+            member,
+            kinds: Some(kinds.into_iter().map(Into::into).collect()),
+        }
+    }
+
+    fn hosts(&self, kind: &str) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(kind))
+    }
+}
+
+/// One placement table per distinct host set, and which kind uses which.
+#[derive(Debug, Clone)]
+pub struct KindPlacement {
+    /// Every member: for kinds nobody announces, and for [`Self::owner`].
+    all: Placement,
+    /// The distinct tables of announced kinds.
+    tables: Vec<Placement>,
+    /// Announced kind → index into `tables`.
+    by_kind: HashMap<String, usize>,
+}
+
+impl KindPlacement {
+    /// Builds the tables for `members` over `shards` shards.
+    ///
+    /// # Errors
+    /// As [`Placement::new`].
+    pub fn new(shards: u32, members: impl IntoIterator<Item = HostedMember>) -> Result<Self> {
+        let members: Vec<HostedMember> = members.into_iter().collect();
+        let all = Placement::new(shards, members.iter().map(|m| m.member.clone()))?;
+        let announced: BTreeSet<&str> = members
+            .iter()
+            .filter_map(|m| m.kinds.as_ref())
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut by_set: HashMap<BTreeSet<NodeName>, usize> = HashMap::new();
+        let mut tables = Vec::new();
+        let mut by_kind = HashMap::new();
+        for kind in announced {
+            let hosts: Vec<Member> = members
+                .iter()
+                .filter(|m| m.hosts(kind) && m.member.weight > 0)
+                .map(|m| m.member.clone())
+                .collect();
+            let set: BTreeSet<NodeName> = hosts.iter().map(|m| m.name.clone()).collect();
+            let index = match by_set.get(&set) {
+                Some(&i) => i,
+                None => {
+                    tables.push(Placement::new(shards, hosts)?);
+                    by_set.insert(set, tables.len() - 1);
+                    tables.len() - 1
+                }
+            };
+            by_kind.insert(kind.to_owned(), index);
+        }
+        Ok(KindPlacement {
+            all,
+            tables,
+            by_kind,
+        })
+    }
+
+    /// The table that places birds of `kind`.
+    pub fn for_kind(&self, kind: &str) -> &Placement {
+        self.by_kind
+            .get(kind)
+            .map_or(&self.all, |&i| &self.tables[i])
+    }
+
+    /// The node that owns bird `name` of kind `kind`.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoNodes`] if no member hosts `kind`.
+    pub fn owner(&self, kind: &str, name: &str) -> Result<&NodeName> {
+        self.for_kind(kind).owner(name)
+    }
+
+    /// The table over every member, whatever they host: the one table of a
+    /// cluster whose nodes all host the same kinds.
+    pub fn all(&self) -> &Placement {
+        &self.all
+    }
+
+    /// How many distinct tables announced kinds use (memory is one table
+    /// per distinct host set, not per kind).
+    pub fn distinct_tables(&self) -> usize {
+        self.tables.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

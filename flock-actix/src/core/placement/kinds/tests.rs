@@ -1,0 +1,143 @@
+use super::*;
+use proptest::prelude::*;
+
+const SHARDS: u32 = 1024;
+
+fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("bird:{i}")).collect()
+}
+
+fn node(name: &str, kinds: &[&str]) -> HostedMember {
+    HostedMember::hosting(Member::new(name, 1), kinds.iter().copied())
+}
+
+fn build(members: Vec<HostedMember>) -> KindPlacement {
+    KindPlacement::new(SHARDS, members).expect("valid placement")
+}
+
+/// The owner's name, for comparing with literals.
+fn own<'a>(p: &'a KindPlacement, kind: &str, name: &str) -> &'a str {
+    p.owner(kind, name).expect("has hosts")
+}
+
+#[test]
+fn a_node_that_does_not_host_a_kind_owns_none_of_its_birds() {
+    let p = build(vec![node("a", &["X", "Y"]), node("b", &["X"])]);
+    let birds = names(2000);
+    assert!(birds.iter().all(|n| own(&p, "Y", n) == "a"));
+    // X birds spread over both.
+    let on_b = birds.iter().filter(|n| own(&p, "X", n) == "b").count();
+    assert!((700..1300).contains(&on_b), "{on_b} of 2000 X birds on b");
+}
+
+#[test]
+fn nodes_hosting_the_same_kinds_share_one_table_equal_to_the_kind_blind_one() {
+    let p = build(vec![node("a", &["X", "Y"]), node("b", &["Y", "X"])]);
+    assert_eq!(p.distinct_tables(), 1);
+    for n in names(500) {
+        assert_eq!(p.owner("X", &n).unwrap(), p.all().owner(&n).unwrap());
+        assert_eq!(p.owner("Y", &n).unwrap(), p.all().owner(&n).unwrap());
+    }
+}
+
+#[test]
+fn a_node_that_announces_nothing_hosts_every_kind() {
+    let p = build(vec![
+        HostedMember::all_kinds(Member::new("old", 1)),
+        node("a", &["X"]),
+        node("b", &["Y"]),
+    ]);
+    let birds = names(1000);
+    assert!(birds.iter().any(|n| own(&p, "X", n) == "old"));
+    assert!(birds.iter().any(|n| own(&p, "Y", n) == "old"));
+    assert!(birds.iter().all(|n| own(&p, "X", n) != "b"));
+    assert!(birds.iter().all(|n| own(&p, "Y", n) != "a"));
+}
+
+#[test]
+fn a_kind_nobody_announces_is_placed_over_every_member() {
+    let p = build(vec![node("a", &["X"]), node("b", &["Y"])]);
+    for n in names(200) {
+        assert_eq!(p.owner("Z", &n).unwrap(), p.all().owner(&n).unwrap());
+    }
+}
+
+#[test]
+fn a_client_node_hosts_nothing_even_if_it_announces_kinds() {
+    let p = build(vec![
+        node("a", &["X"]),
+        HostedMember::hosting(Member::new("client", 0), ["X"]),
+    ]);
+    assert!(names(500).iter().all(|n| own(&p, "X", n) == "a"));
+}
+
+fn kind_sets() -> impl Strategy<Value = Vec<Vec<bool>>> {
+    // Up to 5 nodes, each hosting a subset of kinds K0..K3 (at least one).
+    prop::collection::vec(prop::collection::vec(any::<bool>(), 4), 1..5)
+        .prop_filter("every node hosts something", |v| {
+            v.iter().all(|k| k.contains(&true))
+        })
+}
+
+fn members_of(sets: &[Vec<bool>]) -> Vec<HostedMember> {
+    sets.iter()
+        .enumerate()
+        .map(|(i, ks)| {
+            let kinds: Vec<String> = (0..4).filter(|k| ks[*k]).map(|k| format!("K{k}")).collect();
+            HostedMember::hosting(Member::new(format!("n{i}"), 1), kinds)
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn an_owner_always_hosts_the_kind(sets in kind_sets()) {
+        let members = members_of(&sets);
+        let p = KindPlacement::new(SHARDS, members.clone()).unwrap();
+        for k in 0..4 {
+            let kind = format!("K{k}");
+            // A kind nobody announces is placed over everyone, by design.
+            if !sets.iter().any(|s| s[k]) {
+                continue;
+            }
+            for n in names(50) {
+                match p.owner(&kind, &n) {
+                    Ok(owner) => {
+                        let m = members.iter().find(|m| m.member.name == *owner).unwrap();
+                        prop_assert!(m.hosts(&kind), "{owner} owns {n} of {kind}");
+                    }
+                    Err(_) => prop_assert!(false, "no owner for {}", kind),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn adding_a_node_that_hosts_only_k_moves_only_ks_birds_and_only_to_it(
+        sets in kind_sets(), k in 0usize..4,
+    ) {
+        let before_members = members_of(&sets);
+        let before = KindPlacement::new(SHARDS, before_members.clone()).unwrap();
+        let kind_k = format!("K{k}");
+        let mut after_members = before_members;
+        after_members.push(node("joiner", &[kind_k.as_str()]));
+        let after = KindPlacement::new(SHARDS, after_members).unwrap();
+        for other in 0..4 {
+            let kind = format!("K{other}");
+            // A kind nobody announced before is placed over everyone; skip it.
+            if !sets.iter().any(|s| s[other]) {
+                continue;
+            }
+            for n in names(200) {
+                let (was, is) = (before.owner(&kind, &n).unwrap(), after.owner(&kind, &n).unwrap());
+                if kind == kind_k {
+                    prop_assert!(was == is || &**is == "joiner");
+                } else {
+                    prop_assert_eq!(was, is);
+                }
+            }
+        }
+    }
+}
