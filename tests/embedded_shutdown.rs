@@ -10,8 +10,12 @@
 //! 20 rounds of each (issue #8), about half a second a round once the
 //! example is built; `FLOCK_SHUTDOWN_ROUNDS=N` runs another number.
 
+#[path = "support/processes.rs"]
+mod processes;
+
+use processes::{build_example, free_ports};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,39 +35,6 @@ fn rounds() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_ROUNDS)
-}
-
-/// Builds the example (a no-op when `cargo test` already did) and returns
-/// its executable.
-fn build_example() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["build", "--profile", "test", "--example", "rooms_web"])
-        .arg("--message-format=json-render-diagnostics")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output();
-    let out = out.expect("cargo runs");
-    assert!(
-        out.status.success(),
-        "building the rooms_web example failed"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "rooms_web")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo names the example's executable")
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind :0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
 }
 
 /// One `rooms_web` process, restartable on the same ports.
@@ -283,14 +254,14 @@ fn get_json(addr: &str, path: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn sigint_to_an_actix_web_node_never_removes_a_bird_from_the_cluster() {
-    let exe = build_example();
+    let exe = build_example("rooms_web");
     let mut pair = Pair::start(&exe, "int");
     pair.bounce(&exe, Stop::Sigint, rounds());
 }
 
 #[test]
 fn system_stop_in_an_actix_web_node_never_removes_a_bird_from_the_cluster() {
-    let exe = build_example();
+    let exe = build_example("rooms_web");
     let mut pair = Pair::start(&exe, "sys");
     pair.bounce(&exe, Stop::SystemStop, rounds());
 }
