@@ -3,61 +3,15 @@
 //! node SIGKILLed at once and started again: exactly the 90 run again, each
 //! once, and the 10 stay stopped.
 
+#[path = "support/processes.rs"]
+mod processes;
+
+use processes::{build_example, free_ports};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// Builds `flock_node` and copies it to `dir`. A target directory shared
-/// with other checkouts of the workspace may get another checkout's build
-/// of the example (or of the library under it) at the same path at any
-/// time, so a failed build is retried and the copy is checked for this
-/// build's `--data-dir`.
-fn flock_node(dir: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
-    let copy = dir.join("flock_node");
-    for _ in 0..5 {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "--profile",
-                "test",
-                "--example",
-                "flock_node",
-            ])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .status()
-            .expect("cargo runs");
-        if !status.success() {
-            continue;
-        }
-        std::fs::copy(target.join("debug/examples/flock_node"), &copy).expect("copy flock_node");
-        let help = Command::new(&copy)
-            .args(["node", "--help"])
-            .output()
-            .expect("flock_node runs");
-        if String::from_utf8_lossy(&help.stdout).contains("--data-dir") {
-            return copy;
-        }
-    }
-    panic!("could not get this checkout's flock_node build");
-}
-
-/// Three free ports on 127.0.0.1 (bound, then released for the nodes).
-fn free_ports() -> Vec<u16> {
-    let listeners: Vec<_> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 /// The node processes of one generation; SIGKILLed when dropped.
 struct Nodes {
@@ -201,8 +155,8 @@ fn every_node_killed_at_once_comes_back_with_exactly_the_birds_not_stopped() {
     let dir = std::env::temp_dir().join(format!("flock-durable-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let bin = flock_node(&dir);
-    let ports = free_ports();
+    let bin = build_example("flock_node");
+    let ports = free_ports(3);
     let live: Vec<String> = (11..=100).map(bird).collect();
     let stopped: Vec<String> = (1..=10).map(bird).collect();
 

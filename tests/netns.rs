@@ -7,6 +7,10 @@
 //! passes without running. Every address lives inside namespaces this test
 //! creates and deletes; nothing leaves the machine.
 
+#[path = "support/processes.rs"]
+mod processes;
+
+use processes::build_example;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -142,27 +146,6 @@ impl Drop for Hosts {
     }
 }
 
-fn flock_node() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            "test",
-            "--example",
-            "flock_node",
-        ])
-        .arg("--manifest-path")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "flock_node builds");
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target")));
-    target.join("debug/examples/flock_node")
-}
-
 /// Runs a client command of `flock_node` inside namespace `ns`.
 fn client(bin: &PathBuf, ns: &str, listen: &str, seeds: &str, args: &[&str]) -> Output {
     Command::new("ip")
@@ -206,7 +189,7 @@ fn a_real_network_partition_is_served_on_both_sides_and_heals() {
         eprintln!("not run: creating network namespaces needs root (CI runs as root)");
         return;
     }
-    let bin = flock_node();
+    let bin = build_example("flock_node");
     let mut hosts = Hosts::create().expect("network namespaces (ip netns) work here");
     let seeds: Vec<String> = (1..=NODES)
         .map(|i| format!("{}:4001", hosts.node_ip(i)))
@@ -270,7 +253,7 @@ fn nodes_bound_to_every_interface_advertise_addresses_peers_can_dial() {
         eprintln!("not run: creating network namespaces needs root (CI runs as root)");
         return;
     }
-    let bin = flock_node();
+    let bin = build_example("flock_node");
     let mut hosts = Hosts::create().expect("network namespaces (ip netns) work here");
     let seeds: Vec<String> = (1..=NODES)
         .map(|i| format!("{}:4001", hosts.node_ip(i)))
