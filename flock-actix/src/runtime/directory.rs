@@ -6,41 +6,54 @@
 //! frame arrived. Everything else (a bird not running yet, restarting,
 //! moving) still goes through the Registry, which waits for it.
 //!
-//! The Registry, the Ring and every Peer live on the arbiter that started the
-//! node, so the directory is a single-threaded `Rc<RefCell<…>>`: no lock, no
-//! atomic on the message path.
+//! The Peers run on the node's links arbiter and the Registry on the
+//! arbiter that started the node (see "Failure detection off the work
+//! threads" in docs/ARCHITECTURE.md), so the map sits behind a `RwLock`:
+//! readers (one per call or cast) do not block each other, and the Registry
+//! writes once per bird start or stop.
 
 use super::kinds::LocalBird;
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// A running bird.
 pub(crate) struct Running {
     pub bird: LocalBird,
 }
 
+type Map = HashMap<Arc<str>, Arc<Running>>;
+
 /// Shared view of the running birds (clones share it).
 #[derive(Clone, Default)]
-pub(crate) struct Directory(Rc<RefCell<HashMap<Arc<str>, Rc<Running>>>>);
+pub(crate) struct Directory(Arc<RwLock<Map>>);
 
 impl Directory {
-    pub(crate) fn insert(&self, name: Arc<str>, running: Rc<Running>) {
-        self.0.borrow_mut().insert(name, running);
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+        // A panic while holding the lock leaves a map that is still valid
+        // (every operation is a single insert or remove).
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, name: Arc<str>, running: Arc<Running>) {
+        self.write().insert(name, running);
     }
 
     pub(crate) fn remove(&self, name: &str) {
-        self.0.borrow_mut().remove(name);
+        self.write().remove(name);
     }
 
     pub(crate) fn clear(&self) {
-        self.0.borrow_mut().clear();
+        self.write().clear();
     }
 
     /// The bird, if it runs here, is of `kind`, and its mailbox is open.
-    pub(crate) fn get(&self, name: &str, kind: &str) -> Option<Rc<Running>> {
-        let running = self.0.borrow().get(name).cloned()?;
+    pub(crate) fn get(&self, name: &str, kind: &str) -> Option<Arc<Running>> {
+        let running = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()?;
         (running.bird.kind() == kind && running.bird.connected()).then_some(running)
     }
 }

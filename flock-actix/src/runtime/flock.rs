@@ -5,6 +5,7 @@ use super::config::FlockConfig;
 use super::directory::Directory;
 use super::discovery::DnsDiscovery;
 use super::kinds::KindTable;
+use super::messages::Begin;
 use super::node::{Actors, Node, wall_ms};
 use super::registry::{Registry, Running};
 use super::replica::{CrdtReplica, InsertMany, ListBirds, Lookup, Remove};
@@ -23,6 +24,12 @@ use tokio::sync::oneshot;
 
 /// How often `ready` looks at the view.
 const READY_POLL: Duration = Duration::from_millis(10);
+
+/// Most birds `start_many` records in one turn of the replica.
+const START_SLICE: usize = 10_000;
+
+/// How long past a closing link's linger the links arbiter stays up.
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
 
 /// How long `leave` waits for peers to take over before it returns anyway.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,6 +61,31 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Flock {
     node: Arc<Node>,
     arbiters: Arc<Vec<Arbiter>>,
+    service: Arc<ServiceArbiters>,
+}
+
+/// The threads of a node's own actors, apart from the birds' arbiters and
+/// the caller's (which runs the Registry).
+struct ServiceArbiters {
+    /// The Ring and every Peer: heartbeats are answered and silence is
+    /// judged here, never queued behind registry work.
+    links: Arbiter,
+    /// The CrdtReplica: recording starts, joining deltas and full states.
+    replica: Arbiter,
+}
+
+impl ServiceArbiters {
+    fn new(name: &crate::core::crdt::NodeName) -> Self {
+        let this = ServiceArbiters {
+            links: Arbiter::new(),
+            replica: Arbiter::new(),
+        };
+        for arbiter in [&this.links, &this.replica] {
+            let name = name.clone();
+            arbiter.spawn_fn(move || super::set_current_node(name));
+        }
+        this
+    }
 }
 
 impl std::fmt::Debug for Flock {
@@ -216,8 +248,11 @@ impl FlockBuilder {
         self
     }
 
-    /// Binds the listener and starts the node's actors on the current
-    /// arbiter (call it inside an actix `System`, e.g. in actix-web's main).
+    /// Binds the listener and starts the node's actors (call it inside an
+    /// actix `System`, e.g. in actix-web's main): the bird registry on the
+    /// current arbiter, links and failure detection on an arbiter of their
+    /// own, and the registry replica on another, so that a node busy with
+    /// a big batch never looks dead to its peers.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a bad configuration, [`Error::Io`] if the
@@ -262,14 +297,23 @@ impl FlockBuilder {
         let replica = CrdtReplica::new(node.clone(), durable)?;
         let directory = Directory::default();
         let ring = Ring::new(node.clone(), listener, directory.clone())?;
+        // Liveness and bulk work on separate threads (docs/ARCHITECTURE.md,
+        // "Failure detection off the work threads"): the Ring and every
+        // link's Peer on one arbiter, the registry replica on another, the
+        // Registry on the caller's.
+        let service = ServiceArbiters::new(&name);
         let actors = Actors {
-            replica: replica.start(),
+            replica: CrdtReplica::start_in_arbiter(&service.replica.handle(), move |_| replica),
             registry: Registry::new(node.clone(), handles, directory).start(),
-            ring: ring.start(),
+            ring: Ring::start_in_arbiter(&service.links.handle(), move |_| ring),
         };
-        // The actors only run once this task yields, so they all see the
-        // addresses set here.
         let _ = node.actors.set(actors);
+        // Only now may they work: each may already be running on its arbiter
+        // and must see every address when it does.
+        if let Some(a) = node.actors() {
+            a.replica.do_send(Begin);
+            a.ring.do_send(Begin);
+        }
         // Return only once every actor has run `started` (a reply proves
         // it): their timers need the runtime, and an application that drops
         // its System right after `start` must not leave actors that still
@@ -296,6 +340,7 @@ impl FlockBuilder {
         Ok(Flock {
             node,
             arbiters: Arc::new(arbiters),
+            service: Arc::new(service),
         })
     }
 }
@@ -347,9 +392,11 @@ impl Flock {
         results.pop().unwrap_or(Err(Error::Stopped))
     }
 
-    /// Records many birds of kind `T` at once (one registry delta for all of
-    /// them), returning one result per bird in order: the way to start
-    /// thousands of birds quickly.
+    /// Records many birds of kind `T` at once (one registry delta per
+    /// 10,000 of them), returning one result per bird in order: the way to
+    /// start thousands of birds quickly. A batch of millions is recorded in
+    /// slices, so the node keeps serving its peers meanwhile; if the node
+    /// stops in between, the slices recorded so far stay recorded.
     ///
     /// # Errors
     /// The outer error is [`Error::InvalidName`] (a name breaks the naming
@@ -373,11 +420,21 @@ impl Flock {
                 Ok((Arc::<str>::from(name), spec))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.actors()?
-            .replica
-            .send(InsertMany(birds))
-            .await
-            .map_err(|_| Error::Stopped)
+        // In slices, each one delta and one turn of the replica: the
+        // replica answers peers (and other callers) between slices, and no
+        // delta grows with the caller's batch.
+        let replica = &self.actors()?.replica;
+        let mut results = Vec::with_capacity(birds.len());
+        let mut birds = birds.into_iter().peekable();
+        while birds.peek().is_some() {
+            let slice: Vec<_> = birds.by_ref().take(START_SLICE).collect();
+            let done = replica
+                .send(InsertMany(slice))
+                .await
+                .map_err(|_| Error::Stopped)?;
+            results.extend(done);
+        }
+        Ok(results)
     }
 
     /// Starts bird `name` of kind `T` unless it already exists as a `T`:
@@ -555,6 +612,13 @@ impl Flock {
         for arbiter in self.arbiters.iter() {
             arbiter.stop();
         }
+        self.service.replica.stop();
+        // The links arbiter stops once the closing links had their linger
+        // to flush (they stop themselves by then).
+        self.service.links.spawn(async {
+            tokio::time::sleep(super::peer::CLOSE_LINGER + SHUTDOWN_SLACK).await;
+            Arbiter::current().stop();
+        });
         tracing::info!("node {} stopped", self.name());
     }
 

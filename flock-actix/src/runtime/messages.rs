@@ -65,6 +65,16 @@ pub(crate) struct SyncIn {
     pub peer: Addr<Peer>,
 }
 
+/// A registry transfer frame from a peer, not decoded yet: the replica
+/// decodes it (see `Inbound::Sync`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SyncRaw {
+    pub from: ReplicaId,
+    pub frame: bytes::Bytes,
+    pub peer: Addr<Peer>,
+}
+
 /// A peer acknowledged our deltas up to `seq`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -131,3 +141,11 @@ pub(crate) struct ViewChanged;
 
 /// Result type of requests that can fail with the public error.
 pub(crate) type Reply<T> = Result<T, Error>;
+
+/// To the Ring and the CrdtReplica, once every actor's address is published
+/// in the node: start working. They run on arbiters of their own and may
+/// start before the addresses are set; until this arrives they do nothing
+/// that needs another actor (a link that came up then would be lost).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Begin;

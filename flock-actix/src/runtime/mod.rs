@@ -2,10 +2,14 @@
 //!
 //! - [`Flock`] / [`FlockBuilder`]: the handle an application holds.
 //! - [`FlockAddr`]: a bird's address by name, wherever it runs.
-//! - `ring`: the Ring actor (membership, links, placement table).
-//! - `replica`: the CrdtReplica actor (registry set, anti-entropy).
-//! - `registry`: the Registry actor (local birds, supervision, calls).
-//! - `peer`: one actor per link (handshake, framed I/O, routing).
+//! - `ring`: the Ring actor (membership, links, placement table), on the
+//!   node's links arbiter.
+//! - `replica`: the CrdtReplica actor (registry set, anti-entropy), on an
+//!   arbiter of its own.
+//! - `registry`: the Registry actor (local birds, supervision, calls), on
+//!   the arbiter that started the node.
+//! - `peer`: one actor per link (handshake, framed I/O, routing), on the
+//!   links arbiter with the Ring.
 //! - `kinds`: bird kinds behind function pointers; exit guards.
 //! - `discovery`: DNS discovery (a name re-resolved to every node's address).
 

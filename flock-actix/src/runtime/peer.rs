@@ -13,7 +13,7 @@ mod io;
 use super::directory::Directory;
 use super::messages::{
     CallReply, Gossip, Heard, InboundCall, InboundCast, LinkDown, LinkUp, PeerLeft, PeerLeftAck,
-    SyncAcked, SyncIn,
+    SyncAcked, SyncIn, SyncRaw,
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
@@ -25,7 +25,8 @@ use crate::net::BoxStream;
 use crate::wire::message::{Message, RejectReason, RemoteError};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use io::{Inbound, ReadCodec, WriteCodec, WriteSide};
+pub(crate) use io::encode_frame;
+use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -40,7 +41,7 @@ const ENVELOPE_SLACK: usize = 1024;
 
 /// How long a closing link waits for its last frames (a `Reject`) to leave
 /// and for the peer to close its side, before it drops the connection anyway.
-const CLOSE_LINGER: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Unsent bytes a link may hold, in frames of the configured `max_frame`:
 /// past that the peer is not reading and the link is closed.
@@ -65,7 +66,7 @@ pub(crate) struct Peer {
     auth: Auth,
     /// The address this node dialled, if it initiated the link.
     dialed: Option<String>,
-    writer: FramedWrite<Message, WriteSide, WriteCodec>,
+    writer: FramedWrite<Outbound, WriteSide, WriteCodec>,
     read_limit: Arc<AtomicUsize>,
     /// Who is at the other end, shared with the encoder for its logs.
     label: Rc<RefCell<String>>,
@@ -113,7 +114,7 @@ impl Peer {
                 }
                 Ok(n) if dialed.is_some() => {
                     let (initiator, hello) = Initiator::start(node.handshake_config(), n);
-                    writer.write(hello);
+                    writer.write(Outbound::Msg(hello));
                     Auth::Initiating(Box::new(initiator))
                 }
                 Ok(n) => Auth::Accepting(Box::new(Acceptor::new(node.handshake_config(), n))),
@@ -181,10 +182,10 @@ impl Peer {
             );
             tracing::warn!("not sending to {}: {what}", self.peer_name());
             match msg {
-                Message::Reply { id, .. } => self.writer.write(Message::Reply {
+                Message::Reply { id, .. } => self.writer.write(Outbound::Msg(Message::Reply {
                     id,
                     result: Err(RemoteError::Encode(what)),
-                }),
+                })),
                 Message::Call { id, .. } => {
                     if let Some(tx) = self.calls.remove(&id) {
                         let _ = tx.send(Err(RemoteError::Encode(what)));
@@ -194,7 +195,7 @@ impl Peer {
             }
             return;
         }
-        self.writer.write(msg);
+        self.writer.write(Outbound::Msg(msg));
     }
 
     /// Notes who the other side claims to be (for the Ring's duplicate-link
@@ -279,30 +280,53 @@ impl Peer {
             _ => tracing::error!("refusing link with {}: {e}", self.peer_name()),
         }
         if let Some(reject) = reject_for(&e) {
-            self.writer.write(reject);
+            self.writer.write(Outbound::Msg(reject));
         }
         self.end_handshake();
         self.auth = Auth::Failed;
         self.close_gracefully(ctx);
     }
 
-    fn route(&mut self, msg: Message, ctx: &mut Context<Self>) {
-        let Auth::Up(info) = &self.auth else { return };
-        if self.closing.get() {
-            return;
-        }
-        let Some(actors) = self.node.actors() else {
+    /// Any frame proves the peer alive; tells the Ring at most twice per
+    /// heartbeat interval rather than once per frame.
+    fn heard(&mut self) {
+        let (Auth::Up(info), Some(actors)) = (&self.auth, self.node.actors()) else {
             return;
         };
         let now = self.node.now_ms();
-        // Any frame proves the peer alive; tell the Ring at most twice per
-        // heartbeat interval rather than once per frame.
         if now.saturating_sub(self.last_heard_report)
             >= self.node.config.membership.heartbeat_ms / 2
         {
             self.last_heard_report = now;
             actors.ring.do_send(Heard(info.id.node.clone()));
         }
+    }
+
+    /// A registry transfer frame, undecoded: to the replica, which decodes
+    /// it on its own arbiter.
+    fn route_sync(&mut self, frame: bytes::Bytes, ctx: &mut Context<Self>) {
+        if self.closing.get() {
+            return;
+        }
+        self.heard();
+        if let (Auth::Up(info), Some(actors)) = (&self.auth, self.node.actors()) {
+            actors.replica.do_send(SyncRaw {
+                from: info.id.clone(),
+                frame,
+                peer: ctx.address(),
+            });
+        }
+    }
+
+    fn route(&mut self, msg: Message, ctx: &mut Context<Self>) {
+        if self.closing.get() {
+            return;
+        }
+        self.heard();
+        let Auth::Up(info) = &self.auth else { return };
+        let Some(actors) = self.node.actors() else {
+            return;
+        };
         match msg {
             Message::Heartbeat { seq } => self.write(Message::HeartbeatAck { seq }),
             Message::HeartbeatAck { .. } => {}
@@ -472,6 +496,14 @@ impl StreamHandler<Result<Inbound, Error>> for Peer {
             Ok(_) if self.closing.get() => {}
             Ok(Inbound::Frame(msg)) if matches!(self.auth, Auth::Up(_)) => self.route(msg, ctx),
             Ok(Inbound::Frame(msg)) => self.handshake(msg, ctx),
+            Ok(Inbound::Sync(frame)) if matches!(self.auth, Auth::Up(_)) => {
+                self.route_sync(frame, ctx)
+            }
+            // Before authentication it is just an unexpected message.
+            Ok(Inbound::Sync(frame)) => match Message::decode(&frame) {
+                Ok(msg) => self.handshake(msg, ctx),
+                Err(e) => self.refuse(e, ctx),
+            },
             Ok(Inbound::Broken(e)) if matches!(self.auth, Auth::Up(_)) => {
                 tracing::warn!("closing link to {}: {e}", self.peer_name());
                 ctx.stop();
@@ -567,6 +599,21 @@ impl Handler<OutCall> for Peer {
             timeout_ms: call.timeout_ms,
             forwarded: false,
         });
+    }
+}
+
+/// A frame encoded elsewhere (a registry transfer, see [`encode_frame`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RawFrame(pub bytes::Bytes);
+
+impl Handler<RawFrame> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, RawFrame(frame): RawFrame, _: &mut Context<Self>) {
+        if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
+            self.writer.write(Outbound::Raw(frame));
+        }
     }
 }
 

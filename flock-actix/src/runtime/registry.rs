@@ -19,7 +19,6 @@ use crate::wire::message::RemoteError;
 use actix::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +53,7 @@ pub(crate) struct Registry {
     /// The view epoch the core last heard of.
     epoch: u64,
     /// The instances told to run, by name.
-    live: HashMap<Name, (u64, Rc<RunningBird>)>,
+    live: HashMap<Name, (u64, Arc<RunningBird>)>,
     waiting: HashMap<WaiterId, Waiting>,
     next_waiter: WaiterId,
     arbiters: Vec<ArbiterHandle>,
@@ -212,7 +211,7 @@ impl Registry {
         match spawned {
             Ok(bird) => {
                 tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
-                let running = Rc::new(RunningBird { bird });
+                let running = Arc::new(RunningBird { bird });
                 self.directory.insert(name.clone(), running.clone());
                 self.live.insert(name, (instance, running));
                 telemetry::bird_started(self.live.len());

@@ -7,9 +7,9 @@
 //! change, and tells the Registry what changed.
 
 use super::durable::Durable;
-use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
+use super::messages::{Begin, Reply, SetChanged, SyncAcked, SyncIn, SyncRaw};
 use super::node::{Node, View, wall_ms};
-use super::peer::Frame;
+use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
@@ -40,6 +40,9 @@ pub(crate) struct CrdtReplica {
     /// What was restored from disk at start, for the Registry once running.
     restored: Changes,
 }
+
+/// Most names in one change notification to the Registry.
+const NOTIFY_SLICE: usize = 10_000;
 
 /// How long received deltas are kept for relaying: well past the time an
 /// origin needs to deliver (its first attempt is immediate, its retry after
@@ -96,11 +99,25 @@ impl CrdtReplica {
     fn flush(&mut self) {
         let now = self.node.now_ms();
         let links = self.node.links.load();
+        let max_frame = self.node.config.max_frame;
         for (peer, msg) in self.sync.poll(now, self.replica.state()) {
             let Some(link) = links.get(&peer.node) else {
                 continue;
             };
-            link.do_send(Frame(msg.into()));
+            // Encoded here, not on the links arbiter (see `Inbound::Sync`).
+            let msg: Message = msg.into();
+            match encode_frame(&msg, max_frame) {
+                Ok(frame) => {
+                    telemetry::sync_frame(telemetry::Direction::Out, &msg, frame.len());
+                    link.do_send(RawFrame(frame));
+                }
+                Err(e) => tracing::error!(
+                    "node {}: not sending a {} to {}: {e}",
+                    self.node.name(),
+                    msg.name(),
+                    peer.node
+                ),
+            }
         }
     }
 
@@ -142,12 +159,23 @@ impl CrdtReplica {
         self.flush();
     }
 
+    /// Tells the Registry, in slices of at most [`NOTIFY_SLICE`] names: a
+    /// full state of a million birds must not become one message that keeps
+    /// the Registry's arbiter busy for seconds.
     fn tell_registry(&self, changed: SetChanged) {
-        if changed.upserts.is_empty() && changed.removed.is_empty() {
+        let Some(actors) = self.node.actors() else {
             return;
-        }
-        if let Some(actors) = self.node.actors() {
-            actors.registry.do_send(changed);
+        };
+        let SetChanged {
+            mut upserts,
+            mut removed,
+        } = changed;
+        while !upserts.is_empty() || !removed.is_empty() {
+            let rest_up = upserts.split_off(upserts.len().min(NOTIFY_SLICE));
+            let rest_rm = removed.split_off(removed.len().min(NOTIFY_SLICE));
+            actors.registry.do_send(SetChanged { upserts, removed });
+            upserts = rest_up;
+            removed = rest_rm;
         }
     }
 
@@ -169,8 +197,12 @@ impl CrdtReplica {
 
 impl Actor for CrdtReplica {
     type Context = Context<Self>;
+}
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
+impl Handler<Begin> for CrdtReplica {
+    type Result = ();
+
+    fn handle(&mut self, _: Begin, ctx: &mut Context<Self>) {
         // The Registry starts the restored birds this node owns, as if a
         // peer had sent them.
         let restored = std::mem::take(&mut self.restored);
@@ -276,10 +308,36 @@ impl Handler<Remove> for CrdtReplica {
     }
 }
 
+impl Handler<SyncRaw> for CrdtReplica {
+    type Result = ();
+
+    fn handle(&mut self, SyncRaw { from, frame, peer }: SyncRaw, _: &mut Context<Self>) {
+        match Message::decode(&frame) {
+            Ok(msg) => {
+                telemetry::sync_frame(telemetry::Direction::In, &msg, frame.len());
+                if let Some(msg) = msg.into_sync() {
+                    self.on_sync(from, msg, peer);
+                }
+            }
+            Err(e) => {
+                // As the link would for any malformed frame.
+                tracing::warn!("closing link to {}: {e}", from.node);
+                peer.do_send(Close);
+            }
+        }
+    }
+}
+
 impl Handler<SyncIn> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncIn { from, msg, peer }: SyncIn, _: &mut Context<Self>) {
+        self.on_sync(from, msg, peer);
+    }
+}
+
+impl CrdtReplica {
+    fn on_sync(&mut self, from: ReplicaId, msg: SyncMessage, peer: Addr<super::peer::Peer>) {
         // Synchronous handler: the span covers joining the sync, no await.
         let _span = tracing::debug_span!("flock_sync", node = %self.node.name(), peer = %from.node)
             .entered();
@@ -386,7 +444,11 @@ impl Handler<SyncAcked> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, SyncAcked { from, seq }: SyncAcked, _: &mut Context<Self>) {
-        self.sync.on_ack(&from, seq);
+        // A peer catching up gets its next batch of deltas as soon as it
+        // acknowledged the last: the catch-up runs at the receiver's pace.
+        if self.sync.on_ack(&from, seq) {
+            self.flush();
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! Registry to reconcile.
 
 use super::directory::Directory;
-use super::messages::{Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
+use super::messages::{Begin, Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
 use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
 use super::peer::{Close, Frame, Peer};
 use super::replica::{PeerDown, PeerUp};
@@ -283,8 +283,15 @@ impl Ring {
 
 impl Actor for Ring {
     type Context = Context<Self>;
+}
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
+impl Handler<Begin> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, _: Begin, ctx: &mut Context<Self>) {
+        if self.listener.is_none() {
+            return; // began already
+        }
         self.accept_loop(ctx);
         self.rebuild();
         // Tick at twice the heartbeat rate so deadlines are met within half

@@ -113,17 +113,15 @@ impl FrameCodec {
     }
 }
 
-impl Decoder for FrameCodec {
-    type Item = Message;
-    type Error = Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>> {
+impl FrameCodec {
+    /// The next frame's body, not decoded: the framing half of
+    /// [`Decoder::decode`], with the same errors for it. For a reader that
+    /// hands bulk frames to another thread to decode (see
+    /// [`Message::is_bulk_sync`]). The first frame of a connection must go
+    /// through [`Decoder::decode`] (it checks the version).
+    pub fn decode_frame(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>> {
         match self.inner.decode(src) {
-            Ok(Some(frame)) if std::mem::take(&mut self.first) => {
-                Message::decode_first(&frame).map(Some)
-            }
-            Ok(Some(frame)) => Message::decode(&frame).map(Some),
-            Ok(None) => Ok(None),
+            Ok(frame) => Ok(frame),
             Err(e) => {
                 let too_large = e
                     .get_ref()
@@ -138,6 +136,26 @@ impl Decoder for FrameCodec {
                     _ => Err(e.into()),
                 }
             }
+        }
+    }
+
+    /// Whether the next frame is a connection's first.
+    pub fn expects_first(&self) -> bool {
+        self.first
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Message;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>> {
+        match self.decode_frame(src)? {
+            Some(frame) if std::mem::take(&mut self.first) => {
+                Message::decode_first(&frame).map(Some)
+            }
+            Some(frame) => Message::decode(&frame).map(Some),
+            None => Ok(None),
         }
     }
 }

@@ -491,6 +491,23 @@ impl Message {
         Ok(buf)
     }
 
+    /// Whether `frame` (an encoded message) is a registry transfer that may
+    /// be big (`SyncDeltas`, `SyncFull`, `SyncChunk`), from its variant tag
+    /// alone: such frames are decoded off the thread that answers
+    /// heartbeats. Anything else, malformed frames included, is `false`.
+    pub fn is_bulk_sync(frame: &[u8]) -> bool {
+        // An externally tagged variant with fields: a one-entry map whose
+        // key is the variant's name as a short string.
+        let [0x81, tag @ 0xa0..=0xbf, rest @ ..] = frame else {
+            return false;
+        };
+        let len = usize::from(tag & 0x1f);
+        matches!(
+            rest.get(..len),
+            Some(b"SyncDeltas" | b"SyncFull" | b"SyncChunk")
+        )
+    }
+
     /// Decodes one message that must fill `frame` exactly.
     ///
     /// Errors: [`Error::Decode`] for anything malformed, truncated, nested

@@ -602,3 +602,49 @@ fn existing_remote_errors_keep_their_encoding() {
     timeout.extend_from_slice(b"Timeout");
     assert_eq!(reply(RemoteError::Timeout), timeout);
 }
+
+#[test]
+fn registry_transfers_are_told_apart_from_their_tag_alone() {
+    let bulk = [
+        Message::SyncDeltas {
+            from_seq: 1,
+            to_seq: 2,
+            delta: BirdMap::default(),
+        },
+        Message::SyncFull {
+            seq: 1,
+            state: BirdMap::default(),
+        },
+        Message::SyncChunk {
+            session: 1,
+            index: 0,
+            last: true,
+            seq: 1,
+            part: BirdMap::default(),
+        },
+    ];
+    for msg in &bulk {
+        assert!(
+            Message::is_bulk_sync(&msg.encode().unwrap()),
+            "{}",
+            msg.name()
+        );
+    }
+    let small = [
+        Message::Heartbeat { seq: 1 },
+        Message::SyncAck { seq: 1 },
+        Message::SyncChunkAck {
+            session: 1,
+            index: 0,
+        },
+    ];
+    for msg in &small {
+        assert!(
+            !Message::is_bulk_sync(&msg.encode().unwrap()),
+            "{}",
+            msg.name()
+        );
+    }
+    assert!(!Message::is_bulk_sync(&[]));
+    assert!(!Message::is_bulk_sync(&[0x81, 0xaa, b'S']));
+}

@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::net::BoxStream;
 use crate::wire::codec::FrameCodec;
 use crate::wire::message::Message;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
@@ -39,6 +39,10 @@ fn shrink(buf: &mut BytesMut) {
 pub(crate) enum Inbound {
     /// A well-formed frame.
     Frame(Message),
+    /// A registry transfer frame (see [`Message::is_bulk_sync`]), not
+    /// decoded yet: the replica decodes it on its own arbiter, so a
+    /// megabyte of sync never holds up the heartbeats read on this one.
+    Sync(Bytes),
     /// The peer sent a frame that is too large or not a valid message. The
     /// decoder discards everything after it, so the link can still deliver a
     /// `Reject` and close without resetting the connection.
@@ -100,8 +104,19 @@ impl Decoder for ReadCodec {
             return Ok(None);
         }
         self.sync_limit();
-        let frame = self.inner.decode(src);
-        let item = self.result(frame, src);
+        let item = if self.inner.expects_first() {
+            let frame = self.inner.decode(src);
+            self.result(frame, src)
+        } else {
+            match self.inner.decode_frame(src) {
+                Ok(Some(body)) if Message::is_bulk_sync(&body) => {
+                    Some(Inbound::Sync(body.freeze()))
+                }
+                Ok(Some(body)) => self.result(Message::decode(&body).map(Some), src),
+                Ok(None) => None,
+                Err(e) => self.result(Err(e), src),
+            }
+        };
         shrink(src);
         Ok(item)
     }
@@ -115,6 +130,24 @@ impl Decoder for ReadCodec {
         let frame = self.inner.decode_eof(src);
         Ok(self.result(frame, src))
     }
+}
+
+/// What a link writes: a message it encodes, or a frame encoded elsewhere
+/// (registry transfers are encoded by the replica, on its own arbiter).
+pub(crate) enum Outbound {
+    Msg(Message),
+    /// A whole frame, length header included (see [`encode_frame`]).
+    Raw(Bytes),
+}
+
+/// Encodes `msg` as one frame of at most `max_frame` bytes (header
+/// excluded), for [`Outbound::Raw`].
+pub(crate) fn encode_frame(msg: &Message, max_frame: usize) -> Result<Bytes, Error> {
+    let mut codec = FrameCodec::new();
+    codec.set_max_frame(max_frame)?;
+    let mut buf = BytesMut::new();
+    codec.encode(msg, &mut buf)?;
+    Ok(buf.freeze())
 }
 
 /// The frame encoder of a link's writer.
@@ -167,10 +200,10 @@ impl WriteCodec {
     }
 }
 
-impl Encoder<Message> for WriteCodec {
+impl Encoder<Outbound> for WriteCodec {
     type Error = Error;
 
-    fn encode(&mut self, msg: Message, dst: &mut BytesMut) -> Result<(), Error> {
+    fn encode(&mut self, out: Outbound, dst: &mut BytesMut) -> Result<(), Error> {
         shrink(dst);
         if dst.len() > self.max_unsent {
             return Err(Error::Io {
@@ -183,6 +216,14 @@ impl Encoder<Message> for WriteCodec {
                 ),
             });
         }
+        let msg = match out {
+            Outbound::Msg(msg) => msg,
+            Outbound::Raw(frame) => {
+                // Sized by the replica against the same cap.
+                dst.extend_from_slice(&frame);
+                return Ok(());
+            }
+        };
         let before = dst.len();
         match self.inner.encode(&msg, dst) {
             Ok(()) => {
