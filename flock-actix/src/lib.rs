@@ -201,7 +201,9 @@ pub use crate::core::supervision::Backoff;
 /// # a.shutdown(); b.shutdown(); Ok(()) }
 /// ```
 pub mod testing {
-    pub use crate::net::{Faults, FaultyNetwork, MemoryNetwork, TcpNetwork};
+    pub use crate::net::{
+        CountingNetwork, Faults, FaultyNetwork, MemoryNetwork, Tally, TcpNetwork,
+    };
 }
 
 /// The one import a bird author needs: the flock-actix items, actix's

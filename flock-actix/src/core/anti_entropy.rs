@@ -10,12 +10,21 @@
 //!
 //! # Protocol
 //!
-//! Local deltas are numbered `1, 2, …` (`seq`) and buffered. A peer that has
-//! acknowledged `acked` gets the buffered deltas `acked+1..=seq` joined into
-//! one delta interval. A peer that is new, restarted (new incarnation), or
-//! whose `acked+1` has left the buffer (it overflowed `max_buffered_deltas`)
-//! gets the full state instead, tagged with the current `seq`. Deltas every
-//! peer has acknowledged are dropped from the buffer.
+//! Local deltas are numbered `1, 2, …` (`seq`) and buffered; one bigger
+//! than a chunk's byte budget is first cut into several that can each be
+//! joined alone (see `split`). A peer that has acknowledged `acked` gets
+//! the buffered deltas from `acked+1` on, joined into one delta interval of
+//! at most `chunk_bytes` (a far-behind peer gets its missing deltas in
+//! bounded batches, never in one frame that grows with the registry). One
+//! interval is in flight per peer: the next goes when it is acknowledged
+//! (at once if the last was cut short by the budget, else after
+//! `interval_ms`), or it is sent again after `retry_ms`. Since every
+//! interval starts at `acked+1`, acknowledging `to_seq` always means "I
+//! joined everything up to `to_seq`". A peer that is new, restarted (new
+//! incarnation), or whose `acked+1` has left the buffer (it overflowed
+//! `max_buffered_deltas`) gets the full state instead, tagged with the
+//! current `seq`. Deltas every peer has acknowledged are dropped from the
+//! buffer.
 //!
 //! Only deltas recorded here travel: each node ships its own mutations to
 //! every peer, which assumes a full mesh. A peer reachable only through a
@@ -35,12 +44,14 @@
 //! to `max_buffered_deltas`), so a short disconnect resumes with deltas.
 //!
 //! Retransmission: a peer that has everything it was sent is left alone
-//! until there is something new; unacknowledged data is re-sent after
-//! `retry_ms`. A re-sent interval may duplicate deltas the peer already
+//! until there is something new; an unacknowledged interval is re-sent
+//! (from `acked+1`, cut again) after `retry_ms`, and nothing else goes to
+//! that peer meanwhile. A re-sent interval may duplicate deltas the peer already
 //! joined; joins are idempotent, so that only costs bandwidth (and possibly
 //! a store scan at the receiver, see [`crate::core::crdt::map`]).
 
 pub mod chunk;
+mod split;
 
 pub use chunk::{Assembled, Assembler};
 
@@ -258,6 +269,9 @@ struct PeerState {
 struct Sent {
     at_ms: u64,
     upto: u64,
+    /// The interval was cut short by the byte budget: the rest goes as
+    /// soon as this part is acknowledged, not an `interval_ms` later.
+    more: bool,
 }
 
 impl PeerState {
@@ -283,14 +297,46 @@ impl PeerState {
     }
 }
 
+/// The buffered deltas a peer gets next, joined.
+#[derive(Debug, Clone)]
+struct Interval {
+    delta: BirdMap,
+    /// The last seq included.
+    to: u64,
+    /// Upper bound of the encoding of `delta`'s items.
+    bytes: usize,
+}
+
+impl Interval {
+    /// The buffered deltas from `acked + 1` on, as many as fit in `budget`
+    /// bytes (at least one, which may not fit: the caller checks `bytes`).
+    fn cut(buffer: &BTreeMap<u64, (BirdMap, usize)>, acked: u64, budget: usize) -> Self {
+        let mut interval = Interval {
+            delta: BirdMap::default(),
+            to: acked,
+            bytes: 0,
+        };
+        for (&seq, (delta, bytes)) in buffer.range(acked + 1..) {
+            if interval.to > acked && interval.bytes.saturating_add(*bytes) > budget {
+                break;
+            }
+            interval.delta.join_delta(delta);
+            interval.bytes = interval.bytes.saturating_add(*bytes);
+            interval.to = seq;
+        }
+        interval
+    }
+}
+
 /// Per-peer delta bookkeeping for one node. See the module docs.
 #[derive(Debug, Clone)]
 pub struct AntiEntropy {
     config: AntiEntropyConfig,
     /// Sequence number of the last recorded delta (0: none yet).
     seq: u64,
-    /// Recorded deltas not yet acknowledged by every peer; contiguous keys.
-    buffer: BTreeMap<u64, BirdMap>,
+    /// Recorded deltas not yet acknowledged by every peer, each with an
+    /// upper bound of its encoding ([`chunk::size_bound`]); contiguous keys.
+    buffer: BTreeMap<u64, (BirdMap, usize)>,
     peers: BTreeMap<NodeName, PeerState>,
     /// The last full-state transfer number handed out.
     sessions: u64,
@@ -336,17 +382,29 @@ impl AntiEntropy {
         self.peers.get(node)?.acked
     }
 
-    /// Buffers a local delta and returns its sequence number. An empty delta
-    /// (e.g. removing an absent name) is not buffered; the current seq is
-    /// returned.
+    /// Buffers a local delta and returns its (last) sequence number. A
+    /// delta bigger than one chunk's budget is cut into several, each
+    /// joinable on its own and numbered in order (see [`split`]), so that
+    /// no delta sent grows with a batch. An empty delta (e.g. removing an
+    /// absent name) is not buffered; the current seq is returned.
     pub fn record(&mut self, delta: BirdMap) -> u64 {
         if delta.is_empty() {
             return self.seq;
         }
-        self.seq += 1;
-        self.buffer.insert(self.seq, delta);
+        for part in split::split(delta, self.budget()) {
+            self.seq += 1;
+            let bytes = chunk::size_bound(&part);
+            self.buffer.insert(self.seq, (part, bytes));
+        }
         self.trim();
         self.seq
+    }
+
+    /// Byte budget of one message's items.
+    fn budget(&self) -> usize {
+        self.config
+            .chunk_bytes
+            .saturating_sub(chunk::CHUNK_OVERHEAD)
     }
 
     /// A peer connected. A new node, or a new incarnation of a known one,
@@ -442,11 +500,8 @@ impl AntiEntropy {
     pub fn poll(&mut self, now_ms: u64, state: &BirdMap) -> Vec<(ReplicaId, SyncMessage)> {
         let mut out = Vec::new();
         // Peers at the same `acked` share one joined interval.
-        let mut intervals: HashMap<u64, (BirdMap, usize)> = HashMap::new();
-        let budget = self
-            .config
-            .chunk_bytes
-            .saturating_sub(chunk::CHUNK_OVERHEAD);
+        let mut intervals: HashMap<u64, Interval> = HashMap::new();
+        let budget = self.budget();
         let first_buffered = self.buffer.first_key_value().map(|(&k, _)| k);
         let seq = self.seq;
         for (node, peer) in &mut self.peers {
@@ -467,35 +522,32 @@ impl AntiEntropy {
             let periodic_full = peer
                 .last_full_ms
                 .is_some_and(|t| now_ms >= t.saturating_add(self.config.full_sync_interval_ms));
-            // The delta interval, if the peer can take one and is due.
+            // The delta interval, if the peer can take one and is due: one
+            // interval in flight at a time (a busy peer is not sent the same
+            // deltas again every interval), the next at once when the last
+            // was cut short by the budget, a re-send after `retry_ms`.
             let mut delta = None;
             if !behind && peer.acked != Some(seq) {
                 let acked = peer.acked.unwrap_or(0);
-                let (due, retry) = match peer.last_sent {
-                    None => (true, true),
-                    Some(s) => (
-                        now_ms >= s.at_ms.saturating_add(self.config.interval_ms),
-                        now_ms >= s.at_ms.saturating_add(self.config.retry_ms),
-                    ),
+                let send = match peer.last_sent {
+                    None => true,
+                    Some(s) if s.upto > acked => {
+                        now_ms >= s.at_ms.saturating_add(self.config.retry_ms)
+                    }
+                    Some(s) => s.more || now_ms >= s.at_ms.saturating_add(self.config.interval_ms),
                 };
-                let new_data = peer.last_sent.is_none_or(|s| s.upto < seq);
-                if due && (new_data || retry) {
+                if send {
                     let buffer = &self.buffer;
-                    let (interval, bytes) = intervals.entry(acked).or_insert_with(|| {
-                        let mut interval = BirdMap::default();
-                        for delta in buffer.range(acked + 1..).map(|(_, d)| d) {
-                            interval.join_delta(delta);
-                        }
-                        let bytes = chunk::size_bound(&interval);
-                        (interval, bytes)
-                    });
-                    delta = Some((acked, interval.clone(), *bytes));
+                    let interval = intervals
+                        .entry(acked)
+                        .or_insert_with(|| Interval::cut(buffer, acked, budget));
+                    delta = Some((acked, interval.clone()));
                 }
             }
             // An interval too big for one chunk (a start_many of thousands)
             // goes as a full-state transfer instead: no frame grows with a
             // batch either.
-            let too_big = delta.as_ref().is_some_and(|(_, _, bytes)| *bytes > budget);
+            let too_big = delta.as_ref().is_some_and(|(_, i)| i.bytes > budget);
             if peer.full.is_none() && (behind || periodic_full || too_big) {
                 self.sessions += 1;
                 peer.last_full_ms = Some(now_ms);
@@ -503,6 +555,7 @@ impl AntiEntropy {
                 peer.last_sent = Some(Sent {
                     at_ms: now_ms,
                     upto: seq,
+                    more: false,
                 });
                 peer.full = Some(Outgoing {
                     session: self.sessions,
@@ -523,19 +576,20 @@ impl AntiEntropy {
             if behind || too_big {
                 continue;
             }
-            let Some((acked, delta, _)) = delta else {
+            let Some((acked, interval)) = delta else {
                 continue;
             };
             peer.last_sent = Some(Sent {
                 at_ms: now_ms,
-                upto: seq,
+                upto: interval.to,
+                more: interval.to < seq,
             });
             out.push((
                 id,
                 SyncMessage::Deltas {
                     from_seq: acked + 1,
-                    to_seq: seq,
-                    delta,
+                    to_seq: interval.to,
+                    delta: interval.delta,
                 },
             ));
         }

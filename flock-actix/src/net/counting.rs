@@ -1,8 +1,10 @@
-//! A `Network` that counts the bytes every node writes, per frame kind: it
+//! A `Network` that counts the bytes a node writes, per frame kind: it
 //! wraps TCP streams and splits what is written into frames (4-byte
 //! big-endian length + MessagePack body) to read each frame's variant name.
+//! For benchmarks and tests that assert what travels (e.g. that no frame
+//! grows with the registry).
 
-use flock_actix::net::{BoxFuture, BoxStream, Listener, Network, TcpNetwork};
+use super::{BoxFuture, BoxStream, Listener, Network, TcpNetwork};
 use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
@@ -17,6 +19,7 @@ pub type Tally = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
 /// Counts every frame written through it into a shared [`Tally`].
 #[derive(Clone, Default)]
 pub struct CountingNetwork {
+    /// Frames and bytes written so far, per variant.
     pub tally: Tally,
     /// The largest frame written (header included), in bytes.
     pub max: Arc<AtomicU64>,

@@ -6,6 +6,7 @@
 //! of `TcpStream` and lets tests cut links deterministically.
 
 mod advertise;
+mod counting;
 mod faults;
 mod memory;
 mod tcp;
@@ -13,6 +14,7 @@ mod tcp;
 mod tls;
 
 pub(crate) use advertise::advertised_addr;
+pub use counting::{CountingNetwork, Tally};
 pub use faults::{Faults, FaultyNetwork};
 pub use memory::MemoryNetwork;
 pub use tcp::TcpNetwork;

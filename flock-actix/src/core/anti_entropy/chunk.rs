@@ -42,7 +42,7 @@ pub(crate) const CHUNK_OVERHEAD: usize = 128;
 pub const MAX_CHUNKS: u32 = 1 << 30;
 
 /// MessagePack cost bound of a string of `len` bytes (header ≤ 5 bytes).
-fn str_bound(len: usize) -> usize {
+pub(super) fn str_bound(len: usize) -> usize {
     len + 5
 }
 
@@ -57,12 +57,12 @@ fn vv_entry_bound(replica: &ReplicaId) -> usize {
 }
 
 /// Cost bound of a cloud dot.
-fn dot_bound(dot: &Dot) -> usize {
+pub(super) fn dot_bound(dot: &Dot) -> usize {
     1 + replica_bound(&dot.replica) + 9
 }
 
 /// Cost bound of a name with its dot list.
-fn name_bound(name: &str, list: &[(Dot, Entry)]) -> usize {
+pub(super) fn name_bound(name: &str, list: &[(Dot, Entry)]) -> usize {
     str_bound(name.len())
         + 5
         + list

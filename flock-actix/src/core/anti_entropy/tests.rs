@@ -268,9 +268,12 @@ fn unacked_deltas_are_resent_only_after_retry() {
             }
         )]
     ));
-    // New data goes out at the next interval, with the unacked ones.
+    // New data waits while an interval is in flight (a busy peer is not
+    // sent the same deltas again every interval), then goes with the
+    // unacknowledged ones at the next retry.
     a.add("z", 1);
-    let out = a.poll(1_200);
+    assert!(a.poll(1_200).is_empty());
+    let out = a.poll(2_100);
     assert!(matches!(
         out[..],
         [(
@@ -499,18 +502,39 @@ enum Msg {
 
 #[derive(Debug, Clone)]
 enum NetOp {
-    Add { n: usize, name: usize, k: u8 },
-    Remove { n: usize, name: usize },
-    Poll { n: usize, dt: u64 },
+    Add {
+        n: usize,
+        name: usize,
+        k: u8,
+    },
+    /// `count` births in one delta, names overlapping other batches (a
+    /// re-add replaces): with a small chunk budget it is cut into parts.
+    AddMany {
+        n: usize,
+        from: usize,
+        count: usize,
+    },
+    Remove {
+        n: usize,
+        name: usize,
+    },
+    Poll {
+        n: usize,
+        dt: u64,
+    },
     Deliver(usize),
     Duplicate(usize),
     Drop(usize),
-    Restart { n: usize },
+    Restart {
+        n: usize,
+    },
 }
 
 fn net_op() -> impl Strategy<Value = NetOp> {
     prop_oneof![
         3 => (0..3usize, 0..4usize, 0..3u8).prop_map(|(n, name, k)| NetOp::Add { n, name, k }),
+        1 => (0..3usize, 0..20usize, 1..40usize)
+            .prop_map(|(n, from, count)| NetOp::AddMany { n, from, count }),
         2 => (0..3usize, 0..4usize).prop_map(|(n, name)| NetOp::Remove { n, name }),
         3 => (0..3usize, 0..300u64).prop_map(|(n, dt)| NetOp::Poll { n, dt }),
         4 => any::<usize>().prop_map(NetOp::Deliver),
@@ -530,8 +554,11 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn new(max_buffered: usize) -> Self {
+    fn new(max_buffered: usize, chunk_bytes: usize) -> Self {
         let mut nodes: Vec<Node> = NODES.iter().map(|n| Node::new(n, max_buffered)).collect();
+        for node in &mut nodes {
+            node.ae.config.chunk_bytes = chunk_bytes;
+        }
         let ids: Vec<ReplicaId> = nodes.iter().map(|n| n.replica.id().clone()).collect();
         for (i, node) in nodes.iter_mut().enumerate() {
             for (j, id) in ids.iter().enumerate() {
@@ -554,7 +581,14 @@ impl Cluster {
     fn poll(&mut self, n: usize) {
         let from = self.nodes[n].replica.id().clone();
         let now = self.now;
+        let budget = self.nodes[n].ae.config.chunk_bytes - chunk::CHUNK_OVERHEAD;
         for (to, msg) in self.nodes[n].poll(now) {
+            if let SyncMessage::Deltas { delta, .. } = &msg {
+                assert!(
+                    chunk::size_bound(delta) <= budget,
+                    "a delta batch over the budget"
+                );
+            }
             self.net.push(Msg::Sync {
                 from: from.clone(),
                 to,
@@ -599,6 +633,14 @@ impl Cluster {
             NetOp::Add { n, name, k } => {
                 self.nodes[n].add(NAMES[name], k);
             }
+            NetOp::AddMany { n, from, count } => {
+                let node = &mut self.nodes[n];
+                let mut batch = BirdMap::default();
+                for i in from..from + count {
+                    batch.join_delta(&node.replica.add(&format!("many-{i}"), spec(3), 0).unwrap());
+                }
+                node.ae.record(batch);
+            }
             NetOp::Remove { n, name } => {
                 let delta = self.nodes[n].replica.remove(NAMES[name]);
                 self.nodes[n].ae.record(delta);
@@ -623,6 +665,7 @@ impl Cluster {
                 let old = self.nodes[n].replica.id().clone();
                 let new = rid(&old.node, old.incarnation + 1);
                 let mut node = Node::new(&old.node, self.nodes[n].ae.config.max_buffered_deltas);
+                node.ae.config.chunk_bytes = self.nodes[n].ae.config.chunk_bytes;
                 node.replica = Replica::new(new.clone());
                 for (j, other) in self.nodes.iter_mut().enumerate() {
                     if j != n {
@@ -670,13 +713,16 @@ proptest! {
 
     /// End to end: mutations, polls, lost, duplicated and reordered messages
     /// and acks, restarts. Once the network is reliable, every node converges
-    /// and every buffer drains.
+    /// and every buffer drains. With the smallest chunk budget, batches of
+    /// births are cut into parts and intervals into bounded batches: no
+    /// delta message is over the budget, and none is lost.
     #[test]
     fn anti_entropy_converges_over_a_lossy_network_with_restarts(
         ops in prop::collection::vec(net_op(), 0..80),
         max_buffered in 1..6usize,
+        chunk_bytes in prop_oneof![Just(1_024usize), Just(1 << 20)],
     ) {
-        let mut cluster = Cluster::new(max_buffered);
+        let mut cluster = Cluster::new(max_buffered, chunk_bytes);
         for op in &ops {
             cluster.apply(op);
         }
@@ -713,7 +759,7 @@ fn every_peer_gets_a_periodic_full_state_even_when_caught_up() {
 }
 
 #[test]
-fn a_delta_interval_too_big_for_one_chunk_goes_as_a_paced_chunked_transfer() {
+fn a_delta_too_big_for_one_chunk_goes_as_paced_batches_of_deltas() {
     let mut a = Node::new("a", 1_000);
     a.ae.config.chunk_bytes = 1_024;
     let b = rid("b", 1);
@@ -721,35 +767,99 @@ fn a_delta_interval_too_big_for_one_chunk_goes_as_a_paced_chunked_transfer() {
     let out = a.poll(0);
     a.ack_all(&out);
     assert_eq!(a.ae.acked("b"), Some(0));
-    // One batch of 200 birds: one delta far over the chunk budget.
+    // One batch of 200 birds: one delta far over the chunk budget, cut
+    // into parts when recorded.
     let mut batch = BirdMap::default();
     for i in 0..200 {
         batch.join_delta(&a.replica.add(&format!("bird-{i:03}"), spec(1), 0).unwrap());
     }
-    a.ae.record(batch);
+    let last = a.ae.record(batch);
+    assert!(last > 10, "{last} parts");
     let mut b_replica = Replica::new(b.clone());
     let mut assembler = Assembler::new();
     let from = a.replica.id().clone();
     let mut now = 100;
-    let mut chunks = 0;
+    let mut batches = 0;
     loop {
         let out = a.poll(now);
         if out.is_empty() {
             break;
         }
-        assert!(
-            out.len() <= a.ae.config.chunk_window,
-            "at most a window of parts at a time"
-        );
+        assert_eq!(out.len(), 1, "one interval in flight at a time");
         for (_, msg) in &out {
-            assert!(matches!(msg, SyncMessage::Chunk { .. }), "got {msg:?}");
+            let SyncMessage::Deltas { delta, .. } = msg else {
+                panic!("expected deltas, got {msg:?}");
+            };
+            assert!(chunk::size_bound(delta) <= 1_024 - chunk::CHUNK_OVERHEAD);
             receive(&mut b_replica, &mut assembler, &from, msg);
-            chunks += 1;
+            batches += 1;
         }
         a.ack_all(&out);
+        // The next batch goes on the acknowledgement, not an interval later.
         now += 1;
     }
-    assert!(chunks > 10, "{chunks} chunks");
-    assert_eq!(a.ae.acked("b"), Some(1));
+    assert!(batches > 10, "{batches} batches");
+    assert_eq!(a.ae.acked("b"), Some(last));
     assert_eq!(b_replica.state(), a.replica.state());
+}
+
+#[test]
+fn a_far_behind_peer_catches_up_by_bounded_delta_batches_not_a_full_state() {
+    let mut a = Node::new("a", 10_000);
+    a.ae.config.chunk_bytes = 2_048;
+    let b = rid("b", 1);
+    a.ae.peer_up(&b);
+    let out = a.poll(0);
+    a.ack_all(&out);
+    // b went away for a while; 500 starts later it is back.
+    a.ae.peer_down("b");
+    for i in 0..500 {
+        a.add(&format!("late-{i:03}"), 1);
+    }
+    a.ae.peer_up(&b);
+    let mut b_replica = Replica::new(b.clone());
+    let mut assembler = Assembler::new();
+    let from = a.replica.id().clone();
+    let mut now = 1_000;
+    let mut batches = 0;
+    while let out @ [_, ..] = &a.poll(now)[..] {
+        for (_, msg) in out {
+            let SyncMessage::Deltas { delta, .. } = msg else {
+                panic!("expected deltas, got {msg:?}");
+            };
+            assert!(chunk::size_bound(delta) <= 2_048 - chunk::CHUNK_OVERHEAD);
+            receive(&mut b_replica, &mut assembler, &from, msg);
+            batches += 1;
+        }
+        a.ack_all(out);
+        now += 1;
+    }
+    assert!(batches > 5, "{batches} batches");
+    assert_eq!(a.ae.acked("b"), Some(500));
+    assert_eq!(b_replica.state(), a.replica.state());
+}
+
+#[test]
+fn an_unsplittable_delta_over_the_budget_goes_as_a_chunked_transfer() {
+    let mut a = Node::new("a", 1_000);
+    a.ae.config.chunk_bytes = 1_024;
+    let b = rid("b", 1);
+    a.ae.peer_up(&b);
+    let out = a.poll(0);
+    a.ack_all(&out);
+    // A delta with a folded context cannot list its removed dots: it is
+    // kept whole, and being over the budget it goes as a full state.
+    let mut batch = BirdMap::default();
+    for i in 0..200 {
+        batch.join_delta(&a.replica.add(&format!("bird-{i:03}"), spec(1), 0).unwrap());
+    }
+    batch.ctx.raise_floor(&"gone".into(), 3);
+    assert_eq!(a.ae.record(batch), 1);
+    let out = a.poll(100);
+    assert!(!out.is_empty());
+    assert!(
+        out.iter()
+            .all(|(_, m)| matches!(m, SyncMessage::Chunk { .. })),
+        "{out:?}"
+    );
 }
