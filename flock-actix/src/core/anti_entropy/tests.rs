@@ -758,46 +758,62 @@ fn every_peer_gets_a_periodic_full_state_even_when_caught_up() {
     assert!(a.poll(61_000).is_empty());
 }
 
-#[test]
-fn a_delta_too_big_for_one_chunk_goes_as_paced_batches_of_deltas() {
-    let mut a = Node::new("a", 1_000);
-    a.ae.config.chunk_bytes = 1_024;
+/// Node a with `max_buffered` deltas and a `chunk_bytes` budget, and its
+/// peer b, which has acknowledged a's (empty) full state.
+fn caught_up_peer(max_buffered: usize, chunk_bytes: usize) -> (Node, ReplicaId) {
+    let mut a = Node::new("a", max_buffered);
+    a.ae.config.chunk_bytes = chunk_bytes;
     let b = rid("b", 1);
     a.ae.peer_up(&b);
     let out = a.poll(0);
     a.ack_all(&out);
-    assert_eq!(a.ae.acked("b"), Some(0));
-    // One batch of 200 birds: one delta far over the chunk budget, cut
-    // into parts when recorded.
+    (a, b)
+}
+
+/// One delta starting `n` birds on `a`.
+fn batch_of(a: &mut Node, n: usize) -> BirdMap {
     let mut batch = BirdMap::default();
-    for i in 0..200 {
+    for i in 0..n {
         batch.join_delta(&a.replica.add(&format!("bird-{i:03}"), spec(1), 0).unwrap());
     }
-    let last = a.ae.record(batch);
-    assert!(last > 10, "{last} parts");
+    batch
+}
+
+/// Polls `a` from `now` on (1 ms apart) until it sends nothing more to
+/// `b`, delivering and acknowledging everything: asserts that everything is
+/// a delta interval within the chunk budget, one in flight at a time (the
+/// next goes on the acknowledgement, not an interval later). Returns the
+/// receiver's replica and the number of batches.
+fn drain_delta_batches(a: &mut Node, b: &ReplicaId, mut now: u64) -> (Replica, usize) {
+    let budget = a.ae.config.chunk_bytes - chunk::CHUNK_OVERHEAD;
     let mut b_replica = Replica::new(b.clone());
     let mut assembler = Assembler::new();
     let from = a.replica.id().clone();
-    let mut now = 100;
     let mut batches = 0;
-    loop {
-        let out = a.poll(now);
-        if out.is_empty() {
-            break;
-        }
+    while let out @ [_, ..] = &a.poll(now)[..] {
         assert_eq!(out.len(), 1, "one interval in flight at a time");
-        for (_, msg) in &out {
-            let SyncMessage::Deltas { delta, .. } = msg else {
-                panic!("expected deltas, got {msg:?}");
-            };
-            assert!(chunk::size_bound(delta) <= 1_024 - chunk::CHUNK_OVERHEAD);
-            receive(&mut b_replica, &mut assembler, &from, msg);
-            batches += 1;
-        }
-        a.ack_all(&out);
-        // The next batch goes on the acknowledgement, not an interval later.
+        let SyncMessage::Deltas { delta, .. } = &out[0].1 else {
+            panic!("expected deltas, got {out:?}");
+        };
+        assert!(chunk::size_bound(delta) <= budget);
+        receive(&mut b_replica, &mut assembler, &from, &out[0].1);
+        batches += 1;
+        a.ack_all(out);
         now += 1;
     }
+    (b_replica, batches)
+}
+
+#[test]
+fn a_delta_too_big_for_one_chunk_goes_as_paced_batches_of_deltas() {
+    let (mut a, b) = caught_up_peer(1_000, 1_024);
+    assert_eq!(a.ae.acked("b"), Some(0));
+    // One batch of 200 birds: one delta far over the chunk budget, cut
+    // into parts when recorded.
+    let batch = batch_of(&mut a, 200);
+    let last = a.ae.record(batch);
+    assert!(last > 10, "{last} parts");
+    let (b_replica, batches) = drain_delta_batches(&mut a, &b, 100);
     assert!(batches > 10, "{batches} batches");
     assert_eq!(a.ae.acked("b"), Some(last));
     assert_eq!(b_replica.state(), a.replica.state());
@@ -805,35 +821,14 @@ fn a_delta_too_big_for_one_chunk_goes_as_paced_batches_of_deltas() {
 
 #[test]
 fn a_far_behind_peer_catches_up_by_bounded_delta_batches_not_a_full_state() {
-    let mut a = Node::new("a", 10_000);
-    a.ae.config.chunk_bytes = 2_048;
-    let b = rid("b", 1);
-    a.ae.peer_up(&b);
-    let out = a.poll(0);
-    a.ack_all(&out);
+    let (mut a, b) = caught_up_peer(10_000, 2_048);
     // b went away for a while; 500 starts later it is back.
     a.ae.peer_down("b");
     for i in 0..500 {
         a.add(&format!("late-{i:03}"), 1);
     }
     a.ae.peer_up(&b);
-    let mut b_replica = Replica::new(b.clone());
-    let mut assembler = Assembler::new();
-    let from = a.replica.id().clone();
-    let mut now = 1_000;
-    let mut batches = 0;
-    while let out @ [_, ..] = &a.poll(now)[..] {
-        for (_, msg) in out {
-            let SyncMessage::Deltas { delta, .. } = msg else {
-                panic!("expected deltas, got {msg:?}");
-            };
-            assert!(chunk::size_bound(delta) <= 2_048 - chunk::CHUNK_OVERHEAD);
-            receive(&mut b_replica, &mut assembler, &from, msg);
-            batches += 1;
-        }
-        a.ack_all(out);
-        now += 1;
-    }
+    let (b_replica, batches) = drain_delta_batches(&mut a, &b, 1_000);
     assert!(batches > 5, "{batches} batches");
     assert_eq!(a.ae.acked("b"), Some(500));
     assert_eq!(b_replica.state(), a.replica.state());
@@ -841,18 +836,10 @@ fn a_far_behind_peer_catches_up_by_bounded_delta_batches_not_a_full_state() {
 
 #[test]
 fn an_unsplittable_delta_over_the_budget_goes_as_a_chunked_transfer() {
-    let mut a = Node::new("a", 1_000);
-    a.ae.config.chunk_bytes = 1_024;
-    let b = rid("b", 1);
-    a.ae.peer_up(&b);
-    let out = a.poll(0);
-    a.ack_all(&out);
+    let (mut a, b) = caught_up_peer(1_000, 1_024);
     // A delta with a folded context cannot list its removed dots: it is
     // kept whole, and being over the budget it goes as a full state.
-    let mut batch = BirdMap::default();
-    for i in 0..200 {
-        batch.join_delta(&a.replica.add(&format!("bird-{i:03}"), spec(1), 0).unwrap());
-    }
+    let mut batch = batch_of(&mut a, 200);
     batch.ctx.raise_floor(&"gone".into(), 3);
     assert_eq!(a.ae.record(batch), 1);
     let out = a.poll(100);
