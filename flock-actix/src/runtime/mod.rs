@@ -71,8 +71,8 @@ thread_local! {
 /// The name of the flock node whose arbiters run the calling code, e.g. a
 /// bird's handler that wants to say where it runs.
 ///
-/// Set on the arbiter that started the node and on each arbiter of its bird
-/// pool. `None` elsewhere; ambiguous (the last node started) when several
+/// Set on the arbiter that started the node, on its links and replica
+/// arbiters and on each arbiter of its bird pool. `None` elsewhere; ambiguous (the last node started) when several
 /// nodes share one thread.
 pub fn current_node() -> Option<crate::core::crdt::NodeName> {
     CURRENT_NODE.with(|n| n.borrow().clone())
