@@ -836,7 +836,7 @@ fn a_far_behind_peer_catches_up_by_bounded_delta_batches_not_a_full_state() {
 
 #[test]
 fn an_unsplittable_delta_over_the_budget_goes_as_a_chunked_transfer() {
-    let (mut a, b) = caught_up_peer(1_000, 1_024);
+    let (mut a, _) = caught_up_peer(1_000, 1_024);
     // A delta with a folded context cannot list its removed dots: it is
     // kept whole, and being over the budget it goes as a full state.
     let mut batch = batch_of(&mut a, 200);
