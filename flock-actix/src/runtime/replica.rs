@@ -8,7 +8,7 @@
 
 use super::durable::Durable;
 use super::messages::{Reply, SetChanged, SyncAcked, SyncIn};
-use super::node::{Node, View, wall_ms};
+use super::node::{Node, View};
 use super::peer::Frame;
 use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
@@ -219,7 +219,7 @@ impl Handler<InsertMany> for CrdtReplica {
     fn handle(&mut self, InsertMany(birds): InsertMany, _: &mut Context<Self>) -> Self::Result {
         let mut batch = BirdMap::default();
         let mut upserts = Vec::with_capacity(birds.len());
-        let now = wall_ms();
+        let now = self.node.config.wall_ms();
         let results = birds
             .into_iter()
             .map(|(name, spec)| {
@@ -476,6 +476,19 @@ impl Handler<Lookup> for CrdtReplica {
 
     fn handle(&mut self, Lookup(name): Lookup, _: &mut Context<Self>) -> Option<BirdSpec> {
         self.replica.state().get(&name).cloned()
+    }
+}
+
+/// A copy of the whole replica, dots and causal context included.
+#[derive(Message)]
+#[rtype(result = "BirdMap")]
+pub(crate) struct WholeState;
+
+impl Handler<WholeState> for CrdtReplica {
+    type Result = MessageResult<WholeState>;
+
+    fn handle(&mut self, _: WholeState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.replica.state().clone())
     }
 }
 
