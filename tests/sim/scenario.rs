@@ -24,6 +24,10 @@ pub enum Op {
     /// Starts a killed node again on the same name and address, with its
     /// wall clock `clock_back_ms` behind the others'.
     Restart { node: usize, clock_back_ms: u64 },
+    /// Starts a killed node again on the same name and address, but with
+    /// the wrong cluster cookie: every handshake with it fails until it is
+    /// killed and restarted right (issue #9 item 5).
+    RestartWithWrongCookie(usize),
     /// Lets simulated time pass.
     Advance(u64),
 }
@@ -36,6 +40,8 @@ pub struct Scenario {
     pub ops: Vec<Op>,
     /// Every node's `forget_down_after_ms`, if not the harness's.
     pub forget_down_ms: Option<u64>,
+    /// Every node's `full_sync_interval_ms`, if not the harness's.
+    pub full_sync_ms: Option<u64>,
 }
 
 impl fmt::Display for Scenario {
@@ -83,13 +89,15 @@ pub const NAMES: usize = 20;
 
 /// A random scenario over 3 to 5 nodes and [`NAMES`] names: 20 to 60 steps
 /// of starts, stops, calls, partitions, kills, restarts (sometimes with the
-/// clock stepped back) and time passing; it always ends healed, with every
-/// node running, after enough time to converge.
+/// clock stepped back or the wrong cookie) and time passing; it always ends
+/// healed, with every node running right, after enough time to converge.
 pub fn generate(seed: u64) -> Scenario {
     let mut rng = Rng::new(seed);
     let nodes = 3 + rng.index(3);
     let steps = 20 + rng.index(41);
     let mut alive = vec![true; nodes];
+    // Running with the wrong cookie: killed and restarted right at the end.
+    let mut wrong = vec![false; nodes];
     let mut ops = Vec::with_capacity(steps + nodes + 2);
     let pick_alive = |rng: &mut Rng, alive: &[bool]| {
         let live: Vec<usize> = (0..alive.len()).filter(|&i| alive[i]).collect();
@@ -125,10 +133,16 @@ pub fn generate(seed: u64) -> Scenario {
                 } else {
                     let n = pick_alive(&mut rng, &alive);
                     alive[n] = false;
+                    wrong[n] = false;
                     Op::Kill(n)
                 }
             }
             _ => match (0..nodes).find(|&i| !alive[i]) {
+                Some(n) if rng.below(6) == 0 => {
+                    alive[n] = true;
+                    wrong[n] = true;
+                    Op::RestartWithWrongCookie(n)
+                }
                 Some(n) => {
                     alive[n] = true;
                     let clock_back_ms = if rng.below(4) == 0 {
@@ -147,7 +161,12 @@ pub fn generate(seed: u64) -> Scenario {
         ops.push(op);
     }
     ops.push(Op::Heal);
-    for (n, alive) in alive.iter().enumerate() {
+    for (n, wrong) in wrong.iter().enumerate() {
+        if *wrong {
+            ops.push(Op::Kill(n));
+        }
+    }
+    for (n, alive) in alive.iter().zip(&wrong).map(|(a, w)| a & !w).enumerate() {
         if !alive {
             ops.push(Op::Restart {
                 node: n,
@@ -161,6 +180,7 @@ pub fn generate(seed: u64) -> Scenario {
         nodes,
         ops,
         forget_down_ms: None,
+        full_sync_ms: None,
     }
 }
 

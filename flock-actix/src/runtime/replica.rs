@@ -33,6 +33,15 @@ pub(crate) struct CrdtReplica {
     /// Peers whose last delta had claims cut off and was left
     /// unacknowledged (see `SyncIn`); the next one is acknowledged.
     withheld: HashSet<NodeName>,
+    /// What each peer sent that had claims cut off by the trust rule (the
+    /// join of those messages), with when it was last added to: joined
+    /// again whenever trust may have grown (any join, a peer up or down),
+    /// until nothing is cut off any more or [`PARKED_KEEP_MS`] passed.
+    /// Without it a claim cut off from a *full state* (never re-sent: it is
+    /// acknowledged all the same) waited for the next periodic full sync —
+    /// after a heal, replicas stayed unequal for up to
+    /// `full_sync_interval_ms` (the simulation, docs/ARCHITECTURE.md).
+    parked: std::collections::BTreeMap<NodeName, (ReplicaId, BirdMap, u64)>,
     /// Full-state transfers from peers being received in chunks.
     assembler: Assembler,
     /// The registry on disk, if this node keeps one (`FlockBuilder::data_dir`).
@@ -45,6 +54,12 @@ pub(crate) struct CrdtReplica {
 /// origin needs to deliver (its first attempt is immediate, its retry after
 /// `retry_ms` = 2 s) or to be declared down (≤ 1.2 s).
 const RELAY_KEEP_MS: u64 = 5_000;
+
+/// How long a message with claims cut off is kept to be joined again
+/// (see `CrdtReplica::parked`): far longer than an origin needs to show
+/// its own dots (its next delta or full state) or to be declared down;
+/// past it, the periodic full sync repairs what is left.
+const PARKED_KEEP_MS: u64 = 30_000;
 
 impl CrdtReplica {
     /// `durable`: the opened log and the state it held, joined here into the
@@ -86,6 +101,7 @@ impl CrdtReplica {
             node,
             relay: VecDeque::new(),
             withheld: HashSet::new(),
+            parked: std::collections::BTreeMap::new(),
             assembler: Assembler::new(),
             durable,
             restored,
@@ -142,6 +158,53 @@ impl CrdtReplica {
         self.flush();
     }
 
+    /// Keeps a message whose claims were cut off, to join it again later.
+    fn park(&mut self, from: &ReplicaId, map: &BirdMap) {
+        let now = self.node.now_ms();
+        let entry = self
+            .parked
+            .entry(from.node.clone())
+            .or_insert_with(|| (from.clone(), BirdMap::default(), now));
+        // Joining two messages of one sender is a lattice join: the result
+        // claims nothing either did not.
+        entry.1.join(map);
+        entry.0 = from.clone();
+        entry.2 = now;
+    }
+
+    /// Joins the parked messages again (trust may have grown since), and
+    /// drops those now joined in full; `except`: the sender just joined,
+    /// whose own parked message it cannot have unblocked.
+    fn retry_parked(&mut self, except: Option<&NodeName>) {
+        if self.parked.is_empty() {
+            return;
+        }
+        for (node, (from, map, at)) in std::mem::take(&mut self.parked) {
+            if Some(&node) == except {
+                self.parked.insert(node, (from, map, at));
+                continue;
+            }
+            match self.replica.join(&from, &map) {
+                Ok(changes) => {
+                    let clipped = changes.clipped_claims();
+                    if changes.state_changed() {
+                        self.persist(&map, true);
+                        tracing::debug!(
+                            "node {}: claims of {node} cut off earlier now apply",
+                            self.node.name()
+                        );
+                    }
+                    let changed = self.changes_to_set(changes);
+                    self.tell_registry(changed);
+                    if clipped {
+                        self.parked.insert(node, (from, map, at));
+                    }
+                }
+                Err(e) => tracing::warn!("node {}: {e}", self.node.name()),
+            }
+        }
+    }
+
     fn tell_registry(&self, changed: SetChanged) {
         if changed.upserts.is_empty() && changed.removed.is_empty() {
             return;
@@ -186,6 +249,8 @@ impl Actor for CrdtReplica {
             {
                 act.relay.pop_front();
             }
+            act.parked
+                .retain(|_, (_, _, at)| now.saturating_sub(*at) <= PARKED_KEEP_MS);
             let folded = act.replica.compact(now);
             if !folded.is_empty() {
                 tracing::debug!(
@@ -288,6 +353,11 @@ impl Handler<SyncIn> for CrdtReplica {
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let joined = self.replica.join(&from, &delta);
                 if let Ok(changes) = &joined
+                    && changes.clipped_claims()
+                {
+                    self.park(&from, &delta);
+                }
+                if let Ok(changes) = &joined
                     && changes.state_changed()
                 {
                     // What was cut off is not on disk either: a restart
@@ -304,11 +374,15 @@ impl Handler<SyncIn> for CrdtReplica {
                 }
                 (Message::SyncAck { seq: to_seq }, to_seq, joined)
             }
-            SyncMessage::Full { seq, state } => (
-                Message::SyncAck { seq },
-                seq,
-                self.join_whole(&from, &state),
-            ),
+            SyncMessage::Full { seq, state } => {
+                let joined = self.join_whole(&from, &state);
+                if let Ok(changes) = &joined
+                    && changes.clipped_claims()
+                {
+                    self.park(&from, &state);
+                }
+                (Message::SyncAck { seq }, seq, joined)
+            }
             SyncMessage::Chunk {
                 session,
                 index,
@@ -332,7 +406,13 @@ impl Handler<SyncIn> for CrdtReplica {
                             from.node,
                             state.len()
                         );
-                        (ack, seq, self.join_whole(&from, &state))
+                        let joined = self.join_whole(&from, &state);
+                        if let Ok(changes) = &joined
+                            && changes.clipped_claims()
+                        {
+                            self.park(&from, &state);
+                        }
+                        (ack, seq, joined)
                     }
                 }
             }
@@ -351,6 +431,8 @@ impl Handler<SyncIn> for CrdtReplica {
                 let clipped = changes.clipped_claims();
                 let changed = self.changes_to_set(changes);
                 self.tell_registry(changed);
+                // What it showed may vouch for claims others made earlier.
+                self.retry_parked(Some(&from.node));
                 // At most one retransmission per clipped delta: a claim
                 // about an origin that crashed for good would otherwise be
                 // re-sent forever.
@@ -402,6 +484,7 @@ impl Handler<PeerUp> for CrdtReplica {
         self.sync.peer_up(&id);
         // Its older incarnations are dead: claims about them now apply.
         self.replica.saw(&id);
+        self.retry_parked(None);
         self.flush();
     }
 }
@@ -429,6 +512,8 @@ impl Handler<PeerDown> for CrdtReplica {
             // Its recent changes now reach the others only as relays.
             self.replica.peer_down(&name);
         }
+        // Claims about its dots may apply now (see `Replica::peer_down`).
+        self.retry_parked(None);
         // Relay what the departed node told us recently: the others may not
         // have heard it. Receivers that have it join it as a no-op.
         let (from_it, rest): (VecDeque<_>, VecDeque<_>) = self

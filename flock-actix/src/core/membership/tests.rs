@@ -352,7 +352,10 @@ fn a_configured_seed_is_dialled_again_once_its_peer_is_forgotten() {
     let effects = m.tick(20 + forget);
     assert!(effects.contains(&Effect::Forget("a".into())), "{effects:?}");
     // The seed address is dialled again, so the heal joins the two sides.
-    assert!(effects.contains(&Effect::Dial("a:4000".into())), "{effects:?}");
+    assert!(
+        effects.contains(&Effect::Dial("a:4000".into())),
+        "{effects:?}"
+    );
     m.dial_failed("a:4000", 21 + forget);
     let dials: Vec<Effect> = m
         .tick(21 + forget + 100)
@@ -363,7 +366,11 @@ fn a_configured_seed_is_dialled_again_once_its_peer_is_forgotten() {
     // Reached again: a is re-learned and the seed rests until it is forgotten.
     m.seed_reached("a:4000", &"a".into());
     assert_eq!(m.link_up(info("a", 1), 30 + forget).0, Joined::New);
-    assert!(m.tick(40 + forget).iter().all(|e| !matches!(e, Effect::Dial(_))));
+    assert!(
+        m.tick(40 + forget)
+            .iter()
+            .all(|e| !matches!(e, Effect::Dial(_)))
+    );
 }
 
 #[test]
