@@ -7,9 +7,11 @@
 //!
 //! Cluster benchmarks start real node processes on 127.0.0.1 by re-running
 //! this binary with a hidden subcommand (`__node`, `__raw`, `__mem_actix`).
+//! `__churn_memory` is run by hand (see churn.rs).
 
 mod benches;
 mod birds;
+mod churn;
 mod counting;
 mod messages;
 mod nodes;
@@ -243,6 +245,7 @@ fn main() {
         #[cfg(feature = "telepathy")]
         "__telepathy" => return telepathy::server_main(),
         "__mem_actix" => return benches::mem_actix_main(&args[1..]),
+        "__churn_memory" => return churn::churn_main(&args[1..]),
         _ => {}
     }
     let names = benches::NAMES;

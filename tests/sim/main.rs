@@ -6,7 +6,7 @@
 //!   `FLOCK_SIM_SEEDS` (default [`DEFAULT_SEEDS`]) generated ones.
 //! - `FLOCK_SIM_SEEDS=10000 cargo test --release --test sim -- --ignored`:
 //!   a long sweep (`FLOCK_SIM_FROM` picks the first seed).
-//! - `FLOCK_SIM_SEED=1234 cargo test --test sim replay -- --nocapture`:
+//! - `FLOCK_SIM_SEED=1234 cargo test --test sim -- --exact replay --nocapture`:
 //!   replays one seed and prints its scenario and trace
 //!   (`FLOCK_SIM_LOG=debug` adds the nodes' logs).
 //!
@@ -44,7 +44,7 @@ fn run_or_explain(scenario: &Scenario) -> Outcome {
         Err(e) => {
             let replay = scenario.seed.map_or(String::new(), |seed| {
                 format!(
-                    "\nreplay: FLOCK_SIM_SEED={seed} cargo test -p flock-suite --test sim replay -- --nocapture"
+                    "\nreplay: FLOCK_SIM_SEED={seed} cargo test -p flock-suite --test sim -- --exact replay --nocapture"
                 )
             });
             panic!("{scenario}\ninvariant broken: {e}{replay}");
@@ -115,7 +115,12 @@ fn replay() {
 /// runtime) agree on every step's result, simulated time and state print.
 #[test]
 fn the_same_seed_replays_the_same_trace() {
-    for seed in [3, 17, 41, 119, 182] {
+    // `FLOCK_SIM_REPLAY_SEEDS=N` checks seeds 0..N instead.
+    let seeds: Vec<u64> = match env_u64("FLOCK_SIM_REPLAY_SEEDS") {
+        Some(n) => (0..n).collect(),
+        None => vec![3, 17, 41, 119, 182],
+    };
+    for seed in seeds {
         let scenario = generate(seed);
         let first = run_or_explain(&scenario);
         let second = run_or_explain(&scenario);

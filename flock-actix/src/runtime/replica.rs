@@ -55,6 +55,13 @@ pub(crate) struct CrdtReplica {
 /// `retry_ms` = 2 s) or to be declared down (≤ 1.2 s).
 const RELAY_KEEP_MS: u64 = 5_000;
 
+/// At most this many received deltas are kept for relaying, the oldest
+/// dropped first. Kept by time alone, the buffer grew with the change rate
+/// (5 s of every peer's deltas): part of the heap held during fast
+/// start/stop churn (issue #9 item 14, docs/ARCHITECTURE.md §11.4). A relay
+/// is best effort; what it misses the periodic full sync repairs.
+const RELAY_MAX_DELTAS: usize = 10_000;
+
 /// How long a message with claims cut off is kept to be joined again
 /// (see `CrdtReplica::parked`): far longer than an origin needs to show
 /// its own dots (its next delta or full state) or to be declared down;
@@ -371,6 +378,9 @@ impl Handler<SyncIn> for CrdtReplica {
                     // reaching every node (see `PeerDown`).
                     self.relay
                         .push_back((from.node.clone(), self.node.now_ms(), delta));
+                    if self.relay.len() > RELAY_MAX_DELTAS {
+                        self.relay.pop_front();
+                    }
                 }
                 (Message::SyncAck { seq: to_seq }, to_seq, joined)
             }
