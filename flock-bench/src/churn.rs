@@ -8,7 +8,7 @@
 //! grows only the RSS. Run it with
 //! `cargo run --profile test -p flock-bench -- __churn_memory 1000000 10`.
 
-use crate::birds::{Sink, rss_bytes};
+use crate::birds::{Sink, rss_bytes, rss_untrimmed};
 use flock_actix::prelude::*;
 use flock_actix::testing::MemoryNetwork;
 use std::sync::Arc;
@@ -16,17 +16,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
-
-/// The RSS as the kernel reports it, without trimming the heap first.
-fn rss_untrimmed() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 pub fn churn_main(args: &[String]) {
     let cycles: u64 = args
