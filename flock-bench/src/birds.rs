@@ -78,6 +78,12 @@ pub fn rss_bytes() -> u64 {
     unsafe {
         libc::malloc_trim(0);
     }
+    rss_untrimmed()
+}
+
+/// The resident set size as the kernel reports it, freed heap pages the
+/// allocator keeps included (its high-water mark).
+pub fn rss_untrimmed() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()

@@ -7,6 +7,7 @@
 //!
 //! Cluster benchmarks start real node processes on 127.0.0.1 by re-running
 //! this binary with a hidden subcommand (`__node`, `__raw`, `__mem_actix`).
+//! `__churn_memory` is run by hand (see churn.rs).
 
 mod benches;
 mod birds;
@@ -14,6 +15,7 @@ mod birds;
 mod counting {
     pub use flock_actix::testing::{CountingNetwork, Tally};
 }
+mod churn;
 mod messages;
 mod nodes;
 mod procs;
@@ -246,6 +248,7 @@ fn main() {
         #[cfg(feature = "telepathy")]
         "__telepathy" => return telepathy::server_main(),
         "__mem_actix" => return benches::mem_actix_main(&args[1..]),
+        "__churn_memory" => return churn::churn_main(&args[1..]),
         _ => {}
     }
     let names = benches::NAMES;

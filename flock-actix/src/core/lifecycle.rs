@@ -413,13 +413,17 @@ impl<V: Owners> Lifecycle<V> {
         self.view = view;
         // Queued starts this node no longer owns are cancelled here, not
         // when their slice comes: the new owner may already run them.
-        let lost: Vec<Name> = self
+        let mut lost: Vec<Name> = self
             .pending
             .keys()
             .chain(self.birds.keys())
             .filter(|n| !self.owned_here(n))
             .cloned()
             .collect();
+        // In name order, not hash order: a run is a function of its inputs
+        // (the deterministic simulation replays a seed exactly).
+        lost.sort_unstable();
+        lost.dedup();
         for name in lost {
             self.stop(&name, false, out);
         }
@@ -428,12 +432,13 @@ impl<V: Owners> Lifecycle<V> {
 
     fn on_owned(&mut self, owned: Vec<(Name, BirdSpec)>, now_ms: u64, out: &mut Vec<Effect>) {
         let keep: std::collections::HashSet<&Name> = owned.iter().map(|(n, _)| n).collect();
-        let gone: Vec<Name> = self
+        let mut gone: Vec<Name> = self
             .birds
             .keys()
             .filter(|n| !keep.contains(n))
             .cloned()
             .collect();
+        gone.sort_unstable();
         for name in gone {
             self.stop(&name, false, out);
         }
@@ -448,12 +453,13 @@ impl<V: Owners> Lifecycle<V> {
 
     /// Waiters for names neither here nor queued are told where to go.
     fn redirect_stale_waiters(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
-        let stale: Vec<Name> = self
+        let mut stale: Vec<Name> = self
             .waiting
             .keys()
             .filter(|n| !self.birds.contains_key(*n) && !self.pending.contains_key(*n))
             .cloned()
             .collect();
+        stale.sort_unstable();
         for name in stale {
             self.serve_waiters(&name, now_ms, out);
         }
@@ -714,7 +720,9 @@ impl<V: Owners> Lifecycle<V> {
         self.shut_down = true;
         self.pending.clear();
         self.queue.clear();
-        for (name, local) in self.birds.drain() {
+        let mut birds: Vec<(Name, Local)> = self.birds.drain().collect();
+        birds.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (name, local) in birds {
             if let State::Running { .. } = local.state {
                 out.push(Effect::Stop {
                     name,
@@ -722,7 +730,9 @@ impl<V: Owners> Lifecycle<V> {
                 });
             }
         }
-        for (_, waiters) in self.waiting.drain() {
+        let mut waiting: Vec<(Name, Vec<Waiter>)> = self.waiting.drain().collect();
+        waiting.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, waiters) in waiting {
             out.extend(waiters.into_iter().map(|w| shutting_down(w.id)));
         }
     }

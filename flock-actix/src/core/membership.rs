@@ -197,6 +197,13 @@ pub struct Membership {
     peers: BTreeMap<NodeName, Peer>,
     /// Seed addresses not (yet) known to belong to a peer, with their next dial time.
     seeds: BTreeMap<String, (u64, u64)>,
+    /// Every address this node was told to dial (configured seeds and
+    /// discovery's answers), with the peer it turned out to lead to. Such an
+    /// address goes back to `seeds` when that peer is forgotten, so it is
+    /// always dialled by someone: otherwise a partition longer than
+    /// `forget_down_after_ms` makes both sides forget each other and,
+    /// nobody dialling anybody, splits the cluster for good.
+    configured: BTreeMap<String, Option<NodeName>>,
 }
 
 impl Membership {
@@ -210,17 +217,19 @@ impl Membership {
         seeds: impl IntoIterator<Item = String>,
     ) -> Result<Self> {
         config.validate()?;
-        let seeds = seeds
+        let seeds: BTreeMap<String, (u64, u64)> = seeds
             .into_iter()
             .filter(|s| *s != me.addr)
             .map(|s| (s, (0, config.reconnect_min_ms)))
             .collect();
+        let configured = seeds.keys().map(|s| (s.clone(), None)).collect();
         Ok(Membership {
             config,
             me,
             leaving: false,
             peers: BTreeMap::new(),
             seeds,
+            configured,
         })
     }
 
@@ -293,7 +302,7 @@ impl Membership {
 
     /// A link to `info` completed the handshake at `now_ms`.
     pub fn link_up(&mut self, info: NodeInfo, now_ms: u64) -> (Joined, Vec<Effect>) {
-        self.seeds.remove(&info.addr);
+        self.seed_belongs_to(&info.addr, &info.id.node);
         let min = self.config.reconnect_min_ms;
         let fresh = Peer {
             status: PeerStatus::Up,
@@ -330,21 +339,51 @@ impl Membership {
         (joined, vec![Effect::ViewChanged])
     }
 
-    /// A dial to seed address `addr` reached a node: stop dialling it as a
-    /// seed (the node is now known by name and its advertised address).
-    pub fn seed_reached(&mut self, addr: &str) {
+    /// A dial to seed address `addr` reached node `name`: stop dialling it
+    /// as a seed (the node is now known by name and its advertised address)
+    /// until `name` is forgotten.
+    pub fn seed_reached(&mut self, addr: &str, name: &NodeName) {
+        self.seed_belongs_to(addr, name);
+    }
+
+    /// `addr` is now dialled as peer `name`, not as a seed.
+    fn seed_belongs_to(&mut self, addr: &str, name: &NodeName) {
         self.seeds.remove(addr);
+        if let Some(owner) = self.configured.get_mut(addr) {
+            *owner = Some(name.clone());
+        }
+    }
+
+    /// `name` was forgotten: the configured addresses that led to it (or
+    /// that it advertised) are dialled as seeds again, from `now_ms`.
+    fn release_seeds(&mut self, name: &NodeName, addr: &str, now_ms: u64) {
+        for (seed, owner) in &mut self.configured {
+            if owner.as_ref() == Some(name) || seed == addr {
+                *owner = None;
+                self.seeds
+                    .entry(seed.clone())
+                    .or_insert((now_ms, self.config.reconnect_min_ms));
+            }
+        }
     }
 
     /// Discovery found `addr`: dial it as a seed unless it is this node's,
     /// already a seed, or the address of a peer that has not left (those
     /// are dialled by name already). Returns whether it became a seed.
     pub fn add_seed(&mut self, addr: &str, now_ms: u64) -> bool {
+        if addr == self.me.addr {
+            return false;
+        }
         let known = self
             .peers
             .values()
-            .any(|p| p.info.addr == addr && p.status != PeerStatus::Left);
-        if addr == self.me.addr || known || self.seeds.contains_key(addr) {
+            .find(|p| p.info.addr == addr && p.status != PeerStatus::Left)
+            .map(|p| p.info.id.node.clone());
+        let owner = self.configured.entry(addr.to_owned()).or_default();
+        if known.is_some() {
+            owner.clone_from(&known);
+        }
+        if known.is_some() || self.seeds.contains_key(addr) {
             return false;
         }
         self.seeds
@@ -356,6 +395,7 @@ impl Membership {
     /// unaffected).
     pub fn forget_seed(&mut self, addr: &str) {
         self.seeds.remove(addr);
+        self.configured.remove(addr);
     }
 
     /// The link to `name` closed (or a dial to its address failed).
@@ -432,7 +472,7 @@ impl Membership {
                 }
                 Some(_) => {}
                 None => {
-                    self.seeds.remove(&info.addr);
+                    self.seed_belongs_to(&info.addr, &info.id.node);
                     let min = self.config.reconnect_min_ms;
                     self.peers
                         .insert(info.id.node.clone(), Peer::unlinked(info, now_ms, min));
@@ -446,14 +486,19 @@ impl Membership {
     pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
         let forget_after = self.config.forget_down_after_ms;
         let mut effects = Vec::new();
+        let mut forgotten = Vec::new();
         self.peers.retain(|name, p| {
             let forget = p.status != PeerStatus::Up
                 && now_ms.saturating_sub(p.down_since_ms) >= forget_after;
             if forget {
                 effects.push(Effect::Forget(name.clone()));
+                forgotten.push((name.clone(), p.info.addr.clone()));
             }
             !forget
         });
+        for (name, addr) in forgotten {
+            self.release_seeds(&name, &addr, now_ms);
+        }
         let mut view_changed = false;
         for (name, p) in &mut self.peers {
             match p.status {

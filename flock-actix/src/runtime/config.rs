@@ -62,6 +62,13 @@ pub struct FlockConfig {
     pub handshake_timeout: Duration,
     /// The network to use (TCP unless a test swaps it).
     pub network: Arc<dyn Network>,
+    /// Where the node reads the wall clock (CRDT timestamps, incarnations),
+    /// in milliseconds since the Unix epoch; `None`: the system clock.
+    /// Hidden: a seam for the project's deterministic simulation
+    /// (tests/sim), which drives it from a paused tokio clock and steps it
+    /// back to replay clock faults; not an application setting.
+    #[doc(hidden)]
+    pub wall_clock: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -106,7 +113,16 @@ impl FlockConfig {
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),
             network: Arc::new(TcpNetwork),
+            wall_clock: None,
         }
+    }
+
+    /// The wall clock in milliseconds since the Unix epoch: the configured
+    /// one, else the system's.
+    pub(crate) fn wall_ms(&self) -> u64 {
+        self.wall_clock
+            .as_ref()
+            .map_or_else(super::node::wall_ms, |clock| clock())
     }
 
     /// Checks every value, naming the first bad one.

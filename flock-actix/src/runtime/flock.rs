@@ -6,9 +6,9 @@ use super::directory::Directory;
 use super::discovery::DnsDiscovery;
 use super::kinds::KindTable;
 use super::messages::Begin;
-use super::node::{Actors, Node, wall_ms};
+use super::node::{Actors, Node};
 use super::registry::{Registry, Running};
-use super::replica::{CrdtReplica, InsertMany, ListBirds, Lookup, Remove};
+use super::replica::{CrdtReplica, InsertMany, ListBirds, Lookup, Remove, WholeState};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
@@ -280,7 +280,7 @@ impl FlockBuilder {
         let me = NodeInfo {
             id: ReplicaId {
                 node: config.name.as_str().into(),
-                incarnation: wall_ms(),
+                incarnation: config.wall_ms(),
             },
             addr,
             weight: config.weight,
@@ -533,6 +533,18 @@ impl Flock {
         self.actors()?
             .replica
             .send(ListBirds)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// A copy of this node's whole replica, dots and causal context
+    /// included. Hidden: the deterministic simulation (tests/sim)
+    /// fingerprints it after every step to prove a seed replays exactly.
+    #[doc(hidden)]
+    pub async fn replica_state(&self) -> Result<crate::core::crdt::BirdMap> {
+        self.actors()?
+            .replica
+            .send(WholeState)
             .await
             .map_err(|_| Error::Stopped)
     }

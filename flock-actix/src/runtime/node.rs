@@ -16,7 +16,10 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+// tokio's `Instant` is the system's monotonic clock, except under a paused
+// tokio clock (the deterministic simulation), which it then follows.
+use tokio::time::Instant;
 
 /// One placement table and the number of times it was rebuilt.
 #[derive(Debug)]

@@ -467,7 +467,10 @@ impl Actor for Peer {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.end_handshake();
-        for (_, tx) in self.calls.drain() {
+        // In call order, not hash order: callers wake in a replayable order.
+        let mut calls: Vec<_> = self.calls.drain().collect();
+        calls.sort_unstable_by_key(|(id, _)| *id);
+        for (_, tx) in calls {
             let _ = tx.send(Err(RemoteError::LinkClosed));
         }
         // A dial that reached a listener but never completed the handshake

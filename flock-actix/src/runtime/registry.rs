@@ -20,7 +20,9 @@ use actix::prelude::*;
 use std::collections::{HashMap, VecDeque};
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Follows a paused tokio clock (the simulation), like the timers do.
+use tokio::time::Instant;
 
 /// How often the Registry re-reads the whole owned set, as a safety net for
 /// any change notification that raced with a view change.
@@ -361,7 +363,10 @@ impl Registry {
     fn shutdown(&mut self, ctx: &mut Context<Self>) {
         self.directory.clear();
         self.feed(Input::Shutdown, ctx);
-        for (_, (_, running)) in self.live.drain() {
+        // In name order (not hash order), like everything the simulation replays.
+        let mut live: Vec<_> = self.live.drain().collect();
+        live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, (_, running)) in live {
             running.bird.stop();
         }
         ctx.stop();

@@ -8,7 +8,7 @@
 
 use super::durable::Durable;
 use super::messages::{Begin, Reply, SetChanged, SyncAcked, SyncIn, SyncRaw};
-use super::node::{Node, View, wall_ms};
+use super::node::{Node, View};
 use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
@@ -33,6 +33,15 @@ pub(crate) struct CrdtReplica {
     /// Peers whose last delta had claims cut off and was left
     /// unacknowledged (see `SyncIn`); the next one is acknowledged.
     withheld: HashSet<NodeName>,
+    /// What each peer sent that had claims cut off by the trust rule (the
+    /// join of those messages), with when it was last added to: joined
+    /// again whenever trust may have grown (any join, a peer up or down),
+    /// until nothing is cut off any more or [`PARKED_KEEP_MS`] passed.
+    /// Without it a claim cut off from a *full state* (never re-sent: it is
+    /// acknowledged all the same) waited for the next periodic full sync —
+    /// after a heal, replicas stayed unequal for up to
+    /// `full_sync_interval_ms` (the simulation, docs/ARCHITECTURE.md).
+    parked: std::collections::BTreeMap<NodeName, (ReplicaId, BirdMap, u64)>,
     /// Full-state transfers from peers being received in chunks.
     assembler: Assembler,
     /// The registry on disk, if this node keeps one (`FlockBuilder::data_dir`).
@@ -48,6 +57,19 @@ const NOTIFY_SLICE: usize = 10_000;
 /// origin needs to deliver (its first attempt is immediate, its retry after
 /// `retry_ms` = 2 s) or to be declared down (≤ 1.2 s).
 const RELAY_KEEP_MS: u64 = 5_000;
+
+/// At most this many received deltas are kept for relaying, the oldest
+/// dropped first. Kept by time alone, the buffer grew with the change rate
+/// (5 s of every peer's deltas): part of the heap held during fast
+/// start/stop churn (issue #9 item 14, docs/ARCHITECTURE.md §11.4). A relay
+/// is best effort; what it misses the periodic full sync repairs.
+const RELAY_MAX_DELTAS: usize = 10_000;
+
+/// How long a message with claims cut off is kept to be joined again
+/// (see `CrdtReplica::parked`): far longer than an origin needs to show
+/// its own dots (its next delta or full state) or to be declared down;
+/// past it, the periodic full sync repairs what is left.
+const PARKED_KEEP_MS: u64 = 30_000;
 
 impl CrdtReplica {
     /// `durable`: the opened log and the state it held, joined here into the
@@ -89,6 +111,7 @@ impl CrdtReplica {
             node,
             relay: VecDeque::new(),
             withheld: HashSet::new(),
+            parked: std::collections::BTreeMap::new(),
             assembler: Assembler::new(),
             durable,
             restored,
@@ -159,6 +182,53 @@ impl CrdtReplica {
         self.flush();
     }
 
+    /// Keeps a message whose claims were cut off, to join it again later.
+    fn park(&mut self, from: &ReplicaId, map: &BirdMap) {
+        let now = self.node.now_ms();
+        let entry = self
+            .parked
+            .entry(from.node.clone())
+            .or_insert_with(|| (from.clone(), BirdMap::default(), now));
+        // Joining two messages of one sender is a lattice join: the result
+        // claims nothing either did not.
+        entry.1.join(map);
+        entry.0 = from.clone();
+        entry.2 = now;
+    }
+
+    /// Joins the parked messages again (trust may have grown since), and
+    /// drops those now joined in full; `except`: the sender just joined,
+    /// whose own parked message it cannot have unblocked.
+    fn retry_parked(&mut self, except: Option<&NodeName>) {
+        if self.parked.is_empty() {
+            return;
+        }
+        for (node, (from, map, at)) in std::mem::take(&mut self.parked) {
+            if Some(&node) == except {
+                self.parked.insert(node, (from, map, at));
+                continue;
+            }
+            match self.replica.join(&from, &map) {
+                Ok(changes) => {
+                    let clipped = changes.clipped_claims();
+                    if changes.state_changed() {
+                        self.persist(&map, true);
+                        tracing::debug!(
+                            "node {}: claims of {node} cut off earlier now apply",
+                            self.node.name()
+                        );
+                    }
+                    let changed = self.changes_to_set(changes);
+                    self.tell_registry(changed);
+                    if clipped {
+                        self.parked.insert(node, (from, map, at));
+                    }
+                }
+                Err(e) => tracing::warn!("node {}: {e}", self.node.name()),
+            }
+        }
+    }
+
     /// Tells the Registry, in slices of at most [`NOTIFY_SLICE`] names: a
     /// full state of a million birds must not become one message that keeps
     /// the Registry's arbiter busy for seconds.
@@ -218,6 +288,8 @@ impl Handler<Begin> for CrdtReplica {
             {
                 act.relay.pop_front();
             }
+            act.parked
+                .retain(|_, (_, _, at)| now.saturating_sub(*at) <= PARKED_KEEP_MS);
             let folded = act.replica.compact(now);
             if !folded.is_empty() {
                 tracing::debug!(
@@ -251,7 +323,7 @@ impl Handler<InsertMany> for CrdtReplica {
     fn handle(&mut self, InsertMany(birds): InsertMany, _: &mut Context<Self>) -> Self::Result {
         let mut batch = BirdMap::default();
         let mut upserts = Vec::with_capacity(birds.len());
-        let now = wall_ms();
+        let now = self.node.config.wall_ms();
         let results = birds
             .into_iter()
             .map(|(name, spec)| {
@@ -346,6 +418,11 @@ impl CrdtReplica {
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let joined = self.replica.join(&from, &delta);
                 if let Ok(changes) = &joined
+                    && changes.clipped_claims()
+                {
+                    self.park(&from, &delta);
+                }
+                if let Ok(changes) = &joined
                     && changes.state_changed()
                 {
                     // What was cut off is not on disk either: a restart
@@ -359,14 +436,21 @@ impl CrdtReplica {
                     // reaching every node (see `PeerDown`).
                     self.relay
                         .push_back((from.node.clone(), self.node.now_ms(), delta));
+                    if self.relay.len() > RELAY_MAX_DELTAS {
+                        self.relay.pop_front();
+                    }
                 }
                 (Message::SyncAck { seq: to_seq }, to_seq, joined)
             }
-            SyncMessage::Full { seq, state } => (
-                Message::SyncAck { seq },
-                seq,
-                self.join_whole(&from, &state),
-            ),
+            SyncMessage::Full { seq, state } => {
+                let joined = self.join_whole(&from, &state);
+                if let Ok(changes) = &joined
+                    && changes.clipped_claims()
+                {
+                    self.park(&from, &state);
+                }
+                (Message::SyncAck { seq }, seq, joined)
+            }
             SyncMessage::Chunk {
                 session,
                 index,
@@ -390,7 +474,13 @@ impl CrdtReplica {
                             from.node,
                             state.len()
                         );
-                        (ack, seq, self.join_whole(&from, &state))
+                        let joined = self.join_whole(&from, &state);
+                        if let Ok(changes) = &joined
+                            && changes.clipped_claims()
+                        {
+                            self.park(&from, &state);
+                        }
+                        (ack, seq, joined)
                     }
                 }
             }
@@ -409,6 +499,8 @@ impl CrdtReplica {
                 let clipped = changes.clipped_claims();
                 let changed = self.changes_to_set(changes);
                 self.tell_registry(changed);
+                // What it showed may vouch for claims others made earlier.
+                self.retry_parked(Some(&from.node));
                 // At most one retransmission per clipped delta: a claim
                 // about an origin that crashed for good would otherwise be
                 // re-sent forever.
@@ -464,6 +556,7 @@ impl Handler<PeerUp> for CrdtReplica {
         self.sync.peer_up(&id);
         // Its older incarnations are dead: claims about them now apply.
         self.replica.saw(&id);
+        self.retry_parked(None);
         self.flush();
     }
 }
@@ -491,6 +584,8 @@ impl Handler<PeerDown> for CrdtReplica {
             // Its recent changes now reach the others only as relays.
             self.replica.peer_down(&name);
         }
+        // Claims about its dots may apply now (see `Replica::peer_down`).
+        self.retry_parked(None);
         // Relay what the departed node told us recently: the others may not
         // have heard it. Receivers that have it join it as a no-op.
         let (from_it, rest): (VecDeque<_>, VecDeque<_>) = self
@@ -538,6 +633,19 @@ impl Handler<Lookup> for CrdtReplica {
 
     fn handle(&mut self, Lookup(name): Lookup, _: &mut Context<Self>) -> Option<BirdSpec> {
         self.replica.state().get(&name).cloned()
+    }
+}
+
+/// A copy of the whole replica, dots and causal context included.
+#[derive(Message)]
+#[rtype(result = "BirdMap")]
+pub(crate) struct WholeState;
+
+impl Handler<WholeState> for CrdtReplica {
+    type Result = MessageResult<WholeState>;
+
+    fn handle(&mut self, _: WholeState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.replica.state().clone())
     }
 }
 

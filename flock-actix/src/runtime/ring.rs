@@ -18,7 +18,7 @@ use crate::core::placement::{MAX_WEIGHT, Placement};
 use crate::net::Listener;
 use crate::wire::message::{MemberInfo, MemberStatus, Message, RejectReason};
 use actix::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -55,7 +55,9 @@ pub(crate) struct Ring {
     node: Arc<Node>,
     directory: Directory,
     membership: Membership,
-    links: HashMap<NodeName, Link>,
+    /// Ordered, so links are closed and told of a leave in the same order
+    /// on every run (the deterministic simulation replays a seed exactly).
+    links: BTreeMap<NodeName, Link>,
     listener: Option<Box<dyn Listener>>,
     epoch: u64,
     heartbeat_seq: u64,
@@ -77,7 +79,7 @@ impl Ring {
             node,
             directory,
             membership,
-            links: HashMap::new(),
+            links: BTreeMap::new(),
             listener: Some(listener),
             epoch: 0,
             heartbeat_seq: 0,
@@ -314,7 +316,7 @@ impl Handler<LinkUp> for Ring {
         let me = self.node.name().clone();
         let name = up.info.id.node.clone();
         if let Some(addr) = &up.dialed {
-            self.membership.seed_reached(addr);
+            self.membership.seed_reached(addr, &name);
         }
         if up.info.weight > MAX_WEIGHT {
             tracing::error!(
@@ -603,7 +605,7 @@ impl Handler<Shutdown> for Ring {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        for (_, link) in self.links.drain() {
+        for (_, link) in std::mem::take(&mut self.links) {
             link.peer.do_send(Close);
         }
         self.publish_links();

@@ -339,3 +339,86 @@ fn discovered_addresses_are_dialled_unless_they_are_ours_a_peers_or_pending() {
         .collect();
     assert_eq!(dials, vec![]);
 }
+
+#[test]
+fn a_configured_seed_is_dialled_again_once_its_peer_is_forgotten() {
+    let forget = MembershipConfig::default().forget_down_after_ms;
+    let mut m = node(&["a:4000"]);
+    assert_eq!(m.tick(0), vec![Effect::Dial("a:4000".into())]);
+    m.seed_reached("a:4000", &"a".into());
+    m.link_up(info("a", 1), 10);
+    // A long partition: a goes down, is redialled by name, then forgotten.
+    m.link_down("a", 20);
+    let effects = m.tick(20 + forget);
+    assert!(effects.contains(&Effect::Forget("a".into())), "{effects:?}");
+    // The seed address is dialled again, so the heal joins the two sides.
+    assert!(
+        effects.contains(&Effect::Dial("a:4000".into())),
+        "{effects:?}"
+    );
+    m.dial_failed("a:4000", 21 + forget);
+    let dials: Vec<Effect> = m
+        .tick(21 + forget + 100)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Dial(_)))
+        .collect();
+    assert_eq!(dials, vec![Effect::Dial("a:4000".into())]);
+    // Reached again: a is re-learned and the seed rests until it is forgotten.
+    m.seed_reached("a:4000", &"a".into());
+    assert_eq!(m.link_up(info("a", 1), 30 + forget).0, Joined::New);
+    assert!(
+        m.tick(40 + forget)
+            .iter()
+            .all(|e| !matches!(e, Effect::Dial(_)))
+    );
+}
+
+#[test]
+fn a_seed_reached_under_another_advertised_address_comes_back_when_forgotten() {
+    let forget = MembershipConfig::default().forget_down_after_ms;
+    let mut m = node(&["lb:4000"]);
+    m.tick(0);
+    m.seed_reached("lb:4000", &"a".into());
+    m.link_up(info("a", 1), 10);
+    // Dialled by name at a:4000 while linked or down, never as a seed.
+    m.link_down("a", 20);
+    let dials: Vec<Effect> = m
+        .tick(200)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Dial(_)))
+        .collect();
+    assert_eq!(dials, vec![Effect::Dial("a:4000".into())]);
+    let dials: Vec<Effect> = m
+        .tick(20 + forget)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Dial(_)))
+        .collect();
+    assert_eq!(dials, vec![Effect::Dial("lb:4000".into())]);
+}
+
+#[test]
+fn a_discovered_address_of_a_forgotten_peer_is_dialled_again() {
+    let forget = MembershipConfig::default().forget_down_after_ms;
+    let mut m = node(&[]);
+    m.link_up(info("b", 1), 0);
+    // Discovery lists b, known by name already: not a seed for now.
+    assert!(!m.add_seed("b:4000", 0));
+    m.link_down("b", 10);
+    let dials: Vec<Effect> = m
+        .tick(10 + forget)
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Dial(_)))
+        .collect();
+    assert_eq!(m.status("b"), None);
+    assert_eq!(dials, vec![Effect::Dial("b:4000".into())]);
+}
+
+#[test]
+fn a_gossiped_peer_is_forgotten_without_reviving_addresses_never_configured() {
+    let forget = MembershipConfig::default().forget_down_after_ms;
+    let mut m = node(&[]);
+    m.gossip([info("c", 1)], 0);
+    assert_eq!(m.tick(forget), vec![Effect::Forget("c".into())]);
+    assert_eq!(m.status("c"), None);
+    assert!(m.tick(forget + 1).is_empty());
+}
