@@ -458,7 +458,7 @@ impl Handler<HatchFailed> for Registry {
             instance,
             reason,
         } = failed;
-        if !self.live.get(&name).is_some_and(|(i, _)| *i == instance) {
+        if self.live.get(&name).is_none_or(|(i, _)| *i != instance) {
             // Stopped or replaced before its hatch ran: nobody waits for it.
             return;
         }
