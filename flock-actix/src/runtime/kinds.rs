@@ -256,6 +256,11 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
     let name = s.name;
     let instance = s.instance;
     let (nest, hatch_failures) = (s.nest, s.hatch_failures);
+    // A call handed over before a failed hatch sees the mailbox close:
+    // answered `NotRunning` (retried) like a call cut by a stop, so the
+    // retry learns why from the Registry.
+    let stop_ordered = Arc::new(AtomicBool::new(false));
+    let hatch_refused = stop_ordered.clone();
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     // Runs on the bird's arbiter (the context is not `Send`, so it is built
     // there). Always a task of its own, also with `arbiters(0)`: a panicking
@@ -274,6 +279,7 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
                 Err(e) => {
                     // Not an exit: the bird never ran.
                     guard.report = None;
+                    hatch_refused.store(true, Ordering::Release);
                     let reason = e.to_string();
                     hatch_failures.do_send(HatchFailed {
                         name,
@@ -298,6 +304,6 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
     Ok(LocalBird {
         addr: Box::new(Addr::new(tx)),
         vtable: &<T as HasVTable>::VTABLE,
-        stop_ordered: Arc::default(),
+        stop_ordered,
     })
 }
