@@ -60,8 +60,8 @@ impl Actor for Beacon {
 
 impl Bird for Beacon {
     type Args = ();
-    fn hatch(_name: &str, _args: ()) -> Self {
-        Beacon
+    fn hatch(_name: &str, _args: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Beacon)
     }
 }
 

@@ -23,8 +23,8 @@
 //! fails, the last lines of each node's log are printed with the error.
 //! Every step has a 15 s limit; the demo exits 1 naming the step that failed.
 
-use flock_actix::MemberState;
 use flock_actix::prelude::*;
+use flock_actix::{MemberEvent, MemberState};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -60,8 +60,8 @@ impl Actor for Greeter {
 
 impl Bird for Greeter {
     type Args = ();
-    fn hatch(_name: &str, _args: ()) -> Self {
-        Greeter
+    fn hatch(_name: &str, _args: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Greeter)
     }
 }
 
@@ -169,16 +169,36 @@ fn child_main(args: &[String]) -> ExitCode {
     let reporter = flock.clone();
     system.block_on(async move {
         actix::spawn(async move {
+            // Membership events, not polling: the subscription starts with
+            // the members up now and follows every change.
+            let mut events = reporter.events();
+            let mut up = std::collections::BTreeSet::new();
             let mut last = None;
-            loop {
-                let up = reporter.up_count().await.ok();
-                if up != last {
-                    last = up;
+            while let Some(event) = events.next().await {
+                match event {
+                    MemberEvent::Up { name, .. } => {
+                        up.insert(name);
+                    }
+                    MemberEvent::Down { name } | MemberEvent::Left { name } => {
+                        up.remove(&name);
+                    }
+                    MemberEvent::Lagged { .. } => {
+                        // Fell behind: read the whole state again.
+                        let members = reporter.members().await.unwrap_or_default();
+                        up = members
+                            .into_iter()
+                            .filter(|m| m.status == MemberState::Up)
+                            .map(|m| m.name)
+                            .collect();
+                    }
+                    _ => continue,
+                }
+                if last != Some(up.len()) {
+                    last = Some(up.len());
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "UP {}", up.unwrap_or(0));
+                    let _ = writeln!(out, "UP {}", up.len());
                     let _ = out.flush();
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
     });

@@ -22,8 +22,8 @@
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
+use flock_actix::MemberState;
 use flock_actix::prelude::*;
-use flock_actix::{MemberState, MemberView};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -56,10 +56,10 @@ impl Actor for MyBird {
 
 impl Bird for MyBird {
     type Args = ();
-    fn hatch(name: &str, _args: ()) -> Self {
-        MyBird {
+    fn hatch(name: &str, _args: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(MyBird {
             name: name.to_owned(),
-        }
+        })
     }
 }
 
@@ -340,25 +340,16 @@ where
 }
 
 async fn wait_until_linked(flock: &Flock, wait: Duration, seeds: &[String]) -> Outcome {
-    let deadline = Instant::now() + wait;
-    loop {
-        let members = flock.members().await.map_err(|e| e.to_string())?;
-        if members.iter().any(is_up_host) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no node answered within {wait:?} (seeds: {}); are the nodes running \
-                 (make node1 node2 node3) with the same cookie?",
-                seeds.join(",")
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // A client hosts nothing itself: one host in its view means it linked
+    // to the cluster.
+    if flock.ready(1, wait).await.map_err(|e| e.to_string())? {
+        return Ok(());
     }
-}
-
-fn is_up_host(m: &MemberView) -> bool {
-    !m.this_node && m.weight > 0 && m.status == MemberState::Up
+    Err(format!(
+        "no node answered within {wait:?} (seeds: {}); are the nodes running \
+         (make node1 node2 node3) with the same cookie?",
+        seeds.join(",")
+    ))
 }
 
 /// Waits until this node's copy of the registry stopped changing for a few

@@ -49,8 +49,8 @@ impl Actor for Counter {
 
 impl Bird for Counter {
     type Args = ();
-    fn hatch(_name: &str, _args: ()) -> Self {
-        Counter(0)
+    fn hatch(_name: &str, _args: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Counter(0))
     }
 }
 

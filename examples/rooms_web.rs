@@ -33,8 +33,8 @@ impl Actor for Room {
 
 impl Bird for Room {
     type Args = ();
-    fn hatch(_name: &str, (): ()) -> Self {
-        Room
+    fn hatch(_name: &str, (): (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Room)
     }
 }
 

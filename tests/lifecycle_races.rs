@@ -21,8 +21,8 @@ impl Actor for Blocker {
 
 impl Bird for Blocker {
     type Args = ();
-    fn hatch(_: &str, (): ()) -> Self {
-        Blocker { count: 0 }
+    fn hatch(_: &str, (): (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Blocker { count: 0 })
     }
 }
 

@@ -20,8 +20,8 @@ impl Actor for RoomV1 {
 
 impl Bird for RoomV1 {
     type Args = ArgsV1;
-    fn hatch(_: &str, args: ArgsV1) -> Self {
-        RoomV1 { room: args.room }
+    fn hatch(_: &str, args: ArgsV1, _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(RoomV1 { room: args.room })
     }
 }
 
@@ -65,11 +65,11 @@ impl Actor for RoomV2 {
 
 impl Bird for RoomV2 {
     type Args = ArgsV2;
-    fn hatch(_: &str, args: ArgsV2) -> Self {
-        RoomV2 {
+    fn hatch(_: &str, args: ArgsV2, _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(RoomV2 {
             room: args.room,
             topic: args.topic,
-        }
+        })
     }
 }
 

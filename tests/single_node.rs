@@ -18,8 +18,8 @@ impl Actor for EchoFromTheFuture {
 
 impl Bird for EchoFromTheFuture {
     type Args = u64;
-    fn hatch(_: &str, _: u64) -> Self {
-        EchoFromTheFuture
+    fn hatch(_: &str, _: u64, _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(EchoFromTheFuture)
     }
 }
 
@@ -264,10 +264,10 @@ impl Actor for Fragile {
 
 impl Bird for Fragile {
     type Args = ();
-    fn hatch(_: &str, _: ()) -> Self {
+    fn hatch(_: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> {
         let n = FRAGILE_HATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         assert!(n >= 2, "hatch {n} fails, as asked");
-        Fragile
+        Ok(Fragile)
     }
 }
 
@@ -362,8 +362,8 @@ impl Actor for Other {
 
 impl Bird for Other {
     type Args = u64;
-    fn hatch(_: &str, _: u64) -> Self {
-        Other
+    fn hatch(_: &str, _: u64, _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Other)
     }
 }
 

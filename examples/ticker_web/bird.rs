@@ -2,14 +2,14 @@
 
 use crate::store::TickStore;
 use flock_actix::prelude::*;
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// The store every `Ticker` on this server reads and writes; set once at
-/// startup (a bird is hatched from its arguments only, and where state lives
-/// is a property of the server, not of the bird).
-pub(crate) static STORE: OnceLock<Box<dyn TickStore>> = OnceLock::new();
+/// The store every `Ticker` on this server reads and writes: given to the
+/// node's builder (`.nest(Store(..))`), found by type in `hatch`.
+#[derive(Clone)]
+pub(crate) struct Store(pub(crate) Arc<dyn TickStore>);
 
 /// The most ticks one reply carries: a caller further behind skips ahead.
 pub(crate) const MAX_BATCH: u64 = 100;
@@ -41,6 +41,7 @@ pub(crate) struct TickerArgs {
 #[flock_bird(kind = "ticker.Ticker", messages(NextTicks))]
 pub(crate) struct Ticker {
     args: TickerArgs,
+    store: Arc<dyn TickStore>,
     tick: u64,
     waiters: Vec<(Option<u64>, oneshot::Sender<Ticks>)>,
     last_call: Instant,
@@ -49,26 +50,29 @@ pub(crate) struct Ticker {
 impl Bird for Ticker {
     type Args = TickerArgs;
 
-    fn hatch(_name: &str, args: TickerArgs) -> Self {
-        let tick = match STORE.get().map(|s| s.load(&args.user)) {
-            Some(Ok(tick)) => tick,
-            Some(Err(e)) => {
+    fn hatch(_name: &str, args: TickerArgs, nest: &Nest) -> Result<Self, HatchError> {
+        // A server without a store cannot run tickers: its callers are told
+        // so (Error::HatchFailed) instead of seeing counters restart at 0.
+        let Store(store) = nest.require::<Store>()?.clone();
+        let tick = match store.load(&args.user) {
+            Ok(tick) => tick,
+            Err(e) => {
                 log::error!("ticker {}: cannot load its counter: {e}", args.user);
                 0
             }
-            None => 0,
         };
         log::info!(
             "ticker {} hatched on {} at tick {tick}",
             args.user,
             node_name()
         );
-        Ticker {
+        Ok(Ticker {
             args,
+            store,
             tick,
             waiters: Vec::new(),
             last_call: Instant::now(),
-        }
+        })
     }
 }
 
@@ -92,9 +96,7 @@ impl Ticker {
             return;
         }
         let next = self.tick + 1;
-        if let Some(store) = STORE.get()
-            && let Err(e) = store.save(&self.args.user, next)
-        {
+        if let Err(e) = self.store.save(&self.args.user, next) {
             // Keep ticking: the stream stays up, but a failover may now
             // repeat ticks since the last successful save.
             log::warn!("ticker {}: cannot save tick {next}: {e}", self.args.user);

@@ -17,6 +17,7 @@ use actix_web::{App, HttpServer, web};
 use clap::Parser;
 use flock_actix::Flock;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Command line (every flag can also come from its environment variable).
 #[derive(Debug, Parser)]
@@ -60,14 +61,14 @@ async fn main() -> std::io::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
     let store = store::SqliteStore::open(&args.db).map_err(std::io::Error::other)?;
-    bird::STORE
-        .set(Box::new(store))
-        .map_err(|_| std::io::Error::other("the store is set once, before any bird hatches"))?;
 
     let flock = Flock::builder(args.name.clone())
         .listen(args.listen.clone())
         .seeds(args.seeds.clone())
         .cookie(args.cookie.as_bytes())
+        // Where state lives is a property of the server, not of the bird:
+        // every Ticker hatched on this node reads it from the nest.
+        .nest(bird::Store(Arc::new(store)))
         .bird::<bird::Ticker>()
         .start()
         .await

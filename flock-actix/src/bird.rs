@@ -7,6 +7,7 @@
 //! message it accepts from other nodes, which is what lets
 //! `FlockAddr<T>::send(M)` compile.
 
+use crate::nest::{HatchError, Nest};
 use crate::wire::message::RemoteError;
 use actix::{Actor, Addr, Context, Handler, Message};
 use serde::{Serialize, de::DeserializeOwned};
@@ -23,7 +24,9 @@ use std::pin::Pin;
 /// impl Actor for MyBird { type Context = Context<Self>; }
 /// impl Bird for MyBird {
 ///     type Args = String;
-///     fn hatch(_name: &str, args: String) -> Self { MyBird { greeting: args } }
+///     fn hatch(_name: &str, args: String, _nest: &Nest) -> Result<Self, HatchError> {
+///         Ok(MyBird { greeting: args })
+///     }
 /// }
 /// ```
 pub trait Bird: Actor<Context = Context<Self>> {
@@ -33,7 +36,50 @@ pub trait Bird: Actor<Context = Context<Self>> {
 
     /// Builds a fresh bird. Called on the owner node at every (re)start: after
     /// a panic the bird is hatched again from the same arguments.
-    fn hatch(name: &str, args: Self::Args) -> Self;
+    ///
+    /// `nest` holds the node-local context given to the node's builder
+    /// ([`FlockBuilder::nest`](crate::FlockBuilder::nest)): a database pool,
+    /// configuration, an actix `Addr` — what cannot travel in `args`.
+    ///
+    /// # Errors
+    /// A [`HatchError`] when the bird cannot run on this node (e.g.
+    /// [`Nest::require`] found no context of the type it needs): it is not
+    /// started, and its callers get [`Error::HatchFailed`](crate::Error::HatchFailed)
+    /// with the message until its arguments change or it moves.
+    fn hatch(name: &str, args: Self::Args, nest: &Nest) -> Result<Self, HatchError>;
+
+    /// On-demand activation, opt-in per kind (virtual-actor style): the
+    /// start arguments of bird `name`, derived from its name alone, so that
+    /// a message to a name nobody started starts it first. `None` (the
+    /// default) keeps the kind explicit: such a message fails with
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    ///
+    /// An activating [`FlockAddr`](crate::FlockAddr) starts the bird with
+    /// [`Flock::ensure`](crate::Flock::ensure) (start-or-get), so first
+    /// messages sent from many nodes at once still end with one instance.
+    /// Return the same arguments for a name on every node.
+    ///
+    /// ```
+    /// use flock_actix::prelude::*;
+    ///
+    /// #[flock_bird]
+    /// struct Room { topic: String }
+    /// impl Actor for Room { type Context = Context<Self>; }
+    /// impl Bird for Room {
+    ///     type Args = String;
+    ///     fn hatch(_: &str, topic: String, _: &Nest) -> Result<Self, HatchError> {
+    ///         Ok(Room { topic })
+    ///     }
+    ///     // "room:rust" starts on its first message, about "rust".
+    ///     fn activate(name: &str) -> Option<String> {
+    ///         name.strip_prefix("room:").map(str::to_owned)
+    ///     }
+    /// }
+    /// ```
+    fn activate(name: &str) -> Option<Self::Args> {
+        let _ = name;
+        None
+    }
 }
 
 /// A value that can travel between nodes: serializable and sendable.

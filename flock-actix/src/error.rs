@@ -182,6 +182,21 @@ pub enum Error {
         actual: String,
     },
 
+    /// The bird's `hatch` failed on its owner (e.g. the node was not given
+    /// the [`Nest`](crate::Nest) context it needs): it does not run there.
+    /// Nothing was delivered. Fix the owner's configuration (the message says
+    /// what is missing) and restart that node, or stop and start the bird
+    /// with other arguments.
+    #[error("bird {name:?} cannot hatch on node {node}: {reason}")]
+    HatchFailed {
+        /// The bird's name.
+        name: String,
+        /// The node it should run on.
+        node: String,
+        /// What its `hatch` said.
+        reason: String,
+    },
+
     /// The remote node failed in a way not covered above.
     #[error("remote error: {0}")]
     Remote(String),
@@ -240,6 +255,7 @@ impl Error {
             Error::UnknownKind { .. } => "unknown_kind",
             Error::UnknownMessage { .. } => "unknown_message",
             Error::WrongKind { .. } => "wrong_kind",
+            Error::HatchFailed { .. } => "hatch_failed",
             Error::Remote(_) => "remote",
             Error::Stopped => "stopped",
             Error::Rejected { .. } => "rejected",

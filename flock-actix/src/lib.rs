@@ -28,7 +28,9 @@
 //! impl Actor for Echo { type Context = Context<Self>; }
 //! impl Bird for Echo {          // how any node builds it from its arguments
 //!     type Args = String;
-//!     fn hatch(_name: &str, greeting: String) -> Self { Echo { greeting } }
+//!     fn hatch(_name: &str, greeting: String, _: &Nest) -> Result<Self, HatchError> {
+//!         Ok(Echo { greeting })
+//!     }
 //! }
 //!
 //! #[derive(Message, Serialize, Deserialize)]
@@ -113,6 +115,7 @@ pub mod dashboard;
 // crate root (below).
 #[doc(hidden)]
 pub mod error;
+mod nest;
 #[doc(hidden)]
 pub mod net;
 pub mod runtime;
@@ -137,7 +140,7 @@ pub use bird::{Accepts, Bird, BirdKind, Wire};
 /// use std::time::Duration;
 /// # #[flock_bird(messages(Ping))] struct Echo;
 /// # impl Actor for Echo { type Context = Context<Self>; }
-/// # impl Bird for Echo { type Args = (); fn hatch(_: &str, _: ()) -> Self { Echo } }
+/// # impl Bird for Echo { type Args = (); fn hatch(_: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> { Ok(Echo) } }
 /// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "String")] struct Ping;
 /// # impl Handler<Ping> for Echo { type Result = String;
 /// #     fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> String { String::new() } }
@@ -168,17 +171,19 @@ pub use bird::{Accepts, Bird, BirdKind, Wire};
 pub use error::Error;
 #[doc(inline)]
 pub use error::Result;
+pub use nest::{HatchError, Nest};
 #[cfg(feature = "dns")]
 pub use runtime::NameserverResolver;
 pub use runtime::{DnsDiscovery, Resolve, SystemResolver};
 pub use runtime::{
-    Flock, FlockAddr, FlockBuilder, FlockConfig, MemberState, MemberView, current_node,
+    Events, Flock, FlockAddr, FlockBuilder, FlockConfig, MemberState, MemberView, current_node,
 };
 
 // The types of `FlockConfig`'s public fields and of `current_node`, public
 // here so that the internal modules they live in can stay hidden.
 pub use crate::core::anti_entropy::AntiEntropyConfig;
 pub use crate::core::crdt::NodeName;
+pub use crate::core::events::MemberEvent;
 pub use crate::core::membership::MembershipConfig;
 pub use crate::core::supervision::Backoff;
 
@@ -216,6 +221,7 @@ pub mod testing {
 pub mod prelude {
     pub use crate::bird::{Bird, Wire};
     pub use crate::error::{Error, Result};
+    pub use crate::nest::{HatchError, Nest};
     pub use crate::runtime::{Flock, FlockAddr, FlockBuilder, FlockConfig, current_node};
     pub use actix::prelude::*;
     pub use flock_actix_macros::flock_bird;
@@ -235,7 +241,9 @@ pub mod prelude {
 /// impl Actor for Cart { type Context = Context<Self>; }
 /// impl Bird for Cart {
 ///     type Args = ();
-///     fn hatch(_name: &str, _: ()) -> Self { Cart { items: Vec::new() } }
+///     fn hatch(_name: &str, _: (), _: &Nest) -> Result<Self, HatchError> {
+///         Ok(Cart { items: Vec::new() })
+///     }
 /// }
 ///
 /// #[derive(Message, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 use flock_actix::__private::RemoteError;
-use flock_actix::{Accepts, Bird, BirdKind, flock_bird};
+use flock_actix::{Accepts, Bird, BirdKind, HatchError, Nest, flock_bird};
 use serde::{Deserialize, Serialize};
 
 mod msgs {
@@ -39,11 +39,11 @@ impl Actor for Greeter {
 
 impl Bird for Greeter {
     type Args = String;
-    fn hatch(_name: &str, args: String) -> Self {
-        Greeter {
+    fn hatch(_name: &str, args: String, _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Greeter {
             greeting: args,
             count: 0,
-        }
+        })
     }
 }
 
@@ -80,8 +80,8 @@ impl Actor for Pinned {
 
 impl Bird for Pinned {
     type Args = ();
-    fn hatch(_name: &str, _args: ()) -> Self {
-        Pinned::Only
+    fn hatch(_name: &str, _args: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Pinned::Only)
     }
 }
 
@@ -104,8 +104,8 @@ impl Actor for Quiet {
 
 impl Bird for Quiet {
     type Args = ();
-    fn hatch(_name: &str, _args: ()) -> Self {
-        Quiet
+    fn hatch(_name: &str, _args: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Quiet)
     }
 }
 
@@ -121,14 +121,18 @@ async fn call<T: BirdKind, R: serde::de::DeserializeOwned>(
 
 #[actix::test]
 async fn dispatch_call_round_trips_a_message_through_rmp_bytes() {
-    let addr = Greeter::hatch("g", "hello".into()).start();
+    let addr = Greeter::hatch("g", "hello".into(), &Nest::new())
+        .unwrap()
+        .start();
     let reply: String = call(&addr, "Ping", &Ping("remote".into())).await.unwrap();
     assert_eq!(reply, "hello, remote");
 }
 
 #[actix::test]
 async fn dispatch_cast_delivers_without_a_reply() {
-    let addr = Greeter::hatch("g", "hi".into()).start();
+    let addr = Greeter::hatch("g", "hi".into(), &Nest::new())
+        .unwrap()
+        .start();
     let payload = rmp_serde::to_vec(&Add(3)).unwrap();
     Greeter::dispatch_cast(&addr, "Add", &payload).unwrap();
     Greeter::dispatch_cast(&addr, "Add", &payload).unwrap();
@@ -138,7 +142,9 @@ async fn dispatch_cast_delivers_without_a_reply() {
 
 #[actix::test]
 async fn unknown_tag_is_an_unknown_message_error_naming_kind_and_tag() {
-    let addr = Greeter::hatch("g", "hi".into()).start();
+    let addr = Greeter::hatch("g", "hi".into(), &Nest::new())
+        .unwrap()
+        .start();
     let expected = RemoteError::UnknownMessage {
         kind: Greeter::KIND.to_owned(),
         msg: "Pong".to_owned(),
@@ -152,7 +158,9 @@ async fn unknown_tag_is_an_unknown_message_error_naming_kind_and_tag() {
 
 #[actix::test]
 async fn undecodable_payload_is_a_decode_error() {
-    let addr = Greeter::hatch("g", "hi".into()).start();
+    let addr = Greeter::hatch("g", "hi".into(), &Nest::new())
+        .unwrap()
+        .start();
     let bad = rmp_serde::to_vec(&"not a number").unwrap();
     assert!(matches!(
         Greeter::dispatch_cast(&addr, "Add", &bad),
@@ -185,7 +193,7 @@ fn pinned_kind_and_message_tag_are_used_verbatim() {
 
 #[actix::test]
 async fn pinned_message_tag_is_what_dispatch_matches() {
-    let addr = Pinned::hatch("p", ()).start();
+    let addr = Pinned::hatch("p", (), &Nest::new()).unwrap().start();
     let count: u32 = call(&addr, "count.v2", &Count).await.unwrap();
     assert_eq!(count, 7);
     assert!(matches!(
@@ -196,7 +204,7 @@ async fn pinned_message_tag_is_what_dispatch_matches() {
 
 #[actix::test]
 async fn bird_without_messages_rejects_every_tag() {
-    let addr = Quiet::hatch("q", ()).start();
+    let addr = Quiet::hatch("q", (), &Nest::new()).unwrap().start();
     assert!(matches!(
         Quiet::dispatch_call(&addr, "Anything", &[]).err(),
         Some(RemoteError::UnknownMessage { .. })
@@ -206,7 +214,7 @@ async fn bird_without_messages_rejects_every_tag() {
 
 #[actix::test]
 async fn stop_bird_stops_the_actor() {
-    let addr = Quiet::hatch("q", ()).start();
+    let addr = Quiet::hatch("q", (), &Nest::new()).unwrap().start();
     addr.send(flock_actix::__private::StopBird).await.unwrap();
     for _ in 0..200 {
         if !addr.connected() {

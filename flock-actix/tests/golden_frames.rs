@@ -233,6 +233,13 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
             },
         ),
         ("internal", RemoteError::Internal("mailbox closed".into())),
+        (
+            "hatch_failed",
+            RemoteError::HatchFailed {
+                bird: "cart:17".into(),
+                reason: "this node has no `Db` in its nest".into(),
+            },
+        ),
     ]
 }
 
@@ -313,6 +320,7 @@ fn remote_error_variant(error: &RemoteError) -> &'static str {
         RemoteError::Internal(_) => "internal",
         RemoteError::WrongKind { .. } => "wrong_kind",
         RemoteError::LinkClosed => "link_closed",
+        RemoteError::HatchFailed { .. } => "hatch_failed",
     }
 }
 

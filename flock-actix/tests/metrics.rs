@@ -16,8 +16,8 @@ impl Actor for Greeter {
 
 impl Bird for Greeter {
     type Args = ();
-    fn hatch(_name: &str, _: ()) -> Self {
-        Greeter
+    fn hatch(_name: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Greeter)
     }
 }
 

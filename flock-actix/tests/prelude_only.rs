@@ -17,8 +17,8 @@ impl Actor for Greeter {
 
 impl Bird for Greeter {
     type Args = String;
-    fn hatch(_name: &str, greeting: String) -> Self {
-        Greeter { greeting }
+    fn hatch(_name: &str, greeting: String, _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Greeter { greeting })
     }
 }
 

@@ -31,13 +31,13 @@ impl Actor for Sink {
 
 impl Bird for Sink {
     type Args = u64;
-    fn hatch(_: &str, args: u64) -> Self {
+    fn hatch(_: &str, args: u64, _nest: &Nest) -> Result<Self, HatchError> {
         HATCHED.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(1, Ordering::Relaxed);
-        Sink {
+        Ok(Sink {
             n: args,
             bird: true,
-        }
+        })
     }
 }
 

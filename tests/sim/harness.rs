@@ -25,10 +25,10 @@ impl Actor for SimBird {
 
 impl Bird for SimBird {
     type Args = ();
-    fn hatch(name: &str, (): ()) -> Self {
-        SimBird {
+    fn hatch(name: &str, (): (), _: &Nest) -> Result<Self, HatchError> {
+        Ok(SimBird {
             name: name.to_owned(),
-        }
+        })
     }
 }
 

@@ -22,12 +22,12 @@ impl Actor for Echo {
 
 impl Bird for Echo {
     type Args = u64;
-    fn hatch(name: &str, start: u64) -> Self {
+    fn hatch(name: &str, start: u64, _nest: &Nest) -> Result<Self, HatchError> {
         HATCHED.fetch_add(1, Ordering::Relaxed);
-        Echo {
+        Ok(Echo {
             name: name.to_owned(),
             count: start,
-        }
+        })
     }
 }
 

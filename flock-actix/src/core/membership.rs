@@ -273,6 +273,15 @@ impl Membership {
             .collect()
     }
 
+    /// The peers that left gracefully and are not forgotten yet (for
+    /// membership events: `known` leaves them out).
+    pub fn departed(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.peers
+            .values()
+            .filter(|p| p.status == PeerStatus::Left)
+            .map(|p| &p.info)
+    }
+
     /// The members placement is computed over: this node (unless leaving)
     /// and every up peer, with their weights.
     pub fn view(&self) -> Vec<Member> {

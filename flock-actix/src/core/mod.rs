@@ -8,6 +8,7 @@
 pub mod anti_entropy;
 pub mod crdt;
 pub mod discovery;
+pub mod events;
 pub mod handshake;
 pub mod lifecycle;
 pub mod membership;

@@ -13,6 +13,7 @@ use crate::wire::message::{Message as WireMessage, RemoteError};
 use crate::wire::payload;
 use actix::{Addr, MailboxError, Message};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -34,7 +35,7 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// use std::time::Duration;
 /// # #[flock_bird(messages(Add, Total))] struct Counter(u64);
 /// # impl Actor for Counter { type Context = Context<Self>; }
-/// # impl Bird for Counter { type Args = (); fn hatch(_: &str, _: ()) -> Self { Counter(0) } }
+/// # impl Bird for Counter { type Args = (); fn hatch(_: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> { Ok(Counter(0)) } }
 /// # #[derive(Message, Serialize, Deserialize)] #[rtype(result = "()")] struct Add(u64);
 /// # impl Handler<Add> for Counter { type Result = ();
 /// #     fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) { self.0 += n } }
@@ -57,6 +58,9 @@ pub struct FlockAddr<T: BirdKind> {
     local: Arc<Mutex<Cached<T>>>,
     /// `(view epoch, link)` to the owner when it last was another node.
     link: Arc<Mutex<Cached<Peer>>>,
+    /// For a kind that activates on demand: set once this address saw the
+    /// bird registered, so later casts go straight out.
+    activated: Arc<AtomicBool>,
     _kind: PhantomData<fn() -> T>,
 }
 
@@ -68,6 +72,7 @@ impl<T: BirdKind> Clone for FlockAddr<T> {
             shard: self.shard,
             local: self.local.clone(),
             link: self.link.clone(),
+            activated: self.activated.clone(),
             _kind: PhantomData,
         }
     }
@@ -101,6 +106,7 @@ impl<T: BirdKind> FlockAddr<T> {
             shard,
             local: Arc::default(),
             link: Arc::default(),
+            activated: Arc::default(),
             _kind: PhantomData,
         }
     }
@@ -223,6 +229,9 @@ impl<T: BirdKind> FlockAddr<T> {
             Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
+        if !self.activated.load(Ordering::Acquire) && T::activate(&self.name).is_some() {
+            return self.activating_cast(tag, payload);
+        }
         let owned_here = self.owned_here();
         telemetry::cast_sent(telemetry::Path::of(matches!(owned_here, Ok(true))));
         match owned_here {
@@ -250,6 +259,37 @@ impl<T: BirdKind> FlockAddr<T> {
             },
             Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.name),
         }
+    }
+
+    /// A cast to a kind that activates on demand, before this address knows
+    /// the bird is registered: sent as a call whose reply is dropped, so
+    /// that it activates the bird and waits for it (a plain cast to a name
+    /// its owner has not heard of yet would be dropped). Casts sent while
+    /// the bird activates are not ordered among themselves.
+    fn activating_cast(&self, tag: &'static str, payload: Vec<u8>) {
+        let this = self.clone();
+        let timeout = self.node.config.call_timeout;
+        actix::spawn(async move {
+            let deadline = deadline_after(timeout);
+            if let Err(e) = this.call(tag, payload, deadline, timeout).await {
+                tracing::warn!("cast to bird {} dropped: {e}", this.name);
+            }
+        });
+    }
+
+    /// Starts the bird if its kind activates on demand and this call has
+    /// not tried yet; whether it did (then the call is tried again).
+    async fn activate(&self, tried: &mut bool) -> Result<bool> {
+        if *tried {
+            return Ok(false);
+        }
+        let Some(args) = T::activate(&self.name) else {
+            return Ok(false);
+        };
+        *tried = true;
+        super::flock::ensure::<T>(&self.node, &self.name, args).await?;
+        tracing::debug!(bird = %self.name, kind = T::KIND, "bird {} activated on demand", self.name);
+        Ok(true)
     }
 
     /// The link to the owner (another node), cached per view epoch.
@@ -319,9 +359,20 @@ impl<T: BirdKind> FlockAddr<T> {
         timeout: Duration,
     ) -> Result<Vec<u8>> {
         let mut pause = Duration::from_millis(1);
+        let mut activated = false;
         loop {
             let retry = match self.attempt(tag, payload.clone(), deadline, timeout).await {
-                Outcome::Done(reply) => return Ok(reply),
+                Outcome::Done(reply) => {
+                    self.activated.store(true, Ordering::Release);
+                    return Ok(reply);
+                }
+                Outcome::Fail(e @ Error::NotFound { .. }) => {
+                    if self.activate(&mut activated).await? {
+                        // Registered here now: the owner learns of it soon.
+                        continue;
+                    }
+                    return Err(e);
+                }
                 Outcome::Fail(e) => return Err(e),
                 Outcome::Retry(e) => e,
             };
@@ -429,6 +480,11 @@ impl<T: BirdKind> FlockAddr<T> {
                 actual,
             },
             RemoteError::LinkClosed => Error::Unreachable { node: owner },
+            RemoteError::HatchFailed { reason, .. } => Error::HatchFailed {
+                name,
+                node: owner,
+                reason,
+            },
             other => Error::Remote(other.to_string()),
         }
     }

@@ -15,6 +15,7 @@ use crate::bird::BirdKind;
 use crate::core::crdt::{BirdSpec, ReplicaId, check_bird_name};
 use crate::core::membership::NodeInfo;
 use crate::error::{Error, Result};
+use crate::nest::Nest;
 use crate::net::Network;
 use crate::wire::payload;
 use actix::{Actor, Arbiter};
@@ -120,6 +121,7 @@ impl std::fmt::Debug for Flock {
 pub struct FlockBuilder {
     config: FlockConfig,
     kinds: KindTable,
+    nest: Nest,
     discovery: Option<DnsDiscovery>,
     data_dir: Option<std::path::PathBuf>,
 }
@@ -130,6 +132,7 @@ impl std::fmt::Debug for FlockBuilder {
             .field("config", &self.config)
             .field("discovery", &self.discovery)
             .field("data_dir", &self.data_dir)
+            .field("nest", &self.nest)
             .finish_non_exhaustive()
     }
 }
@@ -248,6 +251,18 @@ impl FlockBuilder {
         self
     }
 
+    /// Puts `value` in this node's [`Nest`]: node-local context (a database
+    /// pool, configuration, an actix `Addr`) that every
+    /// [`Bird::hatch`](crate::Bird::hatch) on this node can read by type,
+    /// without a global static. One value per type; a later one of the same
+    /// type replaces the earlier. Give every hosting node the context its
+    /// bird kinds need: a bird that finds none fails to hatch
+    /// ([`Error::HatchFailed`]).
+    pub fn nest<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.nest.insert(value);
+        self
+    }
+
     /// Binds the listener and starts the node's actors (call it inside an
     /// actix `System`, e.g. in actix-web's main): the bird registry on the
     /// current arbiter, links and failure detection on an arbiter of their
@@ -262,6 +277,7 @@ impl FlockBuilder {
         let FlockBuilder {
             config,
             kinds,
+            nest,
             discovery,
             data_dir,
         } = self;
@@ -293,7 +309,7 @@ impl FlockBuilder {
             let name = name.clone();
             arbiter.spawn_fn(move || super::set_current_node(name));
         }
-        let node = Arc::new(Node::new(config, me, kinds)?);
+        let node = Arc::new(Node::new(config, me, kinds, nest)?);
         let replica = CrdtReplica::new(node.clone(), durable)?;
         let directory = Directory::default();
         let ring = Ring::new(node.clone(), listener, directory.clone())?;
@@ -351,6 +367,7 @@ impl Flock {
         FlockBuilder {
             config: FlockConfig::new(name),
             kinds: KindTable::default(),
+            nest: Nest::default(),
             discovery: None,
             data_dir: None,
         }
@@ -372,11 +389,14 @@ impl Flock {
         &self.node.config
     }
 
+    /// The node-local context given to the builder
+    /// ([`FlockBuilder::nest`]), the same birds get in `hatch`.
+    pub fn nest(&self) -> &Nest {
+        &self.node.nest
+    }
+
     fn actors(&self) -> Result<&Actors> {
-        if self.node.is_stopping() {
-            return Err(Error::Stopped);
-        }
-        self.node.actors().ok_or(Error::Stopped)
+        actors_of(&self.node)
     }
 
     /// Records bird `name` of kind `T` in the registry and returns; the node
@@ -408,33 +428,7 @@ impl Flock {
         &self,
         birds: impl IntoIterator<Item = (String, T::Args)>,
     ) -> Result<Vec<Result<()>>> {
-        let birds = birds
-            .into_iter()
-            .map(|(name, args)| {
-                check_bird_name(&name)?;
-                let args = payload::encode(&args).map_err(Error::Encode)?;
-                let spec = BirdSpec {
-                    kind: T::KIND.to_owned(),
-                    args,
-                };
-                Ok((Arc::<str>::from(name), spec))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // In slices, each one delta and one turn of the replica: the
-        // replica answers peers (and other callers) between slices, and no
-        // delta grows with the caller's batch.
-        let replica = &self.actors()?.replica;
-        let mut results = Vec::with_capacity(birds.len());
-        let mut birds = birds.into_iter().peekable();
-        while birds.peek().is_some() {
-            let slice: Vec<_> = birds.by_ref().take(START_SLICE).collect();
-            let done = replica
-                .send(InsertMany(slice))
-                .await
-                .map_err(|_| Error::Stopped)?;
-            results.extend(done);
-        }
-        Ok(results)
+        start_many::<T>(&self.node, birds).await
     }
 
     /// Starts bird `name` of kind `T` unless it already exists as a `T`:
@@ -444,23 +438,7 @@ impl Flock {
     /// [`Error::AlreadyExists`] if the name is taken by a bird of another
     /// kind, [`Error::Encode`], [`Error::Stopped`].
     pub async fn ensure<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
-        match self.start::<T>(name, args.clone()).await {
-            Err(Error::AlreadyExists { name: taken }) => {
-                let spec = self
-                    .actors()?
-                    .replica
-                    .send(Lookup(name.into()))
-                    .await
-                    .map_err(|_| Error::Stopped)?;
-                match spec {
-                    Some(spec) if spec.kind == T::KIND => Ok(()),
-                    Some(_) => Err(Error::AlreadyExists { name: taken }),
-                    // Stopped in between: start it again.
-                    None => self.start::<T>(name, args).await,
-                }
-            }
-            other => other,
-        }
+        ensure::<T>(&self.node, name, args).await
     }
 
     /// Waits until at least `min_hosts` members host birds in this node's
@@ -483,6 +461,36 @@ impl Flock {
             // The view is published lock-free by the Ring; reading it is cheap.
             tokio::time::sleep(READY_POLL).await;
         }
+    }
+
+    /// Subscribes to this node's membership events: members up, down and
+    /// left, and changes of the hosting set. The subscription starts with
+    /// the current state as events (every member up, then the hosts), then
+    /// follows changes as this node sees them, and ends (`None`) when the
+    /// node stops. It is bounded: a subscriber that falls behind by more
+    /// than 256 events is told how many it lost
+    /// ([`MemberEvent::Lagged`](crate::MemberEvent::Lagged)); the node
+    /// never waits for it.
+    ///
+    /// ```no_run
+    /// use flock_actix::{prelude::*, MemberEvent};
+    ///
+    /// # async fn watch(flock: Flock) {
+    /// let mut events = flock.events();
+    /// while let Some(event) = events.next().await {
+    ///     match event {
+    ///         MemberEvent::Up { name, .. } => println!("{name} is up"),
+    ///         MemberEvent::Down { name } => println!("{name} is down"),
+    ///         MemberEvent::Left { name } => println!("{name} left"),
+    ///         MemberEvent::ViewChanged { hosts } => println!("hosts: {hosts:?}"),
+    ///         MemberEvent::Lagged { missed } => println!("missed {missed} events"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> super::Events {
+        self.node.events.subscribe()
     }
 
     /// Removes bird `name` from the registry; the running instance stops soon
@@ -617,6 +625,7 @@ impl Flock {
             return;
         }
         self.node.set_stopping();
+        self.node.events.close();
         if let Some(actors) = self.node.actors() {
             actors.ring.do_send(super::ring::Shutdown);
             actors.registry.do_send(super::registry::Shutdown);
@@ -656,6 +665,73 @@ impl Flock {
             .iter()
             .filter(|m| m.status == MemberState::Up)
             .count())
+    }
+}
+
+/// The node's actors, unless it is stopping.
+fn actors_of(node: &Node) -> Result<&Actors> {
+    if node.is_stopping() {
+        return Err(Error::Stopped);
+    }
+    node.actors().ok_or(Error::Stopped)
+}
+
+/// [`Flock::start_many`] on `node`.
+async fn start_many<T: BirdKind>(
+    node: &Node,
+    birds: impl IntoIterator<Item = (String, T::Args)>,
+) -> Result<Vec<Result<()>>> {
+    let birds = birds
+        .into_iter()
+        .map(|(name, args)| {
+            check_bird_name(&name)?;
+            let args = payload::encode(&args).map_err(Error::Encode)?;
+            let spec = BirdSpec {
+                kind: T::KIND.to_owned(),
+                args,
+            };
+            Ok((Arc::<str>::from(name), spec))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // In slices, each one delta and one turn of the replica: the replica
+    // answers peers (and other callers) between slices, and no delta grows
+    // with the caller's batch.
+    let replica = &actors_of(node)?.replica;
+    let mut results = Vec::with_capacity(birds.len());
+    let mut birds = birds.into_iter().peekable();
+    while birds.peek().is_some() {
+        let slice: Vec<_> = birds.by_ref().take(START_SLICE).collect();
+        let done = replica
+            .send(InsertMany(slice))
+            .await
+            .map_err(|_| Error::Stopped)?;
+        results.extend(done);
+    }
+    Ok(results)
+}
+
+/// [`Flock::ensure`] on `node`: also the start of an activating
+/// [`FlockAddr`].
+pub(crate) async fn ensure<T: BirdKind>(node: &Node, name: &str, args: T::Args) -> Result<()> {
+    let start = |args: T::Args| async move {
+        let mut results = start_many::<T>(node, [(name.to_owned(), args)]).await?;
+        results.pop().unwrap_or(Err(Error::Stopped))
+    };
+    match start(args.clone()).await {
+        Err(Error::AlreadyExists { name: taken }) => {
+            let spec = actors_of(node)?
+                .replica
+                .send(Lookup(name.into()))
+                .await
+                .map_err(|_| Error::Stopped)?;
+            match spec {
+                Some(spec) if spec.kind == T::KIND => Ok(()),
+                Some(_) => Err(Error::AlreadyExists { name: taken }),
+                // Stopped in between: start it again.
+                None => start(args).await,
+            }
+        }
+        other => other,
     }
 }
 

@@ -5,6 +5,7 @@
 //! functions that call, cast to and stop it.
 
 use crate::bird::BirdKind;
+use crate::nest::Nest;
 use crate::wire::message::RemoteError;
 use actix::{Addr, ArbiterHandle, AsyncContext, Recipient};
 use std::any::Any;
@@ -28,6 +29,17 @@ pub(crate) struct BirdExited {
 }
 
 pub(crate) use crate::core::lifecycle::Exit;
+
+/// Sent instead of [`BirdExited`] when `hatch` returned an error: the
+/// instance never ran (and reports no exit).
+#[derive(Debug, actix::Message)]
+#[rtype(result = "()")]
+pub(crate) struct HatchFailed {
+    pub name: Arc<str>,
+    pub instance: u64,
+    /// The bird's own explanation.
+    pub reason: String,
+}
 
 /// Lives in the task that runs the bird; reports how the task ended.
 ///
@@ -192,6 +204,9 @@ pub(crate) struct Spawn<'a> {
     pub instance: u64,
     pub arbiter: Option<&'a ArbiterHandle>,
     pub exits: Recipient<BirdExited>,
+    pub hatch_failures: Recipient<HatchFailed>,
+    /// The node's context for `hatch`.
+    pub nest: Arc<Nest>,
 }
 
 impl Kind {
@@ -239,6 +254,13 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
         completed: false,
     };
     let name = s.name;
+    let instance = s.instance;
+    let (nest, hatch_failures) = (s.nest, s.hatch_failures);
+    // A call handed over before a failed hatch sees the mailbox close:
+    // answered `NotRunning` (retried) like a call cut by a stop, so the
+    // retry learns why from the Registry.
+    let stop_ordered = Arc::new(AtomicBool::new(false));
+    let hatch_refused = stop_ordered.clone();
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     // Runs on the bird's arbiter (the context is not `Send`, so it is built
     // there). Always a task of its own, also with `arbiters(0)`: a panicking
@@ -252,7 +274,21 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
             // Registry going away), so that the context only completes when
             // it is stopped.
             ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
-            let bird = T::hatch(&name, args);
+            let bird = match T::hatch(&name, args, &nest) {
+                Ok(bird) => bird,
+                Err(e) => {
+                    // Not an exit: the bird never ran.
+                    guard.report = None;
+                    hatch_refused.store(true, Ordering::Release);
+                    let reason = e.to_string();
+                    hatch_failures.do_send(HatchFailed {
+                        name,
+                        instance,
+                        reason,
+                    });
+                    return;
+                }
+            };
             ctx.into_future(bird).await;
             guard.completed = true;
         });
@@ -268,6 +304,6 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
     Ok(LocalBird {
         addr: Box::new(Addr::new(tx)),
         vtable: &<T as HasVTable>::VTABLE,
-        stop_ordered: Arc::default(),
+        stop_ordered,
     })
 }

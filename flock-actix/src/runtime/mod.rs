@@ -18,6 +18,7 @@ mod config;
 mod directory;
 mod discovery;
 mod durable;
+mod events;
 mod flock;
 mod kinds;
 mod messages;
@@ -33,6 +34,7 @@ pub use config::FlockConfig;
 #[cfg(feature = "dns")]
 pub use discovery::NameserverResolver;
 pub use discovery::{DnsDiscovery, Resolve, SystemResolver};
+pub use events::Events;
 pub use flock::{Flock, FlockBuilder};
 
 /// A member as seen by one node ([`Flock::members`]).

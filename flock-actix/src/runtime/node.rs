@@ -43,6 +43,10 @@ pub(crate) struct Node {
     pub config: FlockConfig,
     pub me: NodeInfo,
     pub kinds: KindTable,
+    /// Membership events for applications, published by the Ring.
+    pub events: super::events::EventHub,
+    /// The context every `hatch` on this node gets.
+    pub nest: std::sync::Arc<crate::nest::Nest>,
     /// Published by the Ring actor, read lock-free by `FlockAddr`s.
     pub view: ArcSwap<View>,
     /// Published by the Ring actor, read lock-free by callers and the replica.
@@ -77,7 +81,12 @@ pub(crate) const MAX_UNAUTHENTICATED: usize = 64;
 const NONCE_CACHE: (usize, u64) = (4096, 60_000);
 
 impl Node {
-    pub(crate) fn new(config: FlockConfig, me: NodeInfo, kinds: KindTable) -> crate::Result<Self> {
+    pub(crate) fn new(
+        config: FlockConfig,
+        me: NodeInfo,
+        kinds: KindTable,
+        nest: crate::nest::Nest,
+    ) -> crate::Result<Self> {
         // Until the Ring builds the first view, this node is the only member.
         let placement =
             Placement::new(config.shards, [Member::new(me.id.node.clone(), me.weight)])?;
@@ -85,6 +94,8 @@ impl Node {
             config,
             me,
             kinds,
+            nest: std::sync::Arc::new(nest),
+            events: super::events::EventHub::default(),
             view: ArcSwap::from_pointee(View {
                 epoch: 0,
                 placement,
@@ -204,7 +215,13 @@ mod tests {
             addr: "me:1".into(),
             weight: 1,
         };
-        Node::new(FlockConfig::new("me"), me, KindTable::default()).unwrap()
+        Node::new(
+            FlockConfig::new("me"),
+            me,
+            KindTable::default(),
+            crate::nest::Nest::default(),
+        )
+        .unwrap()
     }
 
     #[test]

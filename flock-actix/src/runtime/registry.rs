@@ -8,7 +8,7 @@
 //! removed) are all in the core; what is here is actix plumbing.
 
 use super::directory::{Directory, Running as RunningBird};
-use super::kinds::{BirdExited, Spawn, SpawnError};
+use super::kinds::{BirdExited, HatchFailed, Spawn, SpawnError};
 use super::messages::{CallReply, InboundCall, InboundCast, SetChanged, ViewChanged};
 use super::node::{Node, View};
 use super::replica::{OwnedBy, Remove};
@@ -209,6 +209,8 @@ impl Registry {
             instance,
             arbiter,
             exits: ctx.address().recipient(),
+            hatch_failures: ctx.address().recipient(),
+            nest: self.node.nest.clone(),
         });
         match spawned {
             Ok(bird) => {
@@ -442,6 +444,47 @@ impl Handler<BirdExited> for Registry {
                 name,
                 instance: exit.instance,
                 exit: exit.exit,
+            },
+            ctx,
+        );
+    }
+}
+
+impl Handler<HatchFailed> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, failed: HatchFailed, ctx: &mut Context<Self>) {
+        if self.node.is_stopping() {
+            return;
+        }
+        let HatchFailed {
+            name,
+            instance,
+            reason,
+        } = failed;
+        if self.live.get(&name).is_none_or(|(i, _)| *i != instance) {
+            // Stopped or replaced before its hatch ran: nobody waits for it.
+            return;
+        }
+        self.live.remove(&name);
+        self.directory.remove(&name);
+        telemetry::bird_stopped("hatch_failed", self.live.len());
+        tracing::error!(
+            node = %self.node.name(), bird = %name, exit = "hatch_failed",
+            "bird {name} cannot hatch on node {}: {reason}; it does not run here until \
+             its arguments change or it moves (fix the node's configuration and restart it)",
+            self.node.name()
+        );
+        // The core marks it broken: its callers get the reason, not a wait.
+        let error = RemoteError::HatchFailed {
+            bird: name.to_string(),
+            reason,
+        };
+        self.feed(
+            Input::SpawnFailed {
+                name,
+                instance,
+                error,
             },
             ctx,
         );

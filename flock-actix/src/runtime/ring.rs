@@ -12,7 +12,9 @@ use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
 use super::peer::{Close, Frame, Peer};
 use super::replica::{PeerDown, PeerUp};
 use super::telemetry;
+use super::{MemberState, MemberView};
 use crate::core::crdt::NodeName;
+use crate::core::events::{Presence, Seen, Snapshot};
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
 use crate::core::placement::{MAX_WEIGHT, Placement};
 use crate::net::Listener;
@@ -97,6 +99,53 @@ impl Ring {
     }
 
     fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        self.apply_effects(effects, ctx);
+        // Everything that changes a member's state ends here (the tick, a
+        // link up or down, a leave), so subscribers hear of it at once.
+        self.node.events.publish(self.snapshot());
+    }
+
+    /// The members and hosts now, for membership events.
+    fn snapshot(&self) -> Snapshot {
+        let members = self
+            .member_views()
+            .into_iter()
+            .map(|m| {
+                let presence = match m.status {
+                    MemberState::Up => Presence::Up,
+                    MemberState::Down => Presence::Down,
+                    MemberState::Leaving | MemberState::Left => Presence::Left,
+                };
+                let seen = Seen {
+                    presence,
+                    addr: m.addr,
+                    weight: m.weight,
+                };
+                (m.name, seen)
+            })
+            .chain(self.membership.departed().map(|info| {
+                let seen = Seen {
+                    presence: Presence::Left,
+                    addr: info.addr.clone(),
+                    weight: info.weight,
+                };
+                (info.id.node.to_string(), seen)
+            }))
+            .collect();
+        let mut hosts: Vec<String> = self
+            .node
+            .view
+            .load()
+            .placement
+            .hosts()
+            .iter()
+            .map(|m| m.name.to_string())
+            .collect();
+        hosts.sort_unstable();
+        Snapshot { members, hosts }
+    }
+
+    fn apply_effects(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
         for effect in effects {
             match effect {
                 Effect::Dial(addr) => self.dial(addr, ctx),
@@ -559,32 +608,39 @@ impl Handler<Leave> for Ring {
 
 /// The members as this node sees them.
 #[derive(Message)]
-#[rtype(result = "Vec<crate::runtime::MemberView>")]
+#[rtype(result = "Vec<MemberView>")]
 pub(crate) struct Members;
 
 impl Handler<Members> for Ring {
     type Result = MessageResult<Members>;
 
     fn handle(&mut self, _: Members, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.member_views())
+    }
+}
+
+impl Ring {
+    /// The members as this node sees them, this node first.
+    fn member_views(&self) -> Vec<MemberView> {
         let me = &self.node.me;
-        let mut out = vec![crate::runtime::MemberView {
+        let mut out = vec![MemberView {
             name: me.id.node.to_string(),
             addr: me.addr.clone(),
             weight: me.weight,
             status: if self.membership.is_leaving() {
-                crate::runtime::MemberState::Leaving
+                MemberState::Leaving
             } else {
-                crate::runtime::MemberState::Up
+                MemberState::Up
             },
             this_node: true,
         }];
         for info in self.membership.known().into_iter().skip(1) {
             let status = match self.membership.status(&info.id.node) {
-                Some(PeerStatus::Up) => crate::runtime::MemberState::Up,
-                Some(PeerStatus::Left) => crate::runtime::MemberState::Left,
-                _ => crate::runtime::MemberState::Down,
+                Some(PeerStatus::Up) => MemberState::Up,
+                Some(PeerStatus::Left) => MemberState::Left,
+                _ => MemberState::Down,
             };
-            out.push(crate::runtime::MemberView {
+            out.push(MemberView {
                 name: info.id.node.to_string(),
                 addr: info.addr,
                 weight: info.weight,
@@ -592,7 +648,7 @@ impl Handler<Members> for Ring {
                 this_node: false,
             });
         }
-        MessageResult(out)
+        out
     }
 }
 
@@ -605,6 +661,7 @@ impl Handler<Shutdown> for Ring {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.node.events.close();
         for (_, link) in std::mem::take(&mut self.links) {
             link.peer.do_send(Close);
         }

@@ -386,6 +386,15 @@ pub enum RemoteError {
     /// never sent by a peer (a decoded one is treated the same way).
     #[error("the link to the owner closed")]
     LinkClosed,
+    /// The bird's `hatch` returned an error on its owner: it does not run
+    /// there (e.g. the node was not given the context the bird needs).
+    #[error("bird {bird:?} cannot hatch: {reason}")]
+    HatchFailed {
+        /// The bird's name.
+        bird: String,
+        /// What `hatch` said.
+        reason: String,
+    },
 }
 
 /// `Reply::result` with its `Ok` bytes as a MessagePack `bin` (serde has no

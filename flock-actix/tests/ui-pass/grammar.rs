@@ -1,6 +1,6 @@
 //! Every accepted form of the attribute.
 use actix::prelude::*;
-use flock_actix::{flock_bird, Bird, BirdKind};
+use flock_actix::{flock_bird, Bird, BirdKind, HatchError, Nest};
 use serde::{Deserialize, Serialize};
 
 mod msgs {
@@ -20,7 +20,7 @@ macro_rules! bird {
         }
         impl Bird for $name {
             type Args = ();
-            fn hatch(_: &str, _: ()) -> Self {
+            fn hatch(_: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> {
                 unimplemented!()
             }
         }

@@ -1,5 +1,5 @@
 use actix::prelude::*;
-use flock_actix::{flock_bird, Accepts, Bird};
+use flock_actix::{flock_bird, Accepts, Bird, HatchError, Nest};
 use serde::{Deserialize, Serialize};
 
 #[derive(Message, Serialize, Deserialize)]
@@ -19,8 +19,8 @@ impl Actor for MyBird {
 
 impl Bird for MyBird {
     type Args = ();
-    fn hatch(_: &str, _: ()) -> Self {
-        MyBird
+    fn hatch(_: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(MyBird)
     }
 }
 

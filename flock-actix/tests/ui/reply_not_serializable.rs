@@ -1,5 +1,5 @@
 use actix::prelude::*;
-use flock_actix::{flock_bird, Bird};
+use flock_actix::{flock_bird, Bird, HatchError, Nest};
 use serde::{Deserialize, Serialize};
 
 struct Pong;
@@ -17,8 +17,8 @@ impl Actor for MyBird {
 
 impl Bird for MyBird {
     type Args = ();
-    fn hatch(_: &str, _: ()) -> Self {
-        MyBird
+    fn hatch(_: &str, _: (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(MyBird)
     }
 }
 
