@@ -161,6 +161,14 @@ impl FlockBuilder {
         self
     }
 
+    /// How long a new owner waits for a moved bird's state (kinds with
+    /// `#[flock_bird(handoff)]`) before it hatches the bird from its
+    /// arguments; 2 s by default. Calls to the bird wait meanwhile.
+    pub fn handoff_wait(mut self, wait: Duration) -> Self {
+        self.config.handoff_wait = wait;
+        self
+    }
+
     /// The number of arbiters (threads) birds are spread over; 0 runs them
     /// on the calling arbiter.
     pub fn arbiters(mut self, n: usize) -> Self {
