@@ -2,9 +2,9 @@
 //! owner is alive (a join, a graceful leave) keep their state, and calls
 //! made during the move do not fail.
 
-mod support;
 #[path = "support/counter.rs"]
 mod counter;
+mod support;
 
 use counter::*;
 use std::time::Duration;
@@ -80,4 +80,53 @@ async fn moved_birds_keep_their_counts_on_a_join_and_a_graceful_leave_under_load
         "{had} handed over by the leave; counts lost: {wrong:?}"
     );
     drop(third);
+}
+
+#[actix_rt::test]
+async fn birds_of_a_killed_owner_hatch_from_their_arguments_on_the_survivor_within_a_bound() {
+    init_logs();
+    let mut nodes = cluster_with(2, with_counter).await;
+    let birds = names("orphan", 30);
+    let via = nodes[0].flock.clone();
+    for b in &birds {
+        via.start::<Counter>(b, ()).await.unwrap();
+        via.addr::<Counter>(b).send(Incr).await.unwrap();
+    }
+    let dead = nodes.pop().unwrap();
+    let dead_name = dead.name();
+    let orphans: Vec<String> = birds
+        .iter()
+        .filter(|b| via.owner_of(b).is_ok_and(|o| o == dead_name))
+        .cloned()
+        .collect();
+    assert!(!orphans.is_empty(), "node2 owns no counter");
+    // No leave: the state dies with the node, and nobody is waited for
+    // longer than the handoff wait.
+    dead.kill();
+    let t = std::time::Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the orphans to answer from scratch",
+        || {
+            let (via, orphans) = (via.clone(), orphans.clone());
+            async move {
+                let zeros = vec![0; orphans.len()];
+                counts_are(&via, &orphans, &zeros).await.is_empty()
+            }
+        },
+    )
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "orphans took {:?} to hatch again",
+        t.elapsed()
+    );
+    // The survivor's own counters kept their counts.
+    let kept: Vec<String> = birds
+        .iter()
+        .filter(|b| !orphans.contains(b))
+        .cloned()
+        .collect();
+    let ones = vec![1; kept.len()];
+    assert_eq!(counts_are(&via, &kept, &ones).await, Vec::<String>::new());
 }

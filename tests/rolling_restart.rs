@@ -4,9 +4,9 @@
 //! call fails. The load runs through a client node (weight 0) that is not
 //! restarted.
 
-mod support;
 #[path = "support/counter.rs"]
 mod counter;
+mod support;
 
 use counter::*;
 use flock_actix::prelude::*;
@@ -28,10 +28,14 @@ async fn a_rolling_restart_of_three_nodes_loses_no_counter_and_fails_no_call() {
         with_counter(b).weight(0)
     });
     let via = client.flock.clone();
-    wait_until(Duration::from_secs(10), "the client to see 4 members", || {
-        let via = via.clone();
-        async move { up_count_is(&via, 4).await }
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the client to see 4 members",
+        || {
+            let via = via.clone();
+            async move { up_count_is(&via, 4).await }
+        },
+    )
     .await;
     let birds = names("rolling", BIRDS);
     for b in &birds {
@@ -50,23 +54,31 @@ async fn a_rolling_restart_of_three_nodes_loses_no_counter_and_fails_no_call() {
         assert!(had > 0, "{name} owns no counter");
         old.flock.leave().await.unwrap();
         old.kill();
-        wait_until(Duration::from_secs(10), "the client to see the leave", || {
-            let via = via.clone();
-            async move { up_count_is(&via, 3).await }
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "the client to see the leave",
+            || {
+                let via = via.clone();
+                async move { up_count_is(&via, 3).await }
+            },
+        )
         .await;
 
         let seed = nodes[0].addr();
         let new = TestNode::start(&name, vec![seed], with_counter);
         let (f, n) = (new.flock.clone(), name.clone());
-        wait_until(Duration::from_secs(10), "the restarted node to rejoin", || {
-            let (via, f, birds, n) = (via.clone(), f.clone(), birds.clone(), n.clone());
-            async move {
-                up_count_is(&via, 4).await
-                    && up_count_is(&f, 4).await
-                    && owners_on(&via, &birds, &n).await > 0
-            }
-        })
+        wait_until(
+            Duration::from_secs(10),
+            "the restarted node to rejoin",
+            || {
+                let (via, f, birds, n) = (via.clone(), f.clone(), birds.clone(), n.clone());
+                async move {
+                    up_count_is(&via, 4).await
+                        && up_count_is(&f, 4).await
+                        && owners_on(&via, &birds, &n).await > 0
+                }
+            },
+        )
         .await;
         // The load goes on across the move back: a full round of calls
         // after the node rejoined.

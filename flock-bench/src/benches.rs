@@ -198,8 +198,12 @@ pub fn node_main(args: &[String]) {
                 if cmd == "leave" {
                     // `rolling_restart`: a graceful leave, then exit.
                     let _ = f.leave().await;
-                    println!("LEFT");
                     f.shutdown();
+                    // The links close gracefully (the writers flush, then
+                    // linger at most 1 s): replies to calls that arrived
+                    // before the leave completed are still delivered.
+                    tokio::time::sleep(Duration::from_millis(1_000)).await;
+                    println!("LEFT");
                     std::process::exit(0);
                 } else if let Some(who) = cmd.strip_prefix("members") {
                     let who = who.trim();

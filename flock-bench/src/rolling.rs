@@ -3,13 +3,15 @@
 //! with a graceful `leave()` and a new process under the same name. Rows:
 //! counters lost, calls failed, and the per-bird pause (p50/p99).
 
-use crate::benches::{names, pause, scale, spawn_node, wait_up, COOKIE};
-use crate::procs::Child;
 use crate::Row;
+use crate::benches::{COOKIE, names, pause, scale, spawn_node, wait_up};
+use crate::birds::LIVE;
+use crate::procs::Child;
 use flock_actix::prelude::*;
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// A counter whose count moves with it (the kind every `__node` hosts).
@@ -18,13 +20,19 @@ pub struct Counter {
     count: u64,
 }
 
+/// Counted in the process's `LIVE` (reported on `stats`), so the harness
+/// can tell when every host runs exactly the counters it owns.
 impl Actor for Counter {
     type Context = Context<Self>;
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        LIVE.fetch_sub(1, Relaxed);
+    }
 }
 
 impl Bird for Counter {
     type Args = ();
     fn hatch(_: &str, _: ()) -> Self {
+        LIVE.fetch_add(1, Relaxed);
         Counter { count: 0 }
     }
 }
@@ -35,6 +43,7 @@ impl Handoff for Counter {
         self.count
     }
     fn resume(_: &str, _: (), count: u64) -> Self {
+        LIVE.fetch_add(1, Relaxed);
         Counter { count }
     }
 }
@@ -110,12 +119,30 @@ fn start_load(
     (seen, tasks)
 }
 
+/// Waits for a line from `child` starting with `prefix` without blocking
+/// this thread for more than a millisecond at a time: the client node runs
+/// on it, and a blocked client is declared down by the hosts.
+async fn line(child: &mut Child, prefix: &str, limit: Duration) -> String {
+    let t = Instant::now();
+    loop {
+        if let Some(rest) = child.try_expect(prefix, Duration::from_millis(1)) {
+            return rest;
+        }
+        assert!(
+            t.elapsed() < limit,
+            "child {}: no {prefix:?} line within {limit:?}",
+            child.name
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Restarts host `i`: a graceful leave, then a new process, same name.
 async fn restart(hosts: &mut [Child], i: usize, client: &Flock) {
     let name = hosts[i].name.clone();
     hosts[i].send_line("leave");
     // The child prints LEFT once its leave (and its handoffs) completed.
-    hosts[i].expect("LEFT", Duration::from_secs(60));
+    line(&mut hosts[i], "LEFT", Duration::from_secs(60)).await;
     let seed = hosts[(i + 1) % hosts.len()].listen.clone();
     let t = Instant::now();
     while client.up_count().await.unwrap_or(0) > hosts.len() {
@@ -126,12 +153,54 @@ async fn restart(hosts: &mut [Child], i: usize, client: &Flock) {
     wait_up(client, hosts.len() + 1, Duration::from_secs(30)).await;
 }
 
+/// Waits (at most 60 s) until every host runs exactly the counters the
+/// client's view places on it: the moves back to the restarted node are
+/// done before the next node leaves, as an operator would wait.
+async fn settled(hosts: &mut [Child], client: &Flock, birds: &[String]) {
+    let t = Instant::now();
+    loop {
+        let want: Vec<i64> = hosts
+            .iter()
+            .map(|h| {
+                let owned = birds
+                    .iter()
+                    .filter(|b| client.owner_of(b).is_ok_and(|o| o == h.name))
+                    .count();
+                i64::try_from(owned).unwrap_or(i64::MAX)
+            })
+            .collect();
+        let mut live = Vec::new();
+        for h in hosts.iter_mut() {
+            h.send_line("stats");
+            let stats = line(h, "STATS ", Duration::from_secs(10)).await;
+            live.push(
+                stats
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(-1),
+            );
+        }
+        if live == want {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "counters not settled: {live:?} running, {want:?} owned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn rolling_restart() -> Vec<Row> {
     let n = scale(10_000);
     let r = crate::benches::in_system(None, move || async move {
         let mut hosts: Vec<Child> = Vec::new();
         for i in 1..=3 {
-            let seeds: Vec<String> = hosts.first().map(|h| vec![h.listen.clone()]).unwrap_or_default();
+            let seeds: Vec<String> = hosts
+                .first()
+                .map(|h| vec![h.listen.clone()])
+                .unwrap_or_default();
             hosts.push(spawn_node(&format!("rhost{i}@127.0.0.1"), 1, &seeds, None));
         }
         let client = Flock::builder("rclient@127.0.0.1")
@@ -155,10 +224,18 @@ pub fn rolling_restart() -> Vec<Row> {
         // One increment each (retried until hatched): every counter runs.
         for b in birds.iter() {
             let t = Instant::now();
-            while client.addr::<Counter>(b).send(Count).await.is_err() {
-                assert!(t.elapsed() < Duration::from_secs(60), "{b} never hatched");
+            while let Err(e) = client.addr::<Counter>(b).send(Count).await {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "{b} never hatched: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            client.addr::<Counter>(b).send(Incr).await.expect("first increment");
+            client
+                .addr::<Counter>(b)
+                .send(Incr)
+                .await
+                .expect("first increment");
         }
         let done = Rc::new(Cell::new(false));
         let (seen, tasks) = start_load(&client, &birds, &done);
@@ -166,6 +243,7 @@ pub fn rolling_restart() -> Vec<Row> {
         let t = Instant::now();
         for i in 0..hosts.len() {
             restart(&mut hosts, i, &client).await;
+            settled(&mut hosts, &client, &birds).await;
             tokio::time::sleep(pause(1000)).await;
         }
         let took = t.elapsed();

@@ -282,7 +282,10 @@ enum State {
     /// Moved here from `from`, a node that is up and may still run it:
     /// waits for its state before it is started, at most until `until_ms`
     /// (a `Handoff` timer is armed for it).
-    Awaiting { from: String, until_ms: u64 },
+    Awaiting {
+        from: String,
+        until_ms: u64,
+    },
     Restarting,
     Stopping,
     Broken(RemoteError),

@@ -13,12 +13,12 @@ use super::messages::{
     CallReply, HandoffAcked, HandoffIn, InboundCall, InboundCast, SetChanged, Unacked, ViewChanged,
 };
 use super::node::{Links, Node, View};
-use crate::core::placement::Placement;
 use super::peer::Frame;
 use super::replica::{OwnedBy, Remove};
 use super::telemetry;
 use crate::bird::BirdKind;
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
+use crate::core::placement::Placement;
 use crate::wire::message::Message as WireMessage;
 use crate::wire::message::RemoteError;
 use actix::prelude::*;
@@ -58,11 +58,10 @@ impl ViewRef {
         };
         // Only a view that holds this node and others has a different
         // owner without it.
-        let without_me = (others().count() > 0
-            && others().count() < view.placement.hosts().len())
-        .then(|| Placement::new(view.placement.shards(), others()).ok())
-        .flatten()
-        .map(Arc::new);
+        let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
+            .then(|| Placement::new(view.placement.shards(), others()).ok())
+            .flatten()
+            .map(Arc::new);
         ViewRef {
             links: node.links.load_full(),
             without_me,
@@ -137,8 +136,7 @@ impl Registry {
         let view = ViewRef::read(&node);
         Registry {
             epoch: view.view.epoch,
-            core: Lifecycle::new(node.name().to_string(), view, node.config.backoff)
-                .with_handoff(
+            core: Lifecycle::new(node.name().to_string(), view, node.config.backoff).with_handoff(
                 node.kinds.handoff_kinds(),
                 u64::try_from(node.config.handoff_wait.as_millis()).unwrap_or(u64::MAX),
             ),

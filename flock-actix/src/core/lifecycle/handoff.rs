@@ -10,7 +10,7 @@
 //! of, and its previous view says "here" (the bug the real-TCP join test
 //! found). The wait ends with the state (`HandedOff`), or at `until_ms`.
 
-use super::{BirdSpec, Effect, Lifecycle, Name, Owners, State, Timer, MAX_STASHED};
+use super::{BirdSpec, Effect, Lifecycle, MAX_STASHED, Name, Owners, State, Timer};
 
 /// Where this node is in joining a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,13 +131,19 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.instance_mut(&name, instance) else {
             return;
         };
-        // A retargeted wait armed a later timer: this one is stale.
-        if let State::Awaiting { until_ms, .. } = local.state
-            && now_ms >= until_ms
-        {
+        let State::Awaiting { until_ms, .. } = local.state else {
+            return;
+        };
+        if now_ms >= until_ms {
             let spec = local.spec.clone();
-            self.launch(name, spec, instance, None, now_ms, out);
+            return self.launch(name, spec, instance, None, now_ms, out);
         }
+        // Early (a retargeted wait, or a timer that fired a tick early):
+        // armed again for the wait's end, so the bird never waits forever.
+        out.push(Effect::Timer {
+            at_ms: until_ms,
+            timer: Timer::Handoff { name, instance },
+        });
     }
 
     pub(super) fn on_handed_off(
