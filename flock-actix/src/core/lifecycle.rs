@@ -18,7 +18,10 @@
 //! - `Restarting`: exited without being asked; a restart timer is armed;
 //! - `Stopping`: told to stop; waiting for its exit report (then, maybe, a
 //!   new spec to start: `then_start`);
-//! - `Broken`: cannot run here (unknown kind, undecodable arguments).
+//! - `Broken`: cannot run here (unknown kind, undecodable arguments);
+//! - `Awaiting`: moved here from a node that may still run it (a kind with
+//!   a handed-over state): waits for that state, at most `handoff_wait`
+//!   (see `lifecycle/handoff.rs`).
 //!
 //! # Guarantees (each is a property in `lifecycle/tests.rs`)
 //! - No two instances of one name are ever told to run on this node: a
