@@ -19,6 +19,8 @@ pub(crate) struct Bird<'a> {
     /// The pinned kind tag; `None` means `module_path!() :: Type`.
     pub kind: Option<LitStr>,
     pub messages: Vec<Msg>,
+    /// The kind hands its state over when it moves (`Handoff`).
+    pub handoff: bool,
 }
 
 /// One accepted message and its wire tag.

@@ -15,6 +15,8 @@ pub(crate) struct Args {
     pub kinds: Vec<KindArg>,
     /// Every `messages(...)`.
     pub messages: Vec<MessagesArg>,
+    /// Every bare `handoff` (the kind implements `Handoff`).
+    pub handoffs: Vec<Ident>,
 }
 
 /// `kind = <expr>`.
@@ -35,7 +37,7 @@ pub(crate) struct MessageEntry {
     pub tag: Option<Expr>,
 }
 
-const EXPECTED: &str = "expected `kind = \"...\"` or `messages(Type, ...)`";
+const EXPECTED: &str = "expected `kind = \"...\"`, `messages(Type, ...)` or `handoff`";
 
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Args> {
     Parser::parse2(parse_args, args)
@@ -57,6 +59,14 @@ fn parse_args(input: ParseStream) -> syn::Result<Args> {
             input.parse::<Token![=]>()?;
             let value: Expr = input.parse()?;
             args.kinds.push(KindArg { key, value });
+        } else if key == "handoff" {
+            if !input.is_empty() && !input.peek(Token![,]) {
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    "`handoff` takes no value: write `handoff` and implement `Handoff` for the bird",
+                ));
+            }
+            args.handoffs.push(key);
         } else if key == "messages" {
             if !input.peek(syn::token::Paren) {
                 return Err(syn::Error::new_spanned(
@@ -162,6 +172,14 @@ mod tests {
         assert!(err.contains("expected `kind = \"...\"`"), "{err}");
         let err = parse(quote!(messages = Ping)).err().unwrap().to_string();
         assert!(err.contains("expected `messages(Type, ...)`"), "{err}");
+    }
+
+    #[test]
+    fn handoff_is_a_bare_flag_in_any_position() {
+        let args = parse(quote!(handoff, messages(A), handoff)).unwrap();
+        assert_eq!(args.handoffs.len(), 2);
+        let err = parse(quote!(handoff = true)).err().unwrap().to_string();
+        assert!(err.contains("`handoff` takes no value"), "{err}");
     }
 
     #[test]

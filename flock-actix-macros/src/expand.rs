@@ -33,8 +33,10 @@ fn impls(bird: &Bird) -> TokenStream {
     let p = quote!(::flock_actix::__private);
     // Local names no user item can capture: a `const addr` in scope would turn
     // a plain `addr` parameter into a constant pattern (items are not hygienic).
-    let [addr, tag, payload, other, ctx] = ["addr", "tag", "payload", "other", "ctx"]
-        .map(|n| Ident::new(&format!("__flock_{n}"), Span::mixed_site()));
+    let [addr, tag, payload, other, ctx, name, args, state] = [
+        "addr", "tag", "payload", "other", "ctx", "name", "args", "state",
+    ]
+    .map(|n| Ident::new(&format!("__flock_{n}"), Span::mixed_site()));
 
     let kind = match &bird.kind {
         Some(lit) => quote!(#lit),
@@ -65,7 +67,46 @@ fn impls(bird: &Bird) -> TokenStream {
         }
     });
 
+    // A kind with a state takes it when it is stopped for a move, and is
+    // started from it on its new owner (bounded by `Handoff`, so a missing
+    // impl is one error at the attribute's bird).
+    let handoff = bird.handoff.then(|| {
+        quote! {
+            impl #p::actix::Handler<#p::TakeState> for #ident {
+                type Result = ::core::option::Option<::std::vec::Vec<u8>>;
+
+                fn handle(
+                    &mut self,
+                    _: #p::TakeState,
+                    #ctx: &mut #p::actix::Context<Self>,
+                ) -> Self::Result {
+                    #p::take_state(self, #ctx)
+                }
+            }
+        }
+    });
+    let handoff_fns = bird.handoff.then(|| {
+        quote! {
+            const HANDS_OFF: bool = true;
+
+            fn dispatch_hand_off(#addr: &#p::actix::Addr<Self>) -> #p::StateFuture {
+                #p::hand_off(#addr)
+            }
+
+            fn resume_from(
+                #name: &str,
+                #args: Self::Args,
+                #state: &[u8],
+                nest: &#p::Nest,
+            ) -> ::std::result::Result<Self, #p::HatchError> {
+                #p::resume::<Self>(#name, #args, #state, nest)
+            }
+        }
+    });
+
     quote! {
+        #handoff
+
         impl #p::actix::Handler<#p::StopBird> for #ident {
             type Result = ();
 
@@ -76,6 +117,8 @@ fn impls(bird: &Bird) -> TokenStream {
 
         impl #p::BirdKind for #ident {
             const KIND: &'static str = #kind;
+
+            #handoff_fns
 
             fn dispatch_call(
                 #addr: &#p::actix::Addr<Self>,
@@ -142,6 +185,31 @@ mod tests {
         assert!(out.contains("\"c\" =>"), "{out}");
         assert!(out.contains("module_path"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn a_handoff_bird_gets_the_take_state_handler_and_resume() {
+        let out = flock_bird(
+            quote!(handoff),
+            quote!(
+                struct B;
+            ),
+        )
+        .to_string();
+        assert!(
+            out.contains("Handler < :: flock_actix :: __private :: TakeState > for B"),
+            "{out}"
+        );
+        assert!(out.contains("const HANDS_OFF : bool = true"), "{out}");
+        assert!(out.contains("resume :: < Self >"), "{out}");
+        let plain = flock_bird(
+            quote!(),
+            quote!(
+                struct B;
+            ),
+        )
+        .to_string();
+        assert!(!plain.contains("TakeState"), "{plain}");
     }
 
     #[test]

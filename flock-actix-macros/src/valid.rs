@@ -21,12 +21,19 @@ impl<'a> Input<'a> {
 
         let kind = self.kind(&mut errors);
         let messages = self.messages(&mut errors);
+        for again in self.args.handoffs.iter().skip(1) {
+            errors.push(syn::Error::new_spanned(
+                again,
+                "`handoff` is given twice: keep one",
+            ));
+        }
 
         errors.finish()?;
         Ok(Bird {
             ident: self.ident,
             kind,
             messages,
+            handoff: !self.args.handoffs.is_empty(),
         })
     }
 

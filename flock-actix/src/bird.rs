@@ -82,6 +82,63 @@ pub trait Bird: Actor<Context = Context<Self>> {
     }
 }
 
+/// A bird whose state moves with it: when flock-actix stops it because it
+/// moved to another node (a join, a graceful leave, a rebalance, a rolling
+/// restart), it takes the state with [`Handoff::hand_off`] and the new owner
+/// starts the bird with [`Handoff::resume`] instead of [`Bird::hatch`].
+/// Opt in with `#[flock_bird(handoff, messages(...))]`.
+///
+/// What is guaranteed, and what a crash loses, is in docs/ARCHITECTURE.md
+/// ("Ordered state handoff"): if the old owner is dead or does not answer
+/// in time, the new owner hatches from the arguments.
+///
+/// ```
+/// use flock_actix::prelude::*;
+///
+/// #[flock_bird(handoff)]
+/// struct Counter { count: u64 }
+/// impl Actor for Counter { type Context = Context<Self>; }
+/// impl Bird for Counter {
+///     type Args = ();
+///     fn hatch(_name: &str, _: (), _: &Nest) -> Result<Self, HatchError> {
+///         Ok(Counter { count: 0 })
+///     }
+/// }
+/// impl Handoff for Counter {
+///     type State = u64;
+///     fn hand_off(&mut self) -> u64 { self.count }
+///     fn resume(_name: &str, _: (), count: u64, _: &Nest) -> Result<Self, HatchError> {
+///         Ok(Counter { count })
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is declared `handoff` but does not implement `Handoff`",
+    note = "implement flock_actix::Handoff for `{Self}` (its State, hand_off and resume), or remove `handoff` from #[flock_bird(...)]"
+)]
+pub trait Handoff: Bird {
+    /// What travels to the new owner.
+    type State: Wire;
+
+    /// Takes the state, as the bird stops for a move (no message is handled
+    /// by this instance after it).
+    fn hand_off(&mut self) -> Self::State;
+
+    /// Builds the bird on its new owner from the state its old owner
+    /// handed over, with this node's [`Nest`](crate::Nest) as in
+    /// [`Bird::hatch`]; an error fails the start as a failed hatch does.
+    ///
+    /// # Errors
+    /// A [`HatchError`](crate::HatchError) when the bird cannot run on this
+    /// node (e.g. its context is missing).
+    fn resume(
+        name: &str,
+        args: Self::Args,
+        state: Self::State,
+        nest: &crate::Nest,
+    ) -> Result<Self, crate::HatchError>;
+}
+
 /// A value that can travel between nodes: serializable and sendable.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot travel between nodes",
@@ -110,6 +167,28 @@ pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
     /// Decodes a cast for message `tag` and delivers it to `addr`.
     #[doc(hidden)]
     fn dispatch_cast(addr: &Addr<Self>, tag: &str, payload: &[u8]) -> Result<(), RemoteError>;
+
+    /// Whether the kind implements [`Handoff`] (`#[flock_bird(handoff)]`).
+    #[doc(hidden)]
+    const HANDS_OFF: bool = false;
+
+    /// Stops the bird at `addr` and takes its encoded state.
+    #[doc(hidden)]
+    fn dispatch_hand_off(addr: &Addr<Self>) -> crate::__private::StateFuture {
+        addr.do_send(crate::__private::StopBird);
+        Box::pin(std::future::ready(None))
+    }
+
+    /// Starts the bird from an encoded handed-over state.
+    #[doc(hidden)]
+    fn resume_from(
+        name: &str,
+        args: Self::Args,
+        _state: &[u8],
+        nest: &crate::Nest,
+    ) -> Result<Self, crate::HatchError> {
+        Self::hatch(name, args, nest)
+    }
 }
 
 /// The bird accepts message `M` from any node. Implemented by

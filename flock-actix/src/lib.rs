@@ -126,7 +126,7 @@ pub mod wire;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use bird::{Accepts, Bird, BirdKind, Wire};
+pub use bird::{Accepts, Bird, BirdKind, Handoff, Wire};
 /// The error of every fallible call.
 ///
 /// A caller handles the outcomes of its own calls — [`Error::NotFound`],
@@ -219,7 +219,7 @@ pub mod testing {
 /// `extern crate serde`), so a crate using them lists `actix` and `serde` in
 /// its `[dependencies]` next to `flock-actix` (see the quickstart above).
 pub mod prelude {
-    pub use crate::bird::{Bird, Wire};
+    pub use crate::bird::{Bird, Handoff, Wire};
     pub use crate::error::{Error, Result};
     pub use crate::nest::{HatchError, Nest};
     pub use crate::runtime::{Flock, FlockAddr, FlockBuilder, FlockConfig, current_node};

@@ -1,7 +1,8 @@
 //! Support for the code `#[flock_bird]` generates. Not a public API: paths
 //! here may change in any release.
 
-pub use crate::bird::{Accepts, Bird, BirdKind, Wire};
+pub use crate::bird::{Accepts, Bird, BirdKind, Handoff, Wire};
+pub use crate::nest::{HatchError, Nest};
 /// Named by the generated `dispatch_cast` signature, so that generated code
 /// does not depend on where the error type lives.
 pub use crate::wire::message::RemoteError;
@@ -9,6 +10,7 @@ pub use actix;
 
 use crate::bird::BoxedCall;
 use actix::{Addr, Handler, Message};
+use std::future::Future;
 
 /// Tells a bird to stop because flock-actix asked (migration or `stop`), not
 /// because it chose to: the supervisor does not count it as an exit.
@@ -70,6 +72,64 @@ pub fn stop_bird<T: actix::Actor<Context = actix::Context<T>>>(ctx: &mut actix::
 fn decode<M: Wire>(kind: &str, tag: &str, payload: &[u8]) -> Result<M, RemoteError> {
     crate::wire::payload::decode(payload)
         .map_err(|e| RemoteError::Decode(format!("message {tag} for bird kind {kind}: {e}")))
+}
+
+/// Tells a bird with a state to stop because it moved, and to give its
+/// state back (the reply).
+#[derive(Debug, Clone, Copy)]
+pub struct TakeState;
+
+impl Message for TakeState {
+    type Result = Option<Vec<u8>>;
+}
+
+/// The encoded state of a bird stopped for a move (`None`: none to hand).
+pub type StateFuture = std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+
+/// Stops the bird at `addr` and takes its state: the body of the generated
+/// `dispatch_hand_off`.
+pub fn hand_off<T>(addr: &Addr<T>) -> StateFuture
+where
+    T: BirdKind + Handler<TakeState>,
+{
+    let sent = addr.send(TakeState);
+    Box::pin(async move { sent.await.ok().flatten() })
+}
+
+/// The body of the generated `Handler<TakeState>`: takes the state, then
+/// stops the bird, so no message is handled after the state was taken.
+pub fn take_state<T: Handoff>(bird: &mut T, ctx: &mut actix::Context<T>) -> Option<Vec<u8>> {
+    let state = bird.hand_off();
+    actix::ActorContext::stop(ctx);
+    rmp_serde::to_vec(&state)
+        .map_err(|e| {
+            tracing::error!(
+                "cannot encode the state of a {}: {e}",
+                std::any::type_name::<T>()
+            )
+        })
+        .ok()
+}
+
+/// Starts a bird from its handed-over `state`; from its arguments if the
+/// state does not decode (a kind whose `State` changed incompatibly).
+pub fn resume<T: Handoff + BirdKind>(
+    name: &str,
+    args: T::Args,
+    state: &[u8],
+    nest: &crate::Nest,
+) -> Result<T, crate::HatchError> {
+    match rmp_serde::from_slice::<T::State>(state) {
+        Ok(state) => T::resume(name, args, state, nest),
+        Err(e) => {
+            tracing::error!(
+                "bird {name} ({}): its handed-over state does not decode ({e}); \
+                 hatching it from its arguments",
+                T::KIND
+            );
+            T::hatch(name, args, nest)
+        }
+    }
 }
 
 #[allow(dead_code)]

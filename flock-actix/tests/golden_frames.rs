@@ -119,6 +119,28 @@ fn cases() -> Vec<(String, Message)> {
             },
         ),
         (
+            "handoff".into(),
+            Message::Handoff {
+                bird: "cart:17".into(),
+                kind: "shop.cart.v1".into(),
+                state: Some(vec![0x92, 0x01, 0x02]),
+            },
+        ),
+        (
+            "handoff_nothing".into(),
+            Message::Handoff {
+                bird: "cart:17".into(),
+                kind: "shop.cart.v1".into(),
+                state: None,
+            },
+        ),
+        (
+            "handoff_ack".into(),
+            Message::HandoffAck {
+                bird: "cart:17".into(),
+            },
+        ),
+        (
             "call".into(),
             Message::Call {
                 id: 42,
@@ -245,7 +267,7 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 18] = [
+const MESSAGE_VARIANTS: [&str; 20] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -264,6 +286,8 @@ const MESSAGE_VARIANTS: [&str; 18] = [
     "Cast",
     "SyncChunk",
     "SyncChunkAck",
+    "Handoff",
+    "HandoffAck",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -288,7 +312,9 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::Reply { .. }
         | Message::Cast { .. }
         | Message::SyncChunk { .. }
-        | Message::SyncChunkAck { .. } => {}
+        | Message::SyncChunkAck { .. }
+        | Message::Handoff { .. }
+        | Message::HandoffAck { .. } => {}
     }
 }
 

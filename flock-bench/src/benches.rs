@@ -30,6 +30,7 @@ pub const NAMES: &[&str] = &[
     "registry_memory",
     "million_birds",
     "hundred_nodes",
+    "rolling_restart",
 ];
 
 /// Issue #10's benches, run by `scale`; the long ones are left out of `all`
@@ -41,7 +42,12 @@ pub const SCALE: &[&str] = &[
     "million_birds",
     "hundred_nodes",
 ];
-pub const LONG: &[&str] = &["million_birds", "hundred_nodes", "registry_memory"];
+pub const LONG: &[&str] = &[
+    "million_birds",
+    "hundred_nodes",
+    "registry_memory",
+    "rolling_restart",
+];
 
 /// Why the actix-telepathy row is not measured (see docs/BENCHMARKS.md).
 #[cfg(not(feature = "telepathy"))]
@@ -106,6 +112,7 @@ pub fn run(name: &str) -> Vec<Row> {
         "registry_memory" => crate::scale::registry_memory(),
         "million_birds" => crate::scale::million_birds(),
         "hundred_nodes" => crate::nodes::hundred_nodes(),
+        "rolling_restart" => crate::rolling::rolling_restart(),
         #[cfg(feature = "telepathy")]
         "peer_cast_throughput" => crate::telepathy::peer_rows(),
         #[cfg(not(feature = "telepathy"))]
@@ -144,7 +151,8 @@ where
 /// largest frame) and `alloc` (count live heap bytes, reported in `STATS`).
 /// Answers `names` on stdin with `NAMES <birds in its registry view>` and
 /// `members NAME` with `MEMBERS <up> <NAME up: 0|1> <downs> <links lost>
-/// <frames refused> <largest refused> <largest written>`.
+/// <frames refused> <largest refused> <largest written>`; on `leave` it
+/// leaves the cluster gracefully, prints `LEFT` and exits.
 pub fn node_main(args: &[String]) {
     let opts = args.get(4).cloned().unwrap_or_default();
     if opts.split(',').any(|o| o == "alloc") {
@@ -167,7 +175,8 @@ pub fn node_main(args: &[String]) {
             .seeds(seeds)
             .cookie(COOKIE)
             .weight(weight)
-            .bird::<Sink>();
+            .bird::<Sink>()
+            .bird::<crate::rolling::Counter>();
         if let Some(n) = arbiters {
             b = b.arbiters(n);
         }
@@ -186,7 +195,17 @@ pub fn node_main(args: &[String]) {
         let f = flock.clone();
         actix::spawn(async move {
             while let Some(cmd) = names_rx.recv().await {
-                if let Some(who) = cmd.strip_prefix("members") {
+                if cmd == "leave" {
+                    // `rolling_restart`: a graceful leave, then exit.
+                    let _ = f.leave().await;
+                    f.shutdown();
+                    // The links close gracefully (the writers flush, then
+                    // linger at most 1 s): replies to calls that arrived
+                    // before the leave completed are still delivered.
+                    tokio::time::sleep(Duration::from_millis(1_000)).await;
+                    println!("LEFT");
+                    std::process::exit(0);
+                } else if let Some(who) = cmd.strip_prefix("members") {
                     let who = who.trim();
                     let m = f.members().await.unwrap_or_default();
                     let up =

@@ -20,6 +20,7 @@ mod messages;
 mod nodes;
 mod procs;
 mod raw;
+mod rolling;
 mod scale;
 mod tap;
 #[cfg(feature = "telepathy")]

@@ -264,14 +264,14 @@ pub fn pin_current_thread(cpus: &[usize]) -> bool {
 }
 
 /// In a child: exit when stdin closes; answer `stats` with `STATS ...`;
-/// pass `names` and `members NAME` on to the node's task (which prints
+/// pass `names`, `leave` and `members NAME` on to the node's task (which prints
 /// `NAMES n` / `MEMBERS ...`).
 pub fn serve_stdin(names: Option<tokio::sync::mpsc::Sender<String>>) {
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
             let Ok(line) = line else { break };
-            if line.trim() == "names" || line.starts_with("members") {
+            if line.trim() == "names" || line.trim() == "leave" || line.starts_with("members") {
                 if let Some(tx) = &names {
                     let _ = tx.blocking_send(line.trim().to_owned());
                 }

@@ -18,7 +18,10 @@
 //! - `Restarting`: exited without being asked; a restart timer is armed;
 //! - `Stopping`: told to stop; waiting for its exit report (then, maybe, a
 //!   new spec to start: `then_start`);
-//! - `Broken`: cannot run here (unknown kind, undecodable arguments).
+//! - `Broken`: cannot run here (unknown kind, undecodable arguments);
+//! - `Awaiting`: moved here from a node that may still run it (a kind with
+//!   a handed-over state): waits for that state, at most `handoff_wait`
+//!   (see `lifecycle/handoff.rs`).
 //!
 //! # Guarantees (each is a property in `lifecycle/tests.rs`)
 //! - No two instances of one name are ever told to run on this node: a
@@ -39,6 +42,9 @@ use crate::wire::message::RemoteError;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+mod handoff;
+#[cfg(test)]
+mod handoff_tests;
 #[cfg(test)]
 mod tests;
 
@@ -57,7 +63,32 @@ pub const STARTS_PER_SLICE: usize = 256;
 pub trait Owners {
     /// The node that owns `name`, or `None` if no node can host birds.
     fn owner_of(&self, name: &str) -> Option<&str>;
+
+    /// Whether `node` is an up member of this view (it can hand a bird's
+    /// state over). Views that do not know say no: nothing waits for them.
+    fn is_up(&self, _node: &str) -> bool {
+        false
+    }
+
+    /// The owner of `name` if `node` were not a member: while `node` joins,
+    /// that is where a bird it now owns comes from (its first views may
+    /// not hold every member yet). Views that do not know say `None`.
+    fn owner_without(&self, _name: &str, _node: &str) -> Option<&str> {
+        None
+    }
+
+    /// Whether a member other than `node` hosts birds in this view.
+    fn others_host(&self, _node: &str) -> bool {
+        false
+    }
 }
+
+/// How long a new owner waits for a moved bird's state by default.
+pub const HANDOFF_WAIT_MS: u64 = 2_000;
+
+/// Handed-over states kept for names this node does not own yet (the state
+/// can arrive before the view that moves the bird here).
+pub const MAX_STASHED: usize = 100_000;
 
 /// How an instance's task ended, as observed positively by the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +111,13 @@ pub enum Timer {
         /// The bird.
         name: Name,
         /// The instance that exited.
+        instance: u64,
+    },
+    /// The wait for the state of moved `instance` of `name` is over.
+    Handoff {
+        /// The bird.
+        name: Name,
+        /// The instance that waits.
         instance: u64,
     },
     /// The deadline of a waiting message passed.
@@ -151,6 +189,14 @@ pub enum Input<V> {
         /// How.
         exit: Exit,
     },
+    /// The previous owner of `name` stopped its instance and handed its
+    /// state over (`None`: it had no instance to hand over).
+    HandedOff {
+        /// The bird.
+        name: Name,
+        /// The serialized state.
+        state: Option<Vec<u8>>,
+    },
     /// A timer the core armed went off.
     Timer(Timer),
     /// The node shuts down: stop everything, remove nothing.
@@ -175,6 +221,29 @@ pub enum Effect {
         name: Name,
         /// The instance.
         instance: u64,
+    },
+    /// Start `instance` of `name` from the state its previous owner
+    /// handed over (the kind's `resume`).
+    Resume {
+        /// The bird.
+        name: Name,
+        /// Its kind and start arguments.
+        spec: BirdSpec,
+        /// A number never used before on this node.
+        instance: u64,
+        /// The handed-over state.
+        state: Vec<u8>,
+    },
+    /// The bird moved to `to`: stop `instance` (if any), take its state and
+    /// send it to `to`; with no instance, tell `to` there is nothing to wait
+    /// for.
+    HandOff {
+        /// The bird.
+        name: Name,
+        /// The running instance, if one runs here.
+        instance: Option<u64>,
+        /// The new owner.
+        to: String,
     },
     /// Hand the message to `instance` of `name`.
     Deliver {
@@ -210,7 +279,16 @@ pub enum Effect {
 
 #[derive(Debug, Clone, PartialEq)]
 enum State {
-    Running { closed: bool },
+    Running {
+        closed: bool,
+    },
+    /// Moved here from `from`, a node that is up and may still run it:
+    /// waits for its state before it is started, at most until `until_ms`
+    /// (a `Handoff` timer is armed for it).
+    Awaiting {
+        from: String,
+        until_ms: u64,
+    },
     Restarting,
     Stopping,
     Broken(RemoteError),
@@ -248,6 +326,18 @@ pub struct Lifecycle<V> {
     waiting: HashMap<Name, Vec<Waiter>>,
     next_instance: u64,
     shut_down: bool,
+    /// The view before the current one: where moved birds come from.
+    prev_view: Option<V>,
+    /// Kinds that hand their state over when they move.
+    handoff_kinds: std::collections::HashSet<String>,
+    handoff_wait_ms: u64,
+    /// States handed over for names not (yet) owned here, with arrival.
+    stashed: HashMap<Name, (Option<Vec<u8>>, u64)>,
+    /// Where this node handed a bird's state: if the bird comes back, its
+    /// instance there may run, so its state is waited for from there.
+    sent_to: HashMap<Name, String>,
+    /// Where this node is in joining a cluster (see `handoff.rs`).
+    join: handoff::Join,
 }
 
 impl<V: Owners> Lifecycle<V> {
@@ -264,7 +354,21 @@ impl<V: Owners> Lifecycle<V> {
             waiting: HashMap::new(),
             next_instance: 1,
             shut_down: false,
+            prev_view: None,
+            handoff_kinds: Default::default(),
+            handoff_wait_ms: HANDOFF_WAIT_MS,
+            stashed: HashMap::new(),
+            sent_to: HashMap::new(),
+            join: handoff::Join::Alone,
         }
+    }
+
+    /// Birds of `kinds` hand their state over when they move; a new owner
+    /// waits up to `wait_ms` for it.
+    pub fn with_handoff(mut self, kinds: impl IntoIterator<Item = String>, wait_ms: u64) -> Self {
+        self.handoff_kinds = kinds.into_iter().collect();
+        self.handoff_wait_ms = wait_ms;
+        self
     }
 
     /// Names told to run (their instance is running or being started).
@@ -351,11 +455,17 @@ impl<V: Owners> Lifecycle<V> {
             Input::Timer(Timer::Restart { name, instance }) => {
                 self.on_restart(name, instance, now_ms, &mut out);
             }
+            Input::HandedOff { name, state } => self.on_handed_off(name, state, now_ms, &mut out),
+            Input::Timer(Timer::Handoff { name, instance }) => {
+                self.on_handoff_timer(name, instance, now_ms, &mut out);
+            }
             Input::Timer(Timer::Deadline { name, waiter }) => {
                 if let Some(list) = self.waiting.get_mut(&name)
                     && let Some(i) = list.iter().position(|w| w.id == waiter)
                 {
-                    list.swap_remove(i);
+                    // `remove`, not `swap_remove`: the rest keep their
+                    // arrival order (per sender order on delivery).
+                    list.remove(i);
                     if list.is_empty() {
                         self.waiting.remove(&name);
                     }
@@ -410,7 +520,8 @@ impl<V: Owners> Lifecycle<V> {
     }
 
     fn on_view(&mut self, view: V, now_ms: u64, out: &mut Vec<Effect>) {
-        self.view = view;
+        self.prev_view = Some(std::mem::replace(&mut self.view, view));
+        self.track_join(now_ms);
         // Queued starts this node no longer owns are cancelled here, not
         // when their slice comes: the new owner may already run them.
         let mut lost: Vec<Name> = self
@@ -427,6 +538,7 @@ impl<V: Owners> Lifecycle<V> {
         for name in lost {
             self.stop(&name, false, out);
         }
+        self.retarget_awaiting(now_ms, out);
         self.redirect_stale_waiters(now_ms, out);
     }
 
@@ -502,6 +614,8 @@ impl<V: Owners> Lifecycle<V> {
         match local.state {
             State::Stopping => local.then_start = Some(spec),
             _ if local.spec == spec => {}
+            // Still waiting for its state: it starts with the new spec.
+            State::Awaiting { .. } => local.spec = spec,
             State::Running { .. } => {
                 // The set now holds another spec for the name (a concurrent
                 // start elsewhere won): run that one instead.
@@ -521,6 +635,7 @@ impl<V: Owners> Lifecycle<V> {
     fn start(&mut self, name: Name, spec: BirdSpec, now_ms: u64, out: &mut Vec<Effect>) {
         let instance = self.next_instance;
         self.next_instance += 1;
+        let fresh = !self.birds.contains_key(&name);
         let restarts = match self.birds.get(&name) {
             Some(local) => {
                 let mut r = local.restarts;
@@ -529,43 +644,112 @@ impl<V: Owners> Lifecycle<V> {
             }
             None => Restarts::started(now_ms),
         };
-        out.push(Effect::Spawn {
-            name: name.clone(),
-            spec: spec.clone(),
-            instance,
-        });
         self.birds.insert(
             name.clone(),
             Local {
-                spec,
+                spec: spec.clone(),
                 instance,
+                // Set by `launch` or `await_state` below.
                 state: State::Running { closed: false },
                 restarts,
                 then_start: None,
             },
         );
+        if fresh && let Some(state) = self.take_stashed(&name, now_ms) {
+            return self.launch(name, spec, instance, state, now_ms, out);
+        }
+        if fresh && let Some(from) = self.previous_owner(&name, &spec, now_ms) {
+            // Its old instance may still run: never start a second one.
+            // Messages park meanwhile (the `Awaiting` state).
+            return self.await_state(name, from, now_ms, out);
+        }
+        self.launch(name, spec, instance, None, now_ms, out);
+    }
+
+    /// Spawns (or resumes) `instance`, which was told to start, and serves
+    /// the messages that waited for it.
+    fn launch(
+        &mut self,
+        name: Name,
+        spec: BirdSpec,
+        instance: u64,
+        state: Option<Vec<u8>>,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(match state {
+            Some(state) => Effect::Resume {
+                name: name.clone(),
+                spec,
+                instance,
+                state,
+            },
+            None => Effect::Spawn {
+                name: name.clone(),
+                spec,
+                instance,
+            },
+        });
+        if let Some(local) = self.birds.get_mut(&name) {
+            local.state = State::Running { closed: false };
+        }
         self.serve_waiters(&name, now_ms, out);
     }
 
     /// Stops `name` here because flock-actix says so: it moved (`removed`
     /// false) or was removed from the set. Its waiters learn which.
     fn stop(&mut self, name: &Name, removed: bool, out: &mut Vec<Effect>) {
+        // A move of a kind with state: the new owner waits for it.
+        let hand_to = self.hand_to(name, removed);
         let was_queued = self.pending.remove(name).is_some();
+        if let Some(to) = &hand_to {
+            if self.sent_to.len() >= MAX_STASHED {
+                // A bound, not a policy: forgetting only shortens a wait.
+                self.sent_to.clear();
+            }
+            self.sent_to.insert(name.clone(), to.clone());
+        }
         if let Some(local) = self.birds.get_mut(name) {
             local.then_start = None;
-            match local.state {
-                State::Running { .. } => {
+            match (local.state.clone(), hand_to) {
+                (State::Running { .. }, Some(to)) => {
+                    out.push(Effect::HandOff {
+                        name: name.clone(),
+                        instance: Some(local.instance),
+                        to,
+                    });
+                    local.state = State::Stopping;
+                }
+                (State::Running { .. }, None) => {
                     out.push(Effect::Stop {
                         name: name.clone(),
                         instance: local.instance,
                     });
                     local.state = State::Stopping;
                 }
-                State::Stopping => {}
-                State::Restarting | State::Broken(_) => {
+                (State::Stopping, _) => {}
+                // Its state may be on its way here: the next owner waits
+                // for its own timeout rather than hatch from the arguments.
+                (State::Awaiting { .. }, _) => {
                     self.birds.remove(name);
                 }
+                (State::Restarting | State::Broken(_), to) => {
+                    self.birds.remove(name);
+                    if let Some(to) = to {
+                        out.push(Effect::HandOff {
+                            name: name.clone(),
+                            instance: None,
+                            to,
+                        });
+                    }
+                }
             }
+        } else if let Some(to) = hand_to.filter(|_| was_queued) {
+            out.push(Effect::HandOff {
+                name: name.clone(),
+                instance: None,
+                to,
+            });
         } else if !was_queued {
             // Neither queued nor here: nobody waits for it here.
             return;
@@ -695,7 +879,7 @@ impl<V: Owners> Lifecycle<V> {
                     timer: Timer::Restart { name, instance },
                 });
             }
-            State::Restarting | State::Broken(_) => {}
+            State::Restarting | State::Broken(_) | State::Awaiting { .. } => {}
         }
     }
 

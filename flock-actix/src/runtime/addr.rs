@@ -173,7 +173,11 @@ impl<T: BirdKind> FlockAddr<T> {
     {
         check_bird_name(&self.name)?;
         let deadline = deadline_after(timeout);
-        if self.owned_here()?
+        // Kinds that hand their state over skip the typed fast path: it
+        // consumes the message, so a call that races the bird's move could
+        // not be retried on the new owner (the encoded path retries it).
+        if !T::HANDS_OFF
+            && self.owned_here()?
             && let Some(addr) = self.local_addr().await
         {
             return match timeout_at(deadline, addr.send(msg)).await {

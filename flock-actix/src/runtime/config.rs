@@ -51,6 +51,10 @@ pub struct FlockConfig {
     pub anti_entropy: AntiEntropyConfig,
     /// Restart delays for birds that panic.
     pub backoff: Backoff,
+    /// How long a new owner waits for the state of a bird that moved here
+    /// from a node that is still up (kinds with `#[flock_bird(handoff)]`)
+    /// before it hatches the bird from its arguments. Calls wait meanwhile.
+    pub handoff_wait: Duration,
     /// Arbiters (threads) the node's birds are spread over; 0 runs them on
     /// the arbiter that started the node.
     pub arbiters: usize,
@@ -83,6 +87,7 @@ impl std::fmt::Debug for FlockConfig {
             .field("weight", &self.weight)
             .field("shards", &self.shards)
             .field("call_timeout", &self.call_timeout)
+            .field("handoff_wait", &self.handoff_wait)
             .field("membership", &self.membership)
             .field("anti_entropy", &self.anti_entropy)
             .field("backoff", &self.backoff)
@@ -109,6 +114,7 @@ impl FlockConfig {
             membership: MembershipConfig::default(),
             anti_entropy: AntiEntropyConfig::default(),
             backoff: Backoff::default(),
+            handoff_wait: Duration::from_millis(crate::core::lifecycle::HANDOFF_WAIT_MS),
             arbiters: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Duration::from_secs(5),

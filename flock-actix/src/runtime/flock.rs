@@ -196,6 +196,14 @@ impl FlockBuilder {
         self
     }
 
+    /// How long a new owner waits for a moved bird's state (kinds with
+    /// `#[flock_bird(handoff)]`) before it hatches the bird from its
+    /// arguments; 2 s by default. Calls to the bird wait meanwhile.
+    pub fn handoff_wait(mut self, wait: Duration) -> Self {
+        self.config.handoff_wait = wait;
+        self
+    }
+
     /// The number of arbiters (threads) birds are spread over; 0 runs them
     /// on the calling arbiter.
     pub fn arbiters(mut self, n: usize) -> Self {
@@ -578,14 +586,35 @@ impl Flock {
     pub async fn leave(&self) -> Result<()> {
         let (tx, rx) = oneshot::channel();
         self.actors()?.ring.do_send(Leave(tx));
-        match tokio::time::timeout(LEAVE_TIMEOUT, rx).await {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                tracing::warn!(
-                    "node {}: not every peer acknowledged the leave within {LEAVE_TIMEOUT:?}",
-                    self.name()
-                );
-                Ok(())
+        if tokio::time::timeout(LEAVE_TIMEOUT, rx).await.is_err() {
+            tracing::warn!(
+                "node {}: not every peer acknowledged the leave within {LEAVE_TIMEOUT:?}",
+                self.name()
+            );
+        }
+        self.await_handoffs().await;
+        Ok(())
+    }
+
+    /// Waits (bounded by the handoff wait, twice) until the new owners
+    /// acknowledged the states of the birds this node handed over, so that
+    /// a shutdown right after `leave` loses none in flight.
+    async fn await_handoffs(&self) {
+        let Ok(actors) = self.actors() else { return };
+        let within = self.node.config.handoff_wait.saturating_mul(2);
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match actors.registry.send(super::messages::Unacked).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) if tokio::time::Instant::now() >= deadline => {
+                    tracing::warn!(
+                        "node {}: {n} bird state handoff(s) not acknowledged within {within:?}; \
+                         their new owners hatch them from their arguments",
+                        self.name()
+                    );
+                    return;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
         }
     }

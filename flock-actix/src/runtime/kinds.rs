@@ -80,6 +80,7 @@ impl Drop for ExitGuard {
 type CallFn = fn(&dyn Any, &str, &[u8]) -> crate::__private::CallFuture;
 type CastFn = fn(&dyn Any, &str, &[u8]) -> Result<(), RemoteError>;
 type ProbeFn = fn(&dyn Any) -> bool;
+type HandOffFn = fn(&dyn Any) -> crate::__private::StateFuture;
 
 /// The monomorphised operations of one bird kind, one static table per kind.
 struct VTable {
@@ -87,6 +88,7 @@ struct VTable {
     call: CallFn,
     cast: CastFn,
     stop: ProbeFn,
+    hand_off: HandOffFn,
     connected: ProbeFn,
 }
 
@@ -105,6 +107,10 @@ impl<T: BirdKind> HasVTable for T {
                 addr.do_send(crate::__private::StopBird);
             }
             true
+        },
+        hand_off: |any| match downcast::<T>(any) {
+            Ok(addr) => T::dispatch_hand_off(addr),
+            Err(_) => Box::pin(std::future::ready(None)),
         },
         connected: |any| downcast::<T>(any).is_ok_and(|a| a.connected()),
     };
@@ -172,6 +178,13 @@ impl LocalBird {
         (self.vtable.stop)(&*self.addr);
     }
 
+    /// Stops the bird because it moved, taking its state if its kind has
+    /// one (the future resolves once the bird handled its last message).
+    pub(crate) fn hand_off(&self) -> crate::__private::StateFuture {
+        self.stop_ordered.store(true, Ordering::Release);
+        (self.vtable.hand_off)(&*self.addr)
+    }
+
     pub(crate) fn connected(&self) -> bool {
         (self.vtable.connected)(&*self.addr)
     }
@@ -186,6 +199,7 @@ impl LocalBird {
 #[derive(Clone, Copy)]
 pub(crate) struct Kind {
     spawn: fn(Spawn) -> Result<LocalBird, SpawnError>,
+    hands_off: bool,
 }
 
 /// Why a bird could not be started.
@@ -201,6 +215,8 @@ pub(crate) enum SpawnError {
 pub(crate) struct Spawn<'a> {
     pub name: Arc<str>,
     pub args: &'a [u8],
+    /// The state handed over by the previous owner, to resume from.
+    pub state: Option<Vec<u8>>,
     pub instance: u64,
     pub arbiter: Option<&'a ArbiterHandle>,
     pub exits: Recipient<BirdExited>,
@@ -211,7 +227,10 @@ pub(crate) struct Spawn<'a> {
 
 impl Kind {
     pub(crate) fn of<T: BirdKind>() -> Self {
-        Kind { spawn: spawn::<T> }
+        Kind {
+            spawn: spawn::<T>,
+            hands_off: T::HANDS_OFF,
+        }
     }
 
     pub(crate) fn spawn(&self, s: Spawn) -> Result<LocalBird, SpawnError> {
@@ -232,6 +251,14 @@ impl KindTable {
 
     pub(crate) fn get(&self, tag: &str) -> Option<&Kind> {
         self.kinds.get(tag)
+    }
+
+    /// The tags of the kinds that hand their state over when they move.
+    pub(crate) fn handoff_kinds(&self) -> impl Iterator<Item = String> + '_ {
+        self.kinds
+            .iter()
+            .filter(|(_, k)| k.hands_off)
+            .map(|(tag, _)| (*tag).to_owned())
     }
 }
 
@@ -261,6 +288,7 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
     // retry learns why from the Registry.
     let stop_ordered = Arc::new(AtomicBool::new(false));
     let hatch_refused = stop_ordered.clone();
+    let state = s.state;
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     // Runs on the bird's arbiter (the context is not `Send`, so it is built
     // there). Always a task of its own, also with `arbiters(0)`: a panicking
@@ -274,7 +302,11 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
             // Registry going away), so that the context only completes when
             // it is stopped.
             ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
-            let bird = match T::hatch(&name, args, &nest) {
+            let hatched = match state {
+                Some(state) => T::resume_from(&name, args, &state, &nest),
+                None => T::hatch(&name, args, &nest),
+            };
+            let bird = match hatched {
                 Ok(bird) => bird,
                 Err(e) => {
                     // Not an exit: the bird never ran.

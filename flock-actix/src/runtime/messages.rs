@@ -149,3 +149,25 @@ pub(crate) type Reply<T> = Result<T, Error>;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Begin;
+
+// ---- state handoff ----
+
+/// A peer handed over the state of a bird that moved here.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct HandoffIn {
+    pub bird: Arc<str>,
+    pub state: Option<Vec<u8>>,
+    /// Where the ack goes.
+    pub peer: Addr<Peer>,
+}
+
+/// A peer took over the state of `bird` that this node handed to it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct HandoffAcked(pub Arc<str>);
+
+/// How many handoffs of this node are not acknowledged yet.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct Unacked;

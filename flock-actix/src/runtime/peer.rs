@@ -12,8 +12,8 @@ mod io;
 
 use super::directory::Directory;
 use super::messages::{
-    CallReply, Gossip, Heard, InboundCall, InboundCast, LinkDown, LinkUp, PeerLeft, PeerLeftAck,
-    SyncAcked, SyncIn, SyncRaw,
+    CallReply, Gossip, HandoffAcked, HandoffIn, Heard, InboundCall, InboundCast, LinkDown, LinkUp,
+    PeerLeft, PeerLeftAck, SyncAcked, SyncIn, SyncRaw,
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
@@ -349,6 +349,12 @@ impl Peer {
                     });
                 }
             }
+            Message::Handoff { bird, state, .. } => actors.registry.do_send(HandoffIn {
+                bird: bird.into(),
+                state,
+                peer: ctx.address(),
+            }),
+            Message::HandoffAck { bird } => actors.registry.do_send(HandoffAcked(bird.into())),
             Message::SyncAck { seq } => actors.replica.do_send(SyncAcked {
                 from: info.id.clone(),
                 seq,

@@ -9,12 +9,17 @@
 
 use super::directory::{Directory, Running as RunningBird};
 use super::kinds::{BirdExited, HatchFailed, Spawn, SpawnError};
-use super::messages::{CallReply, InboundCall, InboundCast, SetChanged, ViewChanged};
-use super::node::{Node, View};
+use super::messages::{
+    CallReply, HandoffAcked, HandoffIn, InboundCall, InboundCast, SetChanged, Unacked, ViewChanged,
+};
+use super::node::{Links, Node, View};
+use super::peer::Frame;
 use super::replica::{OwnedBy, Remove};
 use super::telemetry;
 use crate::bird::BirdKind;
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
+use crate::core::placement::Placement;
+use crate::wire::message::Message as WireMessage;
 use crate::wire::message::RemoteError;
 use actix::prelude::*;
 use std::collections::{HashMap, VecDeque};
@@ -28,15 +33,76 @@ use tokio::time::Instant;
 /// any change notification that raced with a view change.
 const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
-/// The node's published view, as the core's placement.
-#[derive(Debug, Clone)]
-pub(crate) struct ViewRef(Arc<View>);
+/// The node's published view, as the core's placement, with the links up
+/// when it was read: a node is "up" for a handoff while this node has a
+/// link to it (a leaving node is out of the view but still hands over).
+#[derive(Clone)]
+pub(crate) struct ViewRef {
+    view: Arc<View>,
+    links: Arc<Links>,
+    /// This node's name, and the placement of the view without it: where
+    /// a bird comes from while this node joins.
+    me: Arc<str>,
+    without_me: Option<Arc<Placement>>,
+}
+
+impl ViewRef {
+    fn read(node: &Node) -> Self {
+        let view = node.view.load_full();
+        let me: Arc<str> = node.name().clone();
+        let others = || {
+            view.placement
+                .hosts()
+                .iter()
+                .filter(|m| *m.name != *me)
+                .cloned()
+        };
+        // Only a view that holds this node and others has a different
+        // owner without it.
+        let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
+            .then(|| Placement::new(view.placement.shards(), others()).ok())
+            .flatten()
+            .map(Arc::new);
+        ViewRef {
+            links: node.links.load_full(),
+            without_me,
+            me,
+            view,
+        }
+    }
+}
+
+impl std::fmt::Debug for ViewRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ViewRef").field(&self.view.epoch).finish()
+    }
+}
 
 impl Owners for ViewRef {
     fn owner_of(&self, name: &str) -> Option<&str> {
-        self.0.placement.owner(name).ok().map(|n| &**n)
+        self.view.placement.owner(name).ok().map(|n| &**n)
+    }
+
+    fn is_up(&self, node: &str) -> bool {
+        self.links.contains_key(node)
+    }
+
+    fn owner_without(&self, name: &str, node: &str) -> Option<&str> {
+        if node != &*self.me {
+            return None;
+        }
+        let placement = self.without_me.as_deref()?;
+        placement.owner(name).ok().map(|n| &**n)
+    }
+
+    fn others_host(&self, node: &str) -> bool {
+        self.view.placement.hosts().iter().any(|m| *m.name != *node)
     }
 }
+
+/// How long a handoff this node sent stays unacknowledged before it stops
+/// counting (the new owner hatched from the arguments by then).
+const UNACKED_FOR: Duration = Duration::from_secs(30);
 
 /// A message waiting for its bird: what the core does not need to know.
 struct Waiting {
@@ -62,18 +128,19 @@ pub(crate) struct Registry {
     next_arbiter: usize,
     directory: Directory,
     last_share: Option<(usize, usize)>,
+    /// Handoffs sent and not acknowledged yet (a leave waits for them).
+    unacked: HashMap<Name, Instant>,
 }
 
 impl Registry {
     pub(crate) fn new(node: Arc<Node>, arbiters: Vec<ArbiterHandle>, directory: Directory) -> Self {
-        let view = node.view.load_full();
+        let view = ViewRef::read(&node);
         Registry {
-            core: Lifecycle::new(
-                node.name().to_string(),
-                ViewRef(view.clone()),
-                node.config.backoff,
+            epoch: view.view.epoch,
+            core: Lifecycle::new(node.name().to_string(), view, node.config.backoff).with_handoff(
+                node.kinds.handoff_kinds(),
+                u64::try_from(node.config.handoff_wait.as_millis()).unwrap_or(u64::MAX),
             ),
-            epoch: view.epoch,
             node,
             live: HashMap::new(),
             waiting: HashMap::new(),
@@ -82,6 +149,7 @@ impl Registry {
             next_arbiter: 0,
             directory,
             last_share: None,
+            unacked: HashMap::new(),
         }
     }
 
@@ -100,11 +168,11 @@ impl Registry {
     }
 
     fn view_if_new(&mut self) -> VecDeque<Input<ViewRef>> {
-        let view = self.node.view.load_full();
         let mut inputs = VecDeque::new();
-        if view.epoch != self.epoch {
-            self.epoch = view.epoch;
-            inputs.push_back(Input::View(ViewRef(view)));
+        if self.node.view.load().epoch != self.epoch {
+            let view = ViewRef::read(&self.node);
+            self.epoch = view.view.epoch;
+            inputs.push_back(Input::View(view));
         }
         inputs
     }
@@ -130,10 +198,22 @@ impl Registry {
                 spec,
                 instance,
             } => {
-                if let Some(failed) = self.spawn(name, &spec.kind, &spec.args, instance, ctx) {
+                if let Some(failed) = self.spawn(name, &spec, None, instance, ctx) {
                     inputs.push_back(failed);
                 }
             }
+            Effect::Resume {
+                name,
+                spec,
+                instance,
+                state,
+            } => {
+                tracing::debug!("bird {name} resumes from its handed-over state");
+                if let Some(failed) = self.spawn(name, &spec, Some(state), instance, ctx) {
+                    inputs.push_back(failed);
+                }
+            }
+            Effect::HandOff { name, instance, to } => self.hand_off(name, instance, to),
             Effect::Stop { name, instance } => {
                 if self.live.get(&name).is_some_and(|(i, _)| *i == instance)
                     && let Some((_, running)) = self.live.remove(&name)
@@ -179,11 +259,12 @@ impl Registry {
     fn spawn(
         &mut self,
         name: Name,
-        kind: &str,
-        args: &[u8],
+        spec: &crate::core::crdt::BirdSpec,
+        state: Option<Vec<u8>>,
         instance: u64,
         ctx: &mut Context<Self>,
     ) -> Option<Input<ViewRef>> {
+        let (kind, args) = (spec.kind.as_str(), spec.args.as_slice());
         let Some(kind_table) = self.node.kinds.get(kind) else {
             tracing::error!(
                 "node {} cannot run bird {name}: kind {kind} is not registered here \
@@ -206,6 +287,7 @@ impl Registry {
         let spawned = kind_table.spawn(Spawn {
             name: name.clone(),
             args,
+            state,
             instance,
             arbiter,
             exits: ctx.address().recipient(),
@@ -256,6 +338,47 @@ impl Registry {
             actors.ring.do_send(super::ring::Shutdown);
         }
         self.shutdown(ctx);
+    }
+
+    /// Stops the instance of a bird that moved to `to`, takes its state and
+    /// sends it there (or tells `to` there is nothing to wait for).
+    fn hand_off(&mut self, name: Name, instance: Option<u64>, to: String) {
+        let running = match instance {
+            Some(i) if self.live.get(&name).is_some_and(|(l, _)| *l == i) => {
+                self.directory.remove(&name);
+                self.live.remove(&name).map(|(_, r)| r)
+            }
+            _ => None,
+        };
+        let now = Instant::now();
+        self.unacked
+            .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
+        self.unacked.insert(name.clone(), now);
+        let node = self.node.clone();
+        let send = move |kind: String, state: Option<Vec<u8>>| {
+            let Some(peer) = node.link(&to) else {
+                tracing::warn!(
+                    "bird {name} moved to {to}, but there is no link to it: \
+                     its state is lost, {to} hatches it from its arguments"
+                );
+                return;
+            };
+            tracing::debug!("bird {name} handed over to {to}");
+            peer.do_send(Frame(WireMessage::Handoff {
+                bird: name.to_string(),
+                kind,
+                state,
+            }));
+        };
+        match running {
+            None => send(String::new(), None),
+            Some(running) => {
+                let kind = running.bird.kind().to_owned();
+                // Resolves once the bird handled the messages before it.
+                let state = running.bird.hand_off();
+                actix::spawn(async move { send(kind, state.await) });
+            }
+        }
     }
 
     /// Hands a message to the running instance; the input to feed back if
@@ -512,6 +635,41 @@ impl Handler<InboundCast> for Registry {
             self.node.config.call_timeout,
         );
         self.message(cast.bird, w, ctx);
+    }
+}
+
+impl Handler<HandoffIn> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandoffIn, ctx: &mut Context<Self>) {
+        let bird = msg.bird.to_string();
+        self.feed(
+            Input::HandedOff {
+                name: msg.bird,
+                state: msg.state,
+            },
+            ctx,
+        );
+        msg.peer.do_send(Frame(WireMessage::HandoffAck { bird }));
+    }
+}
+
+impl Handler<HandoffAcked> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, HandoffAcked(name): HandoffAcked, _: &mut Context<Self>) {
+        self.unacked.remove(&name);
+    }
+}
+
+impl Handler<Unacked> for Registry {
+    type Result = usize;
+
+    fn handle(&mut self, _: Unacked, _: &mut Context<Self>) -> usize {
+        let now = Instant::now();
+        self.unacked
+            .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
+        self.unacked.len()
     }
 }
 

@@ -258,6 +258,26 @@ pub enum Message {
         /// The part.
         index: u32,
     },
+
+    // ---- state handoff of a moved bird (appended last) ----
+    /// The sender owned `bird` before a view change moved it to the
+    /// receiver: its instance has stopped, and this is its last state
+    /// (`None`: no instance ran there, nothing to wait for). Answered by
+    /// [`Message::HandoffAck`].
+    Handoff {
+        /// The bird's name.
+        bird: String,
+        /// The bird kind's wire tag.
+        kind: String,
+        /// The kind's serialized state.
+        #[serde(with = "serde_bytes")]
+        state: Option<Vec<u8>>,
+    },
+    /// The receiver took the state of `bird` over.
+    HandoffAck {
+        /// The bird's name.
+        bird: String,
+    },
 }
 
 /// Why a node refuses a handshake ([`Message::Reject`]).
@@ -445,6 +465,8 @@ impl Message {
             Message::Cast { .. } => "Cast",
             Message::SyncChunk { .. } => "SyncChunk",
             Message::SyncChunkAck { .. } => "SyncChunkAck",
+            Message::Handoff { .. } => "Handoff",
+            Message::HandoffAck { .. } => "HandoffAck",
         }
     }
 

@@ -174,6 +174,9 @@ fn message() -> impl Strategy<Value = Message> {
             }),
         (any::<u64>(), any::<u32>())
             .prop_map(|(session, index)| Message::SyncChunkAck { session, index }),
+        (text(), text(), proptest::option::of(bytes(64)))
+            .prop_map(|(bird, kind, state)| Message::Handoff { bird, kind, state }),
+        text().prop_map(|bird| Message::HandoffAck { bird }),
         (
             any::<u64>(),
             text(),

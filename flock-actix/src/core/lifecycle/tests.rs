@@ -469,6 +469,9 @@ impl Harness {
             }
             Effect::Timer { at_ms, timer } => self.timers.push((at_ms, timer)),
             Effect::Stop { .. } | Effect::RemoveFromSet { .. } | Effect::StartSliceLater => {}
+            Effect::Resume { .. } | Effect::HandOff { .. } => {
+                panic!("no kind hands its state over here: {effect:?}")
+            }
         }
     }
 
