@@ -249,6 +249,7 @@ impl Sim<'_> {
                 .call_timeout(CALL_TIMEOUT)
                 .configure(|c| {
                     c.wall_clock = Some(clock.clone());
+                    c.service_threads = false;
                     c.anti_entropy.full_sync_interval_ms = full_sync_ms;
                     c.membership.forget_down_after_ms = forget_ms;
                 })

@@ -73,6 +73,12 @@ pub struct FlockConfig {
     /// back to replay clock faults; not an application setting.
     #[doc(hidden)]
     pub wall_clock: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
+    /// Whether the Ring (with every link) and the CrdtReplica run on
+    /// threads of their own (the default; docs/ARCHITECTURE.md §20). Hidden:
+    /// the deterministic simulation runs whole nodes on one thread under a
+    /// paused tokio clock, which other threads' runtimes would not follow.
+    #[doc(hidden)]
+    pub service_threads: bool,
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -120,6 +126,7 @@ impl FlockConfig {
             handshake_timeout: Duration::from_secs(5),
             network: Arc::new(TcpNetwork),
             wall_clock: None,
+            service_threads: true,
         }
     }
 

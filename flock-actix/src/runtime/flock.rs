@@ -62,7 +62,9 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Flock {
     node: Arc<Node>,
     arbiters: Arc<Vec<Arbiter>>,
-    service: Arc<ServiceArbiters>,
+    /// `None` when the service actors run on the caller's arbiter
+    /// (`FlockConfig::service_threads` off: the simulation).
+    service: Option<Arc<ServiceArbiters>>,
 }
 
 /// The threads of a node's own actors, apart from the birds' arbiters and
@@ -325,11 +327,22 @@ impl FlockBuilder {
         // "Failure detection off the work threads"): the Ring and every
         // link's Peer on one arbiter, the registry replica on another, the
         // Registry on the caller's.
-        let service = ServiceArbiters::new(&name);
-        let actors = Actors {
-            replica: CrdtReplica::start_in_arbiter(&service.replica.handle(), move |_| replica),
-            registry: Registry::new(node.clone(), handles, directory).start(),
-            ring: Ring::start_in_arbiter(&service.links.handle(), move |_| ring),
+        let service = node
+            .config
+            .service_threads
+            .then(|| ServiceArbiters::new(&name));
+        let registry = Registry::new(node.clone(), handles, directory).start();
+        let actors = match &service {
+            Some(service) => Actors {
+                replica: CrdtReplica::start_in_arbiter(&service.replica.handle(), move |_| replica),
+                registry,
+                ring: Ring::start_in_arbiter(&service.links.handle(), move |_| ring),
+            },
+            None => Actors {
+                replica: replica.start(),
+                registry,
+                ring: ring.start(),
+            },
         };
         let _ = node.actors.set(actors);
         // Only now may they work: each may already be running on its arbiter
@@ -364,7 +377,7 @@ impl FlockBuilder {
         Ok(Flock {
             node,
             arbiters: Arc::new(arbiters),
-            service: Arc::new(service),
+            service: service.map(Arc::new),
         })
     }
 }
@@ -662,13 +675,15 @@ impl Flock {
         for arbiter in self.arbiters.iter() {
             arbiter.stop();
         }
-        self.service.replica.stop();
-        // The links arbiter stops once the closing links had their linger
-        // to flush (they stop themselves by then).
-        self.service.links.spawn(async {
-            tokio::time::sleep(super::peer::CLOSE_LINGER + SHUTDOWN_SLACK).await;
-            Arbiter::current().stop();
-        });
+        if let Some(service) = &self.service {
+            service.replica.stop();
+            // The links arbiter stops once the closing links had their
+            // linger to flush (they stop themselves by then).
+            service.links.spawn(async {
+                tokio::time::sleep(super::peer::CLOSE_LINGER + SHUTDOWN_SLACK).await;
+                Arbiter::current().stop();
+            });
+        }
         tracing::info!("node {} stopped", self.name());
     }
 
