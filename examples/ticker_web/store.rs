@@ -63,6 +63,28 @@ impl SqliteStore {
         }
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Servers started together open the file at once, and switching it
+        // to WAL can answer SQLITE_BUSY at once, without waiting through the
+        // busy timeout (seen: one of three servers exiting with "database is
+        // locked"). The set-up is idempotent: retry it within the timeout.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::set_up(&conn) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                done => break done?,
+            }
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn set_up(conn: &Connection) -> rusqlite::Result<()> {
         // WAL: concurrent readers, one writer, and a committed transaction
         // survives a killed process. synchronous=NORMAL skips the fsync per
         // commit (a power cut may lose the last ticks, a crash does not).
@@ -73,10 +95,7 @@ impl SqliteStore {
                  user TEXT PRIMARY KEY NOT NULL,
                  tick INTEGER NOT NULL
              )",
-        )?;
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-        })
+        )
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -125,5 +144,24 @@ mod tests {
         assert_eq!(store.load("alice").unwrap(), 7);
         assert_eq!(store.load("bob").unwrap(), 0);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn servers_opening_a_new_file_at_once_all_succeed() {
+        for round in 0..20 {
+            let dir = std::env::temp_dir()
+                .join(format!("ticker-store-race-{}-{round}", std::process::id()));
+            let path = dir.join("ticks.sqlite");
+            let opened: Vec<_> = (0..6)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || SqliteStore::open(&path).map(|_| ()))
+                })
+                .collect();
+            for handle in opened {
+                handle.join().unwrap().unwrap();
+            }
+            std::fs::remove_dir_all(dir).unwrap();
+        }
     }
 }
