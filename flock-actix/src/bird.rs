@@ -125,11 +125,11 @@ pub trait Handoff: Bird {
     fn hand_off(&mut self) -> Self::State;
 
     /// Builds the bird on its new owner from the state its old owner
-    /// handed over, with this node's [`Nest`](crate::Nest) as in
+    /// handed over, with this node's [`Nest`] as in
     /// [`Bird::hatch`]; an error fails the start as a failed hatch does.
     ///
     /// # Errors
-    /// A [`HatchError`](crate::HatchError) when the bird cannot run on this
+    /// A [`HatchError`] when the bird cannot run on this
     /// node (e.g. its context is missing).
     fn resume(
         name: &str,
