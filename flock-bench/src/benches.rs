@@ -31,6 +31,7 @@ pub const NAMES: &[&str] = &[
     "million_birds",
     "hundred_nodes",
     "rolling_restart",
+    "sim_nodes",
 ];
 
 /// Issue #10's benches, run by `scale`; the long ones are left out of `all`
@@ -41,12 +42,14 @@ pub const SCALE: &[&str] = &[
     "registry_memory",
     "million_birds",
     "hundred_nodes",
+    "sim_nodes",
 ];
 pub const LONG: &[&str] = &[
     "million_birds",
     "hundred_nodes",
     "registry_memory",
     "rolling_restart",
+    "sim_nodes",
 ];
 
 /// Why the actix-telepathy row is not measured (see docs/BENCHMARKS.md).
@@ -113,6 +116,7 @@ pub fn run(name: &str) -> Vec<Row> {
         "million_birds" => crate::scale::million_birds(),
         "hundred_nodes" => crate::nodes::hundred_nodes(),
         "rolling_restart" => crate::rolling::rolling_restart(),
+        "sim_nodes" => crate::simnodes::sim_nodes(),
         #[cfg(feature = "telepathy")]
         "peer_cast_throughput" => crate::telepathy::peer_rows(),
         #[cfg(not(feature = "telepathy"))]

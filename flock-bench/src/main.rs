@@ -22,6 +22,7 @@ mod procs;
 mod raw;
 mod rolling;
 mod scale;
+mod simnodes;
 mod tap;
 #[cfg(feature = "telepathy")]
 mod telepathy;

@@ -401,15 +401,17 @@ pub fn registry_memory() -> Vec<Row> {
     rows
 }
 
-/// Issue #10 target 3 (placement): rebuilding the table from scratch, as a
-/// view change does today, for 3 to 1,000 equal members.
+/// Issue #10 target 3 (placement): the table rebuilt from scratch
+/// (`Placement::new`, what a view change ran up to stop 14) against the
+/// incremental update a view change runs now (`Placement::next`), for one
+/// member joining and one leaving, at 3 to 1,000 equal members.
 pub fn placement_rebuild() -> Vec<Row> {
     let mut rows = Vec::new();
     for m in [3usize, 10, 100, 1000] {
-        let members: Vec<Member> = (0..m)
+        let members: Vec<Member> = (0..=m)
             .map(|i| Member::new(format!("node{i}@10.0.{}.{}", i / 250, i % 250), 1))
             .collect();
-        let mut runs = Vec::new();
+        let (before, after) = (&members[..m], &members[..]);
         // Enough rounds for a stable median, fewer at 1,000 (≈ 0.1 s each).
         let k = if smoke() {
             2
@@ -418,22 +420,54 @@ pub fn placement_rebuild() -> Vec<Row> {
         } else {
             21
         };
+        let (mut full, mut join, mut leave) = (Vec::new(), Vec::new(), Vec::new());
         for r in 0..k {
             let t = Instant::now();
-            let p = Placement::new(DEFAULT_SHARDS, members.clone()).expect("placement");
-            let d = t.elapsed().as_secs_f64() * 1e3;
-            std::hint::black_box(&p);
+            let p = Placement::new(DEFAULT_SHARDS, before.to_vec()).expect("placement");
+            let d_full = t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let joined = p.next(after.to_vec()).expect("join");
+            let d_join = t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let left = joined.next(before.to_vec()).expect("leave");
+            let d_leave = t.elapsed().as_secs_f64() * 1e3;
+            assert_eq!(
+                left.shard_counts(),
+                p.shard_counts(),
+                "a join then a leave restores the table"
+            );
+            std::hint::black_box((&p, &joined, &left));
             if r > 0 {
-                runs.push(d);
+                full.push(d_full);
+                join.push(d_join);
+                leave.push(d_leave);
             }
         }
-        let v = median(&runs);
+        let (vf, vj, vl) = (median(&full), median(&join), median(&leave));
+        let extra = json!({"members": m, "shards": DEFAULT_SHARDS,
+            "full_ms": vf, "join_ms": vj, "leave_ms": vl,
+            "full_over_join": vf / vj.max(1e-9), "full_over_leave": vf / vl.max(1e-9)});
+        let lay = "this process, one thread, pure core";
         rows.push(
-            Row::new(&format!("placement_rebuild_{m}"), "ms", runs)
-                .no_target("issue #10 sets none in ms: it asks for incremental rebuilds")
-                .layout("this process, one thread, pure core")
-                .extra(json!({"members": m, "shards": DEFAULT_SHARDS, "ms_per_member": v / m as f64}))
-                .note("Placement::new over all members (what a view change runs today); round 0 discarded"),
+            Row::new(&format!("placement_rebuild_{m}"), "ms", full)
+                .no_target("baseline: the from-scratch build")
+                .layout(lay)
+                .extra(extra.clone())
+                .note("Placement::new over all members; round 0 discarded"),
+        );
+        rows.push(
+            Row::new(&format!("placement_join_{m}"), "ms", join)
+                .no_target("incremental: compare with the from-scratch row")
+                .layout(lay)
+                .extra(extra.clone())
+                .note("Placement::next when one member joins (what a view change runs)"),
+        );
+        rows.push(
+            Row::new(&format!("placement_leave_{m}"), "ms", leave)
+                .no_target("incremental: compare with the from-scratch row")
+                .layout(lay)
+                .extra(extra)
+                .note("Placement::next when one member leaves"),
         );
     }
     rows

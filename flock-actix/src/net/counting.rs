@@ -16,19 +16,39 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// Frames and bytes written, per message variant (headers included).
 pub type Tally = Arc<Mutex<BTreeMap<String, (u64, u64)>>>;
 
-/// Counts every frame written through it into a shared [`Tally`].
-#[derive(Clone, Default)]
+/// Counts every frame written through it into a shared [`Tally`]. Over TCP
+/// by default; [`CountingNetwork::over`] wraps another network (e.g. the
+/// in-memory one of a simulated cluster).
+#[derive(Clone)]
 pub struct CountingNetwork {
     /// Frames and bytes written so far, per variant.
     pub tally: Tally,
     /// The largest frame written (header included), in bytes.
     pub max: Arc<AtomicU64>,
+    inner: Arc<dyn Network>,
+}
+
+impl Default for CountingNetwork {
+    fn default() -> Self {
+        Self::over(Arc::new(TcpNetwork))
+    }
+}
+
+impl CountingNetwork {
+    /// Counts the frames written over `inner`.
+    pub fn over(inner: Arc<dyn Network>) -> Self {
+        CountingNetwork {
+            tally: Tally::default(),
+            max: Arc::default(),
+            inner,
+        }
+    }
 }
 
 impl Network for CountingNetwork {
     fn bind(&self, addr: &str) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
         let tally = (self.tally.clone(), self.max.clone());
-        let inner = TcpNetwork.bind(addr);
+        let inner = self.inner.bind(addr);
         Box::pin(async move {
             let inner = inner.await?;
             Ok(Box::new(CountingListener { inner, tally }) as Box<dyn Listener>)
@@ -37,7 +57,7 @@ impl Network for CountingNetwork {
 
     fn connect(&self, addr: &str) -> BoxFuture<'static, io::Result<BoxStream>> {
         let tally = (self.tally.clone(), self.max.clone());
-        let inner = TcpNetwork.connect(addr);
+        let inner = self.inner.connect(addr);
         Box::pin(async move {
             let s = inner.await?;
             Ok(Box::new(Counting::new(s, tally)) as BoxStream)

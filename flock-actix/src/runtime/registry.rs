@@ -60,7 +60,7 @@ impl ViewRef {
         // Only a view that holds this node and others has a different
         // owner without it.
         let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
-            .then(|| Placement::new(view.placement.shards(), others()).ok())
+            .then(|| view.placement.next(others()).ok())
             .flatten()
             .map(Arc::new);
         ViewRef {

@@ -3,7 +3,7 @@
 //! A thin shell around [`Membership`]: it accepts and dials links, feeds
 //! their events to the state machine on a timer, carries out its effects
 //! (dial, heartbeat, close), and on every view change rebuilds the
-//! [`Placement`] table, publishes it for lock-free readers and tells the
+//! [`Placement`](crate::core::placement::Placement) table, publishes it for lock-free readers and tells the
 //! Registry to reconcile.
 
 use super::directory::Directory;
@@ -16,7 +16,7 @@ use super::{MemberState, MemberView};
 use crate::core::crdt::NodeName;
 use crate::core::events::{Presence, Seen, Snapshot};
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
-use crate::core::placement::{MAX_WEIGHT, Placement};
+use crate::core::placement::MAX_WEIGHT;
 use crate::net::Listener;
 use crate::wire::message::{MemberInfo, MemberStatus, Message, RejectReason};
 use actix::prelude::*;
@@ -227,7 +227,10 @@ impl Ring {
 
     fn rebuild(&mut self) {
         let view = self.membership.view();
-        let placement = match Placement::new(self.node.config.shards, view) {
+        // Incremental: a join or leave rescores only the shards it can move
+        // (identical to a full build; see `Placement::next`).
+        let previous = self.node.view.load_full();
+        let placement = match previous.placement.next(view) {
             Ok(p) => p,
             Err(e) => {
                 // Only reachable with invalid peer weights, which the

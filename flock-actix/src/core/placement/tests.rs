@@ -245,3 +245,70 @@ proptest! {
         prop_assert!(shard_of_hash(hash, shards).unwrap() < shards);
     }
 }
+
+/// One membership change for the incremental-placement property.
+#[derive(Debug, Clone)]
+enum Change {
+    Join(u8, u32),
+    Leave(u8),
+    Reweigh(u8, u32),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (0u8..12, 0u32..4).prop_map(|(n, w)| Change::Join(n, w)),
+        (0u8..12).prop_map(Change::Leave),
+        (0u8..12, 0u32..4).prop_map(|(n, w)| Change::Reweigh(n, w)),
+    ]
+}
+
+#[test]
+fn an_incremental_join_and_leave_match_a_full_build_at_a_hundred_members() {
+    let names = random_node_names(7, 101);
+    let all: Vec<Member> = names.iter().map(|n| Member::new(n.as_str(), 1)).collect();
+    let hundred = Placement::new(DEFAULT_SHARDS, all[..100].to_vec()).unwrap();
+    let joined = hundred.next(all.clone()).unwrap();
+    assert_eq!(
+        joined.table,
+        Placement::new(DEFAULT_SHARDS, all.clone()).unwrap().table
+    );
+    let mut without = all.clone();
+    without.remove(37);
+    let left = joined.next(without.clone()).unwrap();
+    assert_eq!(
+        left.table,
+        Placement::new(DEFAULT_SHARDS, without).unwrap().table
+    );
+    assert_eq!(left.hosts().len(), 100);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `Placement::next` is only an optimisation: after any sequence of
+    /// joins, leaves and weight changes it holds exactly the table a full
+    /// build over the same members holds.
+    #[test]
+    fn incremental_placement_equals_a_full_build(
+        start in proptest::collection::vec((0u8..12, 0u32..4), 0..8),
+        changes in proptest::collection::vec(change(), 1..12),
+        shards in prop_oneof![Just(1u32), Just(7), Just(256), Just(4096)],
+    ) {
+        let name = |n: u8| format!("node{n}@10.0.0.{n}");
+        let mut set: std::collections::BTreeMap<u8, u32> = start.into_iter().collect();
+        let view = |set: &std::collections::BTreeMap<u8, u32>| -> Vec<Member> {
+            set.iter().map(|(n, w)| Member::new(name(*n), *w)).collect()
+        };
+        let mut p = Placement::new(shards, view(&set)).unwrap();
+        for c in changes {
+            match c {
+                Change::Join(n, w) | Change::Reweigh(n, w) => { set.insert(n, w); }
+                Change::Leave(n) => { set.remove(&n); }
+            }
+            p = p.next(view(&set)).unwrap();
+            let full = Placement::new(shards, view(&set)).unwrap();
+            prop_assert_eq!(&p.hosts, &full.hosts);
+            prop_assert_eq!(&p.table, &full.table);
+        }
+    }
+}
