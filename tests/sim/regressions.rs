@@ -2,18 +2,8 @@
 //! what they were when the generator changes. Each runs with the
 //! production anti-entropy periods (300 s full sync, 5 s digests).
 
-use crate::run_or_explain;
-use crate::scenario::{Op, Scenario};
-
-fn scenario(nodes: usize, ops: Vec<Op>) -> Scenario {
-    Scenario {
-        seed: None,
-        nodes,
-        ops,
-        forget_down_ms: None,
-        full_sync_ms: None,
-    }
-}
+use crate::scenario::Op;
+use crate::{run_or_explain, scenario};
 
 /// Generated seed 30 (5 nodes): a stop only a third node held, which died
 /// just past the 5 s relay window; without digests one node kept the bird
