@@ -141,6 +141,23 @@ fn cases() -> Vec<(String, Message)> {
             },
         ),
         (
+            "sync_digest".into(),
+            Message::SyncDigest {
+                hashes: (0..16u64)
+                    .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .collect(),
+            },
+        ),
+        (
+            "sync_range".into(),
+            Message::SyncRange {
+                reply: true,
+                buckets: 16,
+                ranges: vec![2, 11],
+                part: sync_maps().1,
+            },
+        ),
+        (
             "call".into(),
             Message::Call {
                 id: 42,
@@ -267,7 +284,7 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 20] = [
+const MESSAGE_VARIANTS: [&str; 22] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -288,6 +305,8 @@ const MESSAGE_VARIANTS: [&str; 20] = [
     "SyncChunkAck",
     "Handoff",
     "HandoffAck",
+    "SyncDigest",
+    "SyncRange",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -314,7 +333,9 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::SyncChunk { .. }
         | Message::SyncChunkAck { .. }
         | Message::Handoff { .. }
-        | Message::HandoffAck { .. } => {}
+        | Message::HandoffAck { .. }
+        | Message::SyncDigest { .. }
+        | Message::SyncRange { .. } => {}
     }
 }
 

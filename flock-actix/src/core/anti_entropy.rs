@@ -36,9 +36,11 @@
 //! which reached only this node) is in no buffered delta. So every peer also
 //! gets the full state every `full_sync_interval_ms`: the classic
 //! anti-entropy backstop, and the "full sync" after which replicas are
-//! guaranteed to agree. It costs one full state per peer per interval; a
-//! digest exchange that sends the state only when digests differ is future
-//! work.
+//! guaranteed to agree. It costs one full state per peer per interval.
+//! Between two full syncs, a [`digest`] exchange with every caught-up peer
+//! (every `digest_interval_ms`) finds the differences version vectors
+//! cannot show — a stop that only a crashed node held — and repairs just
+//! the ranges of names that differ.
 //!
 //! A peer that goes down keeps its place: it still holds back trimming (up
 //! to `max_buffered_deltas`), so a short disconnect resumes with deltas.
@@ -51,6 +53,7 @@
 //! a store scan at the receiver, see [`crate::core::crdt::map`]).
 
 pub mod chunk;
+pub mod digest;
 mod split;
 
 pub use chunk::{Assembled, Assembler};
@@ -86,6 +89,15 @@ pub struct AntiEntropyConfig {
     /// acknowledged, so a big transfer proceeds at the receiver's pace and
     /// never floods the link or the arbiter. Must be at least 1.
     pub chunk_window: usize,
+    /// Every connected peer that has acknowledged everything is sent a
+    /// digest of the registry this often, in milliseconds; ranges that
+    /// differ are repaired at once (see [`digest`]). It finds what version
+    /// vectors cannot show (a stop only a crashed node had relayed) within
+    /// this bound instead of `full_sync_interval_ms`. 0 turns sending
+    /// digests off (received ones are still answered): for a rolling
+    /// upgrade from a build that does not know them, which would close the
+    /// link on one. Otherwise at least `interval_ms`.
+    pub digest_interval_ms: u64,
 }
 
 impl Default for AntiEntropyConfig {
@@ -97,6 +109,7 @@ impl Default for AntiEntropyConfig {
             full_sync_interval_ms: 300_000,
             chunk_bytes: 1024 * 1024,
             chunk_window: 4,
+            digest_interval_ms: 5_000,
         }
     }
 }
@@ -140,6 +153,12 @@ impl AntiEntropyConfig {
             return Err(Error::InvalidConfig(
                 "anti_entropy.chunk_window must be at least 1".into(),
             ));
+        }
+        if self.digest_interval_ms != 0 && self.digest_interval_ms < self.interval_ms {
+            return Err(Error::InvalidConfig(format!(
+                "anti_entropy.digest_interval_ms ({}) must be 0 (off) or at least interval_ms ({})",
+                self.digest_interval_ms, self.interval_ms
+            )));
         }
         Ok(())
     }
@@ -191,6 +210,27 @@ pub enum SyncMessage {
         session: u64,
         /// The part.
         index: u32,
+    },
+    /// The sender's [`digest::digest`] of its registry, one hash per range
+    /// (`hashes.len()` ranges, a power of two). A receiver that has the
+    /// same ranges differently answers with a [`Range`](Self::Range).
+    Digest {
+        /// One hash per range.
+        hashes: Vec<u64>,
+    },
+    /// The sender's entries under the names of `ranges` (among `buckets`),
+    /// with its whole causal context (see [`digest::range`]); join it with
+    /// [`digest::repair`], never as it is. `reply`: it answers a `Range`,
+    /// and is not to be answered.
+    Range {
+        /// It answers a `Range`.
+        reply: bool,
+        /// The number of ranges names are cut into.
+        buckets: u32,
+        /// The ranges included, increasing.
+        ranges: Vec<u32>,
+        /// Their entries, and the sender's context.
+        part: BirdMap,
     },
 }
 
@@ -263,6 +303,12 @@ struct PeerState {
     last_full_ms: Option<u64>,
     /// The full-state transfer under way, if any.
     full: Option<Outgoing>,
+    /// When this peer was last sent a digest.
+    last_digest_ms: Option<u64>,
+    /// When a digest or range of this peer was last answered: at most one
+    /// answer per `interval_ms`, so a peer cannot make this node scan its
+    /// registry for every frame it sends.
+    last_answer_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -283,7 +329,16 @@ impl PeerState {
             last_sent: None,
             last_full_ms: None,
             full: None,
+            last_digest_ms: None,
+            last_answer_ms: None,
         }
+    }
+
+    /// Whether this peer has everything this node sent and nothing is in
+    /// flight to it: a digest difference then is a real one, not a delta
+    /// on its way.
+    fn idle(&self, seq: u64) -> bool {
+        self.connected && self.acked == Some(seq) && self.full.is_none()
     }
 
     /// The seq below which this peer needs no buffered delta: what it
@@ -595,6 +650,61 @@ impl AntiEntropy {
         }
         self.trim();
         out
+    }
+
+    /// The peers due for a digest (see
+    /// [`AntiEntropyConfig::digest_interval_ms`]): connected, caught up
+    /// with everything this node sent, and not sent one for the interval.
+    /// They count as sent one now.
+    pub fn digests_due(&mut self, now_ms: u64) -> Vec<ReplicaId> {
+        let every = self.config.digest_interval_ms;
+        if every == 0 {
+            return Vec::new();
+        }
+        let seq = self.seq;
+        let mut due = Vec::new();
+        for (node, peer) in &mut self.peers {
+            if peer.idle(seq)
+                && peer
+                    .last_digest_ms
+                    .is_none_or(|t| now_ms >= t.saturating_add(every))
+            {
+                peer.last_digest_ms = Some(now_ms);
+                due.push(ReplicaId {
+                    node: node.clone(),
+                    incarnation: peer.incarnation,
+                });
+            }
+        }
+        due
+    }
+
+    /// Whether to answer a digest or range from `peer` now: it is the
+    /// incarnation known, caught up with everything this node sent (else
+    /// the difference may be a delta on its way, and the next digest will
+    /// tell), and nothing of it was answered within `interval_ms`. Counts
+    /// as answered when it returns `true`.
+    pub fn answer_digest(&mut self, peer: &ReplicaId, now_ms: u64) -> bool {
+        let seq = self.seq;
+        let interval = self.config.interval_ms;
+        let Some(state) = self.peers.get_mut(&peer.node) else {
+            return false;
+        };
+        if state.incarnation != peer.incarnation
+            || !state.idle(seq)
+            || state
+                .last_answer_ms
+                .is_some_and(|t| now_ms < t.saturating_add(interval))
+        {
+            return false;
+        }
+        state.last_answer_ms = Some(now_ms);
+        true
+    }
+
+    /// Byte budget of one [`SyncMessage::Range`].
+    pub fn range_budget(&self) -> usize {
+        self.budget()
     }
 
     /// Drops the deltas every peer has (or will get in a full state in

@@ -339,7 +339,9 @@ impl Peer {
             msg @ (Message::SyncDeltas { .. }
             | Message::SyncFull { .. }
             | Message::SyncChunk { .. }
-            | Message::SyncChunkAck { .. }) => {
+            | Message::SyncChunkAck { .. }
+            | Message::SyncDigest { .. }
+            | Message::SyncRange { .. }) => {
                 telemetry::sync_frame(telemetry::Direction::In, &msg, 0);
                 if let Some(msg) = msg.into_sync() {
                     actors.replica.do_send(SyncIn {

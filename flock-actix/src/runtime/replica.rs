@@ -11,7 +11,7 @@ use super::messages::{Begin, Reply, SetChanged, SyncAcked, SyncIn, SyncRaw};
 use super::node::{Node, View};
 use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
-use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage};
+use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage, digest};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
 use crate::error::Error;
 use crate::wire::message::Message;
@@ -48,6 +48,11 @@ pub(crate) struct CrdtReplica {
     durable: Option<Durable>,
     /// What was restored from disk at start, for the Registry once running.
     restored: Changes,
+    /// Bumped whenever the replica may have changed: keys `digests`.
+    generation: u64,
+    /// The last digests computed, by range count, with the generation they
+    /// are of: one scan of the registry serves every peer until it changes.
+    digests: Vec<(u64, u32, Arc<Vec<u64>>)>,
 }
 
 /// Most names in one change notification to the Registry.
@@ -115,6 +120,8 @@ impl CrdtReplica {
             assembler: Assembler::new(),
             durable,
             restored,
+            generation: 0,
+            digests: Vec::new(),
         })
     }
 
@@ -122,24 +129,9 @@ impl CrdtReplica {
     fn flush(&mut self) {
         let now = self.node.now_ms();
         let links = self.node.links.load();
-        let max_frame = self.node.config.max_frame;
         for (peer, msg) in self.sync.poll(now, self.replica.state()) {
-            let Some(link) = links.get(&peer.node) else {
-                continue;
-            };
-            // Encoded here, not on the links arbiter (see `Inbound::Sync`).
-            let msg: Message = msg.into();
-            match encode_frame(&msg, max_frame) {
-                Ok(frame) => {
-                    telemetry::sync_frame(telemetry::Direction::Out, &msg, frame.len());
-                    link.do_send(RawFrame(frame));
-                }
-                Err(e) => tracing::error!(
-                    "node {}: not sending a {} to {}: {e}",
-                    self.node.name(),
-                    msg.name(),
-                    peer.node
-                ),
+            if let Some(link) = links.get(&peer.node) {
+                self.send_to(link, &peer.node, msg.into());
             }
         }
     }
@@ -232,7 +224,9 @@ impl CrdtReplica {
     /// Tells the Registry, in slices of at most [`NOTIFY_SLICE`] names: a
     /// full state of a million birds must not become one message that keeps
     /// the Registry's arbiter busy for seconds.
-    fn tell_registry(&self, changed: SetChanged) {
+    fn tell_registry(&mut self, changed: SetChanged) {
+        // Every join and local change comes through here.
+        self.generation += 1;
         let Some(actors) = self.node.actors() else {
             return;
         };
@@ -246,6 +240,180 @@ impl CrdtReplica {
             actors.registry.do_send(SetChanged { upserts, removed });
             upserts = rest_up;
             removed = rest_rm;
+        }
+    }
+
+    /// This replica's digest cut into `buckets` ranges, computed once per
+    /// change of the replica (a scan of the registry).
+    fn digest(&mut self, buckets: u32) -> Arc<Vec<u64>> {
+        let generation = self.generation;
+        if let Some((_, _, hashes)) = self
+            .digests
+            .iter()
+            .find(|(g, b, _)| *g == generation && *b == buckets)
+        {
+            return hashes.clone();
+        }
+        let hashes = Arc::new(digest::digest(self.replica.state(), buckets));
+        self.digests.retain(|(g, _, _)| *g == generation);
+        // Peers near a power-of-two boundary of the registry size ask for
+        // two counts; more than that is not kept.
+        self.digests.truncate(1);
+        self.digests.push((generation, buckets, hashes.clone()));
+        hashes
+    }
+
+    /// Sends a digest to every peer due for one.
+    fn send_digests(&mut self) {
+        let due = self.sync.digests_due(self.node.now_ms());
+        if due.is_empty() {
+            return;
+        }
+        let buckets = digest::buckets_for(self.replica.state().len());
+        let hashes = self.digest(buckets);
+        let links = self.node.links.load();
+        for peer in due {
+            if let Some(link) = links.get(&peer.node) {
+                self.send_to(
+                    link,
+                    &peer.node,
+                    SyncMessage::Digest {
+                        hashes: hashes.to_vec(),
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+
+    /// Encodes `msg` here (not on the links arbiter) and sends it.
+    fn send_to(&self, link: &Addr<super::peer::Peer>, to: &str, msg: Message) {
+        match encode_frame(&msg, self.node.config.max_frame) {
+            Ok(frame) => {
+                telemetry::sync_frame(telemetry::Direction::Out, &msg, frame.len());
+                link.do_send(RawFrame(frame));
+            }
+            Err(e) => tracing::error!(
+                "node {}: not sending a {} to {to}: {e}",
+                self.node.name(),
+                msg.name()
+            ),
+        }
+    }
+
+    /// A peer's digest: answers with the ranges that differ, if any (see
+    /// `core::anti_entropy::digest`).
+    fn on_digest(&mut self, from: &ReplicaId, hashes: &[u64], peer: &Addr<super::peer::Peer>) {
+        let Ok(buckets) = u32::try_from(hashes.len()) else {
+            return;
+        };
+        if !digest::valid_buckets(buckets) {
+            tracing::warn!(
+                "node {}: ignoring a digest of {} ranges from {} (a power of two up to {} expected)",
+                self.node.name(),
+                hashes.len(),
+                from.node,
+                digest::MAX_BUCKETS
+            );
+            return;
+        }
+        if !self.sync.answer_digest(from, self.node.now_ms()) {
+            return;
+        }
+        let mine = self.digest(buckets);
+        let Some(differ) = digest::differing(&mine, hashes) else {
+            return;
+        };
+        if differ.is_empty() {
+            return;
+        }
+        self.send_range(from, buckets, &differ, false, peer);
+    }
+
+    /// Sends `peer` this replica's entries of the `wanted` ranges (as many
+    /// as fit one range's budget).
+    fn send_range(
+        &self,
+        to: &ReplicaId,
+        buckets: u32,
+        wanted: &[u32],
+        reply: bool,
+        peer: &Addr<super::peer::Peer>,
+    ) {
+        let (ranges, part) = digest::range(
+            self.replica.state(),
+            buckets,
+            wanted,
+            self.sync.range_budget(),
+        );
+        tracing::debug!(
+            "node {}: registry differs from {}'s in {} of {buckets} ranges; sending {} ({} birds)",
+            self.node.name(),
+            to.node,
+            wanted.len(),
+            ranges.len(),
+            part.len()
+        );
+        let msg = SyncMessage::Range {
+            reply,
+            buckets,
+            ranges,
+            part,
+        };
+        self.send_to(peer, &to.node, msg.into());
+    }
+
+    /// A peer's ranges: joins exactly what they say about their names and,
+    /// unless it was a reply, answers with this replica's same ranges.
+    fn on_range(
+        &mut self,
+        from: &ReplicaId,
+        reply: bool,
+        buckets: u32,
+        ranges: &[u32],
+        part: &BirdMap,
+        peer: &Addr<super::peer::Peer>,
+    ) {
+        if !digest::valid_ranges(buckets, ranges) {
+            tracing::warn!(
+                "node {}: ignoring a malformed range message from {}",
+                self.node.name(),
+                from.node
+            );
+            return;
+        }
+        let delta = digest::repair(self.replica.state(), buckets, ranges, part);
+        match self.replica.join(from, &delta) {
+            Ok(changes) => {
+                if changes.clipped_claims() {
+                    self.park(from, &delta);
+                }
+                if changes.state_changed() {
+                    tracing::debug!(
+                        "node {}: repaired {} range(s) from {} (+{} -{} ~{})",
+                        self.node.name(),
+                        ranges.len(),
+                        from.node,
+                        changes.added.len(),
+                        changes.removed.len(),
+                        changes.replaced.len()
+                    );
+                    self.persist(&delta, changes.clipped_claims());
+                }
+                let changed = self.changes_to_set(changes);
+                self.tell_registry(changed);
+                self.retry_parked(Some(&from.node));
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "node {}: {e}; a peer with a broken or hostile implementation",
+                    self.node.name()
+                );
+                return;
+            }
+        }
+        if !reply && self.sync.answer_digest(from, self.node.now_ms()) {
+            self.send_range(from, buckets, ranges, true, peer);
         }
     }
 
@@ -300,6 +468,7 @@ impl Handler<Begin> for CrdtReplica {
                 act.sync.record(folded);
             }
             act.flush();
+            act.send_digests();
             telemetry::registry_size(act.replica.state().len());
             tracing::trace!(
                 "replica {}: {} birds, {} deltas buffered",
@@ -415,6 +584,19 @@ impl CrdtReplica {
             .entered();
         let full = !matches!(msg, SyncMessage::Deltas { .. });
         let (ack, seq, joined) = match msg {
+            SyncMessage::Digest { hashes } => {
+                self.on_digest(&from, &hashes, &peer);
+                return;
+            }
+            SyncMessage::Range {
+                reply,
+                buckets,
+                ranges,
+                part,
+            } => {
+                self.on_range(&from, reply, buckets, &ranges, &part, &peer);
+                return;
+            }
             SyncMessage::Deltas { to_seq, delta, .. } => {
                 let joined = self.replica.join(&from, &delta);
                 if let Ok(changes) = &joined

@@ -278,6 +278,27 @@ pub enum Message {
         /// The bird's name.
         bird: String,
     },
+
+    // ---- digest exchange (appended last; docs/ARCHITECTURE.md §24) ----
+    /// A digest of the sender's registry: one hash per range of names
+    /// (see [`SyncMessage::Digest`]). Answered by [`Message::SyncRange`]
+    /// with the ranges that differ, or not at all.
+    SyncDigest {
+        /// One hash per range; their number is a power of two.
+        hashes: Vec<u64>,
+    },
+    /// The sender's entries under the names of some ranges, with its
+    /// causal context (see [`SyncMessage::Range`]).
+    SyncRange {
+        /// It answers a `SyncRange`, and is not to be answered.
+        reply: bool,
+        /// The number of ranges names are cut into.
+        buckets: u32,
+        /// The ranges included, increasing.
+        ranges: Vec<u32>,
+        /// Their entries, and the sender's causal context.
+        part: BirdMap,
+    },
 }
 
 /// Why a node refuses a handshake ([`Message::Reject`]).
@@ -467,6 +488,8 @@ impl Message {
             Message::SyncChunkAck { .. } => "SyncChunkAck",
             Message::Handoff { .. } => "Handoff",
             Message::HandoffAck { .. } => "HandoffAck",
+            Message::SyncDigest { .. } => "SyncDigest",
+            Message::SyncRange { .. } => "SyncRange",
         }
     }
 
@@ -499,6 +522,18 @@ impl Message {
                 part,
             },
             Message::SyncChunkAck { session, index } => SyncMessage::ChunkAck { session, index },
+            Message::SyncDigest { hashes } => SyncMessage::Digest { hashes },
+            Message::SyncRange {
+                reply,
+                buckets,
+                ranges,
+                part,
+            } => SyncMessage::Range {
+                reply,
+                buckets,
+                ranges,
+                part,
+            },
             _ => return None,
         })
     }
@@ -523,7 +558,8 @@ impl Message {
     }
 
     /// Whether `frame` (an encoded message) is a registry transfer that may
-    /// be big (`SyncDeltas`, `SyncFull`, `SyncChunk`), from its variant tag
+    /// be big (`SyncDeltas`, `SyncFull`, `SyncChunk`, `SyncRange`, and
+    /// `SyncDigest`, whose answer scans the registry), from its variant tag
     /// alone: such frames are decoded off the thread that answers
     /// heartbeats. Anything else, malformed frames included, is `false`.
     pub fn is_bulk_sync(frame: &[u8]) -> bool {
@@ -535,7 +571,7 @@ impl Message {
         let len = usize::from(tag & 0x1f);
         matches!(
             rest.get(..len),
-            Some(b"SyncDeltas" | b"SyncFull" | b"SyncChunk")
+            Some(b"SyncDeltas" | b"SyncFull" | b"SyncChunk" | b"SyncRange" | b"SyncDigest")
         )
     }
 
@@ -693,6 +729,18 @@ impl From<SyncMessage> for Message {
                 part,
             },
             SyncMessage::ChunkAck { session, index } => Message::SyncChunkAck { session, index },
+            SyncMessage::Digest { hashes } => Message::SyncDigest { hashes },
+            SyncMessage::Range {
+                reply,
+                buckets,
+                ranges,
+                part,
+            } => Message::SyncRange {
+                reply,
+                buckets,
+                ranges,
+                part,
+            },
         }
     }
 }

@@ -625,6 +625,15 @@ fn registry_transfers_are_told_apart_from_their_tag_alone() {
             seq: 1,
             part: BirdMap::default(),
         },
+        Message::SyncDigest {
+            hashes: vec![1; 16],
+        },
+        Message::SyncRange {
+            reply: false,
+            buckets: 16,
+            ranges: vec![3],
+            part: BirdMap::default(),
+        },
     ];
     for msg in &bulk {
         assert!(

@@ -63,7 +63,10 @@ impl Node {
                 SyncMessage::Chunk { session, index, .. } => {
                     self.ae.on_chunk_ack(to, *session, *index);
                 }
-                SyncMessage::Full { .. } | SyncMessage::ChunkAck { .. } => {}
+                SyncMessage::Full { .. }
+                | SyncMessage::ChunkAck { .. }
+                | SyncMessage::Digest { .. }
+                | SyncMessage::Range { .. } => {}
             }
         }
     }
@@ -100,7 +103,10 @@ fn receive(
                 Some(SyncMessage::ChunkAck { session, index })
             }
         },
-        SyncMessage::Full { .. } | SyncMessage::ChunkAck { .. } => None,
+        SyncMessage::Full { .. }
+        | SyncMessage::ChunkAck { .. }
+        | SyncMessage::Digest { .. }
+        | SyncMessage::Range { .. } => None,
     }
 }
 
@@ -141,6 +147,10 @@ fn config_validation_rejects_out_of_range_values() {
         },
         AntiEntropyConfig {
             chunk_window: 0,
+            ..config(10)
+        },
+        AntiEntropyConfig {
+            digest_interval_ms: 50,
             ..config(10)
         },
     ] {
@@ -849,4 +859,71 @@ fn an_unsplittable_delta_over_the_budget_goes_as_a_chunked_transfer() {
             .all(|(_, m)| matches!(m, SyncMessage::Chunk { .. })),
         "{out:?}"
     );
+}
+
+/// A node and a peer that has acknowledged everything it was sent.
+fn caught_up_pair() -> Node {
+    let mut a = Node::new("a", 10);
+    a.add("x", 1);
+    a.ae.peer_up(&rid("b", 1));
+    let out = a.poll(0);
+    a.ack_all(&out);
+    assert_eq!(a.ae.acked("b"), Some(a.ae.seq()));
+    a
+}
+
+#[test]
+fn a_caught_up_peer_is_sent_a_digest_once_per_digest_interval() {
+    let mut a = caught_up_pair();
+    let every = AntiEntropyConfig::default().digest_interval_ms;
+    assert_eq!(a.ae.digests_due(10), vec![rid("b", 1)]);
+    assert!(a.ae.digests_due(10 + every - 1).is_empty());
+    assert_eq!(a.ae.digests_due(10 + every), vec![rid("b", 1)]);
+}
+
+#[test]
+fn a_peer_with_something_in_flight_gets_no_digest_and_is_not_answered() {
+    let mut a = caught_up_pair();
+    a.add("y", 2);
+    // The delta is on its way: a difference now is no news.
+    assert!(a.ae.digests_due(10).is_empty());
+    assert!(!a.ae.answer_digest(&rid("b", 1), 10));
+    let out = a.poll(200);
+    assert!(!out.is_empty());
+    assert!(a.ae.digests_due(210).is_empty(), "still unacknowledged");
+    a.ack_all(&out);
+    assert_eq!(a.ae.digests_due(220), vec![rid("b", 1)]);
+    // A down peer, an unknown one, another incarnation: none.
+    a.ae.peer_down("b");
+    assert!(a.ae.digests_due(100_000).is_empty());
+    assert!(!a.ae.answer_digest(&rid("c", 1), 100_000));
+}
+
+#[test]
+fn digests_are_answered_at_most_once_per_interval() {
+    let mut a = caught_up_pair();
+    let interval = config(10).interval_ms;
+    assert!(a.ae.answer_digest(&rid("b", 1), 1_000));
+    assert!(!a.ae.answer_digest(&rid("b", 1), 1_000 + interval - 1));
+    assert!(
+        !a.ae.answer_digest(&rid("b", 2), 1_000 + interval),
+        "another incarnation"
+    );
+    assert!(a.ae.answer_digest(&rid("b", 1), 1_000 + interval));
+}
+
+#[test]
+fn a_digest_interval_of_zero_sends_no_digest() {
+    let mut a = Node::new("a", 10);
+    a.ae = AntiEntropy::new(AntiEntropyConfig {
+        digest_interval_ms: 0,
+        ..config(10)
+    })
+    .unwrap();
+    a.ae.peer_up(&rid("b", 1));
+    let out = a.poll(0);
+    a.ack_all(&out);
+    assert!(a.ae.digests_due(1_000_000).is_empty());
+    // Received ones are still answered.
+    assert!(a.ae.answer_digest(&rid("b", 1), 1_000_000));
 }
