@@ -30,8 +30,10 @@ fn cases() -> Vec<(String, Message)> {
     let mut cases: Vec<(String, Message)> = vec![
         (
             "hello".into(),
+            // The v1 first frames: v2 keeps their layout, and a v1 node
+            // still sends exactly these.
             Message::Hello {
-                version: PROTOCOL_VERSION,
+                version: 1,
                 cluster: "prod".into(),
                 id: replica("node1@10.0.0.1", 7),
                 listen: "10.0.0.1:4001".into(),
@@ -43,7 +45,7 @@ fn cases() -> Vec<(String, Message)> {
         (
             "challenge".into(),
             Message::Challenge {
-                version: PROTOCOL_VERSION,
+                version: 1,
                 id: replica("node2@10.0.0.2", 9),
                 listen: "10.0.0.2:4001".into(),
                 weight: 2,
@@ -138,6 +140,24 @@ fn cases() -> Vec<(String, Message)> {
             "handoff_ack".into(),
             Message::HandoffAck {
                 bird: "cart:17".into(),
+            },
+        ),
+        (
+            "hello_v2".into(),
+            Message::Hello {
+                version: PROTOCOL_VERSION,
+                cluster: "prod".into(),
+                id: replica("node1@10.0.0.1", 7),
+                listen: "10.0.0.1:4001".into(),
+                weight: 1,
+                shards: 65_536,
+                nonce: pattern(0x00),
+            },
+        ),
+        (
+            "kinds".into(),
+            Message::Kinds {
+                kinds: vec!["shop.cart.v1".into(), "shop.room.v1".into()],
             },
         ),
         (
@@ -267,7 +287,7 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 20] = [
+const MESSAGE_VARIANTS: [&str; 21] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -288,6 +308,7 @@ const MESSAGE_VARIANTS: [&str; 20] = [
     "SyncChunkAck",
     "Handoff",
     "HandoffAck",
+    "Kinds",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -314,7 +335,8 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::SyncChunk { .. }
         | Message::SyncChunkAck { .. }
         | Message::Handoff { .. }
-        | Message::HandoffAck { .. } => {}
+        | Message::HandoffAck { .. }
+        | Message::Kinds { .. } => {}
     }
 }
 

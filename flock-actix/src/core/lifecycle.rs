@@ -64,6 +64,13 @@ pub trait Owners {
     /// The node that owns `name`, or `None` if no node can host birds.
     fn owner_of(&self, name: &str) -> Option<&str>;
 
+    /// The node that owns `name` of kind `kind` (placement per kind: only
+    /// nodes hosting a kind own its birds). Views that do not place per
+    /// kind answer [`Owners::owner_of`].
+    fn owner_of_kind(&self, _kind: &str, name: &str) -> Option<&str> {
+        self.owner_of(name)
+    }
+
     /// Whether `node` is an up member of this view (it can hand a bird's
     /// state over). Views that do not know say no: nothing waits for them.
     fn is_up(&self, _node: &str) -> bool {
@@ -398,7 +405,7 @@ impl<V: Owners> Lifecycle<V> {
             Input::Owned(owned) => self.on_owned(owned, now_ms, &mut out),
             Input::SetChanged { upserts, removed } => {
                 for (name, spec) in upserts {
-                    if self.owned_here(&name) {
+                    if self.owned_here_as(&spec.kind, &name) {
                         self.enqueue(name, spec, &mut out);
                     } else {
                         self.stop(&name, false, &mut out);
@@ -491,12 +498,23 @@ impl<V: Owners> Lifecycle<V> {
         }
     }
 
+    /// The owner of `name`, per its kind when this node knows the kind.
     fn owner(&self, name: &str) -> Option<&str> {
-        self.view.owner_of(name)
+        let kind = (self.birds.get(name).map(|l| &l.spec))
+            .or_else(|| self.pending.get(name))
+            .map(|spec| spec.kind.as_str());
+        match kind {
+            Some(kind) => self.view.owner_of_kind(kind, name),
+            None => self.view.owner_of(name),
+        }
     }
 
     fn owned_here(&self, name: &str) -> bool {
         self.owner(name) == Some(self.me.as_str())
+    }
+
+    fn owned_here_as(&self, kind: &str, name: &str) -> bool {
+        self.view.owner_of_kind(kind, name) == Some(self.me.as_str())
     }
 
     fn instance_mut(&mut self, name: &str, instance: u64) -> Option<&mut Local> {
@@ -556,7 +574,7 @@ impl<V: Owners> Lifecycle<V> {
         }
         for (name, spec) in owned {
             // The list may come from an older view than the current one.
-            if self.owned_here(&name) {
+            if self.owned_here_as(&spec.kind, &name) {
                 self.enqueue(name, spec, out);
             }
         }

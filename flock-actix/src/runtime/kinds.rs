@@ -253,6 +253,12 @@ impl KindTable {
         self.kinds.get(tag)
     }
 
+    /// Every registered kind's tag: what this node hosts (announced to
+    /// peers on v2 links).
+    pub(crate) fn tags(&self) -> std::collections::BTreeSet<String> {
+        self.kinds.keys().map(|tag| (*tag).to_owned()).collect()
+    }
+
     /// The tags of the kinds that hand their state over when they move.
     pub(crate) fn handoff_kinds(&self) -> impl Iterator<Item = String> + '_ {
         self.kinds

@@ -60,7 +60,7 @@ impl ViewRef {
         // Only a view that holds this node and others has a different
         // owner without it.
         let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
-            .then(|| Placement::new(view.placement.shards(), others()).ok())
+            .then(|| Placement::new(view.placement.all().shards(), others()).ok())
             .flatten()
             .map(Arc::new);
         ViewRef {
@@ -80,7 +80,11 @@ impl std::fmt::Debug for ViewRef {
 
 impl Owners for ViewRef {
     fn owner_of(&self, name: &str) -> Option<&str> {
-        self.view.placement.owner(name).ok().map(|n| &**n)
+        self.view.placement.all().owner(name).ok().map(|n| &**n)
+    }
+
+    fn owner_of_kind(&self, kind: &str, name: &str) -> Option<&str> {
+        self.view.placement.owner(kind, name).ok().map(|n| &**n)
     }
 
     fn is_up(&self, node: &str) -> bool {

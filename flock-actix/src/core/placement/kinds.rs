@@ -58,6 +58,8 @@ pub struct KindPlacement {
     tables: Vec<Placement>,
     /// Announced kind → index into `tables`.
     by_kind: HashMap<String, usize>,
+    /// Whether a member that hosts birds announces no kinds (a v1 node).
+    hosts_everything: bool,
 }
 
 impl KindPlacement {
@@ -94,10 +96,14 @@ impl KindPlacement {
             };
             by_kind.insert(kind.to_owned(), index);
         }
+        let hosts_everything = members
+            .iter()
+            .any(|m| m.kinds.is_none() && m.member.weight > 0);
         Ok(KindPlacement {
             all,
             tables,
             by_kind,
+            hosts_everything,
         })
     }
 
@@ -120,6 +126,25 @@ impl KindPlacement {
     /// cluster whose nodes all host the same kinds.
     pub fn all(&self) -> &Placement {
         &self.all
+    }
+
+    /// Every member that hosts birds, whatever kinds.
+    pub fn hosts(&self) -> &[Member] {
+        self.all.hosts()
+    }
+
+    /// The shard of `name` (the same in every table).
+    pub fn shard_of(&self, name: &str) -> u32 {
+        self.all.shard_of(name)
+    }
+
+    /// Whether some member hosts `kind`: one that announced it, or one that
+    /// announces nothing (a v1 node, hosting every kind).
+    pub fn is_hosted(&self, kind: &str) -> bool {
+        self.by_kind
+            .get(kind)
+            .is_some_and(|&i| !self.tables[i].hosts().is_empty())
+            || self.hosts_everything
     }
 
     /// How many distinct tables announced kinds use (memory is one table
