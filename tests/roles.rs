@@ -194,18 +194,22 @@ async fn v1_and_v2_nodes_form_one_cluster_and_start_call_and_stop_birds() {
     for b in &birds[15..] {
         old.flock.stop(b).await.unwrap();
     }
-    wait_until(Duration::from_secs(15), "every bird stopped everywhere", || {
-        let flocks = [old.flock.clone(), new1.flock.clone(), new2.flock.clone()];
-        async move {
-            for f in &flocks {
-                if !f.local_birds().await.unwrap_or_default().is_empty()
-                    || !f.birds().await.unwrap_or_default().is_empty()
-                {
-                    return false;
+    wait_until(
+        Duration::from_secs(15),
+        "every bird stopped everywhere",
+        || {
+            let flocks = [old.flock.clone(), new1.flock.clone(), new2.flock.clone()];
+            async move {
+                for f in &flocks {
+                    if !f.local_birds().await.unwrap_or_default().is_empty()
+                        || !f.birds().await.unwrap_or_default().is_empty()
+                    {
+                        return false;
+                    }
                 }
+                true
             }
-            true
-        }
-    })
+        },
+    )
     .await;
 }

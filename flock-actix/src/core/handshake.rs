@@ -73,9 +73,9 @@
 //! [`Error::UnexpectedMessage`]. Call [`reject_for`] with the error to get
 //! the [`Message::Reject`] to send, if any, before closing the connection.
 
+use crate::core::crdt::MAX_NAME_BYTES;
 use crate::core::crdt::ReplicaId;
 use crate::error::{Error, Result};
-use crate::core::crdt::MAX_NAME_BYTES;
 use crate::wire::message::{MAX_ANNOUNCED_KINDS, MacTag, Message, Nonce, RejectReason};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;

@@ -252,6 +252,17 @@ pub enum Effect {
         /// The new owner.
         to: String,
     },
+    /// Another instance's state arrived while `instance` of `name` runs
+    /// (a partition healed, or a late handoff): give it to the running
+    /// instance, whose kind's conflict hook decides what survives.
+    Merge {
+        /// The bird.
+        name: Name,
+        /// The running instance.
+        instance: u64,
+        /// The other instance's serialized state.
+        state: Vec<u8>,
+    },
     /// Hand the message to `instance` of `name`.
     Deliver {
         /// The message.

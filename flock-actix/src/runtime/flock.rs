@@ -543,7 +543,14 @@ impl Flock {
     /// # Errors
     /// [`Error::NoNodes`] if no member can host birds.
     pub fn owner_of(&self, name: &str) -> Result<String> {
-        Ok(self.node.view.load().placement.all().owner(name)?.to_string())
+        Ok(self
+            .node
+            .view
+            .load()
+            .placement
+            .all()
+            .owner(name)?
+            .to_string())
     }
 
     /// The members as this node sees them, this node first.

@@ -292,7 +292,10 @@ impl Peer {
         }
         match e {
             Error::VersionMismatch { theirs, .. } if self.redial_at.is_some() => {
-                tracing::info!("{} speaks protocol v{theirs}: dialling again at v{theirs}", self.peer_name())
+                tracing::info!(
+                    "{} speaks protocol v{theirs}: dialling again at v{theirs}",
+                    self.peer_name()
+                )
             }
             Error::WrongCookie | Error::Replayed | Error::Reflected => {
                 tracing::warn!("refusing link with {}: {e}", self.peer_name())

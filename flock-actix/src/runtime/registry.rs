@@ -227,6 +227,18 @@ impl Registry {
                     telemetry::bird_stopped("asked", self.live.len());
                 }
             }
+            Effect::Merge {
+                name,
+                instance,
+                state,
+            } => {
+                if let Some((i, running)) = self.live.get(&name)
+                    && *i == instance
+                {
+                    tracing::info!(bird = %name, "bird {name}: another instance's state arrived; merging it");
+                    running.bird.merge(state);
+                }
+            }
             Effect::Deliver {
                 waiter,
                 name,

@@ -110,13 +110,19 @@ fn two_v2_nodes_speak_v2_and_announce_their_kinds() {
     assert_eq!(a.kinds, set(&["cart", "room"]));
     // A node hosting nothing (a client) announces an empty list, which is
     // not "hosts everything".
-    let r = dial(cfg("a", Versions::CURRENT, &[]), cfg("b", Versions::CURRENT, &["x"]));
+    let r = dial(
+        cfg("a", Versions::CURRENT, &[]),
+        cfg("b", Versions::CURRENT, &["x"]),
+    );
     assert_eq!(r.acceptor.unwrap().kinds, set(&[]));
 }
 
 #[test]
 fn a_v2_acceptor_speaks_v1_to_a_v1_initiator() {
-    let r = dial(cfg("old", v1(), &["cart"]), cfg("new", Versions::CURRENT, &["cart"]));
+    let r = dial(
+        cfg("old", v1(), &["cart"]),
+        cfg("new", Versions::CURRENT, &["cart"]),
+    );
     // Exactly the v1 exchange: no Kinds, which a v1 node could not decode.
     assert_eq!(r.sent, ["Hello", "Challenge", "Proof", "Welcome"]);
     let (i, a) = (r.initiator.unwrap(), r.acceptor.unwrap());
@@ -142,7 +148,11 @@ fn a_v2_initiator_refused_by_a_v1_acceptor_dials_again_at_v1() {
     let offer = new.versions.fallback(ours, theirs);
     assert_eq!(offer, Some(1));
     let (ini, hello) = Initiator::offering(new, [3; 32], 1);
-    let r = run(ini, hello, Acceptor::new(cfg("old", v1(), &["cart"]), [4; 32]));
+    let r = run(
+        ini,
+        hello,
+        Acceptor::new(cfg("old", v1(), &["cart"]), [4; 32]),
+    );
     assert_eq!(r.sent, ["Hello", "Challenge", "Proof", "Welcome"]);
     assert_eq!(r.initiator.unwrap().version, 1);
     assert_eq!(r.acceptor.unwrap().version, 1);
@@ -155,7 +165,11 @@ fn versions_outside_n_minus_one_to_n_are_refused_naming_both() {
         if let Message::Hello { version, .. } = &mut hello {
             *version = theirs;
         }
-        let r = run(ini, hello, Acceptor::new(cfg("b", Versions::CURRENT, &[]), [2; 32]));
+        let r = run(
+            ini,
+            hello,
+            Acceptor::new(cfg("b", Versions::CURRENT, &[]), [2; 32]),
+        );
         assert_eq!(
             r.acceptor,
             Err(Error::VersionMismatch {
@@ -201,7 +215,11 @@ fn an_announcement_beyond_the_bounds_is_refused() {
         assert!(matches!(big.validate(), Err(Error::InvalidConfig(_))));
         // ...and a peer's announcement (as if its validation were skipped).
         let r = dial(big, cfg("b", Versions::CURRENT, &[]));
-        assert!(matches!(r.acceptor, Err(Error::Decode(_))), "{:?}", r.acceptor);
+        assert!(
+            matches!(r.acceptor, Err(Error::Decode(_))),
+            "{:?}",
+            r.acceptor
+        );
         assert_eq!(r.sent.last(), Some(&"Reject"));
         assert!(matches!(r.initiator, Err(Error::Rejected { .. })));
     }

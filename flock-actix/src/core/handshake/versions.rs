@@ -128,11 +128,11 @@ mod tests {
         let v12 = Versions { min: 1, max: 2 };
         // (ours, offered, the refuser's newest, the next offer)
         let table: [(Versions, u32, u32, Option<u32>); 6] = [
-            (v12, 2, 1, Some(1)),  // N meets N−1: speak N−1
-            (v12, 1, 1, None),     // refused at the same version: no loop
-            (v12, 2, 0, None),     // N−2: two versions apart
-            (v12, 2, 3, None),     // a newer peer falls back itself, not us
-            (v12, 1, 2, None),     // offers only go down
+            (v12, 2, 1, Some(1)), // N meets N−1: speak N−1
+            (v12, 1, 1, None),    // refused at the same version: no loop
+            (v12, 2, 0, None),    // N−2: two versions apart
+            (v12, 2, 3, None),    // a newer peer falls back itself, not us
+            (v12, 1, 2, None),    // offers only go down
             (Versions::exactly(1), 1, 2, None),
         ];
         for (ours, offered, theirs, next) in table {
