@@ -85,8 +85,10 @@ async fn after_a_partition_heals_the_survivor_merges_the_losers_state() {
     let faults = Faults::new();
     let f = faults.clone();
     let nodes = cluster_with(2, move |b| {
-        b.bird::<Guestbook>()
-            .network(Arc::new(FaultyNetwork::new(Arc::new(TcpNetwork), f.clone())))
+        b.bird::<Guestbook>().network(Arc::new(FaultyNetwork::new(
+            Arc::new(TcpNetwork),
+            f.clone(),
+        )))
     })
     .await;
     let (one, two) = (&nodes[0].flock, &nodes[1].flock);
@@ -110,13 +112,17 @@ async fn after_a_partition_heals_the_survivor_merges_the_losers_state() {
     })
     .await;
     // One instance survives, and it holds what both sides wrote.
-    wait_until(Duration::from_secs(15), "both sides' entries merged", || async {
-        let entries = one.addr::<Guestbook>("book").send(Entries).await;
-        let running = one.local_birds().await.unwrap_or_default().len()
-            + two.local_birds().await.unwrap_or_default().len();
-        running == 1
-            && entries.is_ok_and(|e| ["left", "right"].iter().all(|w| e.iter().any(|x| x == w)))
-    })
+    wait_until(
+        Duration::from_secs(15),
+        "both sides' entries merged",
+        || async {
+            let entries = one.addr::<Guestbook>("book").send(Entries).await;
+            let running = one.local_birds().await.unwrap_or_default().len()
+                + two.local_birds().await.unwrap_or_default().len();
+            running == 1
+                && entries.is_ok_and(|e| ["left", "right"].iter().all(|w| e.iter().any(|x| x == w)))
+        },
+    )
     .await;
     let entries = two.addr::<Guestbook>("book").send(Entries).await.unwrap();
     assert!(entries.contains(&"left".to_owned()) && entries.contains(&"right".to_owned()));

@@ -10,9 +10,12 @@
 //! # Steps
 //!
 //! 1. **Initiator → Acceptor: [`Message::Hello`]** `{ version, cluster, id_i,
-//!    listen_i, weight_i, shards, nonce_i }` ([`Initiator::start`]).
-//! 2. **Acceptor** checks, in this order: version
-//!    ([`Error::VersionMismatch`]), cluster ([`Error::WrongCluster`]), shard
+//!    listen_i, weight_i, shards, nonce_i }` ([`Initiator::start`]), offering
+//!    its newest protocol version (or an older one it speaks after a refusal:
+//!    [`Initiator::offering`], [`Versions::fallback`]).
+//! 2. **Acceptor** checks, in this order: that it speaks the offered version
+//!    ([`Versions::accept`], else [`Error::VersionMismatch`]; the link then
+//!    speaks that version and `Challenge` echoes it), cluster ([`Error::WrongCluster`]), shard
 //!    count ([`Error::ShardMismatch`]), that the peer is not itself (same node
 //!    name, or `nonce_i` equal to its own nonce: [`Error::Reflected`]), and
 //!    that `nonce_i` was not seen recently ([`NonceCache`]:
@@ -31,6 +34,12 @@
 //!    ([`Error::Reflected`]) and verifies it in constant time
 //!    ([`Error::WrongCookie`]). The initiator is done: it returns the
 //!    acceptor's [`PeerInfo`].
+//!
+//! 6. **On links of version [`KINDS_SINCE`] (2) or later only**: the
+//!    initiator sends [`Message::Kinds`] (the kinds it hosts) after `Welcome`
+//!    and the acceptor answers with its own; each side is done when it has
+//!    the other's, and [`PeerInfo::kinds`] carries them. A v1 link ends at
+//!    step 5 exactly as before, with `kinds: None`.
 //!
 //! A [`Message::Reject`] from the peer in any waiting state ends the
 //! handshake with the matching error (see [`RejectReason`]).

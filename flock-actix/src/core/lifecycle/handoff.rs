@@ -157,8 +157,7 @@ impl<V: Owners> Lifecycle<V> {
             if matches!(local.state, State::Awaiting { .. }) {
                 let (spec, instance) = (local.spec.clone(), local.instance);
                 self.launch(name, spec, instance, state, now_ms, out);
-            } else if let (State::Running { closed: false }, Some(state)) = (&local.state, state)
-            {
+            } else if let (State::Running { closed: false }, Some(state)) = (&local.state, state) {
                 // Another instance ran meanwhile (a partition, or a state
                 // later than the wait): this one survives, and its kind's
                 // conflict hook sees the other's state.
