@@ -57,20 +57,9 @@ impl Handler<TileHost> for Orphan {
     }
 }
 
-async fn meshed(nodes: &[&TestNode]) {
+async fn meshed_nodes(nodes: &[&TestNode]) {
     let flocks: Vec<Flock> = nodes.iter().map(|n| n.flock.clone()).collect();
-    wait_until(Duration::from_secs(15), "the full mesh", || {
-        let flocks = flocks.clone();
-        async move {
-            for f in &flocks {
-                if f.up_count().await.unwrap_or(0) != flocks.len() {
-                    return false;
-                }
-            }
-            true
-        }
-    })
-    .await;
+    meshed(&flocks, Duration::from_secs(15)).await;
 }
 
 /// Waits until every tile answers through `via`; returns where each runs.
@@ -100,7 +89,7 @@ async fn a_node_without_a_kind_runs_none_of_its_birds_and_calls_through_it_work(
     let seed = vec![a.addr()];
     let b = TestNode::start("roles-b@127.0.0.1", seed.clone(), |b| b.bird::<Tile>());
     let c = TestNode::start("roles-c@127.0.0.1", seed, |b| b);
-    meshed(&[&a, &b, &c]).await;
+    meshed_nodes(&[&a, &b, &c]).await;
     let tiles = names("tile", 24);
     // Started through the node that lacks the kind.
     for t in &tiles {
@@ -162,7 +151,7 @@ async fn v1_and_v2_nodes_form_one_cluster_and_start_call_and_stop_birds() {
     let seed = vec![old.addr()];
     let new1 = TestNode::start("mixed-new1@127.0.0.1", seed.clone(), |b| b);
     let new2 = TestNode::start("mixed-new2@127.0.0.1", seed, |b| b);
-    meshed(&[&old, &new1, &new2]).await;
+    meshed_nodes(&[&old, &new1, &new2]).await;
     let birds = names("mixed", 30);
     start_all(&old.flock, &birds[..15]).await;
     start_all(&new1.flock, &birds[15..]).await;

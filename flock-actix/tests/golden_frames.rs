@@ -32,15 +32,7 @@ fn cases() -> Vec<(String, Message)> {
             "hello".into(),
             // The v1 first frames: v2 keeps their layout, and a v1 node
             // still sends exactly these.
-            Message::Hello {
-                version: 1,
-                cluster: "prod".into(),
-                id: replica("node1@10.0.0.1", 7),
-                listen: "10.0.0.1:4001".into(),
-                weight: 1,
-                shards: 65_536,
-                nonce: pattern(0x00),
-            },
+            hello(1),
         ),
         (
             "challenge".into(),
@@ -142,18 +134,7 @@ fn cases() -> Vec<(String, Message)> {
                 bird: "cart:17".into(),
             },
         ),
-        (
-            "hello_v2".into(),
-            Message::Hello {
-                version: PROTOCOL_VERSION,
-                cluster: "prod".into(),
-                id: replica("node1@10.0.0.1", 7),
-                listen: "10.0.0.1:4001".into(),
-                weight: 1,
-                shards: 65_536,
-                nonce: pattern(0x00),
-            },
-        ),
+        ("hello_v2".into(), hello(PROTOCOL_VERSION)),
         (
             "kinds".into(),
             Message::Kinds {
@@ -283,6 +264,20 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
             },
         ),
     ]
+}
+
+/// The fixed `Hello` of the fixtures, at `version` (the layout is the same
+/// in v1 and v2).
+fn hello(version: u32) -> Message {
+    Message::Hello {
+        version,
+        cluster: "prod".into(),
+        id: replica("node1@10.0.0.1", 7),
+        listen: "10.0.0.1:4001".into(),
+        weight: 1,
+        shards: 65_536,
+        nonce: pattern(0x00),
+    }
 }
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
