@@ -131,6 +131,8 @@ async fn authenticated_client(addr: &str, name: &str) -> TcpStream {
         listen: "127.0.0.1:1".into(),
         weight: 0,
         shards: flock_actix::core::placement::DEFAULT_SHARDS,
+        versions: Default::default(),
+        kinds: Default::default(),
     };
     let (mut ini, hello) = Initiator::start(cfg, fresh_nonce());
     send(&mut s, &hello).await;
@@ -181,11 +183,11 @@ async fn a_malformed_first_frame_gets_a_reject() {
 async fn a_newer_hello_with_another_layout_gets_a_version_reject() {
     let node = single("version@127.0.0.1");
     let mut s = TcpStream::connect(node.addr()).await.unwrap();
-    // {"Hello": [2, "flock", {"new": "layout"}]}: version 2, then fields
-    // this version does not know.
+    // {"Hello": [3, "flock", {"new": "layout"}]}: a version newer than
+    // this build speaks (1 and 2), then fields it does not know.
     let mut hello = vec![0x81, 0xa5];
     hello.extend_from_slice(b"Hello");
-    hello.extend_from_slice(&[0x93, 0x02, 0xa5]);
+    hello.extend_from_slice(&[0x93, 0x03, 0xa5]);
     hello.extend_from_slice(b"flock");
     hello.extend_from_slice(&[0x81, 0xa3]);
     hello.extend_from_slice(b"new");

@@ -83,6 +83,18 @@ fn impls(bird: &Bird) -> TokenStream {
                     #p::take_state(self, #ctx)
                 }
             }
+
+            impl #p::actix::Handler<#p::MergeState> for #ident {
+                type Result = ();
+
+                fn handle(
+                    &mut self,
+                    #state: #p::MergeState,
+                    _: &mut #p::actix::Context<Self>,
+                ) {
+                    #p::merge_state(self, &#state.0)
+                }
+            }
         }
     });
     let handoff_fns = bird.handoff.then(|| {
@@ -91,6 +103,10 @@ fn impls(bird: &Bird) -> TokenStream {
 
             fn dispatch_hand_off(#addr: &#p::actix::Addr<Self>) -> #p::StateFuture {
                 #p::hand_off(#addr)
+            }
+
+            fn dispatch_merge(#addr: &#p::actix::Addr<Self>, #state: ::std::vec::Vec<u8>) {
+                #p::merge(#addr, #state)
             }
 
             fn resume_from(

@@ -137,6 +137,21 @@ pub trait Handoff: Bird {
         state: Self::State,
         nest: &crate::Nest,
     ) -> Result<Self, crate::HatchError>;
+
+    /// The conflict hook: another instance of this bird handed its state
+    /// over while this one runs, and this one survives. That happens after
+    /// a partition heals (each side ran an instance; the side that no longer
+    /// owns the bird stops its instance and hands its state, `loser`, to the
+    /// owner), or when a moved bird's state arrives after the new owner
+    /// stopped waiting for it. Called on the running instance, in order with
+    /// its messages; whatever `self` is afterwards is the survivor's state.
+    ///
+    /// The default keeps the survivor's state and drops `loser` (what
+    /// happens to kinds without a hook). Override it to merge, e.g. take the
+    /// union of two sets or the larger of two counters.
+    fn merge(&mut self, loser: Self::State) {
+        let _ = loser;
+    }
 }
 
 /// A value that can travel between nodes: serializable and sendable.
@@ -177,6 +192,13 @@ pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
     fn dispatch_hand_off(addr: &Addr<Self>) -> crate::__private::StateFuture {
         addr.do_send(crate::__private::StopBird);
         Box::pin(std::future::ready(None))
+    }
+
+    /// Hands the encoded state of another instance to the running bird at
+    /// `addr` ([`Handoff::merge`]).
+    #[doc(hidden)]
+    fn dispatch_merge(addr: &Addr<Self>, state: Vec<u8>) {
+        let _ = (addr, state);
     }
 
     /// Starts the bird from an encoded handed-over state.

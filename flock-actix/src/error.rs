@@ -160,6 +160,18 @@ pub enum Error {
         node: String,
     },
 
+    /// No live member hosts the bird kind (none registered it with
+    /// `.bird::<T>()`, or those that did are down), so no node can own a
+    /// bird of it. Nothing was recorded.
+    #[error(
+        "no live node hosts bird kind {kind:?}; add .bird::<T>() to the builder of a node \
+         with weight > 0, or start the bird once one is up"
+    )]
+    KindNotHosted {
+        /// The kind's wire tag.
+        kind: String,
+    },
+
     /// The owner's bird kind does not accept this message (a node running
     /// other code, e.g. mid rolling upgrade). Nothing was delivered.
     #[error("bird kind {kind:?} does not accept message {msg:?}")]
@@ -253,6 +265,7 @@ impl Error {
             Error::Unreachable { .. } => "unreachable",
             Error::BirdPanicked { .. } => "bird_panicked",
             Error::UnknownKind { .. } => "unknown_kind",
+            Error::KindNotHosted { .. } => "kind_not_hosted",
             Error::UnknownMessage { .. } => "unknown_message",
             Error::WrongKind { .. } => "wrong_kind",
             Error::HatchFailed { .. } => "hatch_failed",

@@ -111,6 +111,37 @@ pub fn take_state<T: Handoff>(bird: &mut T, ctx: &mut actix::Context<T>) -> Opti
         .ok()
 }
 
+/// The state of another instance of the bird, for [`Handoff::merge`].
+#[derive(Debug, Clone)]
+pub struct MergeState(pub Vec<u8>);
+
+impl Message for MergeState {
+    type Result = ();
+}
+
+/// Sends the loser's state to the running bird: the body of the generated
+/// `dispatch_merge`.
+pub fn merge<T>(addr: &Addr<T>, state: Vec<u8>)
+where
+    T: BirdKind + Handler<MergeState>,
+{
+    addr.do_send(MergeState(state));
+}
+
+/// The body of the generated `Handler<MergeState>`: decodes the loser's
+/// state and merges it; a state that does not decode is dropped (logged),
+/// which keeps the survivor's, as without a hook.
+pub fn merge_state<T: Handoff + BirdKind>(bird: &mut T, state: &[u8]) {
+    match rmp_serde::from_slice::<T::State>(state) {
+        Ok(loser) => bird.merge(loser),
+        Err(e) => tracing::error!(
+            "a {} bird: the state of its other instance does not decode ({e}); \
+             keeping this one's",
+            T::KIND
+        ),
+    }
+}
+
 /// Starts a bird from its handed-over `state`; from its arguments if the
 /// state does not decode (a kind whose `State` changed incompatibly).
 pub fn resume<T: Handoff + BirdKind>(

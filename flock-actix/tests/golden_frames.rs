@@ -30,20 +30,14 @@ fn cases() -> Vec<(String, Message)> {
     let mut cases: Vec<(String, Message)> = vec![
         (
             "hello".into(),
-            Message::Hello {
-                version: PROTOCOL_VERSION,
-                cluster: "prod".into(),
-                id: replica("node1@10.0.0.1", 7),
-                listen: "10.0.0.1:4001".into(),
-                weight: 1,
-                shards: 65_536,
-                nonce: pattern(0x00),
-            },
+            // The v1 first frames: v2 keeps their layout, and a v1 node
+            // still sends exactly these.
+            hello(1),
         ),
         (
             "challenge".into(),
             Message::Challenge {
-                version: PROTOCOL_VERSION,
+                version: 1,
                 id: replica("node2@10.0.0.2", 9),
                 listen: "10.0.0.2:4001".into(),
                 weight: 2,
@@ -138,6 +132,13 @@ fn cases() -> Vec<(String, Message)> {
             "handoff_ack".into(),
             Message::HandoffAck {
                 bird: "cart:17".into(),
+            },
+        ),
+        ("hello_v2".into(), hello(PROTOCOL_VERSION)),
+        (
+            "kinds".into(),
+            Message::Kinds {
+                kinds: vec!["shop.cart.v1".into(), "shop.room.v1".into()],
             },
         ),
         (
@@ -282,9 +283,23 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
     ]
 }
 
+/// The fixed `Hello` of the fixtures, at `version` (the layout is the same
+/// in v1 and v2).
+fn hello(version: u32) -> Message {
+    Message::Hello {
+        version,
+        cluster: "prod".into(),
+        id: replica("node1@10.0.0.1", 7),
+        listen: "10.0.0.1:4001".into(),
+        weight: 1,
+        shards: 65_536,
+        nonce: pattern(0x00),
+    }
+}
+
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 22] = [
+const MESSAGE_VARIANTS: [&str; 23] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -307,6 +322,7 @@ const MESSAGE_VARIANTS: [&str; 22] = [
     "HandoffAck",
     "SyncDigest",
     "SyncRange",
+    "Kinds",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -335,7 +351,8 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::Handoff { .. }
         | Message::HandoffAck { .. }
         | Message::SyncDigest { .. }
-        | Message::SyncRange { .. } => {}
+        | Message::SyncRange { .. }
+        | Message::Kinds { .. } => {}
     }
 }
 

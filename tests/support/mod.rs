@@ -215,23 +215,24 @@ pub async fn cluster_with(
         ));
     }
     let flocks: Vec<Flock> = nodes.iter().map(|n| n.flock.clone()).collect();
-    wait_until(
-        Duration::from_secs(10),
-        "every node to see the full mesh",
-        || {
-            let flocks = flocks.clone();
-            async move {
-                for f in &flocks {
-                    if f.up_count().await.unwrap_or(0) != flocks.len() {
-                        return false;
-                    }
-                }
-                true
-            }
-        },
-    )
-    .await;
+    meshed(&flocks, Duration::from_secs(10)).await;
     nodes
+}
+
+/// Waits (up to `limit`) until every one of `flocks` sees all of them up.
+pub async fn meshed(flocks: &[Flock], limit: Duration) {
+    wait_until(limit, "every node to see the full mesh", || {
+        let flocks = flocks.to_vec();
+        async move {
+            for f in &flocks {
+                if f.up_count().await.unwrap_or(0) != flocks.len() {
+                    return false;
+                }
+            }
+            true
+        }
+    })
+    .await;
 }
 
 /// A shared counter of names, for unique bird names across tests.

@@ -64,6 +64,13 @@ pub trait Owners {
     /// The node that owns `name`, or `None` if no node can host birds.
     fn owner_of(&self, name: &str) -> Option<&str>;
 
+    /// The node that owns `name` of kind `kind` (placement per kind: only
+    /// nodes hosting a kind own its birds). Views that do not place per
+    /// kind answer [`Owners::owner_of`].
+    fn owner_of_kind(&self, _kind: &str, name: &str) -> Option<&str> {
+        self.owner_of(name)
+    }
+
     /// Whether `node` is an up member of this view (it can hand a bird's
     /// state over). Views that do not know say no: nothing waits for them.
     fn is_up(&self, _node: &str) -> bool {
@@ -245,6 +252,17 @@ pub enum Effect {
         /// The new owner.
         to: String,
     },
+    /// Another instance's state arrived while `instance` of `name` runs
+    /// (a partition healed, or a late handoff): give it to the running
+    /// instance, whose kind's conflict hook decides what survives.
+    Merge {
+        /// The bird.
+        name: Name,
+        /// The running instance.
+        instance: u64,
+        /// The other instance's serialized state.
+        state: Vec<u8>,
+    },
     /// Hand the message to `instance` of `name`.
     Deliver {
         /// The message.
@@ -398,7 +416,7 @@ impl<V: Owners> Lifecycle<V> {
             Input::Owned(owned) => self.on_owned(owned, now_ms, &mut out),
             Input::SetChanged { upserts, removed } => {
                 for (name, spec) in upserts {
-                    if self.owned_here(&name) {
+                    if self.owned_here_as(&spec.kind, &name) {
                         self.enqueue(name, spec, &mut out);
                     } else {
                         self.stop(&name, false, &mut out);
@@ -491,12 +509,23 @@ impl<V: Owners> Lifecycle<V> {
         }
     }
 
+    /// The owner of `name`, per its kind when this node knows the kind.
     fn owner(&self, name: &str) -> Option<&str> {
-        self.view.owner_of(name)
+        let kind = (self.birds.get(name).map(|l| &l.spec))
+            .or_else(|| self.pending.get(name))
+            .map(|spec| spec.kind.as_str());
+        match kind {
+            Some(kind) => self.view.owner_of_kind(kind, name),
+            None => self.view.owner_of(name),
+        }
     }
 
     fn owned_here(&self, name: &str) -> bool {
         self.owner(name) == Some(self.me.as_str())
+    }
+
+    fn owned_here_as(&self, kind: &str, name: &str) -> bool {
+        self.view.owner_of_kind(kind, name) == Some(self.me.as_str())
     }
 
     fn instance_mut(&mut self, name: &str, instance: u64) -> Option<&mut Local> {
@@ -556,7 +585,7 @@ impl<V: Owners> Lifecycle<V> {
         }
         for (name, spec) in owned {
             // The list may come from an older view than the current one.
-            if self.owned_here(&name) {
+            if self.owned_here_as(&spec.kind, &name) {
                 self.enqueue(name, spec, out);
             }
         }

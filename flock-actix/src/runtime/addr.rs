@@ -122,7 +122,11 @@ impl<T: BirdKind> FlockAddr<T> {
     /// [`Error::NoNodes`] if no member can host birds.
     pub fn owner(&self) -> Result<String> {
         let view = self.node.view.load();
-        Ok(view.placement.owner_of_shard(self.shard)?.to_string())
+        Ok(view
+            .placement
+            .for_kind(T::KIND)
+            .owner_of_shard(self.shard)?
+            .to_string())
     }
 
     /// Sends `msg` and waits for the reply, up to the node's default call
@@ -306,7 +310,11 @@ impl<T: BirdKind> FlockAddr<T> {
         {
             return Some(peer.clone());
         }
-        let owner = view.placement.owner_of_shard(self.shard).ok()?;
+        let owner = view
+            .placement
+            .for_kind(T::KIND)
+            .owner_of_shard(self.shard)
+            .ok()?;
         let peer = self.node.link(owner)?;
         *cache = Some((view.epoch, peer.clone()));
         Some(peer)
@@ -314,7 +322,11 @@ impl<T: BirdKind> FlockAddr<T> {
 
     fn owned_here(&self) -> Result<bool> {
         let view = self.node.view.load();
-        Ok(view.placement.owner_of_shard(self.shard)? == self.node.name())
+        Ok(view
+            .placement
+            .for_kind(T::KIND)
+            .owner_of_shard(self.shard)?
+            == self.node.name())
     }
 
     fn timed_out(&self, after: Duration) -> Error {

@@ -79,6 +79,13 @@ pub struct FlockConfig {
     /// paused tokio clock, which other threads' runtimes would not follow.
     #[doc(hidden)]
     pub service_threads: bool,
+    /// Speak exactly this protocol version (`None`: N−1 and N, preferring
+    /// N). Hidden: a seam for mixed-version tests, where `Some(1)` makes a
+    /// node behave on the wire like a build of protocol 1 (today's v1
+    /// `Hello`, no kind announcement, refusing v2); not an application
+    /// setting.
+    #[doc(hidden)]
+    pub protocol_version: Option<u32>,
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -127,7 +134,14 @@ impl FlockConfig {
             network: Arc::new(TcpNetwork),
             wall_clock: None,
             service_threads: true,
+            protocol_version: None,
         }
+    }
+
+    /// The protocol versions the node speaks.
+    pub(crate) fn versions(&self) -> crate::core::handshake::Versions {
+        self.protocol_version
+            .map_or_else(Default::default, crate::core::handshake::Versions::exactly)
     }
 
     /// The wall clock in milliseconds since the Unix epoch: the configured
@@ -189,6 +203,7 @@ impl FlockConfig {
         self.membership.validate()?;
         self.anti_entropy.validate()?;
         self.backoff.validate()?;
+        self.versions().validate()?;
         crate::core::placement::shard_of_hash(0, self.shards).map(|_| ())
     }
 }

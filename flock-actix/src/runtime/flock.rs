@@ -320,6 +320,8 @@ impl FlockBuilder {
             arbiter.spawn_fn(move || super::set_current_node(name));
         }
         let node = Arc::new(Node::new(config, me, kinds, nest)?);
+        // The announced kinds are bounded (MAX_ANNOUNCED_KINDS tags).
+        node.handshake_config().validate()?;
         let replica = CrdtReplica::new(node.clone(), durable)?;
         let directory = Directory::default();
         let ring = Ring::new(node.clone(), listener, directory.clone())?;
@@ -426,8 +428,8 @@ impl Flock {
     /// # Errors
     /// [`Error::InvalidName`] if the name breaks the naming rules (see
     /// [`check_bird_name`]), [`Error::AlreadyExists`] if the name is in the
-    /// registry, [`Error::Encode`] if `args` cannot be serialized,
-    /// [`Error::Stopped`].
+    /// registry, [`Error::KindNotHosted`] if no live member hosts `T`,
+    /// [`Error::Encode`] if `args` cannot be serialized, [`Error::Stopped`].
     pub async fn start<T: BirdKind>(&self, name: &str, args: T::Args) -> Result<()> {
         let mut results = self.start_many::<T>([(name.to_owned(), args)]).await?;
         results.pop().unwrap_or(Err(Error::Stopped))
@@ -534,12 +536,21 @@ impl Flock {
         FlockAddr::new(self.node.clone(), name)
     }
 
-    /// The node that owns `name` in this node's view.
+    /// The node that owns `name` in this node's view, whatever its kind
+    /// hosts (for the owner of a bird of kind `T`, which only nodes hosting
+    /// `T` own, use `self.addr::<T>(name).owner()`).
     ///
     /// # Errors
     /// [`Error::NoNodes`] if no member can host birds.
     pub fn owner_of(&self, name: &str) -> Result<String> {
-        Ok(self.node.view.load().placement.owner(name)?.to_string())
+        Ok(self
+            .node
+            .view
+            .load()
+            .placement
+            .all()
+            .owner(name)?
+            .to_string())
     }
 
     /// The members as this node sees them, this node first.
@@ -737,6 +748,16 @@ async fn start_many<T: BirdKind>(
             Ok((Arc::<str>::from(name), spec))
         })
         .collect::<Result<Vec<_>>>()?;
+    // Placement per kind: a bird of a kind no member hosts has no owner.
+    // (A view with no hosts at all is a node still joining: recorded, and
+    // placed when members arrive, as always.)
+    let view = node.view.load();
+    if !view.placement.hosts().is_empty() && !view.placement.is_hosted(T::KIND) {
+        return Err(Error::KindNotHosted {
+            kind: T::KIND.to_owned(),
+        });
+    }
+    drop(view);
     // In slices, each one delta and one turn of the replica: the replica
     // answers peers (and other callers) between slices, and no delta grows
     // with the caller's batch.

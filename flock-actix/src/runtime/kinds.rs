@@ -89,6 +89,7 @@ struct VTable {
     cast: CastFn,
     stop: ProbeFn,
     hand_off: HandOffFn,
+    merge: fn(&(dyn Any + Send + Sync), Vec<u8>),
     connected: ProbeFn,
 }
 
@@ -111,6 +112,11 @@ impl<T: BirdKind> HasVTable for T {
         hand_off: |any| match downcast::<T>(any) {
             Ok(addr) => T::dispatch_hand_off(addr),
             Err(_) => Box::pin(std::future::ready(None)),
+        },
+        merge: |any, state| {
+            if let Ok(addr) = downcast::<T>(any) {
+                T::dispatch_merge(addr, state);
+            }
         },
         connected: |any| downcast::<T>(any).is_ok_and(|a| a.connected()),
     };
@@ -185,6 +191,12 @@ impl LocalBird {
         (self.vtable.hand_off)(&*self.addr)
     }
 
+    /// Hands another instance's state to the running bird (its kind's
+    /// conflict hook, [`crate::Handoff::merge`]).
+    pub(crate) fn merge(&self, state: Vec<u8>) {
+        (self.vtable.merge)(&*self.addr, state)
+    }
+
     pub(crate) fn connected(&self) -> bool {
         (self.vtable.connected)(&*self.addr)
     }
@@ -251,6 +263,12 @@ impl KindTable {
 
     pub(crate) fn get(&self, tag: &str) -> Option<&Kind> {
         self.kinds.get(tag)
+    }
+
+    /// Every registered kind's tag: what this node hosts (announced to
+    /// peers on v2 links).
+    pub(crate) fn tags(&self) -> std::collections::BTreeSet<String> {
+        self.kinds.keys().map(|tag| (*tag).to_owned()).collect()
     }
 
     /// The tags of the kinds that hand their state over when they move.

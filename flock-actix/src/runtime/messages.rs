@@ -18,6 +18,8 @@ use tokio::sync::oneshot;
 #[rtype(result = "()")]
 pub(crate) struct LinkUp {
     pub info: NodeInfo,
+    /// The kinds the peer hosts; `None` from a v1 peer (it hosts all).
+    pub kinds: Option<std::collections::BTreeSet<String>>,
     pub peer: Addr<Peer>,
     pub link: u64,
     pub dialed: Option<String>,

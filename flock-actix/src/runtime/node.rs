@@ -10,7 +10,7 @@ use super::ring::Ring;
 use crate::core::crdt::NodeName;
 use crate::core::handshake::{HandshakeConfig, NonceCache};
 use crate::core::membership::NodeInfo;
-use crate::core::placement::{Member, Placement};
+use crate::core::placement::{HostedMember, KindPlacement, Member};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -26,7 +26,8 @@ use tokio::time::Instant;
 pub(crate) struct View {
     /// Grows by one on every rebuild, so cached routes can tell they are stale.
     pub epoch: u64,
-    pub placement: Placement,
+    /// One table per distinct set of nodes hosting a kind.
+    pub placement: KindPlacement,
 }
 
 /// The node's actors.
@@ -88,8 +89,13 @@ impl Node {
         nest: crate::nest::Nest,
     ) -> crate::Result<Self> {
         // Until the Ring builds the first view, this node is the only member.
-        let placement =
-            Placement::new(config.shards, [Member::new(me.id.node.clone(), me.weight)])?;
+        let placement = KindPlacement::new(
+            config.shards,
+            [HostedMember {
+                member: Member::new(me.id.node.clone(), me.weight),
+                kinds: Some(kinds.tags()),
+            }],
+        )?;
         Ok(Node {
             config,
             me,
@@ -174,6 +180,8 @@ impl Node {
             listen: self.me.addr.clone(),
             weight: self.me.weight,
             shards: self.config.shards,
+            versions: self.config.versions(),
+            kinds: self.kinds.tags(),
         }
     }
 

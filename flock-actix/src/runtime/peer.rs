@@ -16,7 +16,7 @@ use super::messages::{
     PeerLeft, PeerLeftAck, SyncAcked, SyncIn, SyncRaw,
 };
 use super::node::{Handshaking, Node, nonce};
-use super::ring::DialFailed;
+use super::ring::{DialFailed, Redial};
 use super::telemetry;
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
@@ -78,16 +78,21 @@ pub(crate) struct Peer {
     calls: HashMap<u64, ReplyTx>,
     next_call: u64,
     last_heard_report: u64,
+    /// Set when the peer refused our protocol version but speaks an older
+    /// one we speak too: the Ring dials again offering it.
+    redial_at: Option<u32>,
 }
 
 impl Peer {
     /// Starts a link over `stream`; `dialed` is the address this node
-    /// dialled (it then initiates the handshake), `None` for accepted links.
+    /// dialled (it then initiates the handshake, offering protocol version
+    /// `offer`, or its newest if `None`), `None` for accepted links.
     pub(crate) fn start(
         node: Arc<Node>,
         directory: Directory,
         stream: BoxStream,
         dialed: Option<String>,
+        offer: Option<u32>,
     ) -> Addr<Peer> {
         Peer::create(move |ctx| {
             let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
@@ -113,7 +118,9 @@ impl Peer {
                     Auth::Failed
                 }
                 Ok(n) if dialed.is_some() => {
-                    let (initiator, hello) = Initiator::start(node.handshake_config(), n);
+                    let cfg = node.handshake_config();
+                    let offer = offer.unwrap_or(cfg.versions.max);
+                    let (initiator, hello) = Initiator::offering(cfg, n, offer);
                     writer.write(Outbound::Msg(hello));
                     Auth::Initiating(Box::new(initiator))
                 }
@@ -144,6 +151,7 @@ impl Peer {
                 calls: HashMap::new(),
                 next_call: 1,
                 last_heard_report: 0,
+                redial_at: None,
             }
         })
     }
@@ -240,7 +248,7 @@ impl Peer {
                         addr: peer.listen,
                         weight: peer.weight,
                     };
-                    self.authenticated(info, ctx);
+                    self.authenticated(info, peer.kinds, ctx);
                 }
             }
             Err(e) => self.refuse(e, ctx),
@@ -255,7 +263,12 @@ impl Peer {
         }
     }
 
-    fn authenticated(&mut self, info: NodeInfo, ctx: &mut Context<Self>) {
+    fn authenticated(
+        &mut self,
+        info: NodeInfo,
+        kinds: Option<std::collections::BTreeSet<String>>,
+        ctx: &mut Context<Self>,
+    ) {
         self.end_handshake();
         tracing::debug!("link {} to {} authenticated", self.link, info.id.node);
         self.read_limit
@@ -265,6 +278,7 @@ impl Peer {
         if let Some(actors) = self.node.actors() {
             actors.ring.do_send(LinkUp {
                 info,
+                kinds,
                 peer: ctx.address(),
                 link: self.link,
                 dialed: self.dialed.clone(),
@@ -273,7 +287,16 @@ impl Peer {
     }
 
     fn refuse(&mut self, e: Error, ctx: &mut Context<Self>) {
+        if let (Auth::Initiating(_), Error::VersionMismatch { ours, theirs }) = (&self.auth, &e) {
+            self.redial_at = self.node.config.versions().fallback(*ours, *theirs);
+        }
         match e {
+            Error::VersionMismatch { theirs, .. } if self.redial_at.is_some() => {
+                tracing::info!(
+                    "{} speaks protocol v{theirs}: dialling again at v{theirs}",
+                    self.peer_name()
+                )
+            }
             Error::WrongCookie | Error::Replayed | Error::Reflected => {
                 tracing::warn!("refusing link with {}: {e}", self.peer_name())
             }
@@ -489,7 +512,10 @@ impl Actor for Peer {
             matches!(self.auth, Auth::Up(_)),
             self.node.actors(),
         ) {
-            actors.ring.do_send(DialFailed(addr.clone()));
+            match self.redial_at {
+                Some(offer) => actors.ring.do_send(Redial(addr.clone(), offer)),
+                None => actors.ring.do_send(DialFailed(addr.clone())),
+            }
         }
         if let (Auth::Up(info), Some(actors)) = (&self.auth, self.node.actors()) {
             tracing::debug!("link {} to {} closed", self.link, info.id.node);

@@ -60,7 +60,7 @@ impl ViewRef {
         // Only a view that holds this node and others has a different
         // owner without it.
         let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
-            .then(|| view.placement.next(others()).ok())
+            .then(|| view.placement.all().next(others()).ok())
             .flatten()
             .map(Arc::new);
         ViewRef {
@@ -80,7 +80,11 @@ impl std::fmt::Debug for ViewRef {
 
 impl Owners for ViewRef {
     fn owner_of(&self, name: &str) -> Option<&str> {
-        self.view.placement.owner(name).ok().map(|n| &**n)
+        self.view.placement.all().owner(name).ok().map(|n| &**n)
+    }
+
+    fn owner_of_kind(&self, kind: &str, name: &str) -> Option<&str> {
+        self.view.placement.owner(kind, name).ok().map(|n| &**n)
     }
 
     fn is_up(&self, node: &str) -> bool {
@@ -221,6 +225,18 @@ impl Registry {
                     self.directory.remove(&name);
                     running.bird.stop();
                     telemetry::bird_stopped("asked", self.live.len());
+                }
+            }
+            Effect::Merge {
+                name,
+                instance,
+                state,
+            } => {
+                if let Some((i, running)) = self.live.get(&name)
+                    && *i == instance
+                {
+                    tracing::info!(bird = %name, "bird {name}: another instance's state arrived; merging it");
+                    running.bird.merge(state);
                 }
             }
             Effect::Deliver {

@@ -798,7 +798,11 @@ impl Handler<OwnedBy> for CrdtReplica {
         let state = self.replica.state();
         let owned = state
             .iter()
-            .filter(|(name, _)| view.placement.owner(name).is_ok_and(|o| o == me))
+            .filter(|(name, spec)| {
+                view.placement
+                    .owner(&spec.kind, name)
+                    .is_ok_and(|o| o == me)
+            })
             .map(|(name, spec)| (Arc::from(name), spec.clone()))
             .collect();
         MessageResult((owned, state.len()))

@@ -16,11 +16,11 @@ use super::{MemberState, MemberView};
 use crate::core::crdt::NodeName;
 use crate::core::events::{Presence, Seen, Snapshot};
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
-use crate::core::placement::MAX_WEIGHT;
+use crate::core::placement::{HostedMember, MAX_WEIGHT};
 use crate::net::Listener;
 use crate::wire::message::{MemberInfo, MemberStatus, Message, RejectReason};
 use actix::prelude::*;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -60,6 +60,9 @@ pub(crate) struct Ring {
     /// Ordered, so links are closed and told of a leave in the same order
     /// on every run (the deterministic simulation replays a seed exactly).
     links: BTreeMap<NodeName, Link>,
+    /// The kinds each peer announced in its handshake (`None`: a v1 peer,
+    /// hosting every kind); entries go when membership forgets the peer.
+    kinds: HashMap<NodeName, Option<BTreeSet<String>>>,
     listener: Option<Box<dyn Listener>>,
     epoch: u64,
     heartbeat_seq: u64,
@@ -82,6 +85,7 @@ impl Ring {
             directory,
             membership,
             links: BTreeMap::new(),
+            kinds: HashMap::new(),
             listener: Some(listener),
             epoch: 0,
             heartbeat_seq: 0,
@@ -179,6 +183,7 @@ impl Ring {
                         self.node.config.membership.forget_down_after_ms
                     );
                     // Its anti-entropy state goes too, as for a node that left.
+                    self.kinds.remove(&name);
                     if let Some(actors) = self.node.actors() {
                         actors.replica.do_send(PeerDown { name, left: true });
                     }
@@ -202,6 +207,11 @@ impl Ring {
     }
 
     fn dial(&self, addr: String, ctx: &mut Context<Self>) {
+        self.dial_offering(addr, None, ctx);
+    }
+
+    /// Dials `addr`, offering protocol version `offer` (`None`: the newest).
+    fn dial_offering(&self, addr: String, offer: Option<u32>, ctx: &mut Context<Self>) {
         let connect = self.node.config.network.connect(&addr);
         let timeout = self.node.config.handshake_timeout;
         let node = self.node.clone();
@@ -211,7 +221,7 @@ impl Ring {
                 .into_actor(self)
                 .map(move |result, act, _| match result {
                     Ok(Ok(stream)) => {
-                        Peer::start(node, directory, stream, Some(addr));
+                        Peer::start(node, directory, stream, Some(addr), offer);
                     }
                     Ok(Err(e)) => {
                         tracing::debug!("dial {addr} failed: {e}");
@@ -226,7 +236,16 @@ impl Ring {
     }
 
     fn rebuild(&mut self) {
-        let view = self.membership.view();
+        // This node hosts what it registered; each peer what it announced.
+        let mine = Some(self.node.kinds.tags());
+        let view = self.membership.view().into_iter().map(|member| {
+            let kinds = if member.name == *self.node.name() {
+                mine.clone()
+            } else {
+                self.kinds.get(&member.name).cloned().flatten()
+            };
+            HostedMember { member, kinds }
+        });
         // Incremental: a join or leave rescores only the shards it can move
         // (identical to a full build; see `Placement::next`).
         let previous = self.node.view.load_full();
@@ -241,6 +260,7 @@ impl Ring {
         };
         self.epoch += 1;
         let hosts: Vec<String> = placement
+            .all()
             .hosts()
             .iter()
             .map(|m| m.name.to_string())
@@ -293,7 +313,7 @@ impl Ring {
                                 }
                                 continue;
                             }
-                            Peer::start(node.clone(), directory.clone(), stream, None);
+                            Peer::start(node.clone(), directory.clone(), stream, None, None);
                         }
                         Err(e) => {
                             tracing::warn!("accept failed on {}: {e}", listener.local_addr());
@@ -441,7 +461,14 @@ impl Handler<LinkUp> for Ring {
         if let Some(actors) = self.node.actors() {
             actors.replica.do_send(PeerUp(up.info.id));
         }
+        let kinds_changed = self.kinds.get(&name) != Some(&up.kinds);
+        self.kinds.insert(name, up.kinds);
+        let rebuilds = effects.contains(&Effect::ViewChanged);
         self.apply(effects, ctx);
+        if kinds_changed && !rebuilds {
+            // Same members, but a restarted peer hosts other kinds now.
+            self.rebuild();
+        }
     }
 }
 
@@ -573,6 +600,20 @@ impl Handler<PeerLeftAck> for Ring {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct DialFailed(pub String);
+
+/// A dialled peer refused our protocol version but speaks an older one we
+/// speak too (N−1): dial it again at once, offering that one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Redial(pub String, pub u32);
+
+impl Handler<Redial> for Ring {
+    type Result = ();
+
+    fn handle(&mut self, Redial(addr, offer): Redial, ctx: &mut Context<Self>) {
+        self.dial_offering(addr, Some(offer), ctx);
+    }
+}
 
 impl Handler<DialFailed> for Ring {
     type Result = ();

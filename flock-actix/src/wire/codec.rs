@@ -208,10 +208,10 @@ mod tests {
 
     #[test]
     fn a_connection_reads_its_first_frame_version_first() {
-        // {"Hello": [2, {"new": "layout"}]}: a future Hello of another shape.
+        // {"Hello": [3, {"new": "layout"}]}: a future Hello of another shape.
         let mut hello = vec![0x81, 0xa5];
         hello.extend_from_slice(b"Hello");
-        hello.extend_from_slice(&[0x92, 0x02, 0x81, 0xa3]);
+        hello.extend_from_slice(&[0x92, 0x03, 0x81, 0xa3]);
         hello.extend_from_slice(b"new");
         hello.push(0xa6);
         hello.extend_from_slice(b"layout");
@@ -220,7 +220,7 @@ mod tests {
             FrameCodec::connection().decode(&mut buf),
             Err(Error::VersionMismatch {
                 ours: PROTOCOL_VERSION,
-                theirs: 2
+                theirs: 3
             })
         );
         // A plain codec sees only a malformed message.

@@ -57,8 +57,18 @@ use crate::error::{Error, Result};
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
-/// The protocol version spoken by this build. Both nodes must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The newest protocol version this build speaks (what it offers first).
+/// It interoperates with [`MIN_PROTOCOL_VERSION`]`..=PROTOCOL_VERSION`
+/// (N and N−1; docs/ARCHITECTURE.md §13.1 and §27).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol version this build still speaks (N−1): a link to a
+/// node of that version uses that version's frames in both directions.
+pub const MIN_PROTOCOL_VERSION: u32 = PROTOCOL_VERSION - 1;
+
+/// The most kind tags one node announces in [`Message::Kinds`]: with tags
+/// of at most 255 bytes the frame stays under the pre-authentication cap.
+pub const MAX_ANNOUNCED_KINDS: usize = 128;
 
 /// Length of a handshake nonce in bytes.
 pub const NONCE_LEN: usize = 32;
@@ -299,6 +309,16 @@ pub enum Message {
         /// Their entries, and the sender's causal context.
         part: BirdMap,
     },
+
+    // ---- protocol version 2 (appended last; sent only on v2 links) ----
+    /// Handshake step 5 on a link of version 2 or later, each side once
+    /// (initiator first, after `Welcome`): the bird kinds the sender hosts,
+    /// so placement gives it only those kinds' birds. At most
+    /// [`MAX_ANNOUNCED_KINDS`] tags of at most 255 bytes each.
+    Kinds {
+        /// The kind tags the sender hosts, sorted, without duplicates.
+        kinds: Vec<String>,
+    },
 }
 
 /// Why a node refuses a handshake ([`Message::Reject`]).
@@ -490,6 +510,9 @@ impl Message {
             Message::HandoffAck { .. } => "HandoffAck",
             Message::SyncDigest { .. } => "SyncDigest",
             Message::SyncRange { .. } => "SyncRange",
+
+            Message::Kinds { .. } => "Kinds",
+
         }
     }
 
@@ -599,14 +622,17 @@ impl Message {
     }
 
     /// Decodes the first frame of a connection: checks the protocol version
-    /// with [`peek_version`] *before* decoding the rest, so a peer of another
-    /// version yields [`Error::VersionMismatch`] naming both versions even if
-    /// its `Hello` has a different layout. A frame whose version cannot be
-    /// peeked (not a `Hello`/`Challenge`) is decoded normally, for the
-    /// handshake to reject it as unexpected.
+    /// with [`peek_version`] *before* decoding the rest, so a peer of a
+    /// version this build does not speak (outside
+    /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`]) yields
+    /// [`Error::VersionMismatch`] naming both versions even if its `Hello`
+    /// has a different layout. A frame whose version cannot be peeked (not a
+    /// `Hello`/`Challenge`) is decoded normally, for the handshake to reject
+    /// it as unexpected. Which of the spoken versions a link uses is the
+    /// handshake's decision ([`crate::core::handshake::Versions`]).
     pub fn decode_first(frame: &[u8]) -> Result<Message> {
         if let Ok(theirs) = peek_version(frame)
-            && theirs != PROTOCOL_VERSION
+            && !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&theirs)
         {
             return Err(Error::VersionMismatch {
                 ours: PROTOCOL_VERSION,

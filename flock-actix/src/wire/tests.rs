@@ -177,6 +177,7 @@ fn message() -> impl Strategy<Value = Message> {
         (text(), text(), proptest::option::of(bytes(64)))
             .prop_map(|(bird, kind, state)| Message::Handoff { bird, kind, state }),
         text().prop_map(|bird| Message::HandoffAck { bird }),
+        proptest::collection::vec(text(), 0..4).prop_map(|kinds| Message::Kinds { kinds }),
         (
             any::<u64>(),
             text(),
@@ -484,16 +485,16 @@ fn huge_declared_lengths_inside_a_frame_do_not_allocate() {
 
 #[test]
 fn first_frame_version_is_peeked_without_decoding_the_rest() {
-    // A "future" Hello: version 2 followed by fields we do not know.
+    // A "future" Hello: version 3 followed by fields we do not know.
     let mut bytes = vec![0x81, 0xa5];
     bytes.extend_from_slice(b"Hello");
-    bytes.extend_from_slice(&[0x92, 0x02, 0xc0]);
-    assert_eq!(peek_version(&bytes), Ok(2));
+    bytes.extend_from_slice(&[0x92, 0x03, 0xc0]);
+    assert_eq!(peek_version(&bytes), Ok(3));
     assert_eq!(
         Message::decode_first(&bytes),
         Err(Error::VersionMismatch {
             ours: PROTOCOL_VERSION,
-            theirs: 2
+            theirs: 3
         })
     );
     // Large versions in wider integer encodings.

@@ -157,9 +157,16 @@ impl<V: Owners> Lifecycle<V> {
             if matches!(local.state, State::Awaiting { .. }) {
                 let (spec, instance) = (local.spec.clone(), local.instance);
                 self.launch(name, spec, instance, state, now_ms, out);
+            } else if let (State::Running { closed: false }, Some(state)) = (&local.state, state) {
+                // Another instance ran meanwhile (a partition, or a state
+                // later than the wait): this one survives, and its kind's
+                // conflict hook sees the other's state.
+                out.push(Effect::Merge {
+                    name,
+                    instance: local.instance,
+                    state,
+                });
             }
-            // Already running (hatched from its arguments after the wait):
-            // the late state is dropped; the shell logs it.
             return;
         }
         if self.stashed.len() >= MAX_STASHED {

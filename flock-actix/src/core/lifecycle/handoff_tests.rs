@@ -113,7 +113,8 @@ fn a_bird_whose_old_owner_died_is_hatched_from_args_after_the_wait() {
         matches!(&effects[..], [Effect::Spawn { .. }]),
         "{effects:?}"
     );
-    // A late state is dropped: the bird runs once.
+    // A late state does not start another instance: the bird runs once,
+    // and the running instance gets it for its kind's conflict hook.
     let late = new.handle(
         Input::HandedOff {
             name: b(),
@@ -121,7 +122,10 @@ fn a_bird_whose_old_owner_died_is_hatched_from_args_after_the_wait() {
         },
         at_ms + 1,
     );
-    assert!(late.is_empty(), "{late:?}");
+    assert!(
+        matches!(&late[..], [Effect::Merge { state, .. }] if *state == vec![1]),
+        "{late:?}"
+    );
     assert!(new.handle(Input::Timer(timer), at_ms + 2).is_empty());
 }
 
@@ -382,4 +386,39 @@ fn once_the_views_settled_a_new_bird_starts_without_waiting() {
     // A node that never saw another member has nothing to wait for.
     let mut lone = join_core();
     assert!(started(&own_b(&mut lone, 0)));
+}
+
+#[test]
+fn after_a_partition_heals_the_losers_state_reaches_the_surviving_instance() {
+    // "me" ran b alone while the other side was cut off (seen down).
+    let mut me = core("me", all_on("dead"));
+    let effects = move_to(&mut me, all_on("me"), 10);
+    let Some(Effect::Spawn { instance, .. }) = effects.last().cloned() else {
+        panic!("{effects:?}");
+    };
+    // Healed: the other side's instance lost, stopped, and handed its state.
+    let merged = me.handle(
+        Input::HandedOff {
+            name: b(),
+            state: Some(vec![9, 9]),
+        },
+        20,
+    );
+    assert_eq!(
+        merged,
+        [Effect::Merge {
+            name: b(),
+            instance,
+            state: vec![9, 9],
+        }]
+    );
+    // A loser that had no instance to hand over changes nothing.
+    let nothing = me.handle(
+        Input::HandedOff {
+            name: b(),
+            state: None,
+        },
+        30,
+    );
+    assert!(nothing.is_empty(), "{nothing:?}");
 }

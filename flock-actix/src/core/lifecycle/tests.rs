@@ -469,7 +469,7 @@ impl Harness {
             }
             Effect::Timer { at_ms, timer } => self.timers.push((at_ms, timer)),
             Effect::Stop { .. } | Effect::RemoveFromSet { .. } | Effect::StartSliceLater => {}
-            Effect::Resume { .. } | Effect::HandOff { .. } => {
+            Effect::Resume { .. } | Effect::HandOff { .. } | Effect::Merge { .. } => {
                 panic!("no kind hands its state over here: {effect:?}")
             }
         }

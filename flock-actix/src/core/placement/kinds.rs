@@ -58,6 +58,8 @@ pub struct KindPlacement {
     tables: Vec<Placement>,
     /// Announced kind → index into `tables`.
     by_kind: HashMap<String, usize>,
+    /// Whether a member that hosts birds announces no kinds (a v1 node).
+    hosts_everything: bool,
 }
 
 impl KindPlacement {
@@ -66,8 +68,31 @@ impl KindPlacement {
     /// # Errors
     /// As [`Placement::new`].
     pub fn new(shards: u32, members: impl IntoIterator<Item = HostedMember>) -> Result<Self> {
-        let members: Vec<HostedMember> = members.into_iter().collect();
-        let all = Placement::new(shards, members.iter().map(|m| m.member.clone()))?;
+        Self::build(shards, members.into_iter().collect(), None)
+    }
+
+    /// The tables for `members`, computed from these: identical to what
+    /// [`KindPlacement::new`] builds, but each table is updated from the
+    /// previous one of its kind with [`Placement::next`], so a view change
+    /// costs `O(shards)` per distinct host set, not `O(shards × members)`.
+    ///
+    /// # Errors
+    /// As [`Placement::new`].
+    pub fn next(&self, members: impl IntoIterator<Item = HostedMember>) -> Result<Self> {
+        Self::build(self.all.shards(), members.into_iter().collect(), Some(self))
+    }
+
+    fn build(shards: u32, members: Vec<HostedMember>, previous: Option<&Self>) -> Result<Self> {
+        // From the previous table of the same kind when there is one (any
+        // previous table gives the same result; a close one is cheaper).
+        let table = |from: Option<&Placement>, hosts: Vec<Member>| match from {
+            Some(p) => p.next(hosts),
+            None => Placement::new(shards, hosts),
+        };
+        let all = table(
+            previous.map(|p| &p.all),
+            members.iter().map(|m| m.member.clone()).collect(),
+        )?;
         let announced: BTreeSet<&str> = members
             .iter()
             .filter_map(|m| m.kinds.as_ref())
@@ -87,17 +112,21 @@ impl KindPlacement {
             let index = match by_set.get(&set) {
                 Some(&i) => i,
                 None => {
-                    tables.push(Placement::new(shards, hosts)?);
+                    tables.push(table(previous.map(|p| p.for_kind(kind)), hosts)?);
                     by_set.insert(set, tables.len() - 1);
                     tables.len() - 1
                 }
             };
             by_kind.insert(kind.to_owned(), index);
         }
+        let hosts_everything = members
+            .iter()
+            .any(|m| m.kinds.is_none() && m.member.weight > 0);
         Ok(KindPlacement {
             all,
             tables,
             by_kind,
+            hosts_everything,
         })
     }
 
@@ -120,6 +149,25 @@ impl KindPlacement {
     /// cluster whose nodes all host the same kinds.
     pub fn all(&self) -> &Placement {
         &self.all
+    }
+
+    /// Every member that hosts birds, whatever kinds.
+    pub fn hosts(&self) -> &[Member] {
+        self.all.hosts()
+    }
+
+    /// The shard of `name` (the same in every table).
+    pub fn shard_of(&self, name: &str) -> u32 {
+        self.all.shard_of(name)
+    }
+
+    /// Whether some member hosts `kind`: one that announced it, or one that
+    /// announces nothing (a v1 node, hosting every kind).
+    pub fn is_hosted(&self, kind: &str) -> bool {
+        self.by_kind
+            .get(kind)
+            .is_some_and(|&i| !self.tables[i].hosts().is_empty())
+            || self.hosts_everything
     }
 
     /// How many distinct tables announced kinds use (memory is one table

@@ -141,3 +141,44 @@ proptest! {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// `KindPlacement::next` is only an optimisation: after any sequence of
+    /// member sets (each member hosting some of two kinds, or all of them)
+    /// every kind's table equals the one a full build holds.
+    #[test]
+    fn incremental_kind_placement_equals_a_full_build(
+        views in proptest::collection::vec(
+            proptest::collection::vec((0u8..8, 0u32..3, 0u8..4), 0..7), 1..8),
+    ) {
+        let kinds_of = |k: u8| match k {
+            0 => None,
+            1 => Some(vec!["a"]),
+            2 => Some(vec!["b"]),
+            _ => Some(vec!["a", "b"]),
+        };
+        let view = |v: &[(u8, u32, u8)]| -> Vec<HostedMember> {
+            v.iter()
+                .map(|&(n, w, k)| {
+                    let m = Member::new(format!("node{n}@x"), w);
+                    match kinds_of(k) {
+                        None => HostedMember::all_kinds(m),
+                        Some(ks) => HostedMember::hosting(m, ks),
+                    }
+                })
+                .collect()
+        };
+        let mut p = KindPlacement::new(256, view(&views[0])).unwrap();
+        for v in &views[1..] {
+            p = p.next(view(v)).unwrap();
+            let full = KindPlacement::new(256, view(v)).unwrap();
+            for kind in ["a", "b", "c"] {
+                proptest::prop_assert_eq!(&p.for_kind(kind).table, &full.for_kind(kind).table);
+                proptest::prop_assert_eq!(p.for_kind(kind).hosts(), full.for_kind(kind).hosts());
+            }
+            proptest::prop_assert_eq!(&p.all.table, &full.all.table);
+        }
+    }
+}
