@@ -104,6 +104,18 @@ fn impls(bird: &Bird) -> TokenStream {
         }
     });
 
+    let passivate = bird.passivate_after_ms.map(|ms| {
+        quote! {
+            const PASSIVATE_AFTER: ::core::option::Option<::core::time::Duration> =
+                ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));
+        }
+    });
+    let activates = bird.activate.then(|| {
+        quote!(
+            const ACTIVATES: bool = true;
+        )
+    });
+
     quote! {
         #handoff
 
@@ -119,6 +131,8 @@ fn impls(bird: &Bird) -> TokenStream {
             const KIND: &'static str = #kind;
 
             #handoff_fns
+            #passivate
+            #activates
 
             fn dispatch_call(
                 #addr: &#p::actix::Addr<Self>,

@@ -176,7 +176,10 @@ impl<T: BirdKind> FlockAddr<T> {
         // Kinds that hand their state over skip the typed fast path: it
         // consumes the message, so a call that races the bird's move could
         // not be retried on the new owner (the encoded path retries it).
+        // Kinds that passivate skip it too: the Registry must see every
+        // message to know when a bird is idle.
         if !T::HANDS_OFF
+            && self.node.kinds.passivate_after(T::KIND).is_none()
             && self.owned_here()?
             && let Some(addr) = self.local_addr().await
         {
@@ -233,7 +236,8 @@ impl<T: BirdKind> FlockAddr<T> {
             Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
-        if !self.activated.load(Ordering::Acquire) && T::activate(&self.name).is_some() {
+        // A constant of the kind: no user code runs on the cast path.
+        if T::ACTIVATES && !self.activated.load(Ordering::Acquire) {
             return self.activating_cast(tag, payload);
         }
         let owned_here = self.owned_here();
@@ -284,7 +288,7 @@ impl<T: BirdKind> FlockAddr<T> {
     /// Starts the bird if its kind activates on demand and this call has
     /// not tried yet; whether it did (then the call is tried again).
     async fn activate(&self, tried: &mut bool) -> Result<bool> {
-        if *tried {
+        if *tried || !T::ACTIVATES {
             return Ok(false);
         }
         let Some(args) = T::activate(&self.name) else {

@@ -261,6 +261,19 @@ impl FlockBuilder {
         self
     }
 
+    /// Passivates idle birds of kind `T` on this node: one to which no
+    /// message was handed for `after` is stopped here but stays in the
+    /// registry, and its next message (a call or a cast, from any node)
+    /// starts it again, from the state it handed over when it stopped if
+    /// the kind implements [`Handoff`](crate::Handoff), else from its start
+    /// arguments. Overrides the kind's `#[flock_bird(passivate_after =
+    /// "...")]`; `None` turns passivation off for the kind. Give every
+    /// hosting node the same setting. See the README ("Idle passivation").
+    pub fn passivate_after<T: BirdKind>(mut self, after: Option<Duration>) -> Self {
+        self.kinds.set_passivate_after(T::KIND, after);
+        self
+    }
+
     /// Puts `value` in this node's [`Nest`]: node-local context (a database
     /// pool, configuration, an actix `Addr`) that every
     /// [`Bird::hatch`](crate::Bird::hatch) on this node can read by type,
@@ -586,6 +599,21 @@ impl Flock {
         self.actors()?
             .registry
             .send(Running)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// Names of the birds passivated on this node: owned here and in the
+    /// registry, stopped while idle, started again by their next message
+    /// (see [`FlockBuilder::passivate_after`]). Not in
+    /// [`Flock::local_birds`], which lists the running ones.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn passivated_birds(&self) -> Result<Vec<String>> {
+        self.actors()?
+            .registry
+            .send(super::registry::Passivated)
             .await
             .map_err(|_| Error::Stopped)
     }
