@@ -119,3 +119,37 @@ async fn calls_cut_by_a_migration_are_retried_on_the_new_owner() {
         assert!(result.is_ok(), "a call racing the move failed: {result:?}");
     }
 }
+
+/// The typed local fast path: a call sent on the owner after an ordered
+/// stop (queued behind it in the bird's mailbox, so never handled) is sent
+/// again and answered for what happened, `NotFound`, instead of failing as
+/// if the bird had panicked (the fast path used to consume the message).
+#[actix_rt::test]
+async fn a_local_call_queued_behind_an_ordered_stop_is_not_a_panic() {
+    init_logs();
+    let nodes = cluster_with(1, |b| b.bird::<Blocker>()).await;
+    let flock = nodes[0].flock.clone();
+    let name = unique("stopped");
+    flock.start::<Blocker>(&name, ()).await.unwrap();
+    let bird = flock.addr::<Blocker>(&name);
+    // A first call caches the bird's address (the typed fast path).
+    wait_until(Duration::from_secs(5), "the blocker to answer", || {
+        let bird = bird.clone();
+        async move { bird.send(Count).await.is_ok() }
+    })
+    .await;
+    bird.do_send(Block(1_500));
+    flock.stop(&name).await.unwrap();
+    // The stop is ordered (the bird is no longer counted as running) while
+    // the bird is still blocked: its mailbox is open, the stop queued in it.
+    wait_until(Duration::from_secs(1), "the stop to be ordered", || {
+        let (flock, name) = (flock.clone(), name.clone());
+        async move { !flock.local_birds().await.unwrap().contains(&name) }
+    })
+    .await;
+    let got = bird.send_timeout(Count, Duration::from_secs(5)).await;
+    assert!(
+        matches!(got, Err(Error::NotFound { .. })),
+        "expected NotFound for a call cut by a stop, got {got:?}"
+    );
+}

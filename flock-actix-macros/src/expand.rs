@@ -127,6 +127,24 @@ fn impls(bird: &Bird) -> TokenStream {
             }
         }
 
+        // The typed local fast path sends a message in a slot, so that one
+        // cut by an ordered stop can be sent again (see `Slot`).
+        impl<__FlockM> #p::actix::Handler<#p::Slot<__FlockM>> for #ident
+        where
+            Self: #p::actix::Handler<__FlockM>,
+            __FlockM: #p::actix::Message,
+        {
+            type Result = #p::SlotResponse<<Self as #p::actix::Handler<__FlockM>>::Result>;
+
+            fn handle(
+                &mut self,
+                slot: #p::Slot<__FlockM>,
+                #ctx: &mut #p::actix::Context<Self>,
+            ) -> Self::Result {
+                #p::handle_slot(self, slot, #ctx)
+            }
+        }
+
         impl #p::BirdKind for #ident {
             const KIND: &'static str = #kind;
 

@@ -212,7 +212,7 @@ pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
     label = "`{M}` is not listed in the bird's #[flock_bird(messages(...))]",
     note = "add it: #[flock_bird(messages({M}, ...))], and implement Handler<{M}> for `{Self}`"
 )]
-pub trait Accepts<M>: BirdKind + Handler<M>
+pub trait Accepts<M>: BirdKind + Handler<M> + Handler<crate::__private::Slot<M>>
 where
     M: Message + Wire,
     M::Result: Wire,

@@ -6,6 +6,7 @@ use super::peer::{Frame, OutCall, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
 use super::telemetry;
+use crate::__private::Slot;
 use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::check_bird_name;
 use crate::error::{Error, Result};
@@ -165,7 +166,7 @@ impl<T: BirdKind> FlockAddr<T> {
         result
     }
 
-    async fn send_untimed<M>(&self, msg: M, timeout: Duration) -> Result<M::Result>
+    async fn send_untimed<M>(&self, mut msg: M, timeout: Duration) -> Result<M::Result>
     where
         T: Accepts<M>,
         M: Message + Wire,
@@ -183,23 +184,31 @@ impl<T: BirdKind> FlockAddr<T> {
             && self.owned_here()?
             && let Some(addr) = self.local_addr().await
         {
-            return match timeout_at(deadline, addr.send(msg)).await {
-                Err(_) | Ok(Err(MailboxError::Timeout)) => Err(self.timed_out(timeout)),
-                Ok(Err(MailboxError::Closed)) => {
-                    // The reply channel can close a moment before the
-                    // mailbox does; wait for the mailbox so the next call
-                    // sees the bird gone and waits for its restart.
-                    for _ in 0..50 {
-                        if !addr.connected() {
-                            break;
+            // In a slot: a message an ordered stop or move cut from the
+            // mailbox unhandled is still there, and is sent again below
+            // (the encoded path waits for the bird's next instance).
+            let (slot, mine) = Slot::new(msg);
+            msg = match timeout_at(deadline, addr.send(slot)).await {
+                Err(_) | Ok(Err(MailboxError::Timeout)) => return Err(self.timed_out(timeout)),
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(MailboxError::Closed)) => match mine.take() {
+                    Some(unhandled) => unhandled,
+                    None => {
+                        // Taken and not answered: the bird panicked in
+                        // its handler. The reply channel can close a
+                        // moment before the mailbox does; wait for the
+                        // mailbox so the next call sees the bird gone.
+                        for _ in 0..50 {
+                            if !addr.connected() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(1)).await;
                         }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        return Err(Error::BirdPanicked {
+                            name: self.name.to_string(),
+                        });
                     }
-                    Err(Error::BirdPanicked {
-                        name: self.name.to_string(),
-                    })
-                }
-                Ok(Ok(reply)) => Ok(reply),
+                },
             };
         }
         let payload = payload::encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;

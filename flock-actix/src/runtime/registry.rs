@@ -130,6 +130,8 @@ pub(crate) struct Registry {
     last_share: Option<(usize, usize)>,
     /// Handoffs sent and not acknowledged yet (a leave waits for them).
     unacked: HashMap<Name, Instant>,
+    /// Leaves waiting until `unacked` is empty.
+    acked_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Registry {
@@ -152,6 +154,7 @@ impl Registry {
             directory,
             last_share: None,
             unacked: HashMap::new(),
+            acked_waiters: Vec::new(),
         }
     }
 
@@ -714,6 +717,36 @@ impl Handler<HandoffAcked> for Registry {
 
     fn handle(&mut self, HandoffAcked(name): HandoffAcked, _: &mut Context<Self>) {
         self.unacked.remove(&name);
+        if self.unacked.is_empty() {
+            for waiter in self.acked_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// Answered (the receiver resolves) once every handoff this node sent is
+/// acknowledged: at once if none is due. The caller bounds the wait.
+#[derive(Message)]
+#[rtype(result = "tokio::sync::oneshot::Receiver<()>")]
+pub(crate) struct AllAcked;
+
+impl Handler<AllAcked> for Registry {
+    type Result = MessageResult<AllAcked>;
+
+    fn handle(&mut self, _: AllAcked, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let now = Instant::now();
+        self.unacked
+            .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
+        if self.unacked.is_empty() {
+            let _ = tx.send(());
+        } else {
+            // Waiters whose leave gave up are dropped here, bounding the list.
+            self.acked_waiters.retain(|w| !w.is_closed());
+            self.acked_waiters.push(tx);
+        }
+        MessageResult(rx)
     }
 }
 
