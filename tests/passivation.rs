@@ -53,13 +53,17 @@ async fn idle_birds_passivate_and_calls_from_the_other_node_wake_them_with_their
     for c in &birds {
         a.start::<Counter>(c, ()).await.unwrap();
     }
-    wait_until(Duration::from_secs(5), "node2 to know every counter", || {
-        let (b, birds) = (b.clone(), birds.clone());
-        async move {
-            let known = b.birds().await.unwrap();
-            birds.iter().all(|c| known.iter().any(|(n, _)| n == c))
-        }
-    })
+    wait_until(
+        Duration::from_secs(5),
+        "node2 to know every counter",
+        || {
+            let (b, birds) = (b.clone(), birds.clone());
+            async move {
+                let known = b.birds().await.unwrap();
+                birds.iter().all(|c| known.iter().any(|(n, _)| n == c))
+            }
+        },
+    )
     .await;
     for _ in 0..3 {
         for c in &birds {
