@@ -34,6 +34,22 @@ async fn counts(nodes: &[&Flock], names: &[String]) -> (usize, usize) {
     (running, asleep)
 }
 
+/// Waits until `via`'s replica has every one of `names`.
+async fn knows_all(via: &Flock, names: &[String]) {
+    wait_until(
+        Duration::from_secs(5),
+        "the replica to know every bird",
+        || {
+            let (via, names) = (via.clone(), names.to_vec());
+            async move {
+                let known = via.birds().await.unwrap();
+                names.iter().all(|n| known.iter().any(|(k, _)| k == n))
+            }
+        },
+    )
+    .await;
+}
+
 async fn all_passivate(nodes: &[&Flock], names: &[String]) {
     let n = names.len();
     wait_until(Duration::from_secs(15), "every bird to passivate", || {
@@ -53,18 +69,7 @@ async fn idle_birds_passivate_and_calls_from_the_other_node_wake_them_with_their
     for c in &birds {
         a.start::<Counter>(c, ()).await.unwrap();
     }
-    wait_until(
-        Duration::from_secs(5),
-        "node2 to know every counter",
-        || {
-            let (b, birds) = (b.clone(), birds.clone());
-            async move {
-                let known = b.birds().await.unwrap();
-                birds.iter().all(|c| known.iter().any(|(n, _)| n == c))
-            }
-        },
-    )
-    .await;
+    knows_all(b, &birds).await;
     for _ in 0..3 {
         for c in &birds {
             b.addr::<Counter>(c).send(Incr).await.unwrap();
@@ -118,14 +123,7 @@ async fn a_kind_without_a_state_wakes_from_its_arguments_and_a_cast_wakes_it() {
     for e in &echoes {
         a.start::<Echo>(e, 10).await.unwrap();
     }
-    wait_until(Duration::from_secs(5), "node2 to know every echo", || {
-        let (b, echoes) = (b.clone(), echoes.clone());
-        async move {
-            let known = b.birds().await.unwrap();
-            echoes.iter().all(|e| known.iter().any(|(n, _)| n == e))
-        }
-    })
-    .await;
+    knows_all(b, &echoes).await;
     for e in &echoes {
         b.addr::<Echo>(e).send(Add(5)).await.unwrap();
         assert_eq!(b.addr::<Echo>(e).send(Get).await.unwrap(), 15);

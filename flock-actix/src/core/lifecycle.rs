@@ -891,14 +891,7 @@ impl<V: Owners> Lifecycle<V> {
         match self.birds.get(name).map(|l| (&l.state, l)) {
             Some((State::Running { closed: false }, local)) => {
                 if waiter.kind != local.spec.kind {
-                    return out.push(Effect::Reply {
-                        waiter: waiter.id,
-                        error: RemoteError::WrongKind {
-                            bird: name.to_string(),
-                            expected: waiter.kind.clone(),
-                            actual: local.spec.kind.clone(),
-                        },
-                    });
+                    return out.push(wrong_kind(name, &waiter, &local.spec.kind));
                 }
                 out.push(Effect::Deliver {
                     waiter: waiter.id,
@@ -1015,6 +1008,18 @@ impl<V: Owners> Lifecycle<V> {
         for (_, waiters) in waiting {
             out.extend(waiters.into_iter().map(|w| shutting_down(w.id)));
         }
+    }
+}
+
+/// The answer to a message that expects another kind than the bird's.
+fn wrong_kind(name: &str, waiter: &Waiter, actual: &str) -> Effect {
+    Effect::Reply {
+        waiter: waiter.id,
+        error: RemoteError::WrongKind {
+            bird: name.to_owned(),
+            expected: waiter.kind.clone(),
+            actual: actual.to_owned(),
+        },
     }
 }
 

@@ -18,7 +18,7 @@
 //!    ordinary handoff), waiting for it first if the bird is still
 //!    passivating; a removal from the set just forgets it.
 
-use super::{Effect, Lifecycle, Name, Owners, RemoteError, State, Timer, Waiter};
+use super::{Effect, Lifecycle, Name, Owners, State, Timer, Waiter};
 
 impl<V: Owners> Lifecycle<V> {
     /// Birds of `kinds` are passivated after their idle time (ms).
@@ -230,14 +230,7 @@ impl<V: Owners> Lifecycle<V> {
         };
         if waiter.kind != local.spec.kind {
             // Not worth a start: the sender is told at once.
-            return out.push(Effect::Reply {
-                waiter: waiter.id,
-                error: RemoteError::WrongKind {
-                    bird: name.to_string(),
-                    expected: waiter.kind.clone(),
-                    actual: local.spec.kind.clone(),
-                },
-            });
+            return out.push(super::wrong_kind(name, &waiter, &local.spec.kind));
         }
         let state = local.saved.take();
         let spec = local.spec.clone();
