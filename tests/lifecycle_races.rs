@@ -5,6 +5,7 @@
 mod support;
 
 use flock_actix::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::*;
 
@@ -118,4 +119,69 @@ async fn calls_cut_by_a_migration_are_retried_on_the_new_owner() {
         let result = call.await.unwrap();
         assert!(result.is_ok(), "a call racing the move failed: {result:?}");
     }
+}
+
+/// A bird slow to stop: its mailbox stays open (and is not read again)
+/// while `stopping` runs, so a message sent then is cut unhandled.
+#[flock_bird(kind = "test.Lingerer", messages(Count))]
+struct Lingerer;
+
+/// Set while a `Lingerer` is in `stopping`.
+static LINGERING: AtomicBool = AtomicBool::new(false);
+
+impl Actor for Lingerer {
+    type Context = Context<Self>;
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        LINGERING.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(800));
+        Running::Stop
+    }
+}
+
+impl Bird for Lingerer {
+    type Args = ();
+    fn hatch(_: &str, (): (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Lingerer)
+    }
+}
+
+impl Handler<Count> for Lingerer {
+    type Result = u64;
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> u64 {
+        7
+    }
+}
+
+/// The typed local fast path: a call sent on the owner while an ordered
+/// stop ends the bird (its mailbox still open, so the call is queued, but
+/// never handled) is sent again and answered for what happened,
+/// `NotFound`, instead of failing as if the bird had panicked (the fast
+/// path used to consume the message).
+#[actix_rt::test]
+async fn a_local_call_cut_by_an_ordered_stop_is_not_a_panic() {
+    init_logs();
+    let nodes = cluster_with(1, |b| b.bird::<Lingerer>()).await;
+    let flock = nodes[0].flock.clone();
+    let name = unique("stopped");
+    flock.start::<Lingerer>(&name, ()).await.unwrap();
+    let bird = flock.addr::<Lingerer>(&name);
+    wait_until(Duration::from_secs(5), "the bird to answer", || {
+        let bird = bird.clone();
+        async move { bird.send(Count).await == Ok(7) }
+    })
+    .await;
+    // Running here now: this call caches its address (the typed fast path).
+    assert_eq!(bird.send(Count).await, Ok(7));
+    flock.stop(&name).await.unwrap();
+    wait_until(
+        Duration::from_secs(5),
+        "the bird to be stopping",
+        || async { LINGERING.load(Ordering::SeqCst) },
+    )
+    .await;
+    let got = bird.send_timeout(Count, Duration::from_secs(5)).await;
+    assert!(
+        matches!(got, Err(Error::NotFound { .. })),
+        "expected NotFound for a call cut by a stop, got {got:?}"
+    );
 }

@@ -75,7 +75,7 @@ struct Hatched(Arc<AtomicU64>);
 
 /// A kind that activates on demand: `lobby:<topic>` starts on its first
 /// message, about `<topic>`; reads its greeting from the node's nest.
-#[flock_bird(kind = "test.Lobby", messages(Topic, Say, Heard))]
+#[flock_bird(kind = "test.Lobby", activate, messages(Topic, Say, Heard))]
 struct Lobby {
     topic: String,
     greeting: String,

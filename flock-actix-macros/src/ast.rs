@@ -21,6 +21,10 @@ pub(crate) struct Bird<'a> {
     pub messages: Vec<Msg>,
     /// The kind hands its state over when it moves (`Handoff`).
     pub handoff: bool,
+    /// The kind activates on its first message (`Bird::activate`).
+    pub activate: bool,
+    /// Idle time in ms after which its birds are passivated.
+    pub passivate_after_ms: Option<u64>,
 }
 
 /// One accepted message and its wire tag.

@@ -17,9 +17,13 @@ pub(crate) struct Args {
     pub messages: Vec<MessagesArg>,
     /// Every bare `handoff` (the kind implements `Handoff`).
     pub handoffs: Vec<Ident>,
+    /// Every `passivate_after = <expr>`.
+    pub passivate_after: Vec<KindArg>,
+    /// Every bare `activate` (the kind overrides `Bird::activate`).
+    pub activates: Vec<Ident>,
 }
 
-/// `kind = <expr>`.
+/// `kind = <expr>` (also `passivate_after = <expr>`).
 pub(crate) struct KindArg {
     pub key: Ident,
     pub value: Expr,
@@ -37,7 +41,8 @@ pub(crate) struct MessageEntry {
     pub tag: Option<Expr>,
 }
 
-const EXPECTED: &str = "expected `kind = \"...\"`, `messages(Type, ...)` or `handoff`";
+const EXPECTED: &str = "expected `kind = \"...\"`, `messages(Type, ...)`, `handoff`, \
+                        `activate` or `passivate_after = \"...\"`";
 
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Args> {
     Parser::parse2(parse_args, args)
@@ -67,6 +72,25 @@ fn parse_args(input: ParseStream) -> syn::Result<Args> {
                 ));
             }
             args.handoffs.push(key);
+        } else if key == "activate" {
+            if !input.is_empty() && !input.peek(Token![,]) {
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    "`activate` takes no value: write `activate` and implement \
+                     `Bird::activate` for the bird",
+                ));
+            }
+            args.activates.push(key);
+        } else if key == "passivate_after" {
+            if !input.peek(Token![=]) {
+                return Err(syn::Error::new_spanned(
+                    &key,
+                    "expected `passivate_after = \"...\"`: an idle time such as \"30s\" or \"5m\"",
+                ));
+            }
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            args.passivate_after.push(KindArg { key, value });
         } else if key == "messages" {
             if !input.peek(syn::token::Paren) {
                 return Err(syn::Error::new_spanned(
@@ -180,6 +204,20 @@ mod tests {
         assert_eq!(args.handoffs.len(), 2);
         let err = parse(quote!(handoff = true)).err().unwrap().to_string();
         assert!(err.contains("`handoff` takes no value"), "{err}");
+    }
+
+    #[test]
+    fn passivate_after_takes_a_value_and_activate_none() {
+        let args = parse(quote!(activate, passivate_after = "5m", messages(A))).unwrap();
+        assert_eq!(args.activates.len(), 1);
+        assert_eq!(text(&args.passivate_after[0].value), "\"5m\"");
+        let err = parse(quote!(passivate_after)).err().unwrap().to_string();
+        assert!(
+            err.contains("expected `passivate_after = \"...\"`"),
+            "{err}"
+        );
+        let err = parse(quote!(activate = true)).err().unwrap().to_string();
+        assert!(err.contains("`activate` takes no value"), "{err}");
     }
 
     #[test]

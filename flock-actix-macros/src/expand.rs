@@ -120,6 +120,18 @@ fn impls(bird: &Bird) -> TokenStream {
         }
     });
 
+    let passivate = bird.passivate_after_ms.map(|ms| {
+        quote! {
+            const PASSIVATE_AFTER: ::core::option::Option<::core::time::Duration> =
+                ::core::option::Option::Some(::core::time::Duration::from_millis(#ms));
+        }
+    });
+    let activates = bird.activate.then(|| {
+        quote!(
+            const ACTIVATES: bool = true;
+        )
+    });
+
     quote! {
         #handoff
 
@@ -131,10 +143,30 @@ fn impls(bird: &Bird) -> TokenStream {
             }
         }
 
+        // The typed local fast path sends a message in a slot, so that one
+        // cut by an ordered stop can be sent again (see `Slot`).
+        impl<__FlockM> #p::actix::Handler<#p::Slot<__FlockM>> for #ident
+        where
+            Self: #p::actix::Handler<__FlockM>,
+            __FlockM: #p::actix::Message,
+        {
+            type Result = #p::SlotResponse<<Self as #p::actix::Handler<__FlockM>>::Result>;
+
+            fn handle(
+                &mut self,
+                slot: #p::Slot<__FlockM>,
+                #ctx: &mut #p::actix::Context<Self>,
+            ) -> Self::Result {
+                #p::handle_slot(self, slot, #ctx)
+            }
+        }
+
         impl #p::BirdKind for #ident {
             const KIND: &'static str = #kind;
 
             #handoff_fns
+            #passivate
+            #activates
 
             fn dispatch_call(
                 #addr: &#p::actix::Addr<Self>,

@@ -33,6 +33,13 @@ use proc_macro::TokenStream;
 ///   nodes. Each needs `Handler<M>` and serializable `M` and `M::Result`. A
 ///   message's wire tag is the last segment of its path (`a::b::Ping` is
 ///   `"Ping"`) unless pinned with `= "tag"`.
+/// - `handoff`: the kind implements `Handoff`; its state moves with it.
+/// - `activate`: the kind implements `Bird::activate`; a message to a name
+///   nobody started starts it first (virtual-actor style).
+/// - `passivate_after = "5m"` (`ms`, `s`, `m` or `h`): a bird of the kind
+///   that got no message for that long is stopped on its node but stays in
+///   the registry; its next message starts it again (from its handed-over
+///   state with `handoff`). A node's builder can override it per kind.
 ///
 /// The item is emitted unchanged, followed by `Handler<StopBird>`,
 /// `BirdKind` and one `Accepts<M>` impl per listed message. The item must be

@@ -28,13 +28,52 @@ impl<'a> Input<'a> {
             ));
         }
 
+        for again in self.args.activates.iter().skip(1) {
+            errors.push(syn::Error::new_spanned(
+                again,
+                "`activate` is given twice: keep one",
+            ));
+        }
+        let passivate_after_ms = self.passivate_after(&mut errors);
+
         errors.finish()?;
         Ok(Bird {
             ident: self.ident,
             kind,
             messages,
             handoff: !self.args.handoffs.is_empty(),
+            activate: !self.args.activates.is_empty(),
+            passivate_after_ms,
         })
+    }
+
+    fn passivate_after(&self, errors: &mut Errors) -> Option<u64> {
+        let (first, rest) = self.args.passivate_after.split_first()?;
+        for again in rest {
+            errors.push(syn::Error::new_spanned(
+                again.key.clone().into_token_stream(),
+                "`passivate_after` is given twice: keep one",
+            ));
+        }
+        let parsed = string_literal(&first.value).map(|lit| (lit, idle_ms(&lit.value())));
+        match parsed {
+            Some((_, Some(ms))) => Some(ms),
+            Some((lit, None)) => {
+                errors.push(syn::Error::new_spanned(
+                    lit,
+                    "`passivate_after` must be a positive idle time with a unit: \
+                     \"500ms\", \"30s\", \"5m\" or \"1h\"",
+                ));
+                None
+            }
+            None => {
+                errors.push(syn::Error::new_spanned(
+                    &first.value,
+                    "`passivate_after` must be a string literal, e.g. passivate_after = \"5m\"",
+                ));
+                None
+            }
+        }
     }
 
     fn kind(&self, errors: &mut Errors) -> Option<LitStr> {
@@ -102,6 +141,20 @@ impl<'a> Input<'a> {
         }
         msgs
     }
+}
+
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h"` in ms; `None` unless positive.
+fn idle_ms(text: &str) -> Option<u64> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit_ms: u64 = match &text[digits.len()..] {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(unit_ms).filter(|ms| *ms > 0)
 }
 
 fn kind_literal(arg: &KindArg, errors: &mut Errors) -> Option<LitStr> {
@@ -220,6 +273,31 @@ mod tests {
             .iter()
             .map(|m| (m.ty.to_token_stream().to_string(), m.tag.value()))
             .collect())
+    }
+
+    #[test]
+    fn idle_times_parse_with_their_unit_and_must_be_positive() {
+        let table = [
+            ("500ms", Some(500)),
+            ("30s", Some(30_000)),
+            ("5m", Some(300_000)),
+            ("1h", Some(3_600_000)),
+            ("0s", None),
+            ("5", None),
+            ("5d", None),
+            ("m", None),
+            ("-1s", None),
+        ];
+        for (text, ms) in table {
+            assert_eq!(super::idle_ms(text), ms, "{text}");
+        }
+        let err = validate(quote!(passivate_after = "soon"), bird()).unwrap_err();
+        assert!(
+            err.contains("\"500ms\", \"30s\", \"5m\" or \"1h\""),
+            "{err}"
+        );
+        let err = validate(quote!(passivate_after = 5), bird()).unwrap_err();
+        assert!(err.contains("must be a string literal"), "{err}");
     }
 
     fn bird() -> Item {

@@ -50,9 +50,11 @@ pub trait Bird: Actor<Context = Context<Self>> {
 
     /// On-demand activation, opt-in per kind (virtual-actor style): the
     /// start arguments of bird `name`, derived from its name alone, so that
-    /// a message to a name nobody started starts it first. `None` (the
-    /// default) keeps the kind explicit: such a message fails with
-    /// [`Error::NotFound`](crate::Error::NotFound).
+    /// a message to a name nobody started starts it first. Declare it with
+    /// `#[flock_bird(activate)]` too (read as a constant on the cast path,
+    /// so no code of the kind runs there); without it this function is
+    /// never called. `None` (the default) keeps the name explicit: such a
+    /// message fails with [`Error::NotFound`](crate::Error::NotFound).
     ///
     /// An activating [`FlockAddr`](crate::FlockAddr) starts the bird with
     /// [`Flock::ensure`](crate::Flock::ensure) (start-or-get), so first
@@ -62,7 +64,7 @@ pub trait Bird: Actor<Context = Context<Self>> {
     /// ```
     /// use flock_actix::prelude::*;
     ///
-    /// #[flock_bird]
+    /// #[flock_bird(activate)]
     /// struct Room { topic: String }
     /// impl Actor for Room { type Context = Context<Self>; }
     /// impl Bird for Room {
@@ -187,6 +189,18 @@ pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
     #[doc(hidden)]
     const HANDS_OFF: bool = false;
 
+    /// Whether the kind activates on its first message
+    /// (`#[flock_bird(activate)]`): read on the cast path instead of
+    /// running [`Bird::activate`] there.
+    #[doc(hidden)]
+    const ACTIVATES: bool = false;
+
+    /// `#[flock_bird(passivate_after = "...")]`: how long a bird of this
+    /// kind may go without a message before it is passivated (stopped here,
+    /// kept in the set, started again by its next message).
+    #[doc(hidden)]
+    const PASSIVATE_AFTER: Option<std::time::Duration> = None;
+
     /// Stops the bird at `addr` and takes its encoded state.
     #[doc(hidden)]
     fn dispatch_hand_off(addr: &Addr<Self>) -> crate::__private::StateFuture {
@@ -220,7 +234,7 @@ pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
     label = "`{M}` is not listed in the bird's #[flock_bird(messages(...))]",
     note = "add it: #[flock_bird(messages({M}, ...))], and implement Handler<{M}> for `{Self}`"
 )]
-pub trait Accepts<M>: BirdKind + Handler<M>
+pub trait Accepts<M>: BirdKind + Handler<M> + Handler<crate::__private::Slot<M>>
 where
     M: Message + Wire,
     M::Result: Wire,

@@ -165,3 +165,59 @@ pub fn resume<T: Handoff + BirdKind>(
 
 #[allow(dead_code)]
 fn _assert_handler_bound<T: Handler<StopBird>>() {}
+
+/// A message for the typed local fast path, in a slot the bird's handler
+/// takes it from: if the bird stops before it handles it (a stop or a move
+/// ordered meanwhile drops the rest of its mailbox), the message is still in
+/// the slot and the caller sends it again, on the encoded path, instead of
+/// failing the call as if the bird had panicked.
+pub struct Slot<M>(std::sync::Arc<std::sync::Mutex<Option<M>>>);
+
+impl<M> Slot<M> {
+    /// A slot holding `msg`, and the caller's handle on it.
+    pub(crate) fn new(msg: M) -> (Self, Self) {
+        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(msg)));
+        (Slot(slot.clone()), Slot(slot))
+    }
+
+    /// The message, if no handler took it.
+    pub(crate) fn take(&self) -> Option<M> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+impl<M: Message> Message for Slot<M> {
+    type Result = M::Result;
+}
+
+/// The reply of a [`Slot`]ted message: the handler's own reply.
+pub struct SlotResponse<R>(Option<R>);
+
+impl<A, M, R> actix::dev::MessageResponse<A, Slot<M>> for SlotResponse<R>
+where
+    A: actix::Actor,
+    M: Message,
+    R: actix::dev::MessageResponse<A, M>,
+{
+    fn handle(self, ctx: &mut A::Context, tx: Option<actix::dev::OneshotSender<M::Result>>) {
+        // Empty only if taken twice, which never happens: the reply
+        // channel then closes unanswered.
+        if let Some(response) = self.0 {
+            response.handle(ctx, tx);
+        }
+    }
+}
+
+/// The body of the generated `Handler<Slot<M>>`: takes the message and
+/// handles it as `Handler<M>` does.
+pub fn handle_slot<T, M>(
+    bird: &mut T,
+    slot: Slot<M>,
+    ctx: &mut actix::Context<T>,
+) -> SlotResponse<<T as Handler<M>>::Result>
+where
+    T: Handler<M> + actix::Actor<Context = actix::Context<T>>,
+    M: Message,
+{
+    SlotResponse(slot.take().map(|msg| bird.handle(msg, ctx)))
+}

@@ -22,6 +22,10 @@
 //! - `Awaiting`: moved here from a node that may still run it (a kind with
 //!   a handed-over state): waits for that state, at most `handoff_wait`
 //!   (see `lifecycle/handoff.rs`).
+//! - `Passivating`, `Passivated`: stopped here because it was idle (a kind
+//!   that passivates); it keeps its entry (and the state it handed over on
+//!   the way out), and the next message starts it again (see
+//!   `lifecycle/passivate.rs`).
 //!
 //! # Guarantees (each is a property in `lifecycle/tests.rs`)
 //! - No two instances of one name are ever told to run on this node: a
@@ -35,6 +39,8 @@
 //! - A bird is removed from the set only on its own exit (`Completed` while
 //!   running and not asked to stop); a teardown or a panic restarts it with
 //!   [`crate::core::supervision`] backoff, an ordered stop does neither.
+//! - A passivated bird is started again only by a message, exactly once,
+//!   and never by a reconciliation (it is not lost, only asleep).
 
 use crate::core::crdt::BirdSpec;
 use crate::core::supervision::{Backoff, Restarts};
@@ -45,6 +51,9 @@ use std::sync::Arc;
 mod handoff;
 #[cfg(test)]
 mod handoff_tests;
+mod passivate;
+#[cfg(test)]
+mod passivate_tests;
 #[cfg(test)]
 mod tests;
 
@@ -134,6 +143,14 @@ pub enum Timer {
         /// The message.
         waiter: WaiterId,
     },
+    /// `instance` of `name` may have been idle for its kind's passivation
+    /// time (the core checks; a message in between moves the deadline).
+    Idle {
+        /// The bird.
+        name: Name,
+        /// The instance that may be idle.
+        instance: u64,
+    },
 }
 
 /// What happens to the node's birds.
@@ -208,6 +225,17 @@ pub enum Input<V> {
     Timer(Timer),
     /// The node shuts down: stop everything, remove nothing.
     Shutdown,
+    /// The state of passivating `instance` of `name` was taken
+    /// ([`Effect::Passivate`] with `take_state`); `None`: it could not be
+    /// (the instance was gone), so the bird wakes from its arguments.
+    StateSaved {
+        /// The bird.
+        name: Name,
+        /// The instance told to passivate.
+        instance: u64,
+        /// The serialized state.
+        state: Option<Vec<u8>>,
+    },
 }
 
 /// What the shell is told to do, in order.
@@ -293,6 +321,29 @@ pub enum Effect {
         /// What.
         timer: Timer,
     },
+    /// `instance` of `name` was idle: stop it here but keep its entry; with
+    /// `take_state`, take its state on the way out (in mailbox order, like
+    /// a handoff) and feed it back as [`Input::StateSaved`].
+    Passivate {
+        /// The bird.
+        name: Name,
+        /// The idle instance.
+        instance: u64,
+        /// Whether its kind hands a state over.
+        take_state: bool,
+    },
+    /// A passivated bird moved to `to`: send it the state saved when it
+    /// passivated, as a handoff (`None`: nothing to wait for).
+    SendState {
+        /// The bird.
+        name: Name,
+        /// Its kind's wire tag.
+        kind: String,
+        /// The saved state.
+        state: Option<Vec<u8>>,
+        /// The new owner.
+        to: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -310,6 +361,16 @@ enum State {
     Restarting,
     Stopping,
     Broken(RemoteError),
+    /// Told to passivate: waits for its exit report and, for a kind with a
+    /// state, the state (`state_due`); then `Passivated`, or handed to
+    /// `hand_to` if it moved meanwhile.
+    Passivating {
+        exited: bool,
+        state_due: bool,
+        hand_to: Option<String>,
+    },
+    /// Idle and stopped; `Local::saved` holds its state, if its kind has one.
+    Passivated,
 }
 
 #[derive(Debug)]
@@ -320,6 +381,10 @@ struct Local {
     restarts: Restarts,
     /// A spec to start once the stopping instance is gone.
     then_start: Option<BirdSpec>,
+    /// When a message was last handed to it (kinds that passivate).
+    last_active_ms: u64,
+    /// The state taken when it passivated: it wakes from it.
+    saved: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -356,6 +421,8 @@ pub struct Lifecycle<V> {
     sent_to: HashMap<Name, String>,
     /// Where this node is in joining a cluster (see `handoff.rs`).
     join: handoff::Join,
+    /// Kinds that passivate, with their idle time in ms.
+    passivate_after: HashMap<String, u64>,
 }
 
 impl<V: Owners> Lifecycle<V> {
@@ -378,6 +445,7 @@ impl<V: Owners> Lifecycle<V> {
             stashed: HashMap::new(),
             sent_to: HashMap::new(),
             join: handoff::Join::Alone,
+            passivate_after: HashMap::new(),
         }
     }
 
@@ -494,6 +562,14 @@ impl<V: Owners> Lifecycle<V> {
                 }
             }
             Input::Shutdown => self.shutdown(&mut out),
+            Input::Timer(Timer::Idle { name, instance }) => {
+                self.on_idle_timer(name, instance, now_ms, &mut out);
+            }
+            Input::StateSaved {
+                name,
+                instance,
+                state,
+            } => self.on_state_saved(&name, instance, state, now_ms, &mut out),
         }
         out
     }
@@ -656,6 +732,17 @@ impl<V: Owners> Lifecycle<V> {
                 local.then_start = Some(spec);
             }
             State::Restarting | State::Broken(_) => self.start(name, spec, now_ms, out),
+            // Another spec won while it slept: it wakes as that one (and
+            // not from the old one's state).
+            State::Passivated => {
+                local.spec = spec;
+                local.saved = None;
+            }
+            // Already told to stop: that one ends, the new spec starts.
+            State::Passivating { .. } => {
+                local.state = State::Stopping;
+                local.then_start = Some(spec);
+            }
         }
     }
 
@@ -682,6 +769,8 @@ impl<V: Owners> Lifecycle<V> {
                 state: State::Running { closed: false },
                 restarts,
                 then_start: None,
+                last_active_ms: now_ms,
+                saved: None,
             },
         );
         if fresh && let Some(state) = self.take_stashed(&name, now_ms) {
@@ -722,6 +811,7 @@ impl<V: Owners> Lifecycle<V> {
         if let Some(local) = self.birds.get_mut(&name) {
             local.state = State::Running { closed: false };
         }
+        self.arm_idle(&name, now_ms, out);
         self.serve_waiters(&name, now_ms, out);
     }
 
@@ -771,6 +861,9 @@ impl<V: Owners> Lifecycle<V> {
                             to,
                         });
                     }
+                }
+                (State::Passivated | State::Passivating { .. }, to) => {
+                    self.stop_passivated(name, to, out);
                 }
             }
         } else if let Some(to) = hand_to.filter(|_| was_queued) {
@@ -827,25 +920,20 @@ impl<V: Owners> Lifecycle<V> {
         match self.birds.get(name).map(|l| (&l.state, l)) {
             Some((State::Running { closed: false }, local)) => {
                 if waiter.kind != local.spec.kind {
-                    return out.push(Effect::Reply {
-                        waiter: waiter.id,
-                        error: RemoteError::WrongKind {
-                            bird: name.to_string(),
-                            expected: waiter.kind.clone(),
-                            actual: local.spec.kind.clone(),
-                        },
-                    });
+                    return out.push(wrong_kind(name, &waiter, &local.spec.kind));
                 }
                 out.push(Effect::Deliver {
                     waiter: waiter.id,
                     name: name.clone(),
                     instance: local.instance,
                 });
+                self.touch(name, now_ms);
             }
             Some((State::Broken(e), _)) => out.push(Effect::Reply {
                 waiter: waiter.id,
                 error: e.clone(),
             }),
+            Some((State::Passivated, _)) => self.wake(name, waiter, now_ms, out),
             // Ending, restarting, stopping or queued: its next state serves it.
             Some(_) => self.park(name, waiter, out),
             None if self.pending.contains_key(name) => self.park(name, waiter, out),
@@ -908,7 +996,8 @@ impl<V: Owners> Lifecycle<V> {
                     timer: Timer::Restart { name, instance },
                 });
             }
-            State::Restarting | State::Broken(_) | State::Awaiting { .. } => {}
+            State::Passivating { .. } => self.passivate_exited(name, now_ms, out),
+            State::Restarting | State::Broken(_) | State::Awaiting { .. } | State::Passivated => {}
         }
     }
 
@@ -948,6 +1037,18 @@ impl<V: Owners> Lifecycle<V> {
         for (_, waiters) in waiting {
             out.extend(waiters.into_iter().map(|w| shutting_down(w.id)));
         }
+    }
+}
+
+/// The answer to a message that expects another kind than the bird's.
+fn wrong_kind(name: &str, waiter: &Waiter, actual: &str) -> Effect {
+    Effect::Reply {
+        waiter: waiter.id,
+        error: RemoteError::WrongKind {
+            bird: name.to_owned(),
+            expected: waiter.kind.clone(),
+            actual: actual.to_owned(),
+        },
     }
 }
 

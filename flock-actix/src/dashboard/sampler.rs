@@ -130,13 +130,16 @@ async fn sample(flock: &Flock, limits: Limits) -> Result<(Sample, Observation)> 
     let members = flock.members().await?;
     let birds = flock.birds().await?;
     let running_here = flock.local_birds().await?.len();
-    Ok(build(
+    let passivated_here = flock.passivated_birds().await?.len();
+    let (mut sample, observation) = build(
         &members,
         birds,
         running_here,
         |name| flock.owner_of(name).ok(),
         limits,
-    ))
+    );
+    sample.passivated_here = passivated_here;
+    Ok((sample, observation))
 }
 
 /// Samples `flock` until the dashboard is dropped.

@@ -55,6 +55,8 @@ pub(crate) struct Sample {
     pub(crate) unplaced: usize,
     /// Birds actually running on this node.
     pub(crate) running_here: usize,
+    /// Birds passivated on this node (idle, stopped, kept in the registry).
+    pub(crate) passivated_here: usize,
     pub(crate) kinds: Vec<KindCount>,
     /// Whether moves are tracked bird by bird (see [`Limits::track_limit`]).
     pub(crate) tracking: bool,
@@ -175,6 +177,7 @@ pub(crate) fn build(
         birds: total,
         unplaced,
         running_here,
+        passivated_here: 0,
         kinds: kinds
             .into_iter()
             .map(|(kind, count)| KindCount { kind, count })

@@ -6,6 +6,7 @@ use super::peer::{Frame, OutCall, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
 use super::telemetry;
+use crate::__private::Slot;
 use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::check_bird_name;
 use crate::error::{Error, Result};
@@ -169,7 +170,7 @@ impl<T: BirdKind> FlockAddr<T> {
         result
     }
 
-    async fn send_untimed<M>(&self, msg: M, timeout: Duration) -> Result<M::Result>
+    async fn send_untimed<M>(&self, mut msg: M, timeout: Duration) -> Result<M::Result>
     where
         T: Accepts<M>,
         M: Message + Wire,
@@ -180,27 +181,38 @@ impl<T: BirdKind> FlockAddr<T> {
         // Kinds that hand their state over skip the typed fast path: it
         // consumes the message, so a call that races the bird's move could
         // not be retried on the new owner (the encoded path retries it).
+        // Kinds that passivate skip it too: the Registry must see every
+        // message to know when a bird is idle.
         if !T::HANDS_OFF
+            && self.node.kinds.passivate_after(T::KIND).is_none()
             && self.owned_here()?
             && let Some(addr) = self.local_addr().await
         {
-            return match timeout_at(deadline, addr.send(msg)).await {
-                Err(_) | Ok(Err(MailboxError::Timeout)) => Err(self.timed_out(timeout)),
-                Ok(Err(MailboxError::Closed)) => {
-                    // The reply channel can close a moment before the
-                    // mailbox does; wait for the mailbox so the next call
-                    // sees the bird gone and waits for its restart.
-                    for _ in 0..50 {
-                        if !addr.connected() {
-                            break;
+            // In a slot: a message an ordered stop or move cut from the
+            // mailbox unhandled is still there, and is sent again below
+            // (the encoded path waits for the bird's next instance).
+            let (slot, mine) = Slot::new(msg);
+            msg = match timeout_at(deadline, addr.send(slot)).await {
+                Err(_) | Ok(Err(MailboxError::Timeout)) => return Err(self.timed_out(timeout)),
+                Ok(Ok(reply)) => return Ok(reply),
+                Ok(Err(MailboxError::Closed)) => match mine.take() {
+                    Some(unhandled) => unhandled,
+                    None => {
+                        // Taken and not answered: the bird panicked in
+                        // its handler. The reply channel can close a
+                        // moment before the mailbox does; wait for the
+                        // mailbox so the next call sees the bird gone.
+                        for _ in 0..50 {
+                            if !addr.connected() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(1)).await;
                         }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        return Err(Error::BirdPanicked {
+                            name: self.name.to_string(),
+                        });
                     }
-                    Err(Error::BirdPanicked {
-                        name: self.name.to_string(),
-                    })
-                }
-                Ok(Ok(reply)) => Ok(reply),
+                },
             };
         }
         let payload = payload::encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
@@ -237,7 +249,8 @@ impl<T: BirdKind> FlockAddr<T> {
             Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
-        if !self.activated.load(Ordering::Acquire) && T::activate(&self.name).is_some() {
+        // A constant of the kind: no user code runs on the cast path.
+        if T::ACTIVATES && !self.activated.load(Ordering::Acquire) {
             return self.activating_cast(tag, payload);
         }
         let owned_here = self.owned_here();
@@ -288,7 +301,7 @@ impl<T: BirdKind> FlockAddr<T> {
     /// Starts the bird if its kind activates on demand and this call has
     /// not tried yet; whether it did (then the call is tried again).
     async fn activate(&self, tried: &mut bool) -> Result<bool> {
-        if *tried {
+        if *tried || !T::ACTIVATES {
             return Ok(false);
         }
         let Some(args) = T::activate(&self.name) else {

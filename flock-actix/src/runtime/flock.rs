@@ -23,9 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// How often `ready` looks at the view.
-const READY_POLL: Duration = Duration::from_millis(10);
-
 /// Most birds `start_many` records in one turn of the replica.
 const START_SLICE: usize = 10_000;
 
@@ -261,6 +258,19 @@ impl FlockBuilder {
         self
     }
 
+    /// Passivates idle birds of kind `T` on this node: one to which no
+    /// message was handed for `after` is stopped here but stays in the
+    /// registry, and its next message (a call or a cast, from any node)
+    /// starts it again, from the state it handed over when it stopped if
+    /// the kind implements [`Handoff`](crate::Handoff), else from its start
+    /// arguments. Overrides the kind's `#[flock_bird(passivate_after =
+    /// "...")]`; `None` turns passivation off for the kind. Give every
+    /// hosting node the same setting. See the README ("Idle passivation").
+    pub fn passivate_after<T: BirdKind>(mut self, after: Option<Duration>) -> Self {
+        self.kinds.set_passivate_after(T::KIND, after);
+        self
+    }
+
     /// Puts `value` in this node's [`Nest`]: node-local context (a database
     /// pool, configuration, an actix `Addr`) that every
     /// [`Bird::hatch`](crate::Bird::hatch) on this node can read by type,
@@ -473,16 +483,24 @@ impl Flock {
     /// [`Error::Stopped`].
     pub async fn ready(&self, min_hosts: usize, timeout: Duration) -> Result<bool> {
         let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before the first look: the Ring publishes a new view
+        // before the events that tell of it, so a view that changes after
+        // the look wakes this wait (no sampling).
+        let mut events = self.events();
         loop {
             self.actors()?;
             if self.node.view.load().placement.hosts().len() >= min_hosts {
                 return Ok(true);
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
+            match tokio::time::timeout_at(deadline, events.next()).await {
+                Err(_) => {
+                    let hosts = self.node.view.load().placement.hosts().len();
+                    return Ok(hosts >= min_hosts);
+                }
+                // The node stopped.
+                Ok(None) => return Err(Error::Stopped),
+                Ok(Some(_)) => {}
             }
-            // The view is published lock-free by the Ring; reading it is cheap.
-            tokio::time::sleep(READY_POLL).await;
         }
     }
 
@@ -601,6 +619,21 @@ impl Flock {
             .map_err(|_| Error::Stopped)
     }
 
+    /// Names of the birds passivated on this node: owned here and in the
+    /// registry, stopped while idle, started again by their next message
+    /// (see [`FlockBuilder::passivate_after`]). Not in
+    /// [`Flock::local_birds`], which lists the running ones.
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn passivated_birds(&self) -> Result<Vec<String>> {
+        self.actors()?
+            .registry
+            .send(super::registry::Passivated)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
     /// Leaves the cluster gracefully: this node drops out of placement, its
     /// birds stop here and restart on their new owners, and once every peer
     /// acknowledged (or after 10 s) the call returns. Then shut the node down.
@@ -626,20 +659,20 @@ impl Flock {
     async fn await_handoffs(&self) {
         let Ok(actors) = self.actors() else { return };
         let within = self.node.config.handoff_wait.saturating_mul(2);
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match actors.registry.send(super::messages::Unacked).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) if tokio::time::Instant::now() >= deadline => {
-                    tracing::warn!(
-                        "node {}: {n} bird state handoff(s) not acknowledged within {within:?}; \
-                         their new owners hatch them from their arguments",
-                        self.name()
-                    );
-                    return;
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
+        // Answered by the Registry when the last acknowledgement arrives
+        // (or at once if none is due); dropped if it stops.
+        let Ok(all_acked) = actors.registry.send(super::registry::AllAcked).await else {
+            return;
+        };
+        if tokio::time::timeout(within, all_acked).await.is_ok() {
+            return;
+        }
+        if let Ok(n @ 1..) = actors.registry.send(super::messages::Unacked).await {
+            tracing::warn!(
+                "node {}: {n} bird state handoff(s) not acknowledged within {within:?}; \
+                 their new owners hatch them from their arguments",
+                self.name()
+            );
         }
     }
 

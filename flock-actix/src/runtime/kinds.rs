@@ -212,6 +212,8 @@ impl LocalBird {
 pub(crate) struct Kind {
     spawn: fn(Spawn) -> Result<LocalBird, SpawnError>,
     hands_off: bool,
+    /// `#[flock_bird(passivate_after = "...")]`, unless the builder says.
+    passivate_after: Option<Duration>,
 }
 
 /// Why a bird could not be started.
@@ -242,6 +244,7 @@ impl Kind {
         Kind {
             spawn: spawn::<T>,
             hands_off: T::HANDS_OFF,
+            passivate_after: T::PASSIVATE_AFTER,
         }
     }
 
@@ -254,6 +257,9 @@ impl Kind {
 #[derive(Clone, Default)]
 pub(crate) struct KindTable {
     kinds: HashMap<&'static str, Kind>,
+    /// The builder's per-kind passivation times (`None`: never), which
+    /// win over the kind's own.
+    passivation: HashMap<&'static str, Option<Duration>>,
 }
 
 impl KindTable {
@@ -269,6 +275,30 @@ impl KindTable {
     /// peers on v2 links).
     pub(crate) fn tags(&self) -> std::collections::BTreeSet<String> {
         self.kinds.keys().map(|tag| (*tag).to_owned()).collect()
+    }
+
+    /// Sets (or, with `None`, turns off) the idle time after which birds of
+    /// kind `tag` are passivated, whatever the kind declares.
+    pub(crate) fn set_passivate_after(&mut self, tag: &'static str, after: Option<Duration>) {
+        self.passivation.insert(tag, after);
+    }
+
+    /// The idle time after which birds of kind `tag` are passivated.
+    pub(crate) fn passivate_after(&self, tag: &str) -> Option<Duration> {
+        match self.passivation.get(tag) {
+            Some(after) => *after,
+            None => self.kinds.get(tag)?.passivate_after,
+        }
+    }
+
+    /// The kinds that passivate, with their idle time in ms.
+    pub(crate) fn passivation(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        self.kinds.keys().filter_map(|tag| {
+            let after = self.passivate_after(tag)?;
+            // At least 1 ms: a zero idle time would stop a bird as it starts.
+            let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX).max(1);
+            Some(((*tag).to_owned(), ms))
+        })
     }
 
     /// The tags of the kinds that hand their state over when they move.

@@ -134,6 +134,8 @@ pub(crate) struct Registry {
     last_share: Option<(usize, usize)>,
     /// Handoffs sent and not acknowledged yet (a leave waits for them).
     unacked: HashMap<Name, Instant>,
+    /// Leaves waiting until `unacked` is empty.
+    acked_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Registry {
@@ -141,10 +143,12 @@ impl Registry {
         let view = ViewRef::read(&node);
         Registry {
             epoch: view.view.epoch,
-            core: Lifecycle::new(node.name().to_string(), view, node.config.backoff).with_handoff(
-                node.kinds.handoff_kinds(),
-                u64::try_from(node.config.handoff_wait.as_millis()).unwrap_or(u64::MAX),
-            ),
+            core: Lifecycle::new(node.name().to_string(), view, node.config.backoff)
+                .with_handoff(
+                    node.kinds.handoff_kinds(),
+                    u64::try_from(node.config.handoff_wait.as_millis()).unwrap_or(u64::MAX),
+                )
+                .with_passivation(node.kinds.passivation()),
             node,
             live: HashMap::new(),
             waiting: HashMap::new(),
@@ -154,6 +158,7 @@ impl Registry {
             directory,
             last_share: None,
             unacked: HashMap::new(),
+            acked_waiters: Vec::new(),
         }
     }
 
@@ -263,6 +268,24 @@ impl Registry {
                     actors.replica.do_send(Remove { name });
                 }
             }
+            Effect::Passivate {
+                name,
+                instance,
+                take_state,
+            } => {
+                if let Some(saved) = self.passivate(name, instance, take_state, ctx) {
+                    inputs.push_back(saved);
+                }
+            }
+            Effect::SendState {
+                name,
+                kind,
+                state,
+                to,
+            } => {
+                self.note_unacked(&name);
+                send_state(&self.node, &name, &to, kind, state);
+            }
             Effect::StartSliceLater => ctx.address().do_send(StartSlice),
             Effect::Timer { at_ms, timer } => {
                 let after = Duration::from_millis(at_ms.saturating_sub(self.node.now_ms()));
@@ -366,25 +389,10 @@ impl Registry {
             }
             _ => None,
         };
-        let now = Instant::now();
-        self.unacked
-            .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
-        self.unacked.insert(name.clone(), now);
+        self.note_unacked(&name);
         let node = self.node.clone();
         let send = move |kind: String, state: Option<Vec<u8>>| {
-            let Some(peer) = node.link(&to) else {
-                tracing::warn!(
-                    "bird {name} moved to {to}, but there is no link to it: \
-                     its state is lost, {to} hatches it from its arguments"
-                );
-                return;
-            };
-            tracing::debug!("bird {name} handed over to {to}");
-            peer.do_send(Frame(WireMessage::Handoff {
-                bird: name.to_string(),
-                kind,
-                state,
-            }));
+            send_state(&node, &name, &to, kind, state);
         };
         match running {
             None => send(String::new(), None),
@@ -395,6 +403,56 @@ impl Registry {
                 actix::spawn(async move { send(kind, state.await) });
             }
         }
+    }
+
+    /// A handoff this node sent is not acknowledged yet (a leave waits).
+    fn note_unacked(&mut self, name: &Name) {
+        let now = Instant::now();
+        self.unacked
+            .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
+        self.unacked.insert(name.clone(), now);
+    }
+
+    /// Stops an idle instance, taking its state for a kind with one (fed
+    /// back as `StateSaved` once the bird handled the messages before it);
+    /// the input to feed at once if there is no instance to take it from.
+    fn passivate(
+        &mut self,
+        name: Name,
+        instance: u64,
+        take_state: bool,
+        ctx: &mut Context<Self>,
+    ) -> Option<Input<ViewRef>> {
+        let running = match self.live.get(&name) {
+            Some((i, _)) if *i == instance => self.live.remove(&name).map(|(_, r)| r),
+            _ => None,
+        };
+        let Some(running) = running else {
+            // Gone already: its exit report is on the way, with no state.
+            return take_state.then_some(Input::StateSaved {
+                name,
+                instance,
+                state: None,
+            });
+        };
+        self.directory.remove(&name);
+        telemetry::bird_stopped("passivated", self.live.len());
+        tracing::debug!(node = %self.node.name(), bird = %name, "bird {name} idle: passivated");
+        if !take_state {
+            running.bird.stop();
+            return None;
+        }
+        let state = running.bird.hand_off();
+        let registry = ctx.address();
+        actix::spawn(async move {
+            let state = state.await;
+            registry.do_send(StateSaved {
+                name,
+                instance,
+                state,
+            });
+        });
+        None
     }
 
     /// Hands a message to the running instance; the input to feed back if
@@ -675,6 +733,36 @@ impl Handler<HandoffAcked> for Registry {
 
     fn handle(&mut self, HandoffAcked(name): HandoffAcked, _: &mut Context<Self>) {
         self.unacked.remove(&name);
+        if self.unacked.is_empty() {
+            for waiter in self.acked_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// Answered (the receiver resolves) once every handoff this node sent is
+/// acknowledged: at once if none is due. The caller bounds the wait.
+#[derive(Message)]
+#[rtype(result = "tokio::sync::oneshot::Receiver<()>")]
+pub(crate) struct AllAcked;
+
+impl Handler<AllAcked> for Registry {
+    type Result = MessageResult<AllAcked>;
+
+    fn handle(&mut self, _: AllAcked, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let now = Instant::now();
+        self.unacked
+            .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
+        if self.unacked.is_empty() {
+            let _ = tx.send(());
+        } else {
+            // Waiters whose leave gave up are dropped here, bounding the list.
+            self.acked_waiters.retain(|w| !w.is_closed());
+            self.acked_waiters.push(tx);
+        }
+        MessageResult(rx)
     }
 }
 
@@ -686,6 +774,65 @@ impl Handler<Unacked> for Registry {
         self.unacked
             .retain(|_, at| now.duration_since(*at) < UNACKED_FOR);
         self.unacked.len()
+    }
+}
+
+/// Sends a bird's state (or `None`: nothing to wait for) to its new owner.
+fn send_state(node: &Node, name: &str, to: &str, kind: String, state: Option<Vec<u8>>) {
+    let Some(peer) = node.link(to) else {
+        tracing::warn!(
+            "bird {name} moved to {to}, but there is no link to it: \
+             its state is lost, {to} hatches it from its arguments"
+        );
+        return;
+    };
+    tracing::debug!("bird {name} handed over to {to}");
+    peer.do_send(Frame(WireMessage::Handoff {
+        bird: name.to_owned(),
+        kind,
+        state,
+    }));
+}
+
+/// The state a passivating bird handed over on its way out.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StateSaved {
+    name: Name,
+    instance: u64,
+    state: Option<Vec<u8>>,
+}
+
+impl Handler<StateSaved> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, saved: StateSaved, ctx: &mut Context<Self>) {
+        let StateSaved {
+            name,
+            instance,
+            state,
+        } = saved;
+        self.feed(
+            Input::StateSaved {
+                name,
+                instance,
+                state,
+            },
+            ctx,
+        );
+    }
+}
+
+/// The names of the birds passivated here.
+#[derive(Message)]
+#[rtype(result = "Vec<String>")]
+pub(crate) struct Passivated;
+
+impl Handler<Passivated> for Registry {
+    type Result = MessageResult<Passivated>;
+
+    fn handle(&mut self, _: Passivated, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.passivated().map(|n| n.to_string()).collect())
     }
 }
 

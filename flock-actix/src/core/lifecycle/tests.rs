@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 
 /// A view as a table: names listed go to their node, the rest stay here.
 #[derive(Debug, Clone, Default)]
-struct View(BTreeMap<String, String>);
+pub(super) struct View(pub(super) BTreeMap<String, String>);
 
 impl Owners for View {
     fn owner_of(&self, name: &str) -> Option<&str> {
@@ -12,9 +12,9 @@ impl Owners for View {
     }
 }
 
-const ME: &str = "me";
+pub(super) const ME: &str = "me";
 
-fn view(moved: &[&str]) -> View {
+pub(super) fn view(moved: &[&str]) -> View {
     View(
         moved
             .iter()
@@ -23,29 +23,29 @@ fn view(moved: &[&str]) -> View {
     )
 }
 
-fn spec(v: u8) -> BirdSpec {
+pub(super) fn spec(v: u8) -> BirdSpec {
     BirdSpec {
         kind: "k".into(),
         args: vec![v],
     }
 }
 
-fn name(n: &str) -> Name {
+pub(super) fn name(n: &str) -> Name {
     Name::from(n)
 }
 
-fn core() -> Lifecycle<View> {
+pub(super) fn core() -> Lifecycle<View> {
     Lifecycle::new(ME, View::default(), Backoff::default())
 }
 
-fn upsert(names: &[&str]) -> Input<View> {
+pub(super) fn upsert(names: &[&str]) -> Input<View> {
     Input::SetChanged {
         upserts: names.iter().map(|n| (name(n), spec(0))).collect(),
         removed: vec![],
     }
 }
 
-fn message(waiter: WaiterId, n: &str, deadline_ms: u64) -> Input<View> {
+pub(super) fn message(waiter: WaiterId, n: &str, deadline_ms: u64) -> Input<View> {
     Input::Message {
         waiter,
         name: name(n),
@@ -54,7 +54,7 @@ fn message(waiter: WaiterId, n: &str, deadline_ms: u64) -> Input<View> {
     }
 }
 
-fn exited(n: &str, instance: u64, exit: Exit) -> Input<View> {
+pub(super) fn exited(n: &str, instance: u64, exit: Exit) -> Input<View> {
     Input::Exited {
         name: name(n),
         instance,
@@ -69,7 +69,7 @@ fn restart(n: &str, instance: u64) -> Input<View> {
     })
 }
 
-fn spawned(effects: &[Effect]) -> Vec<(String, u64)> {
+pub(super) fn spawned(effects: &[Effect]) -> Vec<(String, u64)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -80,7 +80,7 @@ fn spawned(effects: &[Effect]) -> Vec<(String, u64)> {
 }
 
 /// Starts `names` here and returns their instances.
-fn running(c: &mut Lifecycle<View>, names: &[&str]) -> Vec<u64> {
+pub(super) fn running(c: &mut Lifecycle<View>, names: &[&str]) -> Vec<u64> {
     c.handle(upsert(names), 0);
     let started = spawned(&c.handle(Input::StartSlice, 0));
     assert_eq!(started.len(), names.len());
@@ -364,7 +364,7 @@ fn shutdown_stops_every_instance_and_removes_nothing() {
 const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     /// Move the names whose bit is set away from this node.
     View(u8),
     Owned(u8, u8),
@@ -381,9 +381,11 @@ enum Op {
     Undeliverable(usize),
     /// Fire the n-th armed timer that is due by `now + advance`.
     Fire(usize, u16),
+    /// Hand back the state of the n-th instance told to passivate.
+    StateSaved(usize),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         any::<u8>().prop_map(Op::View),
         (any::<u8>(), 0u8..3).prop_map(|(m, s)| Op::Owned(m, s)),
@@ -397,6 +399,7 @@ fn op() -> impl Strategy<Value = Op> {
         any::<usize>().prop_map(Op::SpawnFailed),
         any::<usize>().prop_map(Op::Undeliverable),
         (any::<usize>(), 0u16..3_000).prop_map(|(i, a)| Op::Fire(i, a)),
+        any::<usize>().prop_map(Op::StateSaved),
     ]
 }
 
@@ -406,8 +409,16 @@ fn exit_of(e: u8) -> Exit {
 
 /// A shell that checks every effect against the laws.
 #[derive(Default)]
-struct Harness {
-    now: u64,
+pub(super) struct Harness {
+    /// Whether the kind hands its state over (else `Resume` and `HandOff`
+    /// break a law).
+    pub(super) hands_off: bool,
+    /// Instances told to passivate whose state was not handed back yet.
+    passivating: Vec<(Name, u64)>,
+    /// The state last handed back for each name: a woken bird resumes
+    /// from it.
+    saved: BTreeMap<Name, Vec<u8>>,
+    pub(super) now: u64,
     view: View,
     /// Instances told to run whose exit was not reported yet.
     live: Vec<(Name, u64)>,
@@ -418,14 +429,54 @@ struct Harness {
     answered: HashSet<WaiterId>,
     timers: Vec<(u64, Timer)>,
     next_waiter: WaiterId,
+    /// Woken birds (passivated, started by a message), for the tests to
+    /// see that the laws were exercised.
+    pub(super) woken: usize,
 }
 
 impl Harness {
-    fn feed(&mut self, c: &mut Lifecycle<View>, input: Input<View>) {
+    pub(super) fn new(hands_off: bool) -> Self {
+        Harness {
+            hands_off,
+            ..Harness::default()
+        }
+    }
+
+    pub(super) fn feed(&mut self, c: &mut Lifecycle<View>, input: Input<View>) {
         if let Input::View(v) = &input {
             self.view = v.clone();
         }
-        for effect in c.handle(input, self.now) {
+        let asleep: HashSet<Name> = c.passivated_only().cloned().collect();
+        let woken_by = match &input {
+            Input::Message { name, .. } | Input::Undeliverable { name, .. } => Some(name.clone()),
+            _ => None,
+        };
+        let effects = c.handle(input, self.now);
+        // A passivated bird starts again only on a message to it, exactly
+        // once; a reconciliation, a view or a timer never starts it.
+        let woken: Vec<&Name> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Spawn { name, .. } | Effect::Resume { name, .. } => Some(name),
+                _ => None,
+            })
+            .filter(|n| asleep.contains(*n))
+            .collect();
+        assert!(woken.len() <= 1, "woken more than once: {woken:?}");
+        if let Some(n) = woken.first() {
+            assert_eq!(woken_by.as_ref(), Some(*n), "{n} woken without a message");
+            self.woken += 1;
+        }
+        for effect in effects {
+            if let Effect::Resume { name, state, .. } = &effect
+                && asleep.contains(name)
+            {
+                assert_eq!(
+                    self.saved.get(name),
+                    Some(state),
+                    "{name} woke from another state"
+                );
+            }
             self.check(effect);
         }
         // After every input: nothing is queued that this node does not own.
@@ -439,8 +490,13 @@ impl Harness {
     }
 
     fn check(&mut self, effect: Effect) {
+        let resume = matches!(effect, Effect::Resume { .. });
         match effect {
-            Effect::Spawn { name, instance, .. } => {
+            Effect::Spawn { name, instance, .. } | Effect::Resume { name, instance, .. } => {
+                assert!(
+                    self.hands_off || !resume,
+                    "no kind hands its state over here: {name} resumed"
+                );
                 assert!(
                     !self.live.iter().any(|(n, _)| *n == name),
                     "{name} told to run twice"
@@ -450,7 +506,7 @@ impl Harness {
                     Some(ME),
                     "{name} started, not owned"
                 );
-                self.live.push((name, instance));
+                self.live.push((name.clone(), instance));
             }
             Effect::Deliver {
                 waiter,
@@ -469,8 +525,40 @@ impl Harness {
             }
             Effect::Timer { at_ms, timer } => self.timers.push((at_ms, timer)),
             Effect::Stop { .. } | Effect::RemoveFromSet { .. } | Effect::StartSliceLater => {}
-            Effect::Resume { .. } | Effect::HandOff { .. } | Effect::Merge { .. } => {
-                panic!("no kind hands its state over here: {effect:?}")
+            Effect::Merge { .. } => {
+                assert!(self.hands_off, "no kind merges states here: {effect:?}");
+            }
+            Effect::HandOff { .. } => {
+                assert!(
+                    self.hands_off,
+                    "no kind hands its state over here: {effect:?}"
+                );
+            }
+            Effect::Passivate {
+                name,
+                instance,
+                take_state,
+            } => {
+                assert!(
+                    self.live.contains(&(name.clone(), instance)),
+                    "passivated a dead instance"
+                );
+                assert_eq!(take_state, self.hands_off);
+                if take_state {
+                    self.passivating.push((name, instance));
+                }
+            }
+            Effect::SendState { name, .. } => {
+                assert!(self.hands_off, "no kind hands its state over here");
+                assert_ne!(
+                    self.view.owner_of(&name),
+                    Some(ME),
+                    "{name} sent away, owned here"
+                );
+                assert!(
+                    !self.live.iter().any(|(n, _)| *n == name),
+                    "{name} sent away, running"
+                );
             }
         }
     }
@@ -483,7 +571,7 @@ impl Harness {
         self.open.remove(&waiter).expect("answered a known message")
     }
 
-    fn apply(&mut self, c: &mut Lifecycle<View>, op: Op) {
+    pub(super) fn apply(&mut self, c: &mut Lifecycle<View>, op: Op) {
         let input = match op {
             Op::View(bits) => Input::View(moved(bits)),
             Op::Owned(bits, s) => Input::Owned(
@@ -549,6 +637,16 @@ impl Harness {
                     deadline_ms: deadline,
                 }
             }
+            Op::StateSaved(i) if !self.passivating.is_empty() => {
+                let (name, instance) = self.passivating.remove(i % self.passivating.len());
+                let state = vec![u8::try_from(instance % 256).unwrap_or(0)];
+                self.saved.insert(name.clone(), state.clone());
+                Input::StateSaved {
+                    name,
+                    instance,
+                    state: Some(state),
+                }
+            }
             Op::Fire(i, advance) if !self.timers.is_empty() => {
                 let (at, timer) = self.timers.remove(i % self.timers.len());
                 self.now = self.now.max(at).max(self.now + u64::from(advance) / 10);
@@ -560,7 +658,7 @@ impl Harness {
     }
 
     /// Fires every timer in time order until none is left.
-    fn run_out_the_clock(&mut self, c: &mut Lifecycle<View>) {
+    pub(super) fn run_out_the_clock(&mut self, c: &mut Lifecycle<View>) {
         while !self.timers.is_empty() {
             self.timers.sort_by_key(|(at, _)| *at);
             let (at, timer) = self.timers.remove(0);
@@ -570,7 +668,7 @@ impl Harness {
     }
 }
 
-fn names(bits: u8) -> Vec<&'static str> {
+pub(super) fn names(bits: u8) -> Vec<&'static str> {
     NAMES
         .iter()
         .enumerate()
@@ -579,7 +677,7 @@ fn names(bits: u8) -> Vec<&'static str> {
         .collect()
 }
 
-fn moved(bits: u8) -> View {
+pub(super) fn moved(bits: u8) -> View {
     view(&names(bits))
 }
 

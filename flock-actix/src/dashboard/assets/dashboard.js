@@ -73,6 +73,7 @@ function render(s) {
   document.getElementById('members-up').textContent = `${up} / ${s.members.length}`;
   document.getElementById('birds-total').textContent = number(s.birds);
   document.getElementById('running-here').textContent = number(s.running_here);
+  document.getElementById('passivated-here').textContent = number(s.passivated_here);
   document.getElementById('unplaced').textContent = number(s.unplaced);
 
   document.getElementById('members').replaceChildren(...s.members.map(memberRow));
