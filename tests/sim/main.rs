@@ -314,18 +314,16 @@ fn a_second_process_with_a_live_nodes_name_is_refused_loudly_and_the_cluster_rec
     );
 }
 
-/// Issue #9 item 6, the case the generated sweep found (seed 96 with
-/// `FLOCK_SIM_TWINS=1`): a twin of the node with the largest name, after a
-/// heal. Its peers each hold a link to the original that they dialled
-/// themselves,
-/// and the Ring's rule for two links between the same pair of names ("keep
-/// the one dialled by the smaller name", `runtime/ring.rs`) closes the
-/// twin's links before the incarnation check can refuse anyone: nothing
-/// is logged above debug, and the twin redials every peer forever while
-/// running the whole registry alone — a silent split. Ignored until the
-/// Ring checks incarnations before that rule (outside this simulation).
+/// Issue #9 item 6, the case the generated sweep found (seed 96): a twin
+/// of the node with the largest name, after a heal, while its peers each
+/// hold a link to the original that they dialled themselves. The Ring's rule
+/// for two links between one pair of names ("keep the one dialled by the
+/// smaller name", `runtime/ring.rs`) used to close the twin's links before
+/// the incarnation check could refuse anyone: nothing was logged above
+/// debug, and the twin redialled forever while running the whole registry
+/// alone — a silent split. The rule now applies to links of the same
+/// incarnation only; another incarnation is judged by membership.
 #[test]
-#[ignore = "open bug in runtime/ring.rs: a twin's links are closed silently by the duplicate-link rule"]
 fn a_twin_of_the_node_every_peer_dialled_is_refused_loudly() {
     let mut ops: Vec<Op> = starts(0, 0..6).collect();
     ops.extend([

@@ -404,17 +404,24 @@ impl Handler<LinkUp> for Ring {
         } else {
             name.clone()
         };
-        if let Some(existing) = self.links.get(&name) {
-            // Both nodes dialled each other: keep the link dialled by the
-            // smaller name, on both sides, so exactly one survives. A new
-            // link from the same initiator replaces the old one.
+        let known = self.membership.info(&name).map(|i| i.id.incarnation);
+        // A second link to the same *process* (same incarnation): both nodes
+        // dialled each other; keep the link dialled by the smaller name, on
+        // both sides, so exactly one survives. A new link from the same
+        // initiator replaces the old one. A link from another incarnation
+        // is not a duplicate: it is a restart or a second process with the
+        // same name, which membership judges below (a stale one is refused
+        // loudly). Judging it as a duplicate first closed a twin's link
+        // silently, and the twin ran the whole registry alone (sim seed 96).
+        if let Some(existing) = self.links.get(&name)
+            && known == Some(up.info.id.incarnation)
+        {
             let keep_new = !existing.peer.connected() || initiator <= existing.initiator;
             if !keep_new {
                 up.peer.do_send(Close);
                 return;
             }
         }
-        let known = self.membership.info(&name).map(|i| i.id.incarnation);
         let (joined, effects) = self.membership.link_up(up.info.clone(), now);
         if joined == Joined::Stale {
             self.refuse_stale(&up, known);

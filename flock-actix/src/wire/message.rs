@@ -512,7 +512,6 @@ impl Message {
             Message::SyncRange { .. } => "SyncRange",
 
             Message::Kinds { .. } => "Kinds",
-
         }
     }
 
