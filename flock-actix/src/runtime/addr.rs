@@ -301,7 +301,11 @@ impl<T: BirdKind> FlockAddr<T> {
     /// Starts the bird if its kind activates on demand and this call has
     /// not tried yet; whether it did (then the call is tried again).
     async fn activate(&self, tried: &mut bool) -> Result<bool> {
-        if *tried || !T::ACTIVATES {
+        if *tried {
+            return Ok(false);
+        }
+        if !T::ACTIVATES {
+            warn_undeclared_activation::<T>(&self.name);
             return Ok(false);
         }
         let Some(args) = T::activate(&self.name) else {
@@ -525,4 +529,27 @@ fn deadline_after(timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     let now = Instant::now();
     now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
+}
+
+/// A kind that overrides [`Bird::activate`](crate::Bird::activate) but is
+/// not declared `#[flock_bird(activate)]` never activates (the flag is what
+/// the message paths read, so that no user code runs on every cast). That
+/// is easy to miss, so the first call of such a kind that finds no bird says
+/// so, once per kind, at warn level. It runs the kind's `activate` only on
+/// that path (a call answered `NotFound`), never on casts.
+fn warn_undeclared_activation<T: BirdKind>(name: &str) {
+    static WARNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    if warned.contains(&T::KIND) || warned.len() >= 1024 {
+        return;
+    }
+    if T::activate(name).is_some() {
+        warned.push(T::KIND);
+        tracing::warn!(
+            kind = T::KIND,
+            "bird kind {} overrides Bird::activate but is not declared #[flock_bird(activate)]: \
+             its birds are not activated on demand; add `activate` to its #[flock_bird(..)]",
+            T::KIND
+        );
+    }
 }
