@@ -53,7 +53,13 @@ pub(crate) struct CrdtReplica {
     /// The last digests computed, by range count, with the generation they
     /// are of: one scan of the registry serves every peer until it changes.
     digests: Vec<(u64, u32, Arc<Vec<u64>>)>,
+    /// Peers whose link speaks protocol v1: no digest frames for them.
+    no_digests: std::collections::HashSet<NodeName>,
 }
+
+/// Most v1 peers remembered (bounded like every table fed by the network;
+/// past it, a v1 peer gets digests and its link closes and redials).
+const MAX_V1_PEERS: usize = 4096;
 
 /// Most names in one change notification to the Registry.
 const NOTIFY_SLICE: usize = 10_000;
@@ -122,6 +128,7 @@ impl CrdtReplica {
             restored,
             generation: 0,
             digests: Vec::new(),
+            no_digests: std::collections::HashSet::new(),
         })
     }
 
@@ -273,6 +280,9 @@ impl CrdtReplica {
         let hashes = self.digest(buckets);
         let links = self.node.links.load();
         for peer in due {
+            if self.no_digests.contains(&peer.node) {
+                continue;
+            }
             if let Some(link) = links.get(&peer.node) {
                 self.send_to(
                     link,
@@ -729,12 +739,23 @@ impl Handler<SyncAcked> for CrdtReplica {
 /// A peer's link came up (new, reconnected or restarted).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct PeerUp(pub ReplicaId);
+pub(crate) struct PeerUp {
+    pub id: ReplicaId,
+    /// Whether the link speaks protocol v2 or later, which added the digest
+    /// frames: a v1 node (mid rolling upgrade) cannot decode them and would
+    /// close the link, so it is sent none.
+    pub digests: bool,
+}
 
 impl Handler<PeerUp> for CrdtReplica {
     type Result = ();
 
-    fn handle(&mut self, PeerUp(id): PeerUp, _: &mut Context<Self>) {
+    fn handle(&mut self, PeerUp { id, digests }: PeerUp, _: &mut Context<Self>) {
+        if digests {
+            self.no_digests.remove(&id.node);
+        } else if self.no_digests.len() < MAX_V1_PEERS {
+            self.no_digests.insert(id.node.clone());
+        }
         self.sync.peer_up(&id);
         // Its older incarnations are dead: claims about them now apply.
         self.replica.saw(&id);

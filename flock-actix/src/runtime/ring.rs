@@ -466,7 +466,12 @@ impl Handler<LinkUp> for Ring {
             }));
         }
         if let Some(actors) = self.node.actors() {
-            actors.replica.do_send(PeerUp(up.info.id));
+            // A v2 link ends its handshake with the peer's kinds; a v1 one
+            // announces none.
+            actors.replica.do_send(PeerUp {
+                id: up.info.id,
+                digests: up.kinds.is_some(),
+            });
         }
         let kinds_changed = self.kinds.get(&name) != Some(&up.kinds);
         self.kinds.insert(name, up.kinds);
