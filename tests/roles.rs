@@ -5,6 +5,7 @@
 mod support;
 
 use flock_actix::prelude::*;
+use flock_actix::testing::CountingNetwork;
 use std::time::Duration;
 use support::*;
 
@@ -201,4 +202,41 @@ async fn v1_and_v2_nodes_form_one_cluster_and_start_call_and_stop_birds() {
         },
     )
     .await;
+}
+
+/// Digest frames came with protocol v2: a node built before them cannot
+/// decode them, and its link would close every digest interval. A v2 node
+/// sends none on a v1 link, and does send them on a v2 link (the control).
+#[actix_rt::test]
+async fn digests_go_to_v2_peers_and_never_to_a_v1_peer() {
+    init_logs();
+    let sent_digests = |peer_version: Option<u32>| async move {
+        let old = TestNode::start("digest-peer@127.0.0.1", vec![], move |b| {
+            b.configure(move |c| c.protocol_version = peer_version)
+        });
+        let counting = CountingNetwork::default();
+        let net = counting.clone();
+        let new = TestNode::start("digest-new@127.0.0.1", vec![old.addr()], move |b| {
+            b.network(std::sync::Arc::new(net)).configure(|c| {
+                c.anti_entropy.interval_ms = 50;
+                c.anti_entropy.digest_interval_ms = 50;
+            })
+        });
+        meshed_nodes(&[&old, &new]).await;
+        start_all(&new.flock, &names("digest", 10)).await;
+        // Bounded: a v2 peer gets its first digest within a few intervals.
+        let digests = || {
+            let t = counting.tally.lock().unwrap();
+            t.get("SyncDigest").map_or(0, |(frames, _)| *frames)
+        };
+        let t = std::time::Instant::now();
+        while digests() == 0 && t.elapsed() < Duration::from_millis(1_500) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let n = digests();
+        assert_eq!(old.flock.up_count().await.unwrap(), 2);
+        n
+    };
+    assert!(sent_digests(None).await > 0, "a v2 peer gets digests");
+    assert_eq!(sent_digests(Some(1)).await, 0, "a v1 peer gets none");
 }
