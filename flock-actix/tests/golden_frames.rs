@@ -141,6 +141,27 @@ fn cases() -> Vec<(String, Message)> {
             },
         ),
         (
+            "data_hello".into(),
+            Message::DataHello {
+                session: [0x5a; 32],
+                shard: 517,
+                nonce: [0x11; 32],
+            },
+        ),
+        (
+            "data_challenge".into(),
+            Message::DataChallenge {
+                lanes: 4,
+                lane: 1,
+                nonce: [0x22; 32],
+                mac: [0x33; 32],
+            },
+        ),
+        (
+            "data_proof".into(),
+            Message::DataProof { mac: [0x44; 32] },
+        ),
+        (
             "call".into(),
             Message::Call {
                 id: 42,
@@ -267,7 +288,7 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 20] = [
+const MESSAGE_VARIANTS: [&str; 23] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -288,6 +309,9 @@ const MESSAGE_VARIANTS: [&str; 20] = [
     "SyncChunkAck",
     "Handoff",
     "HandoffAck",
+    "DataHello",
+    "DataChallenge",
+    "DataProof",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -314,7 +338,10 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::SyncChunk { .. }
         | Message::SyncChunkAck { .. }
         | Message::Handoff { .. }
-        | Message::HandoffAck { .. } => {}
+        | Message::HandoffAck { .. }
+        | Message::DataHello { .. }
+        | Message::DataChallenge { .. }
+        | Message::DataProof { .. } => {}
     }
 }
 

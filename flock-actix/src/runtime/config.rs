@@ -79,6 +79,15 @@ pub struct FlockConfig {
     /// paused tokio clock, which other threads' runtimes would not follow.
     #[doc(hidden)]
     pub service_threads: bool,
+    /// Calls and casts on *data links*, one per peer and per lane of the
+    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden while it
+    /// is being proven; set with `FlockBuilder::data_links`.
+    #[doc(hidden)]
+    pub data_links: bool,
+    /// A data link with nothing in flight and no traffic for this long is
+    /// closed.
+    #[doc(hidden)]
+    pub data_idle_ms: u64,
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -127,6 +136,8 @@ impl FlockConfig {
             network: Arc::new(TcpNetwork),
             wall_clock: None,
             service_threads: true,
+            data_links: false,
+            data_idle_ms: 30_000,
         }
     }
 

@@ -8,36 +8,41 @@
 //! waiting here). Outgoing calls are tracked here so that a lost link fails
 //! them at once instead of letting them wait for their deadline.
 
+mod accept;
+mod data;
+mod dispatch;
 mod io;
 
-use super::directory::Directory;
+use super::directory::{DataSession, Directory};
 use super::messages::{
-    CallReply, Gossip, HandoffAcked, HandoffIn, Heard, InboundCall, InboundCast, LinkDown, LinkUp,
-    PeerLeft, PeerLeftAck, SyncAcked, SyncIn, SyncRaw,
+    Gossip, HandoffAcked, HandoffIn, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, SyncAcked,
+    SyncIn, SyncRaw,
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
 use super::telemetry;
+use crate::core::data_links::auth::Session;
+use crate::core::data_links::{DataLanes, Effect, LanesConfig};
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
 use crate::net::BoxStream;
-use crate::wire::message::{Message, RejectReason, RemoteError};
+use crate::wire::message::{Message, Nonce, RejectReason, RemoteError};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
+pub(crate) use accept::accept;
+use data::{DataDown, DataIdle, DataOut, DataUp};
+use dispatch::Dispatched;
 pub(crate) use io::encode_frame;
-use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide};
+use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio_util::codec::FramedRead;
-
-/// Frame overhead allowance when checking payload sizes against the limit.
-const ENVELOPE_SLACK: usize = 1024;
 
 /// How long a closing link waits for its last frames (a `Reject`) to leave
 /// and for the peer to close its side, before it drops the connection anyway.
@@ -78,6 +83,21 @@ pub(crate) struct Peer {
     calls: HashMap<u64, ReplyTx>,
     next_call: u64,
     last_heard_report: u64,
+    /// The initiator's and the acceptor's handshake nonces, for the
+    /// data-link session.
+    hello_nonce: Option<Nonce>,
+    challenge_nonce: Option<Nonce>,
+    data: Data,
+}
+
+/// The data links this control link opened (docs/ARCHITECTURE.md §26).
+struct Data {
+    lanes: DataLanes<Outgoing>,
+    links: HashMap<u64, Addr<DataOut>>,
+    session: Option<Session>,
+    /// Dropped when this link stops: the data links the peer opened to us
+    /// in this session close then.
+    alive: Option<watch::Sender<()>>,
 }
 
 impl Peer {
@@ -107,7 +127,13 @@ impl Peer {
                 label.clone(),
             );
             let mut writer = FramedWrite::new(WriteSide::new(write, closing.clone()), encoder, ctx);
-            let auth = match nonce() {
+            let mine = nonce();
+            let (hello_nonce, challenge_nonce) = match (&mine, &dialed) {
+                (Ok(n), Some(_)) => (Some(*n), None),
+                (Ok(n), None) => (None, Some(*n)),
+                (Err(_), _) => (None, None),
+            };
+            let auth = match mine {
                 Err(e) => {
                     tracing::error!("cannot open a link: {e}");
                     Auth::Failed
@@ -144,6 +170,14 @@ impl Peer {
                 calls: HashMap::new(),
                 next_call: 1,
                 last_heard_report: 0,
+                hello_nonce,
+                challenge_nonce,
+                data: Data {
+                    lanes: DataLanes::control_only(LanesConfig::default()),
+                    links: HashMap::new(),
+                    session: None,
+                    alive: None,
+                },
             }
         })
     }
@@ -169,17 +203,7 @@ impl Peer {
     /// Writes a frame, refusing (rather than sending) one the peer would
     /// reject for its size: the link stays up and the caller gets an error.
     fn write(&mut self, msg: Message) {
-        let payload_len = match &msg {
-            Message::Call { payload, .. } | Message::Cast { payload, .. } => payload.len(),
-            Message::Reply { result: Ok(b), .. } => b.len(),
-            _ => 0,
-        };
-        let max = self.node.config.max_frame.saturating_sub(ENVELOPE_SLACK);
-        if payload_len > max {
-            let what = format!(
-                "a {} of {payload_len} bytes exceeds max_frame {max}",
-                msg.name()
-            );
+        if let Some(what) = oversize(&msg, self.node.config.max_frame) {
             tracing::warn!("not sending to {}: {what}", self.peer_name());
             match msg {
                 Message::Reply { id, .. } => self.writer.write(Outbound::Msg(Message::Reply {
@@ -220,6 +244,13 @@ impl Peer {
 
     fn handshake(&mut self, msg: Message, ctx: &mut Context<Self>) {
         self.note_claim(&msg);
+        match (&self.auth, &msg) {
+            (Auth::Accepting(_), Message::Hello { nonce, .. }) => self.hello_nonce = Some(*nonce),
+            (Auth::Initiating(_), Message::Challenge { nonce, .. }) => {
+                self.challenge_nonce = Some(*nonce)
+            }
+            _ => {}
+        }
         let now = self.node.now_ms();
         let result = match &mut self.auth {
             Auth::Initiating(i) => i.on_message(msg),
@@ -262,6 +293,7 @@ impl Peer {
             .store(self.node.config.max_frame, Ordering::Relaxed);
         *self.label.borrow_mut() = info.id.node.to_string();
         self.auth = Auth::Up(info.clone());
+        self.start_data_session();
         if let Some(actors) = self.node.actors() {
             actors.ring.do_send(LinkUp {
                 info,
@@ -367,57 +399,29 @@ impl Peer {
                 payload,
                 timeout_ms,
                 forwarded: _,
-            } => match self.directory.get(&bird, &kind) {
-                // Running here: straight to the bird, answered from here.
-                Some(running) => match running.bird.call(
-                    &bird,
-                    &msg,
-                    &payload,
-                    Duration::from_millis(u64::from(timeout_ms)),
-                ) {
-                    Err(e) => self.write(Message::Reply { id, result: Err(e) }),
-                    Ok(reply) => {
-                        ctx.spawn(reply.into_actor(self).map(move |result, act, _| {
-                            let result = result.map_err(|e| match e {
-                                RemoteError::BirdPanicked { .. } => {
-                                    RemoteError::BirdPanicked { bird }
-                                }
-                                other => other,
-                            });
-                            act.write(Message::Reply { id, result });
-                        }));
-                    }
-                },
-                None => actors.registry.do_send(InboundCall {
-                    bird: bird.into(),
+            } => {
+                let call = dispatch::Call {
+                    id,
+                    bird,
                     kind,
-                    tag: msg,
+                    msg,
                     payload,
-                    timeout: Duration::from_millis(u64::from(timeout_ms)),
-                    reply: CallReply::Peer {
-                        peer: ctx.address(),
-                        id,
-                    },
-                }),
-            },
+                    timeout_ms,
+                };
+                match dispatch::call(&self.directory, actors, call, ctx.address().recipient()) {
+                    Dispatched::Reply(reply) => self.write(reply),
+                    Dispatched::Pending(reply) => {
+                        ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
+                    }
+                    Dispatched::Registry => {}
+                }
+            }
             Message::Cast {
                 bird,
                 kind,
                 msg,
                 payload,
-            } => match self.directory.get(&bird, &kind) {
-                Some(running) => {
-                    if let Err(e) = running.bird.cast(&msg, &payload) {
-                        tracing::warn!("cast to bird {bird} dropped: {e}");
-                    }
-                }
-                None => actors.registry.do_send(InboundCast {
-                    bird: bird.into(),
-                    kind,
-                    tag: msg,
-                    payload,
-                }),
-            },
+            } => dispatch::cast(&self.directory, actors, bird, kind, msg, payload),
             Message::Reply { id, result } => {
                 if let Some(tx) = self.calls.remove(&id) {
                     let _ = tx.send(result);
@@ -449,6 +453,112 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Derives the data-link session of this (just authenticated) link, and
+    /// registers it for the data links the peer opens to us if this node
+    /// accepts them.
+    fn start_data_session(&mut self) {
+        if !self.node.config.data_links {
+            return;
+        }
+        let (Some(hello), Some(challenge)) = (self.hello_nonce, self.challenge_nonce) else {
+            return;
+        };
+        let session = match Session::derive(&self.node.config.cookie, &hello, &challenge) {
+            Ok(s) => s,
+            Err(e) => return tracing::error!("no data links to {}: {e}", self.peer_name()),
+        };
+        let config = LanesConfig {
+            idle_ms: self.node.config.data_idle_ms,
+            ..LanesConfig::default()
+        };
+        self.data.lanes = DataLanes::new(config);
+        if accept::accepts_data_links(&self.node, &self.directory) {
+            let (alive, watcher) = watch::channel(());
+            self.directory.session_up(DataSession {
+                session: session.clone(),
+                link: self.link,
+                alive: watcher,
+            });
+            self.data.alive = Some(alive);
+        }
+        self.data.session = Some(session);
+    }
+
+    /// Routes a call or cast for a bird of `shard` (data link or control
+    /// link, see `core::data_links`).
+    fn send_out(&mut self, shard: u32, item: Outgoing, ctx: &mut Context<Self>) {
+        let effects = self.data.lanes.route(shard, item, self.node.now_ms());
+        self.apply(effects, ctx);
+    }
+
+    fn apply(&mut self, effects: Vec<Effect<Outgoing>>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Open { link, shard } => self.open_data_link(link, shard, ctx),
+                Effect::Send { link, item } => match self.data.links.get(&link) {
+                    Some(out) => out.do_send(item),
+                    None => item.fail(RemoteError::LinkClosed),
+                },
+                Effect::Control(item) => self.send_control(item),
+                Effect::Close { link } => {
+                    if let Some(out) = self.data.links.remove(&link) {
+                        out.do_send(Close);
+                    }
+                }
+                Effect::Fail(item) => item.fail(RemoteError::LinkClosed),
+            }
+        }
+    }
+
+    fn open_data_link(&mut self, link: u64, shard: u32, ctx: &mut Context<Self>) {
+        let opened = match (&self.auth, &self.data.session) {
+            (Auth::Up(info), Some(session)) if !self.closing.get() => DataOut::open(
+                self.node.clone(),
+                ctx.address(),
+                link,
+                session.clone(),
+                shard,
+                info.addr.clone(),
+                info.id.node.to_string(),
+            ),
+            _ => None,
+        };
+        match opened {
+            Some(out) => {
+                self.data.links.insert(link, out);
+            }
+            None => {
+                let effects = self.data.lanes.failed(link, self.node.now_ms());
+                self.apply(effects, ctx);
+            }
+        }
+    }
+
+    /// Writes a call or cast on this (control) link.
+    fn send_control(&mut self, item: Outgoing) {
+        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
+            return item.fail(RemoteError::Internal("link not up".into()));
+        }
+        match item {
+            Outgoing::Cast(msg) => self.write(msg),
+            Outgoing::Call(call) => {
+                let id = self.next_call;
+                self.next_call += 1;
+                // Callers that gave up (timed out) drop their receiver;
+                // forget them now and then so the map cannot grow without
+                // bound.
+                if self.calls.len() >= 1024 && id.is_multiple_of(1024) {
+                    self.calls.retain(|_, tx| !tx.is_closed());
+                }
+                let (msg, reply) = call.into_parts(id);
+                self.calls.insert(id, reply);
+                self.write(msg);
+            }
+        }
+    }
+}
+
 impl Actor for Peer {
     type Context = Context<Self>;
 
@@ -471,8 +581,17 @@ impl Actor for Peer {
         });
     }
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.end_handshake();
+        // The data links go with the control link: the ones we opened close
+        // (their waiting messages fail), the ones the peer opened to us
+        // close when `alive` drops.
+        let effects = self.data.lanes.close_all();
+        self.apply(effects, ctx);
+        if let Some(session) = self.data.session.take() {
+            self.directory.session_down(&session.id, self.link);
+        }
+        self.data.alive = None;
         // In call order, not hash order: callers wake in a replayable order.
         let mut calls: Vec<_> = self.calls.drain().collect();
         calls.sort_unstable_by_key(|(id, _)| *id);
@@ -569,6 +688,8 @@ impl Handler<Frame> for Peer {
 #[rtype(result = "()")]
 pub(crate) struct OutCall {
     pub bird: Arc<str>,
+    /// The bird's shard (picks its data link).
+    pub shard: u32,
     pub kind: &'static str,
     pub tag: &'static str,
     pub payload: Vec<u8>,
@@ -576,10 +697,54 @@ pub(crate) struct OutCall {
     pub reply: ReplyTx,
 }
 
+impl OutCall {
+    /// The `Call` frame with request id `id`, and where its reply goes.
+    fn into_parts(self, id: u64) -> (Message, ReplyTx) {
+        let msg = Message::Call {
+            id,
+            bird: self.bird.to_string(),
+            kind: self.kind.to_owned(),
+            msg: self.tag.to_owned(),
+            payload: self.payload,
+            timeout_ms: self.timeout_ms,
+            forwarded: false,
+        };
+        (msg, self.reply)
+    }
+}
+
+/// An outgoing cast (a `Cast` frame) to a bird of `shard`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct OutCast {
+    pub shard: u32,
+    pub msg: Message,
+}
+
+/// A call or cast on its way to a link.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) enum Outgoing {
+    Call(OutCall),
+    Cast(Message),
+}
+
+impl Outgoing {
+    /// It cannot be sent: a call's caller hears why, a cast is dropped.
+    fn fail(self, e: RemoteError) {
+        match self {
+            Outgoing::Call(call) => {
+                let _ = call.reply.send(Err(e));
+            }
+            Outgoing::Cast(msg) => tracing::warn!("{} dropped: {e}", msg.name()),
+        }
+    }
+}
+
 impl Handler<OutCall> for Peer {
     type Result = ();
 
-    fn handle(&mut self, call: OutCall, _: &mut Context<Self>) {
+    fn handle(&mut self, call: OutCall, ctx: &mut Context<Self>) {
         // The caller already gave up (its deadline passed while the call
         // waited in this mailbox): sending it would only load both nodes.
         if call.reply.is_closed() {
@@ -591,23 +756,49 @@ impl Handler<OutCall> for Peer {
                 .send(Err(RemoteError::Internal("link not up".into())));
             return;
         }
-        let id = self.next_call;
-        self.next_call += 1;
-        // Callers that gave up (timed out) drop their receiver; forget them
-        // now and then so the map cannot grow without bound.
-        if self.calls.len() >= 1024 && id.is_multiple_of(1024) {
-            self.calls.retain(|_, tx| !tx.is_closed());
+        self.send_out(call.shard, Outgoing::Call(call), ctx);
+    }
+}
+
+impl Handler<OutCast> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, cast: OutCast, ctx: &mut Context<Self>) {
+        if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
+            self.send_out(cast.shard, Outgoing::Cast(cast.msg), ctx);
         }
-        self.calls.insert(id, call.reply);
-        self.write(Message::Call {
-            id,
-            bird: call.bird.to_string(),
-            kind: call.kind.to_owned(),
-            msg: call.tag.to_owned(),
-            payload: call.payload,
-            timeout_ms: call.timeout_ms,
-            forwarded: false,
-        });
+    }
+}
+
+impl Handler<DataUp> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, up: DataUp, ctx: &mut Context<Self>) {
+        let effects = self
+            .data
+            .lanes
+            .up(up.link, up.lanes, up.lane, self.node.now_ms());
+        self.apply(effects, ctx);
+    }
+}
+
+impl Handler<DataDown> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, DataDown(link): DataDown, ctx: &mut Context<Self>) {
+        if self.data.links.remove(&link).is_some() {
+            let effects = self.data.lanes.failed(link, self.node.now_ms());
+            self.apply(effects, ctx);
+        }
+    }
+}
+
+impl Handler<DataIdle> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, DataIdle(link): DataIdle, ctx: &mut Context<Self>) {
+        let effects = self.data.lanes.idle(link, self.node.now_ms());
+        self.apply(effects, ctx);
     }
 }
 

@@ -177,6 +177,22 @@ fn message() -> impl Strategy<Value = Message> {
         (text(), text(), proptest::option::of(bytes(64)))
             .prop_map(|(bird, kind, state)| Message::Handoff { bird, kind, state }),
         text().prop_map(|bird| Message::HandoffAck { bird }),
+        (any::<[u8; 32]>(), any::<u32>(), any::<[u8; 32]>()).prop_map(|(session, shard, nonce)| {
+            Message::DataHello {
+                session,
+                shard,
+                nonce,
+            }
+        }),
+        (any::<u32>(), any::<u32>(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(
+            |(lanes, lane, nonce, mac)| Message::DataChallenge {
+                lanes,
+                lane,
+                nonce,
+                mac
+            }
+        ),
+        any::<[u8; 32]>().prop_map(|mac| Message::DataProof { mac }),
         (
             any::<u64>(),
             text(),
