@@ -119,14 +119,19 @@ async fn calls_fail_over_to_the_new_owner_when_the_owner_of_a_data_link_dies() {
     })
     .await;
     let gone = victim.name();
-    assert!(!owned_by(&a, &gone, &all).is_empty(), "the victim owns birds");
+    assert!(
+        !owned_by(&a, &gone, &all).is_empty(),
+        "the victim owns birds"
+    );
     victim.kill();
     wait_until(
         Duration::from_secs(10),
         "every bird to answer from a live node",
         || async {
             all_answer_from_owner(&a, &all).await
-                && all.iter().all(|n| a.owner_of(n).as_deref() != Ok(gone.as_str()))
+                && all
+                    .iter()
+                    .all(|n| a.owner_of(n).as_deref() != Ok(gone.as_str()))
         },
     )
     .await;

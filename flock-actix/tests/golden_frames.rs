@@ -157,10 +157,7 @@ fn cases() -> Vec<(String, Message)> {
                 mac: [0x33; 32],
             },
         ),
-        (
-            "data_proof".into(),
-            Message::DataProof { mac: [0x44; 32] },
-        ),
+        ("data_proof".into(), Message::DataProof { mac: [0x44; 32] }),
         (
             "call".into(),
             Message::Call {

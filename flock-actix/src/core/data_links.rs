@@ -27,7 +27,8 @@
 //!   new one (the messages it carried are lost with it, as on a control link).
 //! - A link is closed when it reports itself idle (no call in flight) and
 //!   nothing was routed to it for `idle_ms`.
-//! - At most `max_queued` messages wait for links; past that a message is
+//! - At most `max_queued_bytes` of messages wait for links (the bound a
+//!   link puts on its unsent bytes); past that a message is
 //!   failed at once ([`Effect::Fail`]).
 
 pub mod auth;
@@ -51,15 +52,15 @@ pub struct LanesConfig {
     /// An up link that reports itself idle is closed if nothing was routed
     /// to it for this long.
     pub idle_ms: u64,
-    /// Messages that may wait for links to open, per peer.
-    pub max_queued: usize,
+    /// Bytes of messages that may wait for links to open, per peer.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for LanesConfig {
     fn default() -> Self {
         LanesConfig {
             idle_ms: 30_000,
-            max_queued: 4096,
+            max_queued_bytes: 64 << 20,
         }
     }
 }
@@ -95,13 +96,16 @@ pub enum Effect<T> {
 
 struct Opening<T> {
     link: u64,
-    /// `(shard, message)` in routing order.
-    queue: VecDeque<(u32, T)>,
+    /// `(shard, bytes, message)` in routing order.
+    queue: VecDeque<(u32, usize, T)>,
 }
 
 enum Slot<T> {
     Opening(Opening<T>),
-    Up { link: u64, last_routed_ms: u64 },
+    Up {
+        link: u64,
+        last_routed_ms: u64,
+    },
     /// Served by the control link for the rest of the session.
     Control,
 }
@@ -119,6 +123,7 @@ pub struct DataLanes<T> {
     control_only: bool,
     next_link: u64,
     queued: usize,
+    queued_bytes: usize,
 }
 
 impl<T> DataLanes<T> {
@@ -132,6 +137,7 @@ impl<T> DataLanes<T> {
             control_only: false,
             next_link: 1,
             queued: 0,
+            queued_bytes: 0,
         }
     }
 
@@ -164,47 +170,55 @@ impl<T> DataLanes<T> {
         links
     }
 
-    fn open(&mut self, shard: u32, item: T, out: &mut Vec<Effect<T>>) -> Opening<T> {
+    fn open(&mut self, shard: u32, bytes: usize, item: T, out: &mut Vec<Effect<T>>) -> Opening<T> {
         let link = self.next_link;
         self.next_link += 1;
         out.push(Effect::Open { link, shard });
         self.queued += 1;
+        self.queued_bytes += bytes;
         Opening {
             link,
-            queue: VecDeque::from([(shard, item)]),
+            queue: VecDeque::from([(shard, bytes, item)]),
         }
     }
 
-    fn enqueue(queued: &mut usize, max: usize, o: &mut Opening<T>, shard: u32, item: T) -> Option<T> {
-        if *queued >= max {
-            return Some(item);
-        }
-        *queued += 1;
-        o.queue.push_back((shard, item));
-        None
+    fn full(&self, bytes: usize) -> bool {
+        self.queued_bytes.saturating_add(bytes) > self.config.max_queued_bytes
     }
 
-    /// Routes a message for a bird of `shard`.
-    pub fn route(&mut self, shard: u32, item: T, now_ms: u64) -> Vec<Effect<T>> {
+    fn dequeued(&mut self, queue: &VecDeque<(u32, usize, T)>) {
+        self.queued -= queue.len();
+        self.queued_bytes -= queue.iter().map(|(_, b, _)| *b).sum::<usize>();
+    }
+
+    /// Routes a message of `bytes` for a bird of `shard`.
+    pub fn route(&mut self, shard: u32, bytes: usize, item: T, now_ms: u64) -> Vec<Effect<T>> {
         let mut out = Vec::with_capacity(1);
-        self.route_into(shard, item, now_ms, &mut out);
+        self.route_into(shard, bytes, item, now_ms, &mut out);
         out
     }
 
-    fn route_into(&mut self, shard: u32, item: T, now_ms: u64, out: &mut Vec<Effect<T>>) {
+    fn route_into(
+        &mut self,
+        shard: u32,
+        bytes: usize,
+        item: T,
+        now_ms: u64,
+        out: &mut Vec<Effect<T>>,
+    ) {
         if self.control_only {
             return out.push(Effect::Control(item));
         }
-        let max = self.config.max_queued;
+        let full = self.full(bytes);
         let Some(lanes) = self.lanes else {
             match &mut self.probe {
+                _ if full => out.push(Effect::Fail(item)),
                 Some(probe) => {
-                    if let Some(item) = Self::enqueue(&mut self.queued, max, probe, shard, item) {
-                        out.push(Effect::Fail(item));
-                    }
+                    probe.queue.push_back((shard, bytes, item));
+                    self.queued += 1;
+                    self.queued_bytes += bytes;
                 }
-                None if self.queued >= max => out.push(Effect::Fail(item)),
-                None => self.probe = Some(self.open(shard, item, out)),
+                None => self.probe = Some(self.open(shard, bytes, item, out)),
             }
             return;
         };
@@ -218,14 +232,14 @@ impl<T> DataLanes<T> {
                 out.push(Effect::Send { link: *link, item });
             }
             Some(Slot::Control) => out.push(Effect::Control(item)),
+            _ if full => out.push(Effect::Fail(item)),
             Some(Slot::Opening(o)) => {
-                if let Some(item) = Self::enqueue(&mut self.queued, max, o, shard, item) {
-                    out.push(Effect::Fail(item));
-                }
+                o.queue.push_back((shard, bytes, item));
+                self.queued += 1;
+                self.queued_bytes += bytes;
             }
-            None if self.queued >= max => out.push(Effect::Fail(item)),
             None => {
-                let opening = self.open(shard, item, out);
+                let opening = self.open(shard, bytes, item, out);
                 self.slots.insert(lane, Slot::Opening(opening));
             }
         }
@@ -240,7 +254,7 @@ impl<T> DataLanes<T> {
             let Some(probe) = self.probe.take() else {
                 return out;
             };
-            let shard = probe.queue.front().map_or(0, |(s, _)| *s);
+            let shard = probe.queue.front().map_or(0, |(s, _, _)| *s);
             if lanes == 0 || lane != lane_of(shard, lanes) {
                 self.probe = Some(probe);
                 out.push(Effect::Close { link });
@@ -255,9 +269,9 @@ impl<T> DataLanes<T> {
                     last_routed_ms: now_ms,
                 },
             );
-            self.queued -= probe.queue.len();
-            for (shard, item) in probe.queue {
-                self.route_into(shard, item, now_ms, &mut out);
+            self.dequeued(&probe.queue);
+            for (shard, bytes, item) in probe.queue {
+                self.route_into(shard, bytes, item, now_ms, &mut out);
             }
             return out;
         }
@@ -282,8 +296,12 @@ impl<T> DataLanes<T> {
         ) else {
             return out;
         };
-        self.queued -= o.queue.len();
-        out.extend(o.queue.into_iter().map(|(_, item)| Effect::Send { link, item }));
+        self.dequeued(&o.queue);
+        out.extend(
+            o.queue
+                .into_iter()
+                .map(|(_, _, item)| Effect::Send { link, item }),
+        );
         out
     }
 
@@ -294,11 +312,11 @@ impl<T> DataLanes<T> {
     pub fn failed(&mut self, link: u64, _now_ms: u64) -> Vec<Effect<T>> {
         if let Some(probe) = self.probe.take_if(|p| p.link == link) {
             self.control_only = true;
-            self.queued -= probe.queue.len();
+            self.dequeued(&probe.queue);
             return probe
                 .queue
                 .into_iter()
-                .map(|(_, item)| Effect::Control(item))
+                .map(|(_, _, item)| Effect::Control(item))
                 .collect();
         }
         let Some((&lane, _)) = self.slots.iter().find(|(_, s)| match s {
@@ -311,10 +329,10 @@ impl<T> DataLanes<T> {
         match self.slots.remove(&lane) {
             Some(Slot::Opening(o)) => {
                 self.slots.insert(lane, Slot::Control);
-                self.queued -= o.queue.len();
+                self.dequeued(&o.queue);
                 o.queue
                     .into_iter()
-                    .map(|(_, item)| Effect::Control(item))
+                    .map(|(_, _, item)| Effect::Control(item))
                     .collect()
             }
             _ => Vec::new(),
@@ -361,9 +379,10 @@ impl<T> DataLanes<T> {
         );
         for o in openings {
             out.push(Effect::Close { link: o.link });
-            out.extend(o.queue.into_iter().map(|(_, item)| Effect::Fail(item)));
+            out.extend(o.queue.into_iter().map(|(_, _, item)| Effect::Fail(item)));
         }
         self.queued = 0;
+        self.queued_bytes = 0;
         self.control_only = true;
         out
     }

@@ -12,8 +12,9 @@ mod accept;
 mod data;
 mod dispatch;
 mod io;
+mod outgoing;
 
-use super::directory::{DataSession, Directory};
+use super::directory::Directory;
 use super::messages::{
     Gossip, HandoffAcked, HandoffIn, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, SyncAcked,
     SyncIn, SyncRaw,
@@ -21,27 +22,27 @@ use super::messages::{
 use super::node::{Handshaking, Node, nonce};
 use super::ring::DialFailed;
 use super::telemetry;
-use crate::core::data_links::auth::Session;
-use crate::core::data_links::{DataLanes, Effect, LanesConfig};
+use crate::core::data_links::{DataLanes, LanesConfig};
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
 use crate::net::BoxStream;
 use crate::wire::message::{Message, Nonce, RejectReason, RemoteError};
+pub(crate) use accept::accept;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-pub(crate) use accept::accept;
-use data::{DataDown, DataIdle, DataOut, DataUp};
 use dispatch::Dispatched;
 pub(crate) use io::encode_frame;
 use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
+use outgoing::Data;
+pub(crate) use outgoing::{OutCall, OutCast, Outgoing};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
 
 /// How long a closing link waits for its last frames (a `Reject`) to leave
@@ -88,16 +89,6 @@ pub(crate) struct Peer {
     hello_nonce: Option<Nonce>,
     challenge_nonce: Option<Nonce>,
     data: Data,
-}
-
-/// The data links this control link opened (docs/ARCHITECTURE.md §26).
-struct Data {
-    lanes: DataLanes<Outgoing>,
-    links: HashMap<u64, Addr<DataOut>>,
-    session: Option<Session>,
-    /// Dropped when this link stops: the data links the peer opened to us
-    /// in this session close then.
-    alive: Option<watch::Sender<()>>,
 }
 
 impl Peer {
@@ -453,112 +444,6 @@ impl Peer {
     }
 }
 
-impl Peer {
-    /// Derives the data-link session of this (just authenticated) link, and
-    /// registers it for the data links the peer opens to us if this node
-    /// accepts them.
-    fn start_data_session(&mut self) {
-        if !self.node.config.data_links {
-            return;
-        }
-        let (Some(hello), Some(challenge)) = (self.hello_nonce, self.challenge_nonce) else {
-            return;
-        };
-        let session = match Session::derive(&self.node.config.cookie, &hello, &challenge) {
-            Ok(s) => s,
-            Err(e) => return tracing::error!("no data links to {}: {e}", self.peer_name()),
-        };
-        let config = LanesConfig {
-            idle_ms: self.node.config.data_idle_ms,
-            ..LanesConfig::default()
-        };
-        self.data.lanes = DataLanes::new(config);
-        if accept::accepts_data_links(&self.node, &self.directory) {
-            let (alive, watcher) = watch::channel(());
-            self.directory.session_up(DataSession {
-                session: session.clone(),
-                link: self.link,
-                alive: watcher,
-            });
-            self.data.alive = Some(alive);
-        }
-        self.data.session = Some(session);
-    }
-
-    /// Routes a call or cast for a bird of `shard` (data link or control
-    /// link, see `core::data_links`).
-    fn send_out(&mut self, shard: u32, item: Outgoing, ctx: &mut Context<Self>) {
-        let effects = self.data.lanes.route(shard, item, self.node.now_ms());
-        self.apply(effects, ctx);
-    }
-
-    fn apply(&mut self, effects: Vec<Effect<Outgoing>>, ctx: &mut Context<Self>) {
-        for effect in effects {
-            match effect {
-                Effect::Open { link, shard } => self.open_data_link(link, shard, ctx),
-                Effect::Send { link, item } => match self.data.links.get(&link) {
-                    Some(out) => out.do_send(item),
-                    None => item.fail(RemoteError::LinkClosed),
-                },
-                Effect::Control(item) => self.send_control(item),
-                Effect::Close { link } => {
-                    if let Some(out) = self.data.links.remove(&link) {
-                        out.do_send(Close);
-                    }
-                }
-                Effect::Fail(item) => item.fail(RemoteError::LinkClosed),
-            }
-        }
-    }
-
-    fn open_data_link(&mut self, link: u64, shard: u32, ctx: &mut Context<Self>) {
-        let opened = match (&self.auth, &self.data.session) {
-            (Auth::Up(info), Some(session)) if !self.closing.get() => DataOut::open(
-                self.node.clone(),
-                ctx.address(),
-                link,
-                session.clone(),
-                shard,
-                info.addr.clone(),
-                info.id.node.to_string(),
-            ),
-            _ => None,
-        };
-        match opened {
-            Some(out) => {
-                self.data.links.insert(link, out);
-            }
-            None => {
-                let effects = self.data.lanes.failed(link, self.node.now_ms());
-                self.apply(effects, ctx);
-            }
-        }
-    }
-
-    /// Writes a call or cast on this (control) link.
-    fn send_control(&mut self, item: Outgoing) {
-        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
-            return item.fail(RemoteError::Internal("link not up".into()));
-        }
-        match item {
-            Outgoing::Cast(msg) => self.write(msg),
-            Outgoing::Call(call) => {
-                let id = self.next_call;
-                self.next_call += 1;
-                // Callers that gave up (timed out) drop their receiver;
-                // forget them now and then so the map cannot grow without
-                // bound.
-                if self.calls.len() >= 1024 && id.is_multiple_of(1024) {
-                    self.calls.retain(|_, tx| !tx.is_closed());
-                }
-                let (msg, reply) = call.into_parts(id);
-                self.calls.insert(id, reply);
-                self.write(msg);
-            }
-        }
-    }
-}
-
 impl Actor for Peer {
     type Context = Context<Self>;
 
@@ -680,125 +565,6 @@ impl Handler<Frame> for Peer {
         if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
             self.write(msg);
         }
-    }
-}
-
-/// An outgoing call: the reply arrives on `reply`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct OutCall {
-    pub bird: Arc<str>,
-    /// The bird's shard (picks its data link).
-    pub shard: u32,
-    pub kind: &'static str,
-    pub tag: &'static str,
-    pub payload: Vec<u8>,
-    pub timeout_ms: u32,
-    pub reply: ReplyTx,
-}
-
-impl OutCall {
-    /// The `Call` frame with request id `id`, and where its reply goes.
-    fn into_parts(self, id: u64) -> (Message, ReplyTx) {
-        let msg = Message::Call {
-            id,
-            bird: self.bird.to_string(),
-            kind: self.kind.to_owned(),
-            msg: self.tag.to_owned(),
-            payload: self.payload,
-            timeout_ms: self.timeout_ms,
-            forwarded: false,
-        };
-        (msg, self.reply)
-    }
-}
-
-/// An outgoing cast (a `Cast` frame) to a bird of `shard`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct OutCast {
-    pub shard: u32,
-    pub msg: Message,
-}
-
-/// A call or cast on its way to a link.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) enum Outgoing {
-    Call(OutCall),
-    Cast(Message),
-}
-
-impl Outgoing {
-    /// It cannot be sent: a call's caller hears why, a cast is dropped.
-    fn fail(self, e: RemoteError) {
-        match self {
-            Outgoing::Call(call) => {
-                let _ = call.reply.send(Err(e));
-            }
-            Outgoing::Cast(msg) => tracing::warn!("{} dropped: {e}", msg.name()),
-        }
-    }
-}
-
-impl Handler<OutCall> for Peer {
-    type Result = ();
-
-    fn handle(&mut self, call: OutCall, ctx: &mut Context<Self>) {
-        // The caller already gave up (its deadline passed while the call
-        // waited in this mailbox): sending it would only load both nodes.
-        if call.reply.is_closed() {
-            return;
-        }
-        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
-            let _ = call
-                .reply
-                .send(Err(RemoteError::Internal("link not up".into())));
-            return;
-        }
-        self.send_out(call.shard, Outgoing::Call(call), ctx);
-    }
-}
-
-impl Handler<OutCast> for Peer {
-    type Result = ();
-
-    fn handle(&mut self, cast: OutCast, ctx: &mut Context<Self>) {
-        if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
-            self.send_out(cast.shard, Outgoing::Cast(cast.msg), ctx);
-        }
-    }
-}
-
-impl Handler<DataUp> for Peer {
-    type Result = ();
-
-    fn handle(&mut self, up: DataUp, ctx: &mut Context<Self>) {
-        let effects = self
-            .data
-            .lanes
-            .up(up.link, up.lanes, up.lane, self.node.now_ms());
-        self.apply(effects, ctx);
-    }
-}
-
-impl Handler<DataDown> for Peer {
-    type Result = ();
-
-    fn handle(&mut self, DataDown(link): DataDown, ctx: &mut Context<Self>) {
-        if self.data.links.remove(&link).is_some() {
-            let effects = self.data.lanes.failed(link, self.node.now_ms());
-            self.apply(effects, ctx);
-        }
-    }
-}
-
-impl Handler<DataIdle> for Peer {
-    type Result = ();
-
-    fn handle(&mut self, DataIdle(link): DataIdle, ctx: &mut Context<Self>) {
-        let effects = self.data.lanes.idle(link, self.node.now_ms());
-        self.apply(effects, ctx);
     }
 }
 

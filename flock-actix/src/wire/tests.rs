@@ -184,14 +184,18 @@ fn message() -> impl Strategy<Value = Message> {
                 nonce,
             }
         }),
-        (any::<u32>(), any::<u32>(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(
-            |(lanes, lane, nonce, mac)| Message::DataChallenge {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(lanes, lane, nonce, mac)| Message::DataChallenge {
                 lanes,
                 lane,
                 nonce,
                 mac
-            }
-        ),
+            }),
         any::<[u8; 32]>().prop_map(|mac| Message::DataProof { mac }),
         (
             any::<u64>(),

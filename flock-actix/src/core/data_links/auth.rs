@@ -75,7 +75,14 @@ impl Session {
         })
     }
 
-    fn acceptor(&self, nonce_i: &Nonce, nonce_a: &Nonce, shard: u32, lanes: u32, lane: u32) -> Result<HmacSha256> {
+    fn acceptor(
+        &self,
+        nonce_i: &Nonce,
+        nonce_a: &Nonce,
+        shard: u32,
+        lanes: u32,
+        lane: u32,
+    ) -> Result<HmacSha256> {
         let mut mac = hmac(&self.key, ACCEPTOR_LABEL)?;
         mac.update(nonce_i);
         mac.update(nonce_a);
@@ -94,7 +101,14 @@ impl Session {
     }
 
     /// Step 2's MAC, by the acceptor.
-    pub fn acceptor_mac(&self, nonce_i: &Nonce, nonce_a: &Nonce, shard: u32, lanes: u32, lane: u32) -> Result<MacTag> {
+    pub fn acceptor_mac(
+        &self,
+        nonce_i: &Nonce,
+        nonce_a: &Nonce,
+        shard: u32,
+        lanes: u32,
+        lane: u32,
+    ) -> Result<MacTag> {
         Ok(self
             .acceptor(nonce_i, nonce_a, shard, lanes, lane)?
             .finalize()
@@ -132,7 +146,13 @@ impl Session {
     /// Checks step 3's MAC, by the acceptor (constant time).
     ///
     /// Errors: [`Error::WrongCookie`] if it does not verify.
-    pub fn verify_initiator(&self, nonce_i: &Nonce, nonce_a: &Nonce, shard: u32, mac: &MacTag) -> Result<()> {
+    pub fn verify_initiator(
+        &self,
+        nonce_i: &Nonce,
+        nonce_a: &Nonce,
+        shard: u32,
+        mac: &MacTag,
+    ) -> Result<()> {
         self.initiator(nonce_i, nonce_a, shard)?
             .verify_slice(mac)
             .map_err(|_| Error::WrongCookie)

@@ -7,16 +7,19 @@ use std::collections::{BTreeMap, BTreeSet};
 fn lanes() -> DataLanes<u32> {
     DataLanes::new(LanesConfig {
         idle_ms: 100,
-        max_queued: 4,
+        max_queued_bytes: 4,
     })
 }
 
 #[test]
 fn the_first_message_opens_a_link_and_waits_for_it() {
     let mut l = lanes();
-    assert_eq!(l.route(7, 1, 0), vec![Effect::Open { link: 1, shard: 7 }]);
+    assert_eq!(
+        l.route(7, 1, 1, 0),
+        vec![Effect::Open { link: 1, shard: 7 }]
+    );
     // Another lane while the count is unknown: waits behind the same link.
-    assert_eq!(l.route(8, 2, 0), vec![]);
+    assert_eq!(l.route(8, 1, 2, 0), vec![]);
     assert_eq!(l.queued(), 2);
     // Up as lane 1 of 2: shard 7 is lane 1 (sent), shard 8 lane 0 (opens).
     assert_eq!(
@@ -27,8 +30,8 @@ fn the_first_message_opens_a_link_and_waits_for_it() {
         ]
     );
     assert_eq!(l.lanes(), Some(2));
-    assert_eq!(l.route(9, 3, 6), vec![Effect::Send { link: 1, item: 3 }]);
-    assert_eq!(l.route(10, 4, 6), vec![]);
+    assert_eq!(l.route(9, 1, 3, 6), vec![Effect::Send { link: 1, item: 3 }]);
+    assert_eq!(l.route(10, 1, 4, 6), vec![]);
     assert_eq!(
         l.up(2, 2, 0, 7),
         vec![
@@ -42,61 +45,67 @@ fn the_first_message_opens_a_link_and_waits_for_it() {
 #[test]
 fn a_peer_whose_first_link_fails_is_served_by_the_control_link_for_good() {
     let mut l = lanes();
-    l.route(7, 1, 0);
-    l.route(8, 2, 0);
-    assert_eq!(
-        l.failed(1, 1),
-        vec![Effect::Control(1), Effect::Control(2)]
-    );
-    assert_eq!(l.route(7, 3, 2), vec![Effect::Control(3)]);
+    l.route(7, 1, 1, 0);
+    l.route(8, 1, 2, 0);
+    assert_eq!(l.failed(1, 1), vec![Effect::Control(1), Effect::Control(2)]);
+    assert_eq!(l.route(7, 1, 3, 2), vec![Effect::Control(3)]);
     assert!(l.links().is_empty());
 }
 
 #[test]
 fn a_lane_whose_link_fails_to_open_stays_on_the_control_link() {
     let mut l = lanes();
-    l.route(1, 1, 0);
+    l.route(1, 1, 1, 0);
     l.up(1, 2, 1, 0);
-    assert_eq!(l.route(2, 2, 0), vec![Effect::Open { link: 2, shard: 2 }]);
+    assert_eq!(
+        l.route(2, 1, 2, 0),
+        vec![Effect::Open { link: 2, shard: 2 }]
+    );
     assert_eq!(l.failed(2, 1), vec![Effect::Control(2)]);
-    assert_eq!(l.route(4, 3, 2), vec![Effect::Control(3)]);
+    assert_eq!(l.route(4, 1, 3, 2), vec![Effect::Control(3)]);
     // The other lane keeps its link.
-    assert_eq!(l.route(3, 4, 2), vec![Effect::Send { link: 1, item: 4 }]);
+    assert_eq!(l.route(3, 1, 4, 2), vec![Effect::Send { link: 1, item: 4 }]);
 }
 
 #[test]
 fn an_up_link_that_dies_is_reopened_by_the_next_message() {
     let mut l = lanes();
-    l.route(1, 1, 0);
+    l.route(1, 1, 1, 0);
     l.up(1, 2, 1, 0);
     assert_eq!(l.failed(1, 1), vec![]);
-    assert_eq!(l.route(3, 2, 2), vec![Effect::Open { link: 2, shard: 3 }]);
+    assert_eq!(
+        l.route(3, 1, 2, 2),
+        vec![Effect::Open { link: 2, shard: 3 }]
+    );
 }
 
 #[test]
 fn an_idle_link_closes_only_after_idle_ms_without_messages() {
     let mut l = lanes();
-    l.route(1, 1, 0);
+    l.route(1, 1, 1, 0);
     l.up(1, 2, 1, 0);
-    l.route(1, 2, 50);
+    l.route(1, 1, 2, 50);
     assert_eq!(l.idle(1, 120), vec![], "routed to 70 ms ago");
     assert_eq!(l.idle(1, 150), vec![Effect::Close { link: 1 }]);
-    assert_eq!(l.route(1, 3, 160), vec![Effect::Open { link: 2, shard: 1 }]);
+    assert_eq!(
+        l.route(1, 1, 3, 160),
+        vec![Effect::Open { link: 2, shard: 1 }]
+    );
 }
 
 #[test]
 fn waiting_messages_are_bounded() {
     let mut l = lanes();
     for i in 0..4 {
-        l.route(1, i, 0);
+        l.route(1, 1, i, 0);
     }
-    assert_eq!(l.route(1, 9, 0), vec![Effect::Fail(9)]);
+    assert_eq!(l.route(1, 1, 9, 0), vec![Effect::Fail(9)]);
 }
 
 #[test]
 fn an_answer_that_contradicts_the_shard_fails_the_link() {
     let mut l = lanes();
-    l.route(7, 1, 0);
+    l.route(7, 1, 1, 0);
     assert_eq!(
         l.up(1, 2, 0, 0),
         vec![Effect::Close { link: 1 }, Effect::Control(1)]
@@ -106,9 +115,9 @@ fn an_answer_that_contradicts_the_shard_fails_the_link() {
 #[test]
 fn closing_all_fails_what_waits_and_closes_every_link() {
     let mut l = lanes();
-    l.route(1, 1, 0);
+    l.route(1, 1, 1, 0);
     l.up(1, 2, 1, 0);
-    l.route(2, 2, 0);
+    l.route(2, 1, 2, 0);
     let mut effects = l.close_all();
     effects.sort_by_key(|e| format!("{e:?}"));
     assert_eq!(
@@ -119,7 +128,7 @@ fn closing_all_fails_what_waits_and_closes_every_link() {
             Effect::Fail(2)
         ]
     );
-    assert_eq!(l.route(1, 3, 1), vec![Effect::Control(3)]);
+    assert_eq!(l.route(1, 1, 3, 1), vec![Effect::Control(3)]);
 }
 
 #[test]
@@ -130,7 +139,10 @@ fn lane_of_spreads_shards_and_never_divides_by_zero() {
         c[lane_of(s, 3) as usize] += 1;
         c
     });
-    assert!(counts.iter().all(|&n| (341..=342).contains(&n)), "{counts:?}");
+    assert!(
+        counts.iter().all(|&n| (341..=342).contains(&n)),
+        "{counts:?}"
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +171,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..80),
         lanes_count in 1u32..4,
     ) {
-        let mut l = DataLanes::new(LanesConfig { idle_ms: 0, max_queued: 16 });
+        let mut l = DataLanes::new(LanesConfig { idle_ms: 0, max_queued_bytes: 16 });
         let mut opened: Vec<(u64, u32)> = Vec::new();
         let mut dead: BTreeSet<u64> = BTreeSet::new();
         // Path per shard: None = control link.
@@ -173,7 +185,7 @@ proptest! {
                 Op::Route(shard) => {
                     next += 1;
                     shard_of.insert(next, shard);
-                    l.route(shard, next, now)
+                    l.route(shard, 1, next, now)
                 }
                 Op::Up(i) => match opened.get(i) {
                     Some(&(link, shard)) if !dead.contains(&link) => {

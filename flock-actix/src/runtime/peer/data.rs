@@ -143,11 +143,20 @@ impl DataOut {
         self.writer = Some(writer);
     }
 
-    fn challenged(&mut self, lanes: u32, lane: u32, nonce_a: Nonce, mac: [u8; 32], ctx: &mut Context<Self>) {
-        let verified = self
+    fn challenged(
+        &mut self,
+        lanes: u32,
+        lane: u32,
+        nonce_a: Nonce,
+        mac: [u8; 32],
+        ctx: &mut Context<Self>,
+    ) {
+        let verified =
+            self.session
+                .verify_acceptor(&self.nonce, &nonce_a, self.shard, lanes, lane, &mac);
+        let proof = self
             .session
-            .verify_acceptor(&self.nonce, &nonce_a, self.shard, lanes, lane, &mac);
-        let proof = self.session.initiator_mac(&self.nonce, &nonce_a, self.shard);
+            .initiator_mac(&self.nonce, &nonce_a, self.shard);
         match (verified, proof, &mut self.writer) {
             (Ok(()), Ok(mac), Some(writer)) => {
                 writer.write(Outbound::Msg(Message::DataProof { mac }));
@@ -163,7 +172,10 @@ impl DataOut {
                 ctx.run_interval(every, |act, _| act.check_idle());
             }
             _ => {
-                tracing::warn!("closing {}: its answer does not prove the session", self.label.borrow());
+                tracing::warn!(
+                    "closing {}: its answer does not prove the session",
+                    self.label.borrow()
+                );
                 ctx.stop();
             }
         }
@@ -265,11 +277,18 @@ impl StreamHandler<Result<Inbound, Error>> for DataOut {
                 ctx.stop();
             }
             Ok(Inbound::Frame(other)) => {
-                tracing::warn!("closing {}: unexpected {}", self.label.borrow(), other.name());
+                tracing::warn!(
+                    "closing {}: unexpected {}",
+                    self.label.borrow(),
+                    other.name()
+                );
                 ctx.stop();
             }
             Ok(Inbound::Sync(_)) => {
-                tracing::warn!("closing {}: unexpected registry transfer", self.label.borrow());
+                tracing::warn!(
+                    "closing {}: unexpected registry transfer",
+                    self.label.borrow()
+                );
                 ctx.stop();
             }
             Ok(Inbound::Broken(e)) | Err(e) => {
@@ -333,7 +352,7 @@ pub(crate) struct DataIn {
 
 impl DataIn {
     /// Runs the data link on `stream`, whose `DataHello` was read, on the
-    /// bird arbiter of its lane; `None` if this node has no bird arbiters.
+    /// bird arbiter of its lane (dropped if this node has none).
     pub(crate) fn accept(node: Arc<Node>, directory: Directory, stream: BoxStream, hello: Hello) {
         let lanes = directory.arbiters().len();
         let Ok(lanes32) = u32::try_from(lanes) else {
@@ -344,10 +363,11 @@ impl DataIn {
             return;
         };
         let Ok(nonce_a) = nonce() else { return };
-        let Ok(mac) = hello
-            .session
-            .session
-            .acceptor_mac(&hello.nonce, &nonce_a, hello.shard, lanes32, lane)
+        let Ok(mac) =
+            hello
+                .session
+                .session
+                .acceptor_mac(&hello.nonce, &nonce_a, hello.shard, lanes32, lane)
         else {
             return;
         };
@@ -450,7 +470,11 @@ impl DataIn {
                 payload,
             } => dispatch::cast(&self.directory, actors, bird, kind, msg, payload),
             other => {
-                tracing::warn!("closing {}: unexpected {}", self.label.borrow(), other.name());
+                tracing::warn!(
+                    "closing {}: unexpected {}",
+                    self.label.borrow(),
+                    other.name()
+                );
                 ctx.stop();
             }
         }
@@ -464,7 +488,10 @@ impl Actor for DataIn {
         let timeout = self.node.config.handshake_timeout;
         ctx.run_later(timeout, move |act, ctx| {
             if !act.up {
-                tracing::warn!("closing {}: no proof within {timeout:?}", act.label.borrow());
+                tracing::warn!(
+                    "closing {}: no proof within {timeout:?}",
+                    act.label.borrow()
+                );
                 ctx.stop();
             }
         });
@@ -497,11 +524,18 @@ impl StreamHandler<Result<Inbound, Error>> for DataIn {
                 }
             }
             Ok(Inbound::Frame(other)) => {
-                tracing::warn!("closing {}: unexpected {}", self.label.borrow(), other.name());
+                tracing::warn!(
+                    "closing {}: unexpected {}",
+                    self.label.borrow(),
+                    other.name()
+                );
                 ctx.stop();
             }
             Ok(Inbound::Sync(_)) => {
-                tracing::warn!("closing {}: unexpected registry transfer", self.label.borrow());
+                tracing::warn!(
+                    "closing {}: unexpected registry transfer",
+                    self.label.borrow()
+                );
                 ctx.stop();
             }
             Ok(Inbound::Broken(e)) | Err(e) => {

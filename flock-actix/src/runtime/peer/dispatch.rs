@@ -72,7 +72,14 @@ pub(crate) fn call(
 }
 
 /// Straight to the bird if it runs here, else to the Registry.
-pub(crate) fn cast(directory: &Directory, actors: &Actors, bird: String, kind: String, msg: String, payload: Vec<u8>) {
+pub(crate) fn cast(
+    directory: &Directory,
+    actors: &Actors,
+    bird: String,
+    kind: String,
+    msg: String,
+    payload: Vec<u8>,
+) {
     match directory.get(&bird, &kind) {
         Some(running) => {
             if let Err(e) = running.bird.cast(&msg, &payload) {

@@ -154,7 +154,12 @@ pub(crate) fn oversize(msg: &Message, max_frame: usize) -> Option<String> {
         _ => 0,
     };
     let max = max_frame.saturating_sub(ENVELOPE_SLACK);
-    (payload_len > max).then(|| format!("a {} of {payload_len} bytes exceeds max_frame {max}", msg.name()))
+    (payload_len > max).then(|| {
+        format!(
+            "a {} of {payload_len} bytes exceeds max_frame {max}",
+            msg.name()
+        )
+    })
 }
 
 /// What a link writes: a message it encodes, or a frame encoded elsewhere
