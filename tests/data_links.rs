@@ -45,7 +45,7 @@ async fn casts_then_a_call_to_a_remote_bird_arrive_in_order_over_data_links() {
     let (a, b) = (&nodes[0].flock, &nodes[1].flock);
     let all = names(&unique("order"), 40);
     start_all(a, &all).await;
-    let remote = owned_by(a, &b.name().to_owned(), &all);
+    let remote = owned_by(a, b.name(), &all);
     assert!(remote.len() >= 4, "some birds live on the other node");
     wait_until(Duration::from_secs(10), "owners to answer", || {
         all_answer_from_owner(a, &all)
@@ -84,7 +84,7 @@ async fn data_links_open_only_for_the_lanes_that_are_called() {
     let before = dials.load(Ordering::Relaxed);
     let all = names(&unique("lanes"), 40);
     start_all(a, &all).await;
-    let remote = owned_by(a, &b.name().to_owned(), &all);
+    let remote = owned_by(a, b.name(), &all);
     let one = remote.first().expect("a bird on the other node");
     wait_until(Duration::from_secs(10), "the bird to answer", || async {
         a.addr::<Echo>(one)
