@@ -350,6 +350,12 @@ impl Peer {
         let Some(actors) = self.node.actors() else {
             return;
         };
+        let msg = match dispatch::user_message(&self.directory, actors, msg, || {
+            ctx.address().recipient()
+        }) {
+            Ok(done) => return self.answer(done, ctx),
+            Err(msg) => msg,
+        };
         match msg {
             Message::Heartbeat { seq } => self.write(Message::HeartbeatAck { seq }),
             Message::HeartbeatAck { .. } => {}
@@ -382,37 +388,6 @@ impl Peer {
                 from: info.id.clone(),
                 seq,
             }),
-            Message::Call {
-                id,
-                bird,
-                kind,
-                msg,
-                payload,
-                timeout_ms,
-                forwarded: _,
-            } => {
-                let call = dispatch::Call {
-                    id,
-                    bird,
-                    kind,
-                    msg,
-                    payload,
-                    timeout_ms,
-                };
-                match dispatch::call(&self.directory, actors, call, ctx.address().recipient()) {
-                    Dispatched::Reply(reply) => self.write(reply),
-                    Dispatched::Pending(reply) => {
-                        ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
-                    }
-                    Dispatched::Registry => {}
-                }
-            }
-            Message::Cast {
-                bird,
-                kind,
-                msg,
-                payload,
-            } => dispatch::cast(&self.directory, actors, bird, kind, msg, payload),
             Message::Reply { id, result } => {
                 if let Some(tx) = self.calls.remove(&id) {
                     let _ = tx.send(result);
@@ -440,6 +415,19 @@ impl Peer {
                 );
                 ctx.stop();
             }
+        }
+    }
+}
+
+impl Peer {
+    /// Answers a call handed to its bird, on this link.
+    fn answer(&mut self, done: Dispatched, ctx: &mut Context<Self>) {
+        match done {
+            Dispatched::Reply(reply) => self.write(reply),
+            Dispatched::Pending(reply) => {
+                ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
+            }
+            Dispatched::Done => {}
         }
     }
 }

@@ -437,39 +437,13 @@ impl DataIn {
         let Some(actors) = self.node.actors() else {
             return;
         };
-        match msg {
-            Message::Call {
-                id,
-                bird,
-                kind,
-                msg,
-                payload,
-                timeout_ms,
-                forwarded: _,
-            } => {
-                let call = dispatch::Call {
-                    id,
-                    bird,
-                    kind,
-                    msg,
-                    payload,
-                    timeout_ms,
-                };
-                match dispatch::call(&self.directory, actors, call, ctx.address().recipient()) {
-                    Dispatched::Reply(reply) => self.write(reply),
-                    Dispatched::Pending(reply) => {
-                        ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
-                    }
-                    Dispatched::Registry => {}
-                }
+        match dispatch::user_message(&self.directory, actors, msg, || ctx.address().recipient()) {
+            Ok(Dispatched::Reply(reply)) => self.write(reply),
+            Ok(Dispatched::Pending(reply)) => {
+                ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
             }
-            Message::Cast {
-                bird,
-                kind,
-                msg,
-                payload,
-            } => dispatch::cast(&self.directory, actors, bird, kind, msg, payload),
-            other => {
+            Ok(Dispatched::Done) => {}
+            Err(other) => {
                 tracing::warn!(
                     "closing {}: unexpected {}",
                     self.label.borrow(),

@@ -18,29 +18,65 @@ pub(crate) enum Dispatched {
     /// The bird runs here: its reply (a `Reply` frame) comes from this
     /// future, polled on the thread that received the call.
     Pending(Pin<Box<dyn Future<Output = Message>>>),
-    /// Not running yet: the Registry waits for it and answers through the
-    /// link itself.
-    Registry,
+    /// Nothing to answer here: a cast, or a call the Registry answers
+    /// through the link itself (its bird is not running yet).
+    Done,
+}
+
+/// Hands an inbound `Call` or `Cast` to its bird; any other message is
+/// given back.
+pub(crate) fn user_message(
+    directory: &Directory,
+    actors: &Actors,
+    msg: Message,
+    reply_to: impl FnOnce() -> Recipient<Frame>,
+) -> Result<Dispatched, Message> {
+    match msg {
+        Message::Call {
+            id,
+            bird,
+            kind,
+            msg,
+            payload,
+            timeout_ms,
+            forwarded: _,
+        } => {
+            let c = Call {
+                id,
+                bird,
+                kind,
+                msg,
+                payload,
+                timeout_ms,
+            };
+            Ok(call(directory, actors, c, reply_to()))
+        }
+        Message::Cast {
+            bird,
+            kind,
+            msg,
+            payload,
+        } => {
+            cast(directory, actors, bird, kind, msg, payload);
+            Ok(Dispatched::Done)
+        }
+        other => Err(other),
+    }
 }
 
 /// An inbound `Call` frame, unpacked.
-pub(crate) struct Call {
-    pub id: u64,
-    pub bird: String,
-    pub kind: String,
-    pub msg: String,
-    pub payload: Vec<u8>,
-    pub timeout_ms: u32,
+struct Call {
+    id: u64,
+    bird: String,
+    kind: String,
+    msg: String,
+    payload: Vec<u8>,
+    timeout_ms: u32,
 }
 
 /// Straight to the bird if it runs here, else to the Registry (which
 /// answers on `reply_to`).
-pub(crate) fn call(
-    directory: &Directory,
-    actors: &Actors,
-    c: Call,
-    reply_to: Recipient<Frame>,
-) -> Dispatched {
+fn call(directory: &Directory, actors: &Actors, c: Call, reply_to: Recipient<Frame>) -> Dispatched {
     let timeout = Duration::from_millis(u64::from(c.timeout_ms));
     let id = c.id;
     match directory.get(&c.bird, &c.kind) {
@@ -66,13 +102,13 @@ pub(crate) fn call(
                 timeout,
                 reply: CallReply::Link { to: reply_to, id },
             });
-            Dispatched::Registry
+            Dispatched::Done
         }
     }
 }
 
 /// Straight to the bird if it runs here, else to the Registry.
-pub(crate) fn cast(
+fn cast(
     directory: &Directory,
     actors: &Actors,
     bird: String,
