@@ -93,7 +93,12 @@ pub(crate) struct DataOut {
 
 impl DataOut {
     /// Opens data link `link` (the core's id) to the peer at `addr`.
+    /// Opens data link `link` (the core's id) to the peer at `addr`, on
+    /// `arbiter` (one of this node's bird arbiters when it has some: its
+    /// encoding and writing then never delay the links arbiter's heartbeats).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
+        arbiter: Option<&ArbiterHandle>,
         node: Arc<Node>,
         control: Addr<Peer>,
         link: u64,
@@ -103,26 +108,27 @@ impl DataOut {
         peer: String,
     ) -> Option<Addr<DataOut>> {
         let nonce = nonce().ok()?;
-        Some(
-            DataOut {
-                node,
-                control,
-                link,
-                session,
-                shard,
-                addr,
-                nonce,
-                up: false,
-                writer: None,
-                read_limit: Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME)),
-                label: Rc::new(RefCell::new(format!("{peer} (data link)"))),
-                closing: Rc::new(Cell::new(false)),
-                calls: HashMap::new(),
-                next_call: 1,
-                busy: false,
-            }
-            .start(),
-        )
+        let make = move |_: &mut Context<DataOut>| DataOut {
+            node,
+            control,
+            link,
+            session,
+            shard,
+            addr,
+            nonce,
+            up: false,
+            writer: None,
+            read_limit: Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME)),
+            label: Rc::new(RefCell::new(format!("{peer} (data link)"))),
+            closing: Rc::new(Cell::new(false)),
+            calls: HashMap::new(),
+            next_call: 1,
+            busy: false,
+        };
+        Some(match arbiter {
+            Some(arbiter) => DataOut::start_in_arbiter(arbiter, make),
+            None => DataOut::create(make),
+        })
     }
 
     fn connected(&mut self, stream: BoxStream, ctx: &mut Context<Self>) {

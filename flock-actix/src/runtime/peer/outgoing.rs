@@ -93,6 +93,9 @@ impl Peer {
     fn open_data_link(&mut self, link: u64, shard: u32, ctx: &mut Context<Self>) {
         let opened = match (&self.auth, &self.data.session) {
             (Auth::Up(info), Some(session)) if !self.closing.get() => DataOut::open(
+                self.directory
+                    .arbiters()
+                    .get(link as usize % self.directory.arbiters().len().max(1)),
                 self.node.clone(),
                 ctx.address(),
                 link,
