@@ -27,15 +27,7 @@ pub(crate) fn accept(node: Arc<Node>, directory: Directory, stream: BoxStream) {
         Peer::start(node, directory, stream, None);
         return;
     }
-    let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
-    node.handshake_started(
-        link,
-        Handshaking {
-            accepted: true,
-            dialed: None,
-            claimed: None,
-        },
-    );
+    let link = stranger(&node);
     actix::spawn(async move {
         let timeout = node.config.handshake_timeout;
         let mut stream = stream;
@@ -53,6 +45,21 @@ pub(crate) fn accept(node: Arc<Node>, directory: Directory, stream: BoxStream) {
             }
         }
     });
+}
+
+/// Counts an accepted connection not authenticated yet among the
+/// handshakes under way (bounded by `MAX_UNAUTHENTICATED`); the id to end it.
+pub(super) fn stranger(node: &Node) -> u64 {
+    let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
+    node.handshake_started(
+        link,
+        Handshaking {
+            accepted: true,
+            dialed: None,
+            claimed: None,
+        },
+    );
+    link
 }
 
 /// Whether this node runs the accepting end of data links.

@@ -9,10 +9,10 @@
 //! reply written on the thread that runs the bird.
 
 use super::super::directory::{DataSession, Directory};
-use super::super::node::{Handshaking, Node, nonce};
+use super::super::node::{Node, nonce};
 use super::dispatch::{self, Dispatched};
 use super::io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
-use super::{Close, Frame, MAX_UNSENT_FRAMES, NEXT_LINK, Outgoing, Peer, ReplyTx};
+use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
 use crate::core::data_links::auth::Session;
 use crate::error::Error;
 use crate::net::BoxStream;
@@ -378,15 +378,7 @@ impl DataIn {
             return;
         };
         DataIn::start_in_arbiter(&arbiter, move |ctx| {
-            let link = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
-            node.handshake_started(
-                link,
-                Handshaking {
-                    accepted: true,
-                    dialed: None,
-                    claimed: None,
-                },
-            );
+            let link = super::accept::stranger(&node);
             let read_limit = Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME));
             let label = Rc::new(RefCell::new("a data link".to_owned()));
             let codec = ReadCodec::after_first(read_limit.clone());
