@@ -159,6 +159,24 @@ fn cases() -> Vec<(String, Message)> {
             },
         ),
         (
+            "data_hello".into(),
+            Message::DataHello {
+                session: [0x5a; 32],
+                shard: 517,
+                nonce: [0x11; 32],
+            },
+        ),
+        (
+            "data_challenge".into(),
+            Message::DataChallenge {
+                lanes: 4,
+                lane: 1,
+                nonce: [0x22; 32],
+                mac: [0x33; 32],
+            },
+        ),
+        ("data_proof".into(), Message::DataProof { mac: [0x44; 32] }),
+        (
             "call".into(),
             Message::Call {
                 id: 42,
@@ -299,7 +317,7 @@ fn hello(version: u32) -> Message {
 
 /// Every `Message` variant's name ([`Message::name`]); the cases must cover
 /// them all.
-const MESSAGE_VARIANTS: [&str; 23] = [
+const MESSAGE_VARIANTS: [&str; 26] = [
     "Hello",
     "Challenge",
     "Proof",
@@ -323,6 +341,9 @@ const MESSAGE_VARIANTS: [&str; 23] = [
     "SyncDigest",
     "SyncRange",
     "Kinds",
+    "DataHello",
+    "DataChallenge",
+    "DataProof",
 ];
 
 /// Exhaustive on purpose (no `_` arm): a new `Message` variant fails to
@@ -352,7 +373,10 @@ fn assert_variant_is_listed(msg: &Message) {
         | Message::HandoffAck { .. }
         | Message::SyncDigest { .. }
         | Message::SyncRange { .. }
-        | Message::Kinds { .. } => {}
+        | Message::Kinds { .. }
+        | Message::DataHello { .. }
+        | Message::DataChallenge { .. }
+        | Message::DataProof { .. } => {}
     }
 }
 

@@ -81,6 +81,12 @@ fn host_arbiters() -> String {
     std::env::var("FLOCK_BENCH_HOST_ARBITERS").unwrap_or_else(|_| "default".into())
 }
 
+/// Whether nodes carry calls and casts on data links (FLOCK_BENCH_DATA_LINKS
+/// set: docs/ARCHITECTURE.md §26, off by default in the library for now).
+pub(crate) fn data_links() -> bool {
+    std::env::var_os("FLOCK_BENCH_DATA_LINKS").is_some()
+}
+
 /// `hosts: default arbiters (2); <pinning>`, from what the hosts reported.
 pub(crate) fn layout(hosts: &[&Child], pinning: &str) -> String {
     let mut infos: Vec<&str> = hosts.iter().map(|h| h.info.as_str()).collect();
@@ -184,6 +190,7 @@ pub fn node_main(args: &[String]) {
         if let Some(n) = arbiters {
             b = b.arbiters(n);
         }
+        b = b.data_links(data_links());
         let net = crate::counting::CountingNetwork::default();
         let max_written = net.max.clone();
         if opts.split(',').any(|o| o == "count") {
@@ -191,9 +198,10 @@ pub fn node_main(args: &[String]) {
         }
         let flock = b.start().await.expect("node starts");
         let n = flock.config().arbiters;
+        let links = if data_links() { ", data links" } else { "" };
         let layout = match arbiters {
-            Some(_) => format!("arbiters({n})"),
-            None => format!("default arbiters ({n})"),
+            Some(_) => format!("arbiters({n}){links}"),
+            None => format!("default arbiters ({n}){links}"),
         };
         println!("LISTEN {} {layout}", flock.listen_addr());
         let f = flock.clone();
@@ -336,7 +344,10 @@ pub(crate) async fn node(
     if let Some(n) = arbiters {
         b = b.arbiters(n);
     }
-    b.start().await.expect("bench node starts")
+    b.data_links(data_links())
+        .start()
+        .await
+        .expect("bench node starts")
 }
 
 /// Three host processes, a client node in this process (run `r`), and `n`

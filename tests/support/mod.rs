@@ -151,6 +151,9 @@ impl TestNode {
                     .seeds(seeds)
                     .cookie("test-cookie")
                     .arbiters(1)
+                    // Runs a multi-node suite over data links (§26) while
+                    // they are off by default.
+                    .data_links(std::env::var_os("FLOCK_TEST_DATA_LINKS").is_some())
                     .bird::<Echo>();
                 let flock = edit(builder).start().await;
                 tx.send((flock, actix::System::current())).unwrap();

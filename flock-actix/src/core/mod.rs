@@ -7,6 +7,7 @@
 
 pub mod anti_entropy;
 pub mod crdt;
+pub mod data_links;
 pub mod discovery;
 pub mod events;
 pub mod handshake;

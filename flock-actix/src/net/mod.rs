@@ -9,6 +9,7 @@ mod advertise;
 mod counting;
 mod faults;
 mod memory;
+mod prefixed;
 mod tcp;
 #[cfg(feature = "tls")]
 mod tls;
@@ -17,6 +18,7 @@ pub(crate) use advertise::advertised_addr;
 pub use counting::{CountingNetwork, Tally};
 pub use faults::{Faults, FaultyNetwork};
 pub use memory::MemoryNetwork;
+pub(crate) use prefixed::Prefixed;
 pub use tcp::TcpNetwork;
 #[cfg(feature = "tls")]
 pub use tls::{DEFAULT_SERVER_NAME, TlsConfig, TlsNetwork};

@@ -2,7 +2,7 @@
 
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
-use super::peer::{Frame, OutCall, Peer};
+use super::peer::{OutCall, OutCast, Peer};
 use super::registry::Resolve;
 use super::replica::Lookup;
 use super::telemetry;
@@ -267,12 +267,15 @@ impl<T: BirdKind> FlockAddr<T> {
                 }
             }
             Ok(false) => match self.owner_link() {
-                Some(peer) => peer.do_send(Frame(WireMessage::Cast {
-                    bird: self.name.to_string(),
-                    kind: T::KIND.to_owned(),
-                    msg: tag.to_owned(),
-                    payload,
-                })),
+                Some(peer) => peer.do_send(OutCast {
+                    shard: self.shard,
+                    msg: WireMessage::Cast {
+                        bird: self.name.to_string(),
+                        kind: T::KIND.to_owned(),
+                        msg: tag.to_owned(),
+                        payload,
+                    },
+                }),
                 None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
                     self.name
@@ -454,6 +457,7 @@ impl<T: BirdKind> FlockAddr<T> {
             };
             peer.do_send(OutCall {
                 bird: self.name.clone(),
+                shard: self.shard,
                 kind: T::KIND,
                 tag,
                 payload,

@@ -86,6 +86,17 @@ pub struct FlockConfig {
     /// setting.
     #[doc(hidden)]
     pub protocol_version: Option<u32>,
+
+    /// Calls and casts on *data links*, one per peer and per lane of the
+    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden while it
+    /// is being proven; set with `FlockBuilder::data_links`.
+    #[doc(hidden)]
+    pub data_links: bool,
+    /// A data link with nothing in flight and no traffic for this long is
+    /// closed.
+    #[doc(hidden)]
+    pub data_idle_ms: u64,
+
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -135,6 +146,10 @@ impl FlockConfig {
             wall_clock: None,
             service_threads: true,
             protocol_version: None,
+
+            data_links: false,
+            data_idle_ms: 30_000,
+
         }
     }
 

@@ -11,10 +11,19 @@
 //! threads" in docs/ARCHITECTURE.md), so the map sits behind a `RwLock`:
 //! readers (one per call or cast) do not block each other, and the Registry
 //! writes once per bird start or stop.
+//!
+//! It also holds what an accepted *data link* (docs/ARCHITECTURE.md §26)
+//! needs to reach its birds: the bird arbiters (a data link runs on the
+//! arbiter of its lane) and the data-link sessions of the authenticated
+//! control links, by session id.
 
 use super::kinds::LocalBird;
+use crate::core::data_links::auth::Session;
+use crate::wire::message::MacTag;
+use actix::ArbiterHandle;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
 
 /// A running bird.
 pub(crate) struct Running {
@@ -23,15 +32,65 @@ pub(crate) struct Running {
 
 type Map = HashMap<Arc<str>, Arc<Running>>;
 
+/// The data-link session of one authenticated control link.
+#[derive(Clone)]
+pub(crate) struct DataSession {
+    pub session: Session,
+    /// The control link's id (a replaced link must not remove its
+    /// successor's entry).
+    pub link: u64,
+    /// Closes when the control link stops: its data links close then.
+    pub alive: watch::Receiver<()>,
+}
+
 /// Shared view of the running birds (clones share it).
 #[derive(Clone, Default)]
-pub(crate) struct Directory(Arc<RwLock<Map>>);
+pub(crate) struct Directory {
+    birds: Arc<RwLock<Map>>,
+    /// The bird arbiters, in lane order (empty: birds on the Registry's).
+    arbiters: Arc<[ArbiterHandle]>,
+    sessions: Arc<Mutex<HashMap<MacTag, DataSession>>>,
+}
 
 impl Directory {
+    pub(crate) fn new(arbiters: Vec<ArbiterHandle>) -> Self {
+        Directory {
+            arbiters: arbiters.into(),
+            ..Directory::default()
+        }
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
         // A panic while holding the lock leaves a map that is still valid
         // (every operation is a single insert or remove).
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+        self.birds.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The bird arbiters, one per lane.
+    pub(crate) fn arbiters(&self) -> &[ArbiterHandle] {
+        &self.arbiters
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<MacTag, DataSession>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the session of an authenticated control link.
+    pub(crate) fn session_up(&self, entry: DataSession) {
+        self.sessions().insert(entry.session.id, entry);
+    }
+
+    /// Forgets the session of control link `link`, if it is still its own.
+    pub(crate) fn session_down(&self, id: &MacTag, link: u64) {
+        let mut sessions = self.sessions();
+        if sessions.get(id).is_some_and(|s| s.link == link) {
+            sessions.remove(id);
+        }
+    }
+
+    /// The live session named `id`.
+    pub(crate) fn session(&self, id: &MacTag) -> Option<DataSession> {
+        self.sessions().get(id).cloned()
     }
 
     pub(crate) fn insert(&self, name: Arc<str>, running: Arc<Running>) {
@@ -49,7 +108,7 @@ impl Directory {
     /// The bird, if it runs here, is of `kind`, and its mailbox is open.
     pub(crate) fn get(&self, name: &str, kind: &str) -> Option<Arc<Running>> {
         let running = self
-            .0
+            .birds
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)

@@ -210,6 +210,17 @@ impl FlockBuilder {
         self
     }
 
+    /// Carries calls and casts on data links (docs/ARCHITECTURE.md §26):
+    /// per peer and per bird arbiter of the peer, a connection beside the
+    /// control link, opened when the first call to a bird on that arbiter
+    /// is made, so a received call is handled on the thread of its bird.
+    /// Off by default while it is being proven.
+    #[doc(hidden)]
+    pub fn data_links(mut self, on: bool) -> Self {
+        self.config.data_links = on;
+        self
+    }
+
     /// Use another network (tests: an in-memory or fault-injecting one from
     /// [`testing`](crate::testing)).
     pub fn network(mut self, network: Arc<dyn Network>) -> Self {
@@ -322,7 +333,7 @@ impl FlockBuilder {
             weight: config.weight,
         };
         let arbiters: Vec<Arbiter> = (0..config.arbiters).map(|_| Arbiter::new()).collect();
-        let handles = arbiters.iter().map(Arbiter::handle).collect();
+        let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
         let name: crate::core::crdt::NodeName = config.name.as_str().into();
         super::set_current_node(name.clone());
         for arbiter in &arbiters {
@@ -333,7 +344,7 @@ impl FlockBuilder {
         // The announced kinds are bounded (MAX_ANNOUNCED_KINDS tags).
         node.handshake_config().validate()?;
         let replica = CrdtReplica::new(node.clone(), durable)?;
-        let directory = Directory::default();
+        let directory = Directory::new(handles.clone());
         let ring = Ring::new(node.clone(), listener, directory.clone())?;
         // Liveness and bulk work on separate threads (docs/ARCHITECTURE.md,
         // "Failure detection off the work threads"): the Ring and every

@@ -89,8 +89,9 @@ pub(crate) struct SyncAcked {
 
 /// Where the answer to a call goes.
 pub(crate) enum CallReply {
-    /// Back over a link, as a `Reply` frame.
-    Peer { peer: Addr<Peer>, id: u64 },
+    /// Back over the link (control or data) the call came on, as a `Reply`
+    /// frame.
+    Link { to: Recipient<Frame>, id: u64 },
     /// To a caller on this node.
     Local(oneshot::Sender<Result<Vec<u8>, RemoteError>>),
 }
@@ -98,7 +99,7 @@ pub(crate) enum CallReply {
 impl CallReply {
     pub(crate) fn send(self, result: Result<Vec<u8>, RemoteError>) {
         match self {
-            CallReply::Peer { peer, id } => peer.do_send(Frame(Message::Reply { id, result })),
+            CallReply::Link { to, id } => to.do_send(Frame(Message::Reply { id, result })),
             CallReply::Local(tx) => {
                 let _ = tx.send(result);
             }

@@ -8,25 +8,34 @@
 //! waiting here). Outgoing calls are tracked here so that a lost link fails
 //! them at once instead of letting them wait for their deadline.
 
+mod accept;
+mod data;
+mod dispatch;
 mod io;
+mod outgoing;
 
 use super::directory::Directory;
 use super::messages::{
-    CallReply, Gossip, HandoffAcked, HandoffIn, Heard, InboundCall, InboundCast, LinkDown, LinkUp,
-    PeerLeft, PeerLeftAck, SyncAcked, SyncIn, SyncRaw,
+    Gossip, HandoffAcked, HandoffIn, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, SyncAcked,
+    SyncIn, SyncRaw,
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::{DialFailed, Redial};
 use super::telemetry;
+use crate::core::data_links::{DataLanes, LanesConfig};
 use crate::core::handshake::{Acceptor, Initiator, Outcome, reject_for};
 use crate::core::membership::NodeInfo;
 use crate::error::Error;
 use crate::net::BoxStream;
-use crate::wire::message::{Message, RejectReason, RemoteError};
+use crate::wire::message::{Message, Nonce, RejectReason, RemoteError};
+pub(crate) use accept::accept;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
+use dispatch::Dispatched;
 pub(crate) use io::encode_frame;
-use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide};
+use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
+use outgoing::Data;
+pub(crate) use outgoing::{OutCall, OutCast, Outgoing};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -35,9 +44,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_util::codec::FramedRead;
-
-/// Frame overhead allowance when checking payload sizes against the limit.
-const ENVELOPE_SLACK: usize = 1024;
 
 /// How long a closing link waits for its last frames (a `Reject`) to leave
 /// and for the peer to close its side, before it drops the connection anyway.
@@ -81,6 +87,13 @@ pub(crate) struct Peer {
     /// Set when the peer refused our protocol version but speaks an older
     /// one we speak too: the Ring dials again offering it.
     redial_at: Option<u32>,
+
+    /// The initiator's and the acceptor's handshake nonces, for the
+    /// data-link session.
+    hello_nonce: Option<Nonce>,
+    challenge_nonce: Option<Nonce>,
+    data: Data,
+
 }
 
 impl Peer {
@@ -112,7 +125,13 @@ impl Peer {
                 label.clone(),
             );
             let mut writer = FramedWrite::new(WriteSide::new(write, closing.clone()), encoder, ctx);
-            let auth = match nonce() {
+            let mine = nonce();
+            let (hello_nonce, challenge_nonce) = match (&mine, &dialed) {
+                (Ok(n), Some(_)) => (Some(*n), None),
+                (Ok(n), None) => (None, Some(*n)),
+                (Err(_), _) => (None, None),
+            };
+            let auth = match mine {
                 Err(e) => {
                     tracing::error!("cannot open a link: {e}");
                     Auth::Failed
@@ -152,6 +171,16 @@ impl Peer {
                 next_call: 1,
                 last_heard_report: 0,
                 redial_at: None,
+
+                hello_nonce,
+                challenge_nonce,
+                data: Data {
+                    lanes: DataLanes::control_only(LanesConfig::default()),
+                    links: HashMap::new(),
+                    session: None,
+                    alive: None,
+                },
+
             }
         })
     }
@@ -177,17 +206,7 @@ impl Peer {
     /// Writes a frame, refusing (rather than sending) one the peer would
     /// reject for its size: the link stays up and the caller gets an error.
     fn write(&mut self, msg: Message) {
-        let payload_len = match &msg {
-            Message::Call { payload, .. } | Message::Cast { payload, .. } => payload.len(),
-            Message::Reply { result: Ok(b), .. } => b.len(),
-            _ => 0,
-        };
-        let max = self.node.config.max_frame.saturating_sub(ENVELOPE_SLACK);
-        if payload_len > max {
-            let what = format!(
-                "a {} of {payload_len} bytes exceeds max_frame {max}",
-                msg.name()
-            );
+        if let Some(what) = oversize(&msg, self.node.config.max_frame) {
             tracing::warn!("not sending to {}: {what}", self.peer_name());
             match msg {
                 Message::Reply { id, .. } => self.writer.write(Outbound::Msg(Message::Reply {
@@ -228,6 +247,13 @@ impl Peer {
 
     fn handshake(&mut self, msg: Message, ctx: &mut Context<Self>) {
         self.note_claim(&msg);
+        match (&self.auth, &msg) {
+            (Auth::Accepting(_), Message::Hello { nonce, .. }) => self.hello_nonce = Some(*nonce),
+            (Auth::Initiating(_), Message::Challenge { nonce, .. }) => {
+                self.challenge_nonce = Some(*nonce)
+            }
+            _ => {}
+        }
         let now = self.node.now_ms();
         let result = match &mut self.auth {
             Auth::Initiating(i) => i.on_message(msg),
@@ -275,6 +301,7 @@ impl Peer {
             .store(self.node.config.max_frame, Ordering::Relaxed);
         *self.label.borrow_mut() = info.id.node.to_string();
         self.auth = Auth::Up(info.clone());
+        self.start_data_session();
         if let Some(actors) = self.node.actors() {
             actors.ring.do_send(LinkUp {
                 info,
@@ -350,6 +377,12 @@ impl Peer {
         let Some(actors) = self.node.actors() else {
             return;
         };
+        let msg = match dispatch::user_message(&self.directory, actors, msg, || {
+            ctx.address().recipient()
+        }) {
+            Ok(done) => return self.answer(done, ctx),
+            Err(msg) => msg,
+        };
         match msg {
             Message::Heartbeat { seq } => self.write(Message::HeartbeatAck { seq }),
             Message::HeartbeatAck { .. } => {}
@@ -384,65 +417,6 @@ impl Peer {
                 from: info.id.clone(),
                 seq,
             }),
-            Message::Call {
-                id,
-                bird,
-                kind,
-                msg,
-                payload,
-                timeout_ms,
-                forwarded: _,
-            } => match self.directory.get(&bird, &kind) {
-                // Running here: straight to the bird, answered from here.
-                Some(running) => match running.bird.call(
-                    &bird,
-                    &msg,
-                    &payload,
-                    Duration::from_millis(u64::from(timeout_ms)),
-                ) {
-                    Err(e) => self.write(Message::Reply { id, result: Err(e) }),
-                    Ok(reply) => {
-                        ctx.spawn(reply.into_actor(self).map(move |result, act, _| {
-                            let result = result.map_err(|e| match e {
-                                RemoteError::BirdPanicked { .. } => {
-                                    RemoteError::BirdPanicked { bird }
-                                }
-                                other => other,
-                            });
-                            act.write(Message::Reply { id, result });
-                        }));
-                    }
-                },
-                None => actors.registry.do_send(InboundCall {
-                    bird: bird.into(),
-                    kind,
-                    tag: msg,
-                    payload,
-                    timeout: Duration::from_millis(u64::from(timeout_ms)),
-                    reply: CallReply::Peer {
-                        peer: ctx.address(),
-                        id,
-                    },
-                }),
-            },
-            Message::Cast {
-                bird,
-                kind,
-                msg,
-                payload,
-            } => match self.directory.get(&bird, &kind) {
-                Some(running) => {
-                    if let Err(e) = running.bird.cast(&msg, &payload) {
-                        tracing::warn!("cast to bird {bird} dropped: {e}");
-                    }
-                }
-                None => actors.registry.do_send(InboundCast {
-                    bird: bird.into(),
-                    kind,
-                    tag: msg,
-                    payload,
-                }),
-            },
             Message::Reply { id, result } => {
                 if let Some(tx) = self.calls.remove(&id) {
                     let _ = tx.send(result);
@@ -474,6 +448,19 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// Answers a call handed to its bird, on this link.
+    fn answer(&mut self, done: Dispatched, ctx: &mut Context<Self>) {
+        match done {
+            Dispatched::Reply(reply) => self.write(reply),
+            Dispatched::Pending(reply) => {
+                ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
+            }
+            Dispatched::Done => {}
+        }
+    }
+}
+
 impl Actor for Peer {
     type Context = Context<Self>;
 
@@ -496,8 +483,17 @@ impl Actor for Peer {
         });
     }
 
-    fn stopped(&mut self, _: &mut Context<Self>) {
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.end_handshake();
+        // The data links go with the control link: the ones we opened close
+        // (their waiting messages fail), the ones the peer opened to us
+        // close when `alive` drops.
+        let effects = self.data.lanes.close_all();
+        self.apply(effects, ctx);
+        if let Some(session) = self.data.session.take() {
+            self.directory.session_down(&session.id, self.link);
+        }
+        self.data.alive = None;
         // In call order, not hash order: callers wake in a replayable order.
         let mut calls: Vec<_> = self.calls.drain().collect();
         calls.sort_unstable_by_key(|(id, _)| *id);
@@ -589,53 +585,6 @@ impl Handler<Frame> for Peer {
         if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
             self.write(msg);
         }
-    }
-}
-
-/// An outgoing call: the reply arrives on `reply`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct OutCall {
-    pub bird: Arc<str>,
-    pub kind: &'static str,
-    pub tag: &'static str,
-    pub payload: Vec<u8>,
-    pub timeout_ms: u32,
-    pub reply: ReplyTx,
-}
-
-impl Handler<OutCall> for Peer {
-    type Result = ();
-
-    fn handle(&mut self, call: OutCall, _: &mut Context<Self>) {
-        // The caller already gave up (its deadline passed while the call
-        // waited in this mailbox): sending it would only load both nodes.
-        if call.reply.is_closed() {
-            return;
-        }
-        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
-            let _ = call
-                .reply
-                .send(Err(RemoteError::Internal("link not up".into())));
-            return;
-        }
-        let id = self.next_call;
-        self.next_call += 1;
-        // Callers that gave up (timed out) drop their receiver; forget them
-        // now and then so the map cannot grow without bound.
-        if self.calls.len() >= 1024 && id.is_multiple_of(1024) {
-            self.calls.retain(|_, tx| !tx.is_closed());
-        }
-        self.calls.insert(id, call.reply);
-        self.write(Message::Call {
-            id,
-            bird: call.bird.to_string(),
-            kind: call.kind.to_owned(),
-            msg: call.tag.to_owned(),
-            payload: call.payload,
-            timeout_ms: call.timeout_ms,
-            forwarded: false,
-        });
     }
 }
 

@@ -129,7 +129,6 @@ pub(crate) struct Registry {
     waiting: HashMap<WaiterId, Waiting>,
     next_waiter: WaiterId,
     arbiters: Vec<ArbiterHandle>,
-    next_arbiter: usize,
     directory: Directory,
     last_share: Option<(usize, usize)>,
     /// Handoffs sent and not acknowledged yet (a leave waits for them).
@@ -154,7 +153,6 @@ impl Registry {
             waiting: HashMap::new(),
             next_waiter: 1,
             arbiters,
-            next_arbiter: 0,
             directory,
             last_share: None,
             unacked: HashMap::new(),
@@ -319,10 +317,12 @@ impl Registry {
                 error,
             });
         };
-        let arbiter = (!self.arbiters.is_empty()).then(|| {
-            self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
-            &self.arbiters[self.next_arbiter]
-        });
+        // A stable function of the name (its placement shard's lane), so a
+        // data link of that lane runs on the bird's thread (§26).
+        let lanes = u32::try_from(self.arbiters.len()).unwrap_or(u32::MAX);
+        let shard = self.node.view.load().placement.shard_of(&name);
+        let lane = crate::core::data_links::lane_of(shard, lanes) as usize;
+        let arbiter = self.arbiters.get(lane);
         let spawned = kind_table.spawn(Spawn {
             name: name.clone(),
             args,

@@ -313,7 +313,7 @@ impl Ring {
                                 }
                                 continue;
                             }
-                            Peer::start(node.clone(), directory.clone(), stream, None, None);
+                            super::peer::accept(node.clone(), directory.clone(), stream);
                         }
                         Err(e) => {
                             tracing::warn!("accept failed on {}: {e}", listener.local_addr());

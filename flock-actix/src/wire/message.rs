@@ -319,6 +319,47 @@ pub enum Message {
         /// The kind tags the sender hosts, sorted, without duplicates.
         kinds: Vec<String>,
     },
+
+    // ---- data links (appended last; docs/ARCHITECTURE.md §26) ----
+    /// First frame of a *data link* (a connection that carries only calls,
+    /// casts and replies, opened beside an authenticated control link):
+    /// initiator → acceptor. Never sent on a control link.
+    DataHello {
+        /// Which control-link session this link belongs to (an HMAC of the
+        /// cookie over that session's handshake nonces, see
+        /// `core::data_links::auth`).
+        #[serde(with = "serde_bytes")]
+        session: MacTag,
+        /// The shard of the bird whose call opened the link: the acceptor
+        /// runs the link on the arbiter of that shard's lane.
+        shard: u32,
+        /// The initiator's fresh nonce.
+        #[serde(with = "serde_bytes")]
+        nonce: Nonce,
+    },
+    /// Data link step 2, acceptor → initiator: the acceptor's lane count
+    /// and the lane this link serves, its fresh nonce, and its proof of the
+    /// session key.
+    DataChallenge {
+        /// How many lanes (bird arbiters) the acceptor has.
+        lanes: u32,
+        /// The lane this link serves (`shard % lanes`).
+        lane: u32,
+        /// The acceptor's fresh nonce.
+        #[serde(with = "serde_bytes")]
+        nonce: Nonce,
+        /// HMAC-SHA256(session key, acceptor label ‖ nonces ‖ shard ‖ lanes).
+        #[serde(with = "serde_bytes")]
+        mac: MacTag,
+    },
+    /// Data link step 3, initiator → acceptor: the initiator's proof of the
+    /// session key; calls and casts may follow at once.
+    DataProof {
+        /// HMAC-SHA256(session key, initiator label ‖ nonces ‖ shard).
+        #[serde(with = "serde_bytes")]
+        mac: MacTag,
+
+    },
 }
 
 /// Why a node refuses a handshake ([`Message::Reject`]).
@@ -512,6 +553,11 @@ impl Message {
             Message::SyncRange { .. } => "SyncRange",
 
             Message::Kinds { .. } => "Kinds",
+
+            Message::DataHello { .. } => "DataHello",
+            Message::DataChallenge { .. } => "DataChallenge",
+            Message::DataProof { .. } => "DataProof",
+
         }
     }
 

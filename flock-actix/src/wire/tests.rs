@@ -178,6 +178,28 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(bird, kind, state)| Message::Handoff { bird, kind, state }),
         text().prop_map(|bird| Message::HandoffAck { bird }),
         proptest::collection::vec(text(), 0..4).prop_map(|kinds| Message::Kinds { kinds }),
+
+        (any::<[u8; 32]>(), any::<u32>(), any::<[u8; 32]>()).prop_map(|(session, shard, nonce)| {
+            Message::DataHello {
+                session,
+                shard,
+                nonce,
+            }
+        }),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(lanes, lane, nonce, mac)| Message::DataChallenge {
+                lanes,
+                lane,
+                nonce,
+                mac
+            }),
+        any::<[u8; 32]>().prop_map(|mac| Message::DataProof { mac }),
+
         (
             any::<u64>(),
             text(),

@@ -66,6 +66,16 @@ impl ReadCodec {
         }
     }
 
+    /// For a connection whose first frame was already read (a data link:
+    /// the accept path read its `DataHello`).
+    pub(crate) fn after_first(limit: Arc<AtomicUsize>) -> Self {
+        ReadCodec {
+            inner: FrameCodec::new(),
+            limit,
+            broken: false,
+        }
+    }
+
     fn sync_limit(&mut self) {
         let limit = self.limit.load(Ordering::Relaxed);
         if self.inner.max_frame() != limit {
@@ -130,6 +140,26 @@ impl Decoder for ReadCodec {
         let frame = self.inner.decode_eof(src);
         Ok(self.result(frame, src))
     }
+}
+
+/// Frame overhead allowance when checking payload sizes against the limit.
+const ENVELOPE_SLACK: usize = 1024;
+
+/// Why `msg` must not be sent, if its payload is above what the peer
+/// accepts (`max_frame`): the link stays up and the sender gets an error.
+pub(crate) fn oversize(msg: &Message, max_frame: usize) -> Option<String> {
+    let payload_len = match msg {
+        Message::Call { payload, .. } | Message::Cast { payload, .. } => payload.len(),
+        Message::Reply { result: Ok(b), .. } => b.len(),
+        _ => 0,
+    };
+    let max = max_frame.saturating_sub(ENVELOPE_SLACK);
+    (payload_len > max).then(|| {
+        format!(
+            "a {} of {payload_len} bytes exceeds max_frame {max}",
+            msg.name()
+        )
+    })
 }
 
 /// What a link writes: a message it encodes, or a frame encoded elsewhere

@@ -1,0 +1,542 @@
+//! Data links (docs/ARCHITECTURE.md §26): connections beside a control link
+//! that carry only calls, casts and replies.
+//!
+//! [`DataOut`] is the opening end. The control `Peer` starts it on the links
+//! arbiter when its [`DataLanes`](crate::core::data_links::DataLanes) says
+//! so, routes calls and casts of one lane to it, and is told when it is up,
+//! idle or gone. [`DataIn`] is the accepting end; it runs on the bird
+//! arbiter of its lane, so an inbound call is handed to its bird and its
+//! reply written on the thread that runs the bird.
+
+use super::super::directory::{DataSession, Directory};
+use super::super::node::{Node, nonce};
+use super::dispatch::{self, Dispatched};
+use super::io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
+use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
+use crate::core::data_links::auth::Session;
+use crate::error::Error;
+use crate::net::BoxStream;
+use crate::wire::message::{Message, Nonce, RemoteError};
+use actix::io::{FramedWrite, WriteHandler};
+use actix::prelude::*;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio_util::codec::FramedRead;
+
+type Writer = FramedWrite<Outbound, WriteSide, WriteCodec>;
+
+/// Splits `stream` into the actor's framed reader and a framed writer.
+fn framed<A>(
+    node: &Node,
+    stream: BoxStream,
+    codec: ReadCodec,
+    label: Rc<RefCell<String>>,
+    closing: Rc<Cell<bool>>,
+    ctx: &mut Context<A>,
+) -> Writer
+where
+    A: Actor<Context = Context<A>> + StreamHandler<Result<Inbound, Error>> + WriteHandler<Error>,
+{
+    let (read, write) = tokio::io::split(stream);
+    ctx.add_stream(FramedRead::new(read, codec));
+    let max_frame = node.config.max_frame;
+    let encoder = WriteCodec::new(
+        max_frame,
+        max_frame.saturating_mul(MAX_UNSENT_FRAMES),
+        label,
+    );
+    FramedWrite::new(WriteSide::new(write, closing), encoder, ctx)
+}
+
+/// A data link is up: it serves `lane` of the peer's `lanes`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DataUp {
+    pub link: u64,
+    pub lanes: u32,
+    pub lane: u32,
+}
+
+/// A data link stopped (or never came up).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DataDown(pub u64);
+
+/// A data link has nothing in flight and saw no traffic lately.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct DataIdle(pub u64);
+
+/// The opening end of a data link.
+pub(crate) struct DataOut {
+    node: Arc<Node>,
+    control: Addr<Peer>,
+    link: u64,
+    session: Session,
+    shard: u32,
+    addr: String,
+    nonce: Nonce,
+    up: bool,
+    writer: Option<Writer>,
+    read_limit: Arc<AtomicUsize>,
+    label: Rc<RefCell<String>>,
+    closing: Rc<Cell<bool>>,
+    calls: HashMap<u64, ReplyTx>,
+    next_call: u64,
+    /// Traffic since the last idle check.
+    busy: bool,
+}
+
+impl DataOut {
+    /// Opens data link `link` (the core's id) to the peer at `addr`.
+    /// Opens data link `link` (the core's id) to the peer at `addr`, on
+    /// `arbiter` (one of this node's bird arbiters when it has some: its
+    /// encoding and writing then never delay the links arbiter's heartbeats).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open(
+        arbiter: Option<&ArbiterHandle>,
+        node: Arc<Node>,
+        control: Addr<Peer>,
+        link: u64,
+        session: Session,
+        shard: u32,
+        addr: String,
+        peer: String,
+    ) -> Option<Addr<DataOut>> {
+        let nonce = nonce().ok()?;
+        let make = move |_: &mut Context<DataOut>| DataOut {
+            node,
+            control,
+            link,
+            session,
+            shard,
+            addr,
+            nonce,
+            up: false,
+            writer: None,
+            read_limit: Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME)),
+            label: Rc::new(RefCell::new(format!("{peer} (data link)"))),
+            closing: Rc::new(Cell::new(false)),
+            calls: HashMap::new(),
+            next_call: 1,
+            busy: false,
+        };
+        Some(match arbiter {
+            Some(arbiter) => DataOut::start_in_arbiter(arbiter, make),
+            None => DataOut::create(make),
+        })
+    }
+
+    fn connected(&mut self, stream: BoxStream, ctx: &mut Context<Self>) {
+        let codec = ReadCodec::new(self.read_limit.clone());
+        let mut writer = framed(
+            &self.node,
+            stream,
+            codec,
+            self.label.clone(),
+            self.closing.clone(),
+            ctx,
+        );
+        writer.write(Outbound::Msg(Message::DataHello {
+            session: self.session.id,
+            shard: self.shard,
+            nonce: self.nonce,
+        }));
+        self.writer = Some(writer);
+    }
+
+    fn challenged(
+        &mut self,
+        lanes: u32,
+        lane: u32,
+        nonce_a: Nonce,
+        mac: [u8; 32],
+        ctx: &mut Context<Self>,
+    ) {
+        let verified =
+            self.session
+                .verify_acceptor(&self.nonce, &nonce_a, self.shard, lanes, lane, &mac);
+        let proof = self
+            .session
+            .initiator_mac(&self.nonce, &nonce_a, self.shard);
+        match (verified, proof, &mut self.writer) {
+            (Ok(()), Ok(mac), Some(writer)) => {
+                writer.write(Outbound::Msg(Message::DataProof { mac }));
+                self.up = true;
+                self.read_limit
+                    .store(self.node.config.max_frame, Ordering::Relaxed);
+                self.control.do_send(DataUp {
+                    link: self.link,
+                    lanes,
+                    lane,
+                });
+                let every = Duration::from_millis(self.node.config.data_idle_ms.max(2) / 2);
+                ctx.run_interval(every, |act, _| act.check_idle());
+            }
+            _ => {
+                tracing::warn!(
+                    "closing {}: its answer does not prove the session",
+                    self.label.borrow()
+                );
+                ctx.stop();
+            }
+        }
+    }
+
+    fn check_idle(&mut self) {
+        self.calls.retain(|_, tx| !tx.is_closed());
+        if !std::mem::take(&mut self.busy) && self.calls.is_empty() {
+            self.control.do_send(DataIdle(self.link));
+        }
+    }
+
+    fn send(&mut self, item: Outgoing) {
+        self.busy = true;
+        let Some(writer) = self.writer.as_mut().filter(|_| self.up) else {
+            return item.fail(RemoteError::LinkClosed);
+        };
+        let max_frame = self.node.config.max_frame;
+        let msg = match item {
+            Outgoing::Cast(msg) => {
+                if let Some(what) = oversize(&msg, max_frame) {
+                    return tracing::warn!("not sending to {}: {what}", self.label.borrow());
+                }
+                msg
+            }
+            Outgoing::Call(call) => {
+                if call.reply.is_closed() {
+                    return;
+                }
+                let id = self.next_call;
+                self.next_call += 1;
+                let (msg, reply) = call.into_parts(id);
+                if let Some(what) = oversize(&msg, max_frame) {
+                    let _ = reply.send(Err(RemoteError::Encode(what)));
+                    return;
+                }
+                self.calls.insert(id, reply);
+                msg
+            }
+        };
+        writer.write(Outbound::Msg(msg));
+    }
+}
+
+impl Actor for DataOut {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.node.config.handshake_timeout;
+        let connect = self.node.config.network.connect(&self.addr);
+        ctx.run_later(timeout, move |act, ctx| {
+            if !act.up {
+                tracing::debug!("{}: not up within {timeout:?}", act.label.borrow());
+                ctx.stop();
+            }
+        });
+        ctx.spawn(
+            async move { tokio::time::timeout(timeout, connect).await }
+                .into_actor(self)
+                .map(|result, act, ctx| match result {
+                    Ok(Ok(stream)) => act.connected(stream, ctx),
+                    _ => {
+                        tracing::debug!("{}: cannot connect", act.label.borrow());
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        let mut calls: Vec<_> = self.calls.drain().collect();
+        calls.sort_unstable_by_key(|(id, _)| *id);
+        for (_, tx) in calls {
+            let _ = tx.send(Err(RemoteError::LinkClosed));
+        }
+        self.control.do_send(DataDown(self.link));
+    }
+}
+
+impl StreamHandler<Result<Inbound, Error>> for DataOut {
+    fn handle(&mut self, item: Result<Inbound, Error>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(Inbound::Frame(Message::Reply { id, result })) if self.up => {
+                self.busy = true;
+                if let Some(tx) = self.calls.remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+            Ok(Inbound::Frame(Message::DataChallenge {
+                lanes,
+                lane,
+                nonce,
+                mac,
+            })) if !self.up => self.challenged(lanes, lane, nonce, mac, ctx),
+            // An older node, or one that does not accept data links, refuses
+            // the DataHello: the lane falls back to the control link.
+            Ok(Inbound::Frame(Message::Reject { reason })) => {
+                tracing::debug!("{} refused: {reason:?}", self.label.borrow());
+                ctx.stop();
+            }
+            Ok(Inbound::Frame(other)) => {
+                tracing::warn!(
+                    "closing {}: unexpected {}",
+                    self.label.borrow(),
+                    other.name()
+                );
+                ctx.stop();
+            }
+            Ok(Inbound::Sync(_)) => {
+                tracing::warn!(
+                    "closing {}: unexpected registry transfer",
+                    self.label.borrow()
+                );
+                ctx.stop();
+            }
+            Ok(Inbound::Broken(e)) | Err(e) => {
+                tracing::debug!("closing {}: {e}", self.label.borrow());
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl WriteHandler<Error> for DataOut {
+    fn error(&mut self, err: Error, ctx: &mut Context<Self>) -> Running {
+        tracing::debug!("closing {}: {err}", self.label.borrow());
+        ctx.stop();
+        Running::Stop
+    }
+}
+
+impl Handler<Outgoing> for DataOut {
+    type Result = ();
+
+    fn handle(&mut self, item: Outgoing, _: &mut Context<Self>) {
+        self.send(item);
+    }
+}
+
+impl Handler<Close> for DataOut {
+    type Result = ();
+
+    fn handle(&mut self, _: Close, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// What the accept path read from a data link's first frame.
+pub(crate) struct Hello {
+    pub session: DataSession,
+    pub shard: u32,
+    pub nonce: Nonce,
+}
+
+/// The accepting end of a data link, on the bird arbiter of its lane.
+pub(crate) struct DataIn {
+    node: Arc<Node>,
+    directory: Directory,
+    /// Counted among the handshakes under way until the proof arrives.
+    handshake: Option<u64>,
+    session: Session,
+    shard: u32,
+    nonce_i: Nonce,
+    nonce_a: Nonce,
+    up: bool,
+    writer: Writer,
+    read_limit: Arc<AtomicUsize>,
+    label: Rc<RefCell<String>>,
+}
+
+impl DataIn {
+    /// Runs the data link on `stream`, whose `DataHello` was read, on the
+    /// bird arbiter of its lane (dropped if this node has none).
+    pub(crate) fn accept(node: Arc<Node>, directory: Directory, stream: BoxStream, hello: Hello) {
+        let lanes = directory.arbiters().len();
+        let Ok(lanes32) = u32::try_from(lanes) else {
+            return;
+        };
+        let lane = crate::core::data_links::lane_of(hello.shard, lanes32);
+        let Some(arbiter) = directory.arbiters().get(lane as usize).cloned() else {
+            return;
+        };
+        let Ok(nonce_a) = nonce() else { return };
+        let Ok(mac) =
+            hello
+                .session
+                .session
+                .acceptor_mac(&hello.nonce, &nonce_a, hello.shard, lanes32, lane)
+        else {
+            return;
+        };
+        DataIn::start_in_arbiter(&arbiter, move |ctx| {
+            let link = super::accept::stranger(&node);
+            let read_limit = Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME));
+            let label = Rc::new(RefCell::new("a data link".to_owned()));
+            let codec = ReadCodec::after_first(read_limit.clone());
+            let mut writer = framed(&node, stream, codec, label.clone(), Rc::default(), ctx);
+            writer.write(Outbound::Msg(Message::DataChallenge {
+                lanes: lanes32,
+                lane,
+                nonce: nonce_a,
+                mac,
+            }));
+            // The control link's end is this link's end (a partition cuts
+            // both; a peer declared down has no data links).
+            let mut alive = hello.session.alive.clone();
+            ctx.spawn(
+                actix::fut::wrap_future::<_, DataIn>(async move {
+                    while alive.changed().await.is_ok() {}
+                })
+                .map(|(), _, ctx| ctx.stop()),
+            );
+            DataIn {
+                node,
+                directory,
+                handshake: Some(link),
+                session: hello.session.session,
+                shard: hello.shard,
+                nonce_i: hello.nonce,
+                nonce_a,
+                up: false,
+                writer,
+                read_limit,
+                label,
+            }
+        });
+    }
+
+    fn end_handshake(&mut self) {
+        if let Some(link) = self.handshake.take() {
+            self.node.handshake_ended(link);
+        }
+    }
+
+    fn write(&mut self, msg: Message) {
+        let msg = match (oversize(&msg, self.node.config.max_frame), msg) {
+            (Some(what), Message::Reply { id, .. }) => Message::Reply {
+                id,
+                result: Err(RemoteError::Encode(what)),
+            },
+            (_, msg) => msg,
+        };
+        self.writer.write(Outbound::Msg(msg));
+    }
+
+    fn route(&mut self, msg: Message, ctx: &mut Context<Self>) {
+        let Some(actors) = self.node.actors() else {
+            return;
+        };
+        match dispatch::user_message(&self.directory, actors, msg, || ctx.address().recipient()) {
+            Ok(Dispatched::Reply(reply)) => self.write(reply),
+            Ok(Dispatched::Pending(reply)) => {
+                ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
+            }
+            Ok(Dispatched::Done) => {}
+            Err(other) => {
+                tracing::warn!(
+                    "closing {}: unexpected {}",
+                    self.label.borrow(),
+                    other.name()
+                );
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Actor for DataIn {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.node.config.handshake_timeout;
+        ctx.run_later(timeout, move |act, ctx| {
+            if !act.up {
+                tracing::warn!(
+                    "closing {}: no proof within {timeout:?}",
+                    act.label.borrow()
+                );
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.end_handshake();
+    }
+}
+
+impl StreamHandler<Result<Inbound, Error>> for DataIn {
+    fn handle(&mut self, item: Result<Inbound, Error>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(Inbound::Frame(msg)) if self.up => self.route(msg, ctx),
+            Ok(Inbound::Frame(Message::DataProof { mac })) => {
+                match self
+                    .session
+                    .verify_initiator(&self.nonce_i, &self.nonce_a, self.shard, &mac)
+                {
+                    Ok(()) => {
+                        self.up = true;
+                        self.end_handshake();
+                        self.read_limit
+                            .store(self.node.config.max_frame, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        tracing::warn!("refusing {}: {e}", self.label.borrow());
+                        ctx.stop();
+                    }
+                }
+            }
+            Ok(Inbound::Frame(other)) => {
+                tracing::warn!(
+                    "closing {}: unexpected {}",
+                    self.label.borrow(),
+                    other.name()
+                );
+                ctx.stop();
+            }
+            Ok(Inbound::Sync(_)) => {
+                tracing::warn!(
+                    "closing {}: unexpected registry transfer",
+                    self.label.borrow()
+                );
+                ctx.stop();
+            }
+            Ok(Inbound::Broken(e)) | Err(e) => {
+                tracing::debug!("closing {}: {e}", self.label.borrow());
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl WriteHandler<Error> for DataIn {
+    fn error(&mut self, err: Error, ctx: &mut Context<Self>) -> Running {
+        tracing::debug!("closing {}: {err}", self.label.borrow());
+        ctx.stop();
+        Running::Stop
+    }
+}
+
+/// A reply from the Registry (a call that waited for its bird).
+impl Handler<Frame> for DataIn {
+    type Result = ();
+
+    fn handle(&mut self, Frame(msg): Frame, _: &mut Context<Self>) {
+        if self.up {
+            self.write(msg);
+        }
+    }
+}

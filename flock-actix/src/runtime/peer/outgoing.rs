@@ -1,0 +1,273 @@
+//! A control link's outgoing calls and casts: routed by its
+//! [`DataLanes`] to a data link of the peer's lane or to the control link
+//! itself (docs/ARCHITECTURE.md §26).
+
+use super::super::directory::DataSession;
+use super::data::{DataDown, DataIdle, DataOut, DataUp};
+use super::{Auth, Close, Peer, ReplyTx, accept};
+use crate::core::data_links::auth::Session;
+use crate::core::data_links::{DataLanes, Effect, LanesConfig};
+use crate::wire::message::{Message, RemoteError};
+use actix::prelude::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The data links this control link opened (docs/ARCHITECTURE.md §26).
+pub(super) struct Data {
+    pub(super) lanes: DataLanes<Outgoing>,
+    pub(super) links: HashMap<u64, Addr<DataOut>>,
+    pub(super) session: Option<Session>,
+    /// Dropped when this link stops: the data links the peer opened to us
+    /// in this session close then.
+    pub(super) alive: Option<watch::Sender<()>>,
+}
+
+impl Peer {
+    /// Derives the data-link session of this (just authenticated) link, and
+    /// registers it for the data links the peer opens to us if this node
+    /// accepts them.
+    pub(super) fn start_data_session(&mut self) {
+        if !self.node.config.data_links {
+            return;
+        }
+        let (Some(hello), Some(challenge)) = (self.hello_nonce, self.challenge_nonce) else {
+            return;
+        };
+        let session = match Session::derive(&self.node.config.cookie, &hello, &challenge) {
+            Ok(s) => s,
+            Err(e) => return tracing::error!("no data links to {}: {e}", self.peer_name()),
+        };
+        let config = LanesConfig {
+            idle_ms: self.node.config.data_idle_ms,
+            // The bound a link puts on its unsent bytes.
+            max_queued_bytes: self
+                .node
+                .config
+                .max_frame
+                .saturating_mul(super::MAX_UNSENT_FRAMES),
+        };
+        self.data.lanes = DataLanes::new(config);
+        if accept::accepts_data_links(&self.node, &self.directory) {
+            let (alive, watcher) = watch::channel(());
+            self.directory.session_up(DataSession {
+                session: session.clone(),
+                link: self.link,
+                alive: watcher,
+            });
+            self.data.alive = Some(alive);
+        }
+        self.data.session = Some(session);
+    }
+
+    /// Routes a call or cast for a bird of `shard` (data link or control
+    /// link, see `core::data_links`).
+    fn send_out(&mut self, shard: u32, item: Outgoing, ctx: &mut Context<Self>) {
+        let bytes = item.bytes();
+        let effects = self
+            .data
+            .lanes
+            .route(shard, bytes, item, self.node.now_ms());
+        self.apply(effects, ctx);
+    }
+
+    pub(super) fn apply(&mut self, effects: Vec<Effect<Outgoing>>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Open { link, shard } => self.open_data_link(link, shard, ctx),
+                Effect::Send { link, item } => match self.data.links.get(&link) {
+                    Some(out) => out.do_send(item),
+                    None => item.fail(RemoteError::LinkClosed),
+                },
+                Effect::Control(item) => self.send_control(item),
+                Effect::Close { link } => {
+                    if let Some(out) = self.data.links.remove(&link) {
+                        out.do_send(Close);
+                    }
+                }
+                Effect::Fail(item) => item.fail(RemoteError::LinkClosed),
+            }
+        }
+    }
+
+    fn open_data_link(&mut self, link: u64, shard: u32, ctx: &mut Context<Self>) {
+        let opened = match (&self.auth, &self.data.session) {
+            (Auth::Up(info), Some(session)) if !self.closing.get() => DataOut::open(
+                self.directory
+                    .arbiters()
+                    .get(link as usize % self.directory.arbiters().len().max(1)),
+                self.node.clone(),
+                ctx.address(),
+                link,
+                session.clone(),
+                shard,
+                info.addr.clone(),
+                info.id.node.to_string(),
+            ),
+            _ => None,
+        };
+        match opened {
+            Some(out) => {
+                self.data.links.insert(link, out);
+            }
+            None => {
+                let effects = self.data.lanes.failed(link, self.node.now_ms());
+                self.apply(effects, ctx);
+            }
+        }
+    }
+
+    /// Writes a call or cast on this (control) link.
+    fn send_control(&mut self, item: Outgoing) {
+        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
+            return item.fail(RemoteError::Internal("link not up".into()));
+        }
+        match item {
+            Outgoing::Cast(msg) => self.write(msg),
+            Outgoing::Call(call) => {
+                let id = self.next_call;
+                self.next_call += 1;
+                // Callers that gave up (timed out) drop their receiver;
+                // forget them now and then so the map cannot grow without
+                // bound.
+                if self.calls.len() >= 1024 && id.is_multiple_of(1024) {
+                    self.calls.retain(|_, tx| !tx.is_closed());
+                }
+                let (msg, reply) = call.into_parts(id);
+                self.calls.insert(id, reply);
+                self.write(msg);
+            }
+        }
+    }
+}
+
+/// An outgoing call: the reply arrives on `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct OutCall {
+    pub bird: Arc<str>,
+    /// The bird's shard (picks its data link).
+    pub shard: u32,
+    pub kind: &'static str,
+    pub tag: &'static str,
+    pub payload: Vec<u8>,
+    pub timeout_ms: u32,
+    pub reply: ReplyTx,
+}
+
+impl OutCall {
+    /// The `Call` frame with request id `id`, and where its reply goes.
+    pub(super) fn into_parts(self, id: u64) -> (Message, ReplyTx) {
+        let msg = Message::Call {
+            id,
+            bird: self.bird.to_string(),
+            kind: self.kind.to_owned(),
+            msg: self.tag.to_owned(),
+            payload: self.payload,
+            timeout_ms: self.timeout_ms,
+            forwarded: false,
+        };
+        (msg, self.reply)
+    }
+}
+
+/// An outgoing cast (a `Cast` frame) to a bird of `shard`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct OutCast {
+    pub shard: u32,
+    pub msg: Message,
+}
+
+/// A call or cast on its way to a link.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) enum Outgoing {
+    Call(OutCall),
+    Cast(Message),
+}
+
+impl Outgoing {
+    /// About the bytes it takes (payload and envelope), for the bound on
+    /// what waits for a data link.
+    fn bytes(&self) -> usize {
+        const ENVELOPE: usize = 64;
+        ENVELOPE
+            + match self {
+                Outgoing::Call(call) => call.payload.len() + call.bird.len(),
+                Outgoing::Cast(Message::Cast { payload, bird, .. }) => payload.len() + bird.len(),
+                Outgoing::Cast(_) => 0,
+            }
+    }
+
+    /// It cannot be sent: a call's caller hears why, a cast is dropped.
+    pub(super) fn fail(self, e: RemoteError) {
+        match self {
+            Outgoing::Call(call) => {
+                let _ = call.reply.send(Err(e));
+            }
+            Outgoing::Cast(msg) => tracing::warn!("{} dropped: {e}", msg.name()),
+        }
+    }
+}
+
+impl Handler<OutCall> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, call: OutCall, ctx: &mut Context<Self>) {
+        // The caller already gave up (its deadline passed while the call
+        // waited in this mailbox): sending it would only load both nodes.
+        if call.reply.is_closed() {
+            return;
+        }
+        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
+            let _ = call
+                .reply
+                .send(Err(RemoteError::Internal("link not up".into())));
+            return;
+        }
+        self.send_out(call.shard, Outgoing::Call(call), ctx);
+    }
+}
+
+impl Handler<OutCast> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, cast: OutCast, ctx: &mut Context<Self>) {
+        if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
+            self.send_out(cast.shard, Outgoing::Cast(cast.msg), ctx);
+        }
+    }
+}
+
+impl Handler<DataUp> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, up: DataUp, ctx: &mut Context<Self>) {
+        let effects = self
+            .data
+            .lanes
+            .up(up.link, up.lanes, up.lane, self.node.now_ms());
+        self.apply(effects, ctx);
+    }
+}
+
+impl Handler<DataDown> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, DataDown(link): DataDown, ctx: &mut Context<Self>) {
+        if self.data.links.remove(&link).is_some() {
+            let effects = self.data.lanes.failed(link, self.node.now_ms());
+            self.apply(effects, ctx);
+        }
+    }
+}
+
+impl Handler<DataIdle> for Peer {
+    type Result = ();
+
+    fn handle(&mut self, DataIdle(link): DataIdle, ctx: &mut Context<Self>) {
+        let effects = self.data.lanes.idle(link, self.node.now_ms());
+        self.apply(effects, ctx);
+    }
+}
