@@ -17,75 +17,6 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
 
-    /// The peer speaks another protocol version. The connection is refused
-    /// before anything else is read; no state changed.
-    #[error(
-        "protocol version mismatch: we speak v{ours}, the peer speaks v{theirs}; upgrade the older node"
-    )]
-    VersionMismatch {
-        /// Our protocol version.
-        ours: u32,
-        /// The peer's protocol version.
-        theirs: u32,
-    },
-
-    /// The peer belongs to another cluster (its cluster name differs). The
-    /// connection is refused; no state changed.
-    #[error("wrong cluster: we are in cluster {ours:?}, the peer is in {theirs:?}")]
-    WrongCluster {
-        /// Our cluster name.
-        ours: String,
-        /// The peer's cluster name.
-        theirs: String,
-    },
-
-    /// The peer uses another shard count, so it would place birds elsewhere.
-    /// The connection is refused; no state changed.
-    #[error(
-        "shard count mismatch: we use {ours} shards, the peer uses {theirs}; every node must use the same"
-    )]
-    ShardMismatch {
-        /// Our shard count.
-        ours: u32,
-        /// The peer's shard count.
-        theirs: u32,
-    },
-
-    /// The peer's proof of the cluster cookie did not verify: it does not know
-    /// the cookie. The connection is refused; no state changed.
-    #[error("authentication failed: the peer does not know the cluster cookie")]
-    WrongCookie,
-
-    /// A handshake message carried a nonce that was already used: a replayed
-    /// message. The connection is refused; no state changed.
-    #[error("handshake replay detected: a nonce was used twice")]
-    Replayed,
-
-    /// A handshake message was our own message sent back to us (reflection),
-    /// or we connected to ourselves. The connection is refused.
-    #[error("handshake reflection detected: the peer sent back our own identity or nonce")]
-    Reflected,
-
-    /// A handshake or protocol message arrived out of order. The connection is
-    /// refused; no state changed.
-    #[error("unexpected message: expected {expected}, got {got}")]
-    UnexpectedMessage {
-        /// What the state machine was waiting for.
-        expected: &'static str,
-        /// What arrived.
-        got: &'static str,
-    },
-
-    /// A frame's declared length exceeds the limit in force. The frame is not
-    /// read and the connection is closed; no state changed.
-    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
-    FrameTooLarge {
-        /// The declared frame length.
-        size: usize,
-        /// The limit in force (smaller before authentication).
-        max: usize,
-    },
-
     /// Bytes could not be decoded into a message. Nothing was applied.
     #[error("decode error: {0}")]
     Decode(String),
@@ -217,14 +148,15 @@ pub enum Error {
     #[error("this flock node is stopped")]
     Stopped,
 
-    /// The peer refused the handshake for a reason that has no more specific
-    /// variant (e.g. it saw a message out of order); `reason` is the peer's
-    /// own words. The connection is closed; no state changed.
-    #[error("the peer refused the connection: {reason}")]
-    Rejected {
-        /// The reason the peer gave.
-        reason: String,
-    },
+    /// A link to a peer could not be set up or was broken by the peer:
+    /// handshake refusals (wrong cookie, cluster, protocol version, …) and
+    /// framing violations. These concern operators, not callers of
+    /// `FlockAddr`/`Flock::start`: a call whose owner cannot be linked fails
+    /// as [`Error::Unreachable`] or [`Error::Timeout`]. They are logged by the
+    /// node (with the peer's address) and returned where a link is made
+    /// explicitly; see [`LinkError`] for each case.
+    #[error(transparent)]
+    Link(#[from] LinkError),
 
     /// An I/O error on a connection (reported by the frame codec, e.g. the
     /// stream ended in the middle of a frame). Stored as kind + message so
@@ -240,6 +172,110 @@ pub enum Error {
     },
 }
 
+/// Why a link to a peer could not be set up, or was closed by a protocol
+/// violation: the handshake and framing errors, kept apart from the errors
+/// callers handle (see [`Error::Link`]). Every case leaves the registry
+/// unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The peer speaks another protocol version. The connection is refused
+    /// before anything else is read; no state changed.
+    #[error(
+        "protocol version mismatch: we speak v{ours}, the peer speaks v{theirs}; upgrade the older node"
+    )]
+    VersionMismatch {
+        /// Our protocol version.
+        ours: u32,
+        /// The peer's protocol version.
+        theirs: u32,
+    },
+
+    /// The peer belongs to another cluster (its cluster name differs). The
+    /// connection is refused; no state changed.
+    #[error("wrong cluster: we are in cluster {ours:?}, the peer is in {theirs:?}")]
+    WrongCluster {
+        /// Our cluster name.
+        ours: String,
+        /// The peer's cluster name.
+        theirs: String,
+    },
+
+    /// The peer uses another shard count, so it would place birds elsewhere.
+    /// The connection is refused; no state changed.
+    #[error(
+        "shard count mismatch: we use {ours} shards, the peer uses {theirs}; every node must use the same"
+    )]
+    ShardMismatch {
+        /// Our shard count.
+        ours: u32,
+        /// The peer's shard count.
+        theirs: u32,
+    },
+
+    /// The peer's proof of the cluster cookie did not verify: it does not know
+    /// the cookie. The connection is refused; no state changed.
+    #[error("authentication failed: the peer does not know the cluster cookie")]
+    WrongCookie,
+
+    /// A handshake message carried a nonce that was already used: a replayed
+    /// message. The connection is refused; no state changed.
+    #[error("handshake replay detected: a nonce was used twice")]
+    Replayed,
+
+    /// A handshake message was our own message sent back to us (reflection),
+    /// or we connected to ourselves. The connection is refused.
+    #[error("handshake reflection detected: the peer sent back our own identity or nonce")]
+    Reflected,
+
+    /// A handshake or protocol message arrived out of order. The connection is
+    /// refused; no state changed.
+    #[error("unexpected message: expected {expected}, got {got}")]
+    UnexpectedMessage {
+        /// What the state machine was waiting for.
+        expected: &'static str,
+        /// What arrived.
+        got: &'static str,
+    },
+
+    /// A frame's declared length exceeds the limit in force. The frame is not
+    /// read and the connection is closed; no state changed.
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The declared frame length.
+        size: usize,
+        /// The limit in force (smaller before authentication).
+        max: usize,
+    },
+
+    /// The peer refused the handshake for a reason that has no more specific
+    /// variant (e.g. it saw a message out of order); `reason` is the peer's
+    /// own words. The connection is closed; no state changed.
+    #[error("the peer refused the connection: {reason}")]
+    Rejected {
+        /// The reason the peer gave.
+        reason: String,
+    },
+}
+
+impl LinkError {
+    /// A short, fixed name for this error's variant, as
+    /// [`Error::kind_label`] reports it.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            LinkError::VersionMismatch { .. } => "version_mismatch",
+            LinkError::WrongCluster { .. } => "wrong_cluster",
+            LinkError::ShardMismatch { .. } => "shard_mismatch",
+            LinkError::WrongCookie => "wrong_cookie",
+            LinkError::Replayed => "replayed",
+            LinkError::Reflected => "reflected",
+            LinkError::UnexpectedMessage { .. } => "unexpected_message",
+            LinkError::FrameTooLarge { .. } => "frame_too_large",
+            LinkError::Rejected { .. } => "rejected",
+        }
+    }
+}
+
 impl Error {
     /// A short, fixed name for this error's variant (`"timeout"`,
     /// `"not_found"`, …), for metric labels and log fields: static, so
@@ -248,14 +284,6 @@ impl Error {
         match self {
             Error::NoNodes => "no_nodes",
             Error::InvalidConfig(_) => "invalid_config",
-            Error::VersionMismatch { .. } => "version_mismatch",
-            Error::WrongCluster { .. } => "wrong_cluster",
-            Error::ShardMismatch { .. } => "shard_mismatch",
-            Error::WrongCookie => "wrong_cookie",
-            Error::Replayed => "replayed",
-            Error::Reflected => "reflected",
-            Error::UnexpectedMessage { .. } => "unexpected_message",
-            Error::FrameTooLarge { .. } => "frame_too_large",
             Error::Decode(_) => "decode",
             Error::Encode(_) => "encode",
             Error::AlreadyExists { .. } => "already_exists",
@@ -271,7 +299,7 @@ impl Error {
             Error::HatchFailed { .. } => "hatch_failed",
             Error::Remote(_) => "remote",
             Error::Stopped => "stopped",
-            Error::Rejected { .. } => "rejected",
+            Error::Link(e) => e.kind_label(),
             Error::Io { .. } => "io",
         }
     }

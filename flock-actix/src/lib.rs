@@ -127,6 +127,8 @@ pub mod wire;
 pub mod __private;
 
 pub use bird::{Accepts, Bird, BirdKind, Handoff, Wire};
+#[doc(inline)]
+pub use error::Result;
 /// The error of every fallible call.
 ///
 /// A caller handles the outcomes of its own calls — [`Error::NotFound`],
@@ -168,9 +170,7 @@ pub use bird::{Accepts, Bird, BirdKind, Handoff, Wire};
 /// }
 /// ```
 #[doc(inline)]
-pub use error::Error;
-#[doc(inline)]
-pub use error::Result;
+pub use error::{Error, LinkError};
 pub use nest::{HatchError, Nest};
 #[cfg(feature = "dns")]
 pub use runtime::NameserverResolver;

@@ -14,25 +14,25 @@
 //!    its newest protocol version (or an older one it speaks after a refusal:
 //!    [`Initiator::offering`], [`Versions::fallback`]).
 //! 2. **Acceptor** checks, in this order: that it speaks the offered version
-//!    ([`Versions::accept`], else [`Error::VersionMismatch`]; the link then
-//!    speaks that version and `Challenge` echoes it), cluster ([`Error::WrongCluster`]), shard
-//!    count ([`Error::ShardMismatch`]), that the peer is not itself (same node
-//!    name, or `nonce_i` equal to its own nonce: [`Error::Reflected`]), and
+//!    ([`Versions::accept`], else [`Error::Link(crate::error::LinkError::VersionMismatch)`]; the link then
+//!    speaks that version and `Challenge` echoes it), cluster ([`Error::Link(crate::error::LinkError::WrongCluster)`]), shard
+//!    count ([`Error::Link(crate::error::LinkError::ShardMismatch)`]), that the peer is not itself (same node
+//!    name, or `nonce_i` equal to its own nonce: [`Error::Link(crate::error::LinkError::Reflected)`]), and
 //!    that `nonce_i` was not seen recently ([`NonceCache`]:
-//!    [`Error::Replayed`]). **Acceptor → Initiator: [`Message::Challenge`]**
+//!    [`Error::Link(crate::error::LinkError::Replayed)`]). **Acceptor → Initiator: [`Message::Challenge`]**
 //!    `{ version, id_a, listen_a, weight_a, nonce_a }`, carrying no MAC.
 //! 3. **Initiator** checks the version, that the challenge is not its own
 //!    data reflected (`nonce_a == nonce_i` or `id_a` has its node name:
-//!    [`Error::Reflected`]), and builds the transcript. **Initiator →
+//!    [`Error::Link(crate::error::LinkError::Reflected)`]), and builds the transcript. **Initiator →
 //!    Acceptor: [`Message::Proof`]** `{ mac_i = HMAC(cookie,
 //!    "flock/v1/initiator" ‖ transcript) }`.
-//! 4. **Acceptor** verifies `mac_i` in constant time ([`Error::WrongCookie`]).
+//! 4. **Acceptor** verifies `mac_i` in constant time ([`Error::Link(crate::error::LinkError::WrongCookie)`]).
 //!    **Acceptor → Initiator: [`Message::Welcome`]** `{ mac_a = HMAC(cookie,
 //!    "flock/v1/acceptor" ‖ transcript) }`. The acceptor is done: it returns
 //!    the initiator's [`PeerInfo`].
 //! 5. **Initiator** checks `mac_a` is not its own `mac_i` sent back
-//!    ([`Error::Reflected`]) and verifies it in constant time
-//!    ([`Error::WrongCookie`]). The initiator is done: it returns the
+//!    ([`Error::Link(crate::error::LinkError::Reflected)`]) and verifies it in constant time
+//!    ([`Error::Link(crate::error::LinkError::WrongCookie)`]). The initiator is done: it returns the
 //!    acceptor's [`PeerInfo`].
 //!
 //! 6. **On links of version [`KINDS_SINCE`] (2) or later only**: the
@@ -63,7 +63,7 @@
 //! - *Role labels*: the two MACs use different labels, so one side's MAC can
 //!   never be replayed as the other side's (reflection).
 //! - *Fresh nonces on both sides*: a recorded `Proof` or `Welcome` from an
-//!   old session does not verify in a new one ([`Error::WrongCookie`]). The
+//!   old session does not verify in a new one ([`Error::Link(crate::error::LinkError::WrongCookie)`]). The
 //!   [`NonceCache`] additionally refuses a replayed `Hello` early; it is
 //!   bounded, so it is defence in depth, not what security rests on.
 //! - *Generic rejection*: every authentication failure is reported to the
@@ -79,7 +79,7 @@
 //! # After an error
 //!
 //! Every error makes the state machine terminal: further messages give
-//! [`Error::UnexpectedMessage`]. Call [`reject_for`] with the error to get
+//! [`Error::Link(crate::error::LinkError::UnexpectedMessage)`]. Call [`reject_for`] with the error to get
 //! the [`Message::Reject`] to send, if any, before closing the connection.
 
 use crate::core::crdt::MAX_NAME_BYTES;
@@ -257,7 +257,7 @@ impl Transcript {
     fn verify(&self, cookie: &[u8], label: &[u8], tag: &MacTag) -> Result<()> {
         self.mac(cookie, label)?
             .verify_slice(tag)
-            .map_err(|_| Error::WrongCookie)
+            .map_err(|_| Error::Link(crate::error::LinkError::WrongCookie))
     }
 }
 
@@ -307,20 +307,20 @@ fn put_bytes(mac: &mut HmacSha256, bytes: &[u8]) {
 /// (acceptor).
 fn rejection(reason: RejectReason, cfg: &HandshakeConfig, speaking: u32) -> Error {
     match reason {
-        RejectReason::Version { ours } => Error::VersionMismatch {
+        RejectReason::Version { ours } => Error::Link(crate::error::LinkError::VersionMismatch {
             ours: speaking,
             theirs: ours,
-        },
-        RejectReason::Cluster { ours } => Error::WrongCluster {
+        }),
+        RejectReason::Cluster { ours } => Error::Link(crate::error::LinkError::WrongCluster {
             ours: cfg.cluster.clone(),
             theirs: ours,
-        },
-        RejectReason::Shards { ours } => Error::ShardMismatch {
+        }),
+        RejectReason::Shards { ours } => Error::Link(crate::error::LinkError::ShardMismatch {
             ours: cfg.shards,
             theirs: ours,
-        },
-        RejectReason::AuthFailed => Error::WrongCookie,
-        RejectReason::Protocol(reason) => Error::Rejected { reason },
+        }),
+        RejectReason::AuthFailed => Error::Link(crate::error::LinkError::WrongCookie),
+        RejectReason::Protocol(reason) => Error::Link(crate::error::LinkError::Rejected { reason }),
     }
 }
 
@@ -334,11 +334,21 @@ fn rejection(reason: RejectReason, cfg: &HandshakeConfig, speaking: u32) -> Erro
 pub fn reject_for(error: &Error) -> Option<Message> {
     let reason = match error {
         // Our side of the mismatch: the newest version we speak.
-        Error::VersionMismatch { ours, .. } => RejectReason::Version { ours: *ours },
-        Error::WrongCluster { ours, .. } => RejectReason::Cluster { ours: ours.clone() },
-        Error::ShardMismatch { ours, .. } => RejectReason::Shards { ours: *ours },
-        Error::WrongCookie | Error::Replayed | Error::Reflected => RejectReason::AuthFailed,
-        Error::UnexpectedMessage { .. } | Error::Decode(_) | Error::FrameTooLarge { .. } => {
+        Error::Link(crate::error::LinkError::VersionMismatch { ours, .. }) => {
+            RejectReason::Version { ours: *ours }
+        }
+        Error::Link(crate::error::LinkError::WrongCluster { ours, .. }) => {
+            RejectReason::Cluster { ours: ours.clone() }
+        }
+        Error::Link(crate::error::LinkError::ShardMismatch { ours, .. }) => {
+            RejectReason::Shards { ours: *ours }
+        }
+        Error::Link(crate::error::LinkError::WrongCookie)
+        | Error::Link(crate::error::LinkError::Replayed)
+        | Error::Link(crate::error::LinkError::Reflected) => RejectReason::AuthFailed,
+        Error::Link(crate::error::LinkError::UnexpectedMessage { .. })
+        | Error::Decode(_)
+        | Error::Link(crate::error::LinkError::FrameTooLarge { .. }) => {
             RejectReason::Protocol(error.to_string())
         }
         _ => return None,
@@ -347,10 +357,10 @@ pub fn reject_for(error: &Error) -> Option<Message> {
 }
 
 fn unexpected(expected: &'static str, got: &Message) -> Error {
-    Error::UnexpectedMessage {
+    Error::Link(crate::error::LinkError::UnexpectedMessage {
         expected,
         got: got.name(),
-    }
+    })
 }
 
 const AFTER_DONE: &str = "no handshake message (the handshake is complete)";
@@ -421,8 +431,8 @@ impl Initiator {
     /// Steps 3 and 5: handles the acceptor's next message.
     ///
     /// Errors (the machine is then terminal; see [`reject_for`]):
-    /// [`Error::VersionMismatch`], [`Error::Reflected`],
-    /// [`Error::WrongCookie`], [`Error::UnexpectedMessage`], or the error a
+    /// [`Error::Link(crate::error::LinkError::VersionMismatch)`], [`Error::Link(crate::error::LinkError::Reflected)`],
+    /// [`Error::Link(crate::error::LinkError::WrongCookie)`], [`Error::Link(crate::error::LinkError::UnexpectedMessage)`], or the error a
     /// received [`Message::Reject`] stands for.
     pub fn on_message(&mut self, msg: Message) -> Result<Outcome> {
         // Failed unless the step succeeds: every error is terminal.
@@ -451,13 +461,13 @@ impl Initiator {
                 // The acceptor takes our offer or refuses it; anything
                 // else is not a peer following the protocol.
                 if version != self.offered {
-                    return Err(Error::VersionMismatch {
+                    return Err(Error::Link(crate::error::LinkError::VersionMismatch {
                         ours: self.offered,
                         theirs: version,
-                    });
+                    }));
                 }
                 if nonce == self.nonce || id.node == cfg.me.node {
-                    return Err(Error::Reflected);
+                    return Err(Error::Link(crate::error::LinkError::Reflected));
                 }
                 let transcript = Transcript {
                     version,
@@ -490,7 +500,7 @@ impl Initiator {
             (InitiatorState::AwaitChallenge, msg) => Err(unexpected("Challenge", &msg)),
             (InitiatorState::AwaitWelcome { transcript, sent }, Message::Welcome { mac }) => {
                 if mac == sent {
-                    return Err(Error::Reflected);
+                    return Err(Error::Link(crate::error::LinkError::Reflected));
                 }
                 transcript.verify(&cfg.cookie, ACCEPTOR_LABEL, &mac)?;
                 let peer = transcript.peer_info(false);
@@ -565,9 +575,9 @@ impl Acceptor {
     /// current time of a monotonic clock, in milliseconds.
     ///
     /// Errors (the machine is then terminal; see [`reject_for`]):
-    /// [`Error::VersionMismatch`], [`Error::WrongCluster`],
-    /// [`Error::ShardMismatch`], [`Error::Reflected`], [`Error::Replayed`],
-    /// [`Error::WrongCookie`], [`Error::UnexpectedMessage`], or the error a
+    /// [`Error::Link(crate::error::LinkError::VersionMismatch)`], [`Error::Link(crate::error::LinkError::WrongCluster)`],
+    /// [`Error::Link(crate::error::LinkError::ShardMismatch)`], [`Error::Link(crate::error::LinkError::Reflected)`], [`Error::Link(crate::error::LinkError::Replayed)`],
+    /// [`Error::Link(crate::error::LinkError::WrongCookie)`], [`Error::Link(crate::error::LinkError::UnexpectedMessage)`], or the error a
     /// received [`Message::Reject`] stands for. A `Hello` refused for a
     /// mismatch or reflection does not enter the nonce cache.
     pub fn on_message(
@@ -608,19 +618,19 @@ impl Acceptor {
             ) => {
                 let version = cfg.versions.accept(version)?;
                 if cluster != cfg.cluster {
-                    return Err(Error::WrongCluster {
+                    return Err(Error::Link(crate::error::LinkError::WrongCluster {
                         ours: cfg.cluster.clone(),
                         theirs: cluster,
-                    });
+                    }));
                 }
                 if shards != cfg.shards {
-                    return Err(Error::ShardMismatch {
+                    return Err(Error::Link(crate::error::LinkError::ShardMismatch {
                         ours: cfg.shards,
                         theirs: shards,
-                    });
+                    }));
                 }
                 if nonce == self.nonce || id.node == cfg.me.node {
-                    return Err(Error::Reflected);
+                    return Err(Error::Link(crate::error::LinkError::Reflected));
                 }
                 replay.check_and_insert(&nonce, now_ms)?;
                 let transcript = Transcript {
@@ -739,12 +749,12 @@ impl NonceCache {
 
     /// Records `nonce` as seen at `now_ms`.
     ///
-    /// Errors: [`Error::Replayed`] if it was seen within the TTL; the cache
+    /// Errors: [`Error::Link(crate::error::LinkError::Replayed)`] if it was seen within the TTL; the cache
     /// is then unchanged (apart from expiring old entries).
     pub fn check_and_insert(&mut self, nonce: &Nonce, now_ms: u64) -> Result<()> {
         self.expire(now_ms);
         if self.seen.contains(nonce) {
-            return Err(Error::Replayed);
+            return Err(Error::Link(crate::error::LinkError::Replayed));
         }
         if self.order.len() >= self.capacity
             && let Some((oldest, _)) = self.order.pop_front()
@@ -863,11 +873,11 @@ mod tests {
             [1; 32],
             [2; 32],
         );
-        assert_eq!(a, Err(Error::WrongCookie));
-        assert_eq!(i, Err(Error::WrongCookie));
+        assert_eq!(a, Err(Error::Link(crate::error::LinkError::WrongCookie)));
+        assert_eq!(i, Err(Error::Link(crate::error::LinkError::WrongCookie)));
         // The reject does not say more than "authentication failed".
         assert_eq!(
-            reject_for(&Error::WrongCookie),
+            reject_for(&Error::Link(crate::error::LinkError::WrongCookie)),
             Some(Message::Reject {
                 reason: RejectReason::AuthFailed
             })
@@ -887,7 +897,10 @@ mod tests {
         };
         send(ini.on_message(challenge));
         let forged = Message::Welcome { mac: [9; 32] };
-        assert_eq!(ini.on_message(forged), Err(Error::WrongCookie));
+        assert_eq!(
+            ini.on_message(forged),
+            Err(Error::Link(crate::error::LinkError::WrongCookie))
+        );
         assert!(!ini.is_done());
     }
 
@@ -899,9 +912,9 @@ mod tests {
         send(first.on_message(hello.clone(), &mut replay, NOW));
         let mut second = Acceptor::new(cfg("b", "c"), [3; 32]);
         let err = second.on_message(hello.clone(), &mut replay, NOW + 1);
-        assert_eq!(err, Err(Error::Replayed));
+        assert_eq!(err, Err(Error::Link(crate::error::LinkError::Replayed)));
         assert_eq!(
-            reject_for(&Error::Replayed),
+            reject_for(&Error::Link(crate::error::LinkError::Replayed)),
             Some(Message::Reject {
                 reason: RejectReason::AuthFailed
             })
@@ -949,7 +962,7 @@ mod tests {
         send(acc2.on_message(hello2, &mut replay, NOW));
         assert_eq!(
             acc2.on_message(old_proof, &mut replay, NOW),
-            Err(Error::WrongCookie)
+            Err(Error::Link(crate::error::LinkError::WrongCookie))
         );
         assert!(!acc2.is_done());
     }
@@ -965,7 +978,10 @@ mod tests {
             weight: 1,
             nonce: [1; 32],
         };
-        assert_eq!(ini.on_message(reflected), Err(Error::Reflected));
+        assert_eq!(
+            ini.on_message(reflected),
+            Err(Error::Link(crate::error::LinkError::Reflected))
+        );
 
         // The initiator's own identity (we dialled ourselves).
         let (mut ini, _) = Initiator::start(cfg("a", "c"), [1; 32]);
@@ -979,7 +995,10 @@ mod tests {
             weight: 1,
             nonce: [2; 32],
         };
-        assert_eq!(ini.on_message(ourselves), Err(Error::Reflected));
+        assert_eq!(
+            ini.on_message(ourselves),
+            Err(Error::Link(crate::error::LinkError::Reflected))
+        );
 
         // The initiator's own proof sent back as the acceptor's Welcome.
         let (mut ini, _) = Initiator::start(cfg("a", "c"), [1; 32]);
@@ -995,7 +1014,7 @@ mod tests {
         };
         assert_eq!(
             ini.on_message(Message::Welcome { mac }),
-            Err(Error::Reflected)
+            Err(Error::Link(crate::error::LinkError::Reflected))
         );
     }
 
@@ -1007,14 +1026,14 @@ mod tests {
         let mut acc = Acceptor::new(cfg("b", "c"), [2; 32]);
         assert_eq!(
             acc.on_message(hello, &mut replay, NOW),
-            Err(Error::Reflected)
+            Err(Error::Link(crate::error::LinkError::Reflected))
         );
         // …or our own nonce.
         let (_, hello) = Initiator::start(cfg("a", "c"), [2; 32]);
         let mut acc = Acceptor::new(cfg("b", "c"), [2; 32]);
         assert_eq!(
             acc.on_message(hello, &mut replay, NOW),
-            Err(Error::Reflected)
+            Err(Error::Link(crate::error::LinkError::Reflected))
         );
         assert!(replay.is_empty(), "refused hellos do not enter the cache");
     }
@@ -1042,7 +1061,7 @@ mod tests {
         let mac_i = t.tag(b"c", INITIATOR_LABEL).unwrap();
         assert_eq!(
             t.verify(b"c", ACCEPTOR_LABEL, &mac_i),
-            Err(Error::WrongCookie)
+            Err(Error::Link(crate::error::LinkError::WrongCookie))
         );
         assert_eq!(t.verify(b"c", INITIATOR_LABEL, &mac_i), Ok(()));
     }
@@ -1056,19 +1075,19 @@ mod tests {
         let err = acc.on_message(hello, &mut cache(), NOW).unwrap_err();
         assert_eq!(
             err,
-            Error::WrongCluster {
+            Error::Link(crate::error::LinkError::WrongCluster {
                 ours: "flock".into(),
                 theirs: "elsewhere".into()
-            }
+            })
         );
         // The initiator learns why, from its own point of view.
         let reject = reject_for(&err).unwrap();
         assert_eq!(
             ini.on_message(reject),
-            Err(Error::WrongCluster {
+            Err(Error::Link(crate::error::LinkError::WrongCluster {
                 ours: "elsewhere".into(),
                 theirs: "flock".into()
-            })
+            }))
         );
     }
 
@@ -1081,17 +1100,17 @@ mod tests {
         let err = acc.on_message(hello, &mut cache(), NOW).unwrap_err();
         assert_eq!(
             err,
-            Error::ShardMismatch {
+            Error::Link(crate::error::LinkError::ShardMismatch {
                 ours: 64,
                 theirs: 128
-            }
+            })
         );
         assert_eq!(
             ini.on_message(reject_for(&err).unwrap()),
-            Err(Error::ShardMismatch {
+            Err(Error::Link(crate::error::LinkError::ShardMismatch {
                 ours: 128,
                 theirs: 64
-            })
+            }))
         );
     }
 
@@ -1123,13 +1142,16 @@ mod tests {
         let bytes = future.encode().unwrap();
         assert_eq!(crate::wire::message::peek_version(&bytes), Ok(7));
         // The codec names this build's newest version...
-        let expected = Error::VersionMismatch { ours: 2, theirs: 7 };
+        let expected = Error::Link(crate::error::LinkError::VersionMismatch { ours: 2, theirs: 7 });
         assert_eq!(Message::decode_first(&bytes), Err(expected));
         // ...and the state machine the newest this node speaks.
         let mut acc = Acceptor::new(cfg("b", "c"), [2; 32]);
         assert_eq!(
             acc.on_message(future, &mut cache(), NOW),
-            Err(Error::VersionMismatch { ours: 1, theirs: 7 })
+            Err(Error::Link(crate::error::LinkError::VersionMismatch {
+                ours: 1,
+                theirs: 7
+            }))
         );
         // The initiator is told the acceptor's version.
         let reject = Message::Reject {
@@ -1137,10 +1159,14 @@ mod tests {
         };
         assert_eq!(
             ini.on_message(reject),
-            Err(Error::VersionMismatch { ours: 1, theirs: 3 })
+            Err(Error::Link(crate::error::LinkError::VersionMismatch {
+                ours: 1,
+                theirs: 3
+            }))
         );
         assert_eq!(
-            Error::VersionMismatch { ours: 1, theirs: 3 }.to_string(),
+            Error::Link(crate::error::LinkError::VersionMismatch { ours: 1, theirs: 3 })
+                .to_string(),
             "protocol version mismatch: we speak v1, the peer speaks v3; upgrade the older node"
         );
     }
@@ -1152,29 +1178,29 @@ mod tests {
         let proof = Message::Proof { mac: [0; 32] };
         assert_eq!(
             acc.on_message(proof, &mut replay, NOW),
-            Err(Error::UnexpectedMessage {
+            Err(Error::Link(crate::error::LinkError::UnexpectedMessage {
                 expected: "Hello",
                 got: "Proof"
-            })
+            }))
         );
         // Terminal: even a valid Hello is refused now.
         let (_, hello) = Initiator::start(cfg("a", "c"), [1; 32]);
         assert_eq!(
             acc.on_message(hello, &mut replay, NOW),
-            Err(Error::UnexpectedMessage {
+            Err(Error::Link(crate::error::LinkError::UnexpectedMessage {
                 expected: AFTER_FAILURE,
                 got: "Hello"
-            })
+            }))
         );
 
         let (mut ini, _) = Initiator::start(cfg("a", "c"), [1; 32]);
         let err = ini.on_message(Message::Heartbeat { seq: 1 }).unwrap_err();
         assert_eq!(
             err,
-            Error::UnexpectedMessage {
+            Error::Link(crate::error::LinkError::UnexpectedMessage {
                 expected: "Challenge",
                 got: "Heartbeat"
-            }
+            })
         );
         assert!(matches!(
             reject_for(&err),
@@ -1191,9 +1217,9 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
-            Error::Rejected {
+            Error::Link(crate::error::LinkError::Rejected {
                 reason: "bad".into()
-            }
+            })
         );
         assert_eq!(reject_for(&err), None);
     }
@@ -1202,7 +1228,10 @@ mod tests {
     fn nonce_cache_is_bounded_and_expires() {
         let mut c = NonceCache::new(2, 100);
         assert_eq!(c.check_and_insert(&[1; 32], 0), Ok(()));
-        assert_eq!(c.check_and_insert(&[1; 32], 99), Err(Error::Replayed));
+        assert_eq!(
+            c.check_and_insert(&[1; 32], 99),
+            Err(Error::Link(crate::error::LinkError::Replayed))
+        );
         assert_eq!(c.check_and_insert(&[1; 32], 100), Ok(()), "expired at ttl");
         assert_eq!(c.check_and_insert(&[2; 32], 100), Ok(()));
         assert_eq!(
@@ -1211,7 +1240,10 @@ mod tests {
             "evicts the oldest"
         );
         assert_eq!(c.len(), 2);
-        assert_eq!(c.check_and_insert(&[3; 32], 101), Err(Error::Replayed));
+        assert_eq!(
+            c.check_and_insert(&[3; 32], 101),
+            Err(Error::Link(crate::error::LinkError::Replayed))
+        );
         assert_eq!(c.check_and_insert(&[1; 32], 101), Ok(()));
     }
 

@@ -96,7 +96,6 @@ pub struct FlockConfig {
     /// closed.
     #[doc(hidden)]
     pub data_idle_ms: u64,
-
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -149,7 +148,6 @@ impl FlockConfig {
 
             data_links: false,
             data_idle_ms: 30_000,
-
         }
     }
 

@@ -93,7 +93,6 @@ pub(crate) struct Peer {
     hello_nonce: Option<Nonce>,
     challenge_nonce: Option<Nonce>,
     data: Data,
-
 }
 
 impl Peer {
@@ -180,7 +179,6 @@ impl Peer {
                     session: None,
                     alive: None,
                 },
-
             }
         })
     }
@@ -314,17 +312,25 @@ impl Peer {
     }
 
     fn refuse(&mut self, e: Error, ctx: &mut Context<Self>) {
-        if let (Auth::Initiating(_), Error::VersionMismatch { ours, theirs }) = (&self.auth, &e) {
+        if let (
+            Auth::Initiating(_),
+            Error::Link(crate::error::LinkError::VersionMismatch { ours, theirs }),
+        ) = (&self.auth, &e)
+        {
             self.redial_at = self.node.config.versions().fallback(*ours, *theirs);
         }
         match e {
-            Error::VersionMismatch { theirs, .. } if self.redial_at.is_some() => {
+            Error::Link(crate::error::LinkError::VersionMismatch { theirs, .. })
+                if self.redial_at.is_some() =>
+            {
                 tracing::info!(
                     "{} speaks protocol v{theirs}: dialling again at v{theirs}",
                     self.peer_name()
                 )
             }
-            Error::WrongCookie | Error::Replayed | Error::Reflected => {
+            Error::Link(crate::error::LinkError::WrongCookie)
+            | Error::Link(crate::error::LinkError::Replayed)
+            | Error::Link(crate::error::LinkError::Reflected) => {
                 tracing::warn!("refusing link with {}: {e}", self.peer_name())
             }
             _ => tracing::error!("refusing link with {}: {e}", self.peer_name()),

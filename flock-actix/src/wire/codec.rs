@@ -17,7 +17,7 @@
 //!
 //! # Errors
 //!
-//! - A declared length over the cap: [`Error::FrameTooLarge`], decided from
+//! - A declared length over the cap: [`Error::Link(crate::error::LinkError::FrameTooLarge)`], decided from
 //!   the 4-byte header alone, before any of the payload is buffered or any
 //!   space is reserved for it.
 //! - A complete frame that is not a valid message: [`Error::Decode`]. The bad
@@ -45,7 +45,7 @@ pub const HEADER_LEN: usize = 4;
 ///
 /// A codec made with [`FrameCodec::connection`] reads the first frame it
 /// decodes version-first ([`Message::decode_first`]): a peer speaking
-/// another protocol version gets [`Error::VersionMismatch`] naming both
+/// another protocol version gets [`Error::Link(crate::error::LinkError::VersionMismatch)`] naming both
 /// versions, whatever the layout of the rest of its `Hello`.
 #[derive(Debug)]
 pub struct FrameCodec {
@@ -129,10 +129,12 @@ impl FrameCodec {
                 // The inner codec checks the header before consuming it, so on
                 // this error the header is still at the front of `src`.
                 match (too_large, Self::declared_len(src)) {
-                    (true, Some(size)) => Err(Error::FrameTooLarge {
-                        size,
-                        max: self.max_frame(),
-                    }),
+                    (true, Some(size)) => {
+                        Err(Error::Link(crate::error::LinkError::FrameTooLarge {
+                            size,
+                            max: self.max_frame(),
+                        }))
+                    }
                     _ => Err(e.into()),
                 }
             }
@@ -165,7 +167,7 @@ impl Encoder<&Message> for FrameCodec {
 
     /// Encodes the message straight into `dst` behind a placeholder header,
     /// then patches the length in (no intermediate buffer). A message larger
-    /// than the cap gives [`Error::FrameTooLarge`] and leaves `dst` unchanged.
+    /// than the cap gives [`Error::Link(crate::error::LinkError::FrameTooLarge)`] and leaves `dst` unchanged.
     fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<()> {
         let start = dst.len();
         dst.put_u32(0);
@@ -177,7 +179,10 @@ impl Encoder<&Message> for FrameCodec {
         let max = self.max_frame();
         if size > max {
             dst.truncate(start);
-            return Err(Error::FrameTooLarge { size, max });
+            return Err(Error::Link(crate::error::LinkError::FrameTooLarge {
+                size,
+                max,
+            }));
         }
         // `max <= u32::MAX` (see `set_max_frame`), so this cannot truncate.
         let len = (size as u32).to_be_bytes();
@@ -218,10 +223,10 @@ mod tests {
         let mut buf = frame(&hello);
         assert_eq!(
             FrameCodec::connection().decode(&mut buf),
-            Err(Error::VersionMismatch {
+            Err(Error::Link(crate::error::LinkError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs: 3
-            })
+            }))
         );
         // A plain codec sees only a malformed message.
         let mut buf = frame(&hello);

@@ -358,7 +358,6 @@ pub enum Message {
         /// HMAC-SHA256(session key, initiator label ‖ nonces ‖ shard).
         #[serde(with = "serde_bytes")]
         mac: MacTag,
-
     },
 }
 
@@ -526,7 +525,7 @@ mod reply_result {
 }
 
 impl Message {
-    /// The variant's name, for logs and [`Error::UnexpectedMessage`].
+    /// The variant's name, for logs and [`Error::Link(crate::error::LinkError::UnexpectedMessage)`].
     pub fn name(&self) -> &'static str {
         match self {
             Message::Hello { .. } => "Hello",
@@ -557,7 +556,6 @@ impl Message {
             Message::DataHello { .. } => "DataHello",
             Message::DataChallenge { .. } => "DataChallenge",
             Message::DataProof { .. } => "DataProof",
-
         }
     }
 
@@ -670,7 +668,7 @@ impl Message {
     /// with [`peek_version`] *before* decoding the rest, so a peer of a
     /// version this build does not speak (outside
     /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`]) yields
-    /// [`Error::VersionMismatch`] naming both versions even if its `Hello`
+    /// [`Error::Link(crate::error::LinkError::VersionMismatch)`] naming both versions even if its `Hello`
     /// has a different layout. A frame whose version cannot be peeked (not a
     /// `Hello`/`Challenge`) is decoded normally, for the handshake to reject
     /// it as unexpected. Which of the spoken versions a link uses is the
@@ -679,10 +677,10 @@ impl Message {
         if let Ok(theirs) = peek_version(frame)
             && !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&theirs)
         {
-            return Err(Error::VersionMismatch {
+            return Err(Error::Link(crate::error::LinkError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs,
-            });
+            }));
         }
         Message::decode(frame)
     }

@@ -178,7 +178,6 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(bird, kind, state)| Message::Handoff { bird, kind, state }),
         text().prop_map(|bird| Message::HandoffAck { bird }),
         proptest::collection::vec(text(), 0..4).prop_map(|kinds| Message::Kinds { kinds }),
-
         (any::<[u8; 32]>(), any::<u32>(), any::<[u8; 32]>()).prop_map(|(session, shard, nonce)| {
             Message::DataHello {
                 session,
@@ -199,7 +198,6 @@ fn message() -> impl Strategy<Value = Message> {
                 mac
             }),
         any::<[u8; 32]>().prop_map(|mac| Message::DataProof { mac }),
-
         (
             any::<u64>(),
             text(),
@@ -351,10 +349,10 @@ fn oversized_frame_is_rejected_before_buffering() {
     buf.put_slice(b"abc");
     assert_eq!(
         codec.decode(&mut buf),
-        Err(Error::FrameTooLarge {
+        Err(Error::Link(crate::error::LinkError::FrameTooLarge {
             size: PRE_AUTH_MAX_FRAME + 1,
             max: PRE_AUTH_MAX_FRAME
-        })
+        }))
     );
     // Nothing was reserved for the payload.
     assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
@@ -366,10 +364,10 @@ fn oversized_frame_is_rejected_before_buffering() {
     buf.put_u32(u32::MAX);
     assert_eq!(
         codec.decode(&mut buf),
-        Err(Error::FrameTooLarge {
+        Err(Error::Link(crate::error::LinkError::FrameTooLarge {
             size: u32::MAX as usize,
             max: DEFAULT_MAX_FRAME
-        })
+        }))
     );
     assert!(buf.capacity() < 1024, "capacity {}", buf.capacity());
 }
@@ -417,7 +415,7 @@ fn pre_auth_cap_is_64_kib_and_raises_after_auth() {
     buf.put_u32(PRE_AUTH_MAX_FRAME as u32 + 1);
     assert!(matches!(
         codec.decode(&mut buf),
-        Err(Error::FrameTooLarge { .. })
+        Err(Error::Link(crate::error::LinkError::FrameTooLarge { .. }))
     ));
 
     // Encode side: we do not send what the peer would refuse, and a refused
@@ -427,7 +425,7 @@ fn pre_auth_cap_is_64_kib_and_raises_after_auth() {
     let mut out = BytesMut::new();
     out.put_slice(b"earlier frames");
     let err = codec.encode(&big, &mut out).unwrap_err();
-    let Error::FrameTooLarge { size, max } = err else {
+    let Error::Link(crate::error::LinkError::FrameTooLarge { size, max }) = err else {
         panic!("expected FrameTooLarge, got {err:?}")
     };
     assert!(size > 100 * 1024);
@@ -514,10 +512,10 @@ fn first_frame_version_is_peeked_without_decoding_the_rest() {
     assert_eq!(peek_version(&bytes), Ok(3));
     assert_eq!(
         Message::decode_first(&bytes),
-        Err(Error::VersionMismatch {
+        Err(Error::Link(crate::error::LinkError::VersionMismatch {
             ours: PROTOCOL_VERSION,
             theirs: 3
-        })
+        }))
     );
     // Large versions in wider integer encodings.
     let mut bytes = vec![0x81, 0xa9];

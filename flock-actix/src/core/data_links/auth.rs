@@ -118,7 +118,7 @@ impl Session {
 
     /// Checks step 2's MAC, by the initiator (constant time).
     ///
-    /// Errors: [`Error::WrongCookie`] if it does not verify.
+    /// Errors: [`Error::Link(crate::error::LinkError::WrongCookie)`] if it does not verify.
     #[allow(clippy::too_many_arguments)]
     pub fn verify_acceptor(
         &self,
@@ -131,7 +131,7 @@ impl Session {
     ) -> Result<()> {
         self.acceptor(nonce_i, nonce_a, shard, lanes, lane)?
             .verify_slice(mac)
-            .map_err(|_| Error::WrongCookie)
+            .map_err(|_| Error::Link(crate::error::LinkError::WrongCookie))
     }
 
     /// Step 3's MAC, by the initiator.
@@ -145,7 +145,7 @@ impl Session {
 
     /// Checks step 3's MAC, by the acceptor (constant time).
     ///
-    /// Errors: [`Error::WrongCookie`] if it does not verify.
+    /// Errors: [`Error::Link(crate::error::LinkError::WrongCookie)`] if it does not verify.
     pub fn verify_initiator(
         &self,
         nonce_i: &Nonce,
@@ -155,6 +155,6 @@ impl Session {
     ) -> Result<()> {
         self.initiator(nonce_i, nonce_a, shard)?
             .verify_slice(mac)
-            .map_err(|_| Error::WrongCookie)
+            .map_err(|_| Error::Link(crate::error::LinkError::WrongCookie))
     }
 }

@@ -251,7 +251,7 @@ fn data_link_proofs_verify_only_for_their_role_nonces_and_key() {
     assert!(s.verify_acceptor(&ni, &na, 5, 2, 1, &mac_a).is_ok());
     assert_eq!(
         s.verify_acceptor(&ni, &na, 5, 3, 1, &mac_a),
-        Err(Error::WrongCookie)
+        Err(Error::Link(crate::error::LinkError::WrongCookie))
     );
     assert!(other.verify_acceptor(&ni, &na, 5, 2, 1, &mac_a).is_err());
     let mac_i = s.initiator_mac(&ni, &na, 5).unwrap();

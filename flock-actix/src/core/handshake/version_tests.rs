@@ -138,9 +138,13 @@ fn a_v2_initiator_refused_by_a_v1_acceptor_dials_again_at_v1() {
     // Both name both versions.
     assert_eq!(
         r.acceptor,
-        Err(Error::VersionMismatch { ours: 1, theirs: 2 })
+        Err(Error::Link(crate::error::LinkError::VersionMismatch {
+            ours: 1,
+            theirs: 2
+        }))
     );
-    let Err(Error::VersionMismatch { ours, theirs }) = r.initiator else {
+    let Err(Error::Link(crate::error::LinkError::VersionMismatch { ours, theirs })) = r.initiator
+    else {
         panic!("{:?}", r.initiator)
     };
     assert_eq!((ours, theirs), (2, 1));
@@ -172,10 +176,10 @@ fn versions_outside_n_minus_one_to_n_are_refused_naming_both() {
         );
         assert_eq!(
             r.acceptor,
-            Err(Error::VersionMismatch {
+            Err(Error::Link(crate::error::LinkError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs
-            }),
+            })),
             "v{theirs}"
         );
         assert_eq!(r.sent, ["Hello", "Reject"]);
@@ -200,7 +204,10 @@ fn a_challenge_at_another_version_than_offered_is_refused() {
     };
     assert_eq!(
         ini.on_message(challenge),
-        Err(Error::VersionMismatch { ours: 2, theirs: 1 })
+        Err(Error::Link(crate::error::LinkError::VersionMismatch {
+            ours: 2,
+            theirs: 1
+        }))
     );
 }
 
@@ -221,7 +228,10 @@ fn an_announcement_beyond_the_bounds_is_refused() {
             r.acceptor
         );
         assert_eq!(r.sent.last(), Some(&"Reject"));
-        assert!(matches!(r.initiator, Err(Error::Rejected { .. })));
+        assert!(matches!(
+            r.initiator,
+            Err(Error::Link(crate::error::LinkError::Rejected { .. }))
+        ));
     }
 }
 
@@ -231,9 +241,9 @@ fn kinds_out_of_turn_are_unexpected() {
     let kinds = Message::Kinds { kinds: vec![] };
     assert_eq!(
         acc.on_message(kinds, &mut NonceCache::new(4, 1), NOW),
-        Err(Error::UnexpectedMessage {
+        Err(Error::Link(crate::error::LinkError::UnexpectedMessage {
             expected: "Hello",
             got: "Kinds"
-        })
+        }))
     );
 }

@@ -73,16 +73,16 @@ impl Versions {
     /// The acceptor's decision on an initiator that offered `theirs`: the
     /// link's version (the offer itself).
     ///
-    /// Errors: [`Error::VersionMismatch`] naming our newest version and
+    /// Errors: [`Error::Link(crate::error::LinkError::VersionMismatch)`] naming our newest version and
     /// theirs, if we do not speak it.
     pub fn accept(&self, theirs: u32) -> Result<u32> {
         if self.speaks(theirs) {
             Ok(theirs)
         } else {
-            Err(Error::VersionMismatch {
+            Err(Error::Link(crate::error::LinkError::VersionMismatch {
                 ours: self.max,
                 theirs,
-            })
+            }))
         }
     }
 
@@ -105,7 +105,12 @@ mod tests {
         let v12 = Versions { min: 1, max: 2 };
         let v1 = Versions::exactly(1);
         let v23 = Versions { min: 2, max: 3 };
-        let mismatch = |ours, theirs| Err(Error::VersionMismatch { ours, theirs });
+        let mismatch = |ours, theirs| {
+            Err(Error::Link(crate::error::LinkError::VersionMismatch {
+                ours,
+                theirs,
+            }))
+        };
         let table: [(Versions, u32, Result<u32>); 10] = [
             (v12, 2, Ok(2)),
             (v12, 1, Ok(1)),

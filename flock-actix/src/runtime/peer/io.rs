@@ -260,7 +260,7 @@ impl Encoder<Outbound> for WriteCodec {
                 telemetry::sync_frame(telemetry::Direction::Out, &msg, dst.len() - before);
                 Ok(())
             }
-            Err(e @ Error::FrameTooLarge { .. }) => {
+            Err(e @ Error::Link(crate::error::LinkError::FrameTooLarge { .. })) => {
                 self.oversized(msg.name(), &e);
                 Ok(())
             }
