@@ -14,25 +14,25 @@
 //!    its newest protocol version (or an older one it speaks after a refusal:
 //!    [`Initiator::offering`], [`Versions::fallback`]).
 //! 2. **Acceptor** checks, in this order: that it speaks the offered version
-//!    ([`Versions::accept`], else [`Error::Link(crate::error::LinkError::VersionMismatch)`]; the link then
-//!    speaks that version and `Challenge` echoes it), cluster ([`Error::Link(crate::error::LinkError::WrongCluster)`]), shard
-//!    count ([`Error::Link(crate::error::LinkError::ShardMismatch)`]), that the peer is not itself (same node
-//!    name, or `nonce_i` equal to its own nonce: [`Error::Link(crate::error::LinkError::Reflected)`]), and
+//!    ([`Versions::accept`], else [`crate::error::LinkError::VersionMismatch`]; the link then
+//!    speaks that version and `Challenge` echoes it), cluster ([`crate::error::LinkError::WrongCluster`]), shard
+//!    count ([`crate::error::LinkError::ShardMismatch`]), that the peer is not itself (same node
+//!    name, or `nonce_i` equal to its own nonce: [`crate::error::LinkError::Reflected`]), and
 //!    that `nonce_i` was not seen recently ([`NonceCache`]:
-//!    [`Error::Link(crate::error::LinkError::Replayed)`]). **Acceptor → Initiator: [`Message::Challenge`]**
+//!    [`crate::error::LinkError::Replayed`]). **Acceptor → Initiator: [`Message::Challenge`]**
 //!    `{ version, id_a, listen_a, weight_a, nonce_a }`, carrying no MAC.
 //! 3. **Initiator** checks the version, that the challenge is not its own
 //!    data reflected (`nonce_a == nonce_i` or `id_a` has its node name:
-//!    [`Error::Link(crate::error::LinkError::Reflected)`]), and builds the transcript. **Initiator →
+//!    [`crate::error::LinkError::Reflected`]), and builds the transcript. **Initiator →
 //!    Acceptor: [`Message::Proof`]** `{ mac_i = HMAC(cookie,
 //!    "flock/v1/initiator" ‖ transcript) }`.
-//! 4. **Acceptor** verifies `mac_i` in constant time ([`Error::Link(crate::error::LinkError::WrongCookie)`]).
+//! 4. **Acceptor** verifies `mac_i` in constant time ([`crate::error::LinkError::WrongCookie`]).
 //!    **Acceptor → Initiator: [`Message::Welcome`]** `{ mac_a = HMAC(cookie,
 //!    "flock/v1/acceptor" ‖ transcript) }`. The acceptor is done: it returns
 //!    the initiator's [`PeerInfo`].
 //! 5. **Initiator** checks `mac_a` is not its own `mac_i` sent back
-//!    ([`Error::Link(crate::error::LinkError::Reflected)`]) and verifies it in constant time
-//!    ([`Error::Link(crate::error::LinkError::WrongCookie)`]). The initiator is done: it returns the
+//!    ([`crate::error::LinkError::Reflected`]) and verifies it in constant time
+//!    ([`crate::error::LinkError::WrongCookie`]). The initiator is done: it returns the
 //!    acceptor's [`PeerInfo`].
 //!
 //! 6. **On links of version [`KINDS_SINCE`] (2) or later only**: the
@@ -63,7 +63,7 @@
 //! - *Role labels*: the two MACs use different labels, so one side's MAC can
 //!   never be replayed as the other side's (reflection).
 //! - *Fresh nonces on both sides*: a recorded `Proof` or `Welcome` from an
-//!   old session does not verify in a new one ([`Error::Link(crate::error::LinkError::WrongCookie)`]). The
+//!   old session does not verify in a new one ([`crate::error::LinkError::WrongCookie`]). The
 //!   [`NonceCache`] additionally refuses a replayed `Hello` early; it is
 //!   bounded, so it is defence in depth, not what security rests on.
 //! - *Generic rejection*: every authentication failure is reported to the
@@ -79,7 +79,7 @@
 //! # After an error
 //!
 //! Every error makes the state machine terminal: further messages give
-//! [`Error::Link(crate::error::LinkError::UnexpectedMessage)`]. Call [`reject_for`] with the error to get
+//! [`crate::error::LinkError::UnexpectedMessage`]. Call [`reject_for`] with the error to get
 //! the [`Message::Reject`] to send, if any, before closing the connection.
 
 use crate::core::crdt::MAX_NAME_BYTES;
@@ -431,8 +431,8 @@ impl Initiator {
     /// Steps 3 and 5: handles the acceptor's next message.
     ///
     /// Errors (the machine is then terminal; see [`reject_for`]):
-    /// [`Error::Link(crate::error::LinkError::VersionMismatch)`], [`Error::Link(crate::error::LinkError::Reflected)`],
-    /// [`Error::Link(crate::error::LinkError::WrongCookie)`], [`Error::Link(crate::error::LinkError::UnexpectedMessage)`], or the error a
+    /// [`crate::error::LinkError::VersionMismatch`], [`crate::error::LinkError::Reflected`],
+    /// [`crate::error::LinkError::WrongCookie`], [`crate::error::LinkError::UnexpectedMessage`], or the error a
     /// received [`Message::Reject`] stands for.
     pub fn on_message(&mut self, msg: Message) -> Result<Outcome> {
         // Failed unless the step succeeds: every error is terminal.
@@ -575,9 +575,9 @@ impl Acceptor {
     /// current time of a monotonic clock, in milliseconds.
     ///
     /// Errors (the machine is then terminal; see [`reject_for`]):
-    /// [`Error::Link(crate::error::LinkError::VersionMismatch)`], [`Error::Link(crate::error::LinkError::WrongCluster)`],
-    /// [`Error::Link(crate::error::LinkError::ShardMismatch)`], [`Error::Link(crate::error::LinkError::Reflected)`], [`Error::Link(crate::error::LinkError::Replayed)`],
-    /// [`Error::Link(crate::error::LinkError::WrongCookie)`], [`Error::Link(crate::error::LinkError::UnexpectedMessage)`], or the error a
+    /// [`crate::error::LinkError::VersionMismatch`], [`crate::error::LinkError::WrongCluster`],
+    /// [`crate::error::LinkError::ShardMismatch`], [`crate::error::LinkError::Reflected`], [`crate::error::LinkError::Replayed`],
+    /// [`crate::error::LinkError::WrongCookie`], [`crate::error::LinkError::UnexpectedMessage`], or the error a
     /// received [`Message::Reject`] stands for. A `Hello` refused for a
     /// mismatch or reflection does not enter the nonce cache.
     pub fn on_message(
@@ -749,7 +749,7 @@ impl NonceCache {
 
     /// Records `nonce` as seen at `now_ms`.
     ///
-    /// Errors: [`Error::Link(crate::error::LinkError::Replayed)`] if it was seen within the TTL; the cache
+    /// Errors: [`crate::error::LinkError::Replayed`] if it was seen within the TTL; the cache
     /// is then unchanged (apart from expiring old entries).
     pub fn check_and_insert(&mut self, nonce: &Nonce, now_ms: u64) -> Result<()> {
         self.expire(now_ms);

@@ -17,7 +17,7 @@
 //!
 //! # Errors
 //!
-//! - A declared length over the cap: [`Error::Link(crate::error::LinkError::FrameTooLarge)`], decided from
+//! - A declared length over the cap: [`crate::error::LinkError::FrameTooLarge`], decided from
 //!   the 4-byte header alone, before any of the payload is buffered or any
 //!   space is reserved for it.
 //! - A complete frame that is not a valid message: [`Error::Decode`]. The bad
@@ -45,7 +45,7 @@ pub const HEADER_LEN: usize = 4;
 ///
 /// A codec made with [`FrameCodec::connection`] reads the first frame it
 /// decodes version-first ([`Message::decode_first`]): a peer speaking
-/// another protocol version gets [`Error::Link(crate::error::LinkError::VersionMismatch)`] naming both
+/// another protocol version gets [`crate::error::LinkError::VersionMismatch`] naming both
 /// versions, whatever the layout of the rest of its `Hello`.
 #[derive(Debug)]
 pub struct FrameCodec {
@@ -167,7 +167,7 @@ impl Encoder<&Message> for FrameCodec {
 
     /// Encodes the message straight into `dst` behind a placeholder header,
     /// then patches the length in (no intermediate buffer). A message larger
-    /// than the cap gives [`Error::Link(crate::error::LinkError::FrameTooLarge)`] and leaves `dst` unchanged.
+    /// than the cap gives [`crate::error::LinkError::FrameTooLarge`] and leaves `dst` unchanged.
     fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<()> {
         let start = dst.len();
         dst.put_u32(0);

@@ -525,7 +525,7 @@ mod reply_result {
 }
 
 impl Message {
-    /// The variant's name, for logs and [`Error::Link(crate::error::LinkError::UnexpectedMessage)`].
+    /// The variant's name, for logs and [`crate::error::LinkError::UnexpectedMessage`].
     pub fn name(&self) -> &'static str {
         match self {
             Message::Hello { .. } => "Hello",
@@ -668,7 +668,7 @@ impl Message {
     /// with [`peek_version`] *before* decoding the rest, so a peer of a
     /// version this build does not speak (outside
     /// [`MIN_PROTOCOL_VERSION`]`..=`[`PROTOCOL_VERSION`]) yields
-    /// [`Error::Link(crate::error::LinkError::VersionMismatch)`] naming both versions even if its `Hello`
+    /// [`crate::error::LinkError::VersionMismatch`] naming both versions even if its `Hello`
     /// has a different layout. A frame whose version cannot be peeked (not a
     /// `Hello`/`Challenge`) is decoded normally, for the handshake to reject
     /// it as unexpected. Which of the spoken versions a link uses is the

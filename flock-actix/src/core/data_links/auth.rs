@@ -118,7 +118,7 @@ impl Session {
 
     /// Checks step 2's MAC, by the initiator (constant time).
     ///
-    /// Errors: [`Error::Link(crate::error::LinkError::WrongCookie)`] if it does not verify.
+    /// Errors: [`crate::error::LinkError::WrongCookie`] if it does not verify.
     #[allow(clippy::too_many_arguments)]
     pub fn verify_acceptor(
         &self,
@@ -145,7 +145,7 @@ impl Session {
 
     /// Checks step 3's MAC, by the acceptor (constant time).
     ///
-    /// Errors: [`Error::Link(crate::error::LinkError::WrongCookie)`] if it does not verify.
+    /// Errors: [`crate::error::LinkError::WrongCookie`] if it does not verify.
     pub fn verify_initiator(
         &self,
         nonce_i: &Nonce,

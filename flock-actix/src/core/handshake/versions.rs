@@ -73,7 +73,7 @@ impl Versions {
     /// The acceptor's decision on an initiator that offered `theirs`: the
     /// link's version (the offer itself).
     ///
-    /// Errors: [`Error::Link(crate::error::LinkError::VersionMismatch)`] naming our newest version and
+    /// Errors: [`crate::error::LinkError::VersionMismatch`] naming our newest version and
     /// theirs, if we do not speak it.
     pub fn accept(&self, theirs: u32) -> Result<u32> {
         if self.speaks(theirs) {
