@@ -195,3 +195,74 @@ fn a_stop_held_only_by_a_node_that_died_reaches_every_node_seed_116() {
     ];
     run_or_explain(&scenario(4, ops));
 }
+
+/// Generated seed 1001631 (5 nodes), from a 2,000-seed sweep: `n2` is
+/// killed at 12 s; `n1`, killed just before it, restarts at 15.8 s and hears
+/// of `n2` from a peer that still lists it as down. It then kept `n2` (and
+/// redialled it) for a whole forget period from the moment *it* heard, past
+/// the bound on forgetting dead members (issue #9 item 7). Gossip now passes
+/// on only the members the sender sees up.
+#[test]
+fn a_restarted_node_does_not_learn_of_a_node_that_died_before_it_seed_1001631() {
+    use Op::*;
+    let ops = vec![
+        Start { node: 1, name: 16 },
+        Start { node: 3, name: 8 },
+        Isolate(4),
+        Heal,
+        Stop { node: 2, name: 0 },
+        Call { node: 1, name: 8 },
+        Kill(1),
+        Call { node: 0, name: 0 },
+        Kill(2),
+        Start { node: 0, name: 12 },
+        Advance(3781),
+        Call { node: 3, name: 0 },
+        Heal,
+        Stop { node: 4, name: 0 },
+        Call { node: 0, name: 18 },
+        Start { node: 3, name: 8 },
+        Restart {
+            node: 1,
+            clock_back_ms: 0,
+        },
+        Heal,
+        Stop { node: 0, name: 8 },
+        Advance(4510),
+        Advance(3325),
+        Call { node: 4, name: 0 },
+        Advance(5036),
+        Advance(5432),
+        Stop { node: 4, name: 15 },
+        Stop { node: 0, name: 13 },
+        Stop { node: 0, name: 14 },
+        Isolate(0),
+        Advance(215),
+        Start { node: 1, name: 9 },
+        Call { node: 4, name: 12 },
+        Call { node: 0, name: 5 },
+        Cut(2, 0),
+        Start { node: 1, name: 0 },
+        Call { node: 3, name: 19 },
+        Advance(2974),
+        Kill(4),
+        Start { node: 3, name: 4 },
+        Start { node: 3, name: 14 },
+        Stop { node: 0, name: 6 },
+        Stop { node: 0, name: 8 },
+        Stop { node: 3, name: 12 },
+        Stop { node: 0, name: 10 },
+        Start { node: 0, name: 2 },
+        Heal,
+        Restart {
+            node: 2,
+            clock_back_ms: 0,
+        },
+        Restart {
+            node: 4,
+            clock_back_ms: 0,
+        },
+        Advance(20000),
+    ];
+    run_or_explain(&scenario(5, ops));
+}

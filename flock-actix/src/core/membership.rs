@@ -273,6 +273,26 @@ impl Membership {
             .collect()
     }
 
+    /// What this node gossips to a new link: itself and the peers it sees
+    /// up. A peer that is down here is not passed on: a node that learns of
+    /// a dead member from gossip would keep it (and redial it) for
+    /// `forget_down_after_ms` from the moment *it* heard, and pass it on
+    /// again — with clients coming and going, a dead member could be
+    /// resurrected forever (issue #9 item 7; simulation seed 1001631, where a
+    /// restarted node listed a node killed before it started). Nodes that
+    /// knew the dead member keep redialling it on their own until they
+    /// forget it; a member that comes back dials them and is gossiped again.
+    pub fn gossiped(&self) -> Vec<NodeInfo> {
+        std::iter::once(self.me.clone())
+            .chain(
+                self.peers
+                    .values()
+                    .filter(|p| p.status == PeerStatus::Up)
+                    .map(|p| p.info.clone()),
+            )
+            .collect()
+    }
+
     /// The peers that left gracefully and are not forgotten yet (for
     /// membership events: `known` leaves them out).
     pub fn departed(&self) -> impl Iterator<Item = &NodeInfo> {

@@ -339,7 +339,7 @@ impl Ring {
 
     fn member_infos(&self) -> Vec<MemberInfo> {
         self.membership
-            .known()
+            .gossiped()
             .into_iter()
             .map(|n| MemberInfo {
                 status: if n.id == self.node.me.id && self.membership.is_leaving() {

@@ -422,3 +422,20 @@ fn a_gossiped_peer_is_forgotten_without_reviving_addresses_never_configured() {
     assert_eq!(m.status("c"), None);
     assert!(m.tick(forget + 1).is_empty());
 }
+
+#[test]
+fn only_this_node_and_peers_up_are_gossiped() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.link_up(info("b", 1), 0);
+    m.gossip([info("c", 1)], 0);
+    m.link_down("b", 10);
+    let mut names: Vec<String> = m.gossiped().iter().map(|n| n.id.node.to_string()).collect();
+    names.sort();
+    // b is down here and c was never reached: a newcomer must not learn of
+    // them from us (it would keep a dead member for a whole forget period
+    // from the moment it heard, and pass it on).
+    assert_eq!(names, ["a", "me"]);
+    // Known (and redialled) here all the same, until forgotten.
+    assert_eq!(m.known().len(), 4);
+}
