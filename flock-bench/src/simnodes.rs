@@ -103,33 +103,33 @@ impl Cluster {
 
     /// Waits until every node sees `n` members up; the cluster time it took.
     async fn agree_on(&self, n: usize) -> Option<f64> {
-        let t = Instant::now();
-        loop {
-            let mut all = true;
-            for node in &self.nodes {
-                if node.up_count().await.unwrap_or(0) != n {
-                    all = false;
-                    break;
-                }
-            }
-            if all {
-                return Some(t.elapsed().as_secs_f64() * 1e3);
-            }
-            if t.elapsed() > PHASE {
-                return None;
-            }
-            sleep(Duration::from_millis(50)).await;
-        }
+        self.until_every_node(Duration::from_millis(50), |node| async move {
+            node.up_count().await.unwrap_or(0) == n
+        })
+        .await
     }
 
     /// Waits until every node's registry lists `name`.
     async fn everyone_knows(&self, name: &str) -> Option<f64> {
+        self.until_every_node(Duration::from_millis(20), |node| async move {
+            let birds = node.birds().await.unwrap_or_default();
+            birds.iter().any(|(b, _)| b == name)
+        })
+        .await
+    }
+
+    /// Polls every `every` (at most [`PHASE`]) until `holds` is true of
+    /// every node; the cluster time it took, `None` past the limit.
+    async fn until_every_node<F, Fut>(&self, every: Duration, holds: F) -> Option<f64>
+    where
+        F: Fn(Flock) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
         let t = Instant::now();
         loop {
             let mut all = true;
             for node in &self.nodes {
-                let birds = node.birds().await.unwrap_or_default();
-                if !birds.iter().any(|(b, _)| b == name) {
+                if !holds(node.clone()).await {
                     all = false;
                     break;
                 }
@@ -140,7 +140,7 @@ impl Cluster {
             if t.elapsed() > PHASE {
                 return None;
             }
-            sleep(Duration::from_millis(20)).await;
+            sleep(every).await;
         }
     }
 }

@@ -282,23 +282,8 @@ impl StreamHandler<Result<Inbound, Error>> for DataOut {
                 tracing::debug!("{} refused: {reason:?}", self.label.borrow());
                 ctx.stop();
             }
-            Ok(Inbound::Frame(other)) => {
-                tracing::warn!(
-                    "closing {}: unexpected {}",
-                    self.label.borrow(),
-                    other.name()
-                );
-                ctx.stop();
-            }
-            Ok(Inbound::Sync(_)) => {
-                tracing::warn!(
-                    "closing {}: unexpected registry transfer",
-                    self.label.borrow()
-                );
-                ctx.stop();
-            }
-            Ok(Inbound::Broken(e)) | Err(e) => {
-                tracing::debug!("closing {}: {e}", self.label.borrow());
+            stray => {
+                closing(&self.label.borrow(), stray);
                 ctx.stop();
             }
         }
@@ -495,23 +480,8 @@ impl StreamHandler<Result<Inbound, Error>> for DataIn {
                     }
                 }
             }
-            Ok(Inbound::Frame(other)) => {
-                tracing::warn!(
-                    "closing {}: unexpected {}",
-                    self.label.borrow(),
-                    other.name()
-                );
-                ctx.stop();
-            }
-            Ok(Inbound::Sync(_)) => {
-                tracing::warn!(
-                    "closing {}: unexpected registry transfer",
-                    self.label.borrow()
-                );
-                ctx.stop();
-            }
-            Ok(Inbound::Broken(e)) | Err(e) => {
-                tracing::debug!("closing {}: {e}", self.label.borrow());
+            stray => {
+                closing(&self.label.borrow(), stray);
                 ctx.stop();
             }
         }
@@ -538,5 +508,19 @@ impl Handler<Frame> for DataIn {
         if self.up {
             self.write(msg);
         }
+    }
+}
+
+/// Says why a data link closes on what it read: a frame that has no place
+/// on a data link (either end), or a broken stream.
+fn closing(label: &str, item: Result<Inbound, Error>) {
+    match item {
+        Ok(Inbound::Frame(other)) => {
+            tracing::warn!("closing {label}: unexpected {}", other.name());
+        }
+        Ok(Inbound::Sync(_)) => {
+            tracing::warn!("closing {label}: unexpected registry transfer");
+        }
+        Ok(Inbound::Broken(e)) | Err(e) => tracing::debug!("closing {label}: {e}"),
     }
 }
