@@ -21,6 +21,22 @@ async fn up_count_is(flock: &Flock, n: usize) -> bool {
 
 #[actix_rt::test]
 async fn a_rolling_restart_of_three_nodes_loses_no_counter_and_fails_no_call() {
+    restart_under_load(&[0, 1, 2]).await;
+}
+
+/// Each rejoin is a race between the joining node's view and the registry
+/// its peers send it: a node that took the registry under a view without
+/// them started their birds afresh (counts lost in 1 run of 3 before the
+/// Peer held the peer's frames until the Ring had taken the link).
+#[actix_rt::test]
+async fn a_node_restarted_five_times_under_load_loses_no_counter() {
+    restart_under_load(&[1, 1, 1, 1, 1]).await;
+}
+
+/// Restarts the nodes at `order` one after the other (a graceful leave,
+/// then a new node under the same name) under a steady call load through a
+/// client node; no call fails and no increment is lost.
+async fn restart_under_load(order: &[usize]) {
     init_logs();
     let began = Instant::now();
     let mut nodes = cluster_with(3, with_counter).await;
@@ -47,7 +63,7 @@ async fn a_rolling_restart_of_three_nodes_loses_no_counter_and_fails_no_call() {
     }
 
     let running = load(via.clone(), birds.clone());
-    for i in 0..nodes.len() {
+    for &i in order {
         let old = nodes.remove(i);
         let name = old.name();
         let had = owners_on(&via, &birds, &name).await;
@@ -93,13 +109,14 @@ async fn a_rolling_restart_of_three_nodes_loses_no_counter_and_fails_no_call() {
     let (ok, failed) = running.stop().await;
     assert!(failed.is_empty(), "calls failed: {failed:?}");
     let calls: u64 = ok.iter().sum();
-    assert!(calls >= 3 * BIRDS as u64, "too little load: {calls} calls");
+    let least = (order.len() * BIRDS) as u64;
+    assert!(calls >= least, "too little load: {calls} calls");
     let expected: Vec<u64> = ok.iter().map(|n| n + 1).collect();
     let lost = counts_are(&via, &birds, &expected).await;
     assert!(lost.is_empty(), "counters lost increments: {lost:?}");
     assert!(
-        began.elapsed() < Duration::from_secs(60),
-        "the rolling restart took {:?}",
+        began.elapsed() < Duration::from_secs(20 * order.len() as u64),
+        "the restarts took {:?}",
         began.elapsed()
     );
     drop(client);

@@ -300,15 +300,33 @@ impl Peer {
         *self.label.borrow_mut() = info.id.node.to_string();
         self.auth = Auth::Up(info.clone());
         self.start_data_session();
-        if let Some(actors) = self.node.actors() {
-            actors.ring.do_send(LinkUp {
-                info,
-                kinds,
-                peer: ctx.address(),
-                link: self.link,
-                dialed: self.dialed.clone(),
-            });
-        }
+        let Some(actors) = self.node.actors() else {
+            return;
+        };
+        let up = actors.ring.send(LinkUp {
+            info,
+            kinds,
+            peer: ctx.address(),
+            link: self.link,
+            dialed: self.dialed.clone(),
+        });
+        // No frame of the peer's is handled before the Ring has put it in
+        // the view: its registry sync, handed-over states and calls would
+        // otherwise reach this node's Registry under a view without the
+        // peer, where a joining node owns every bird and starts the peer's
+        // birds afresh instead of waiting for their state (the rolling
+        // restart lost counts this way). `wait` holds the mailbox and the
+        // read stream; bounded, since a Ring that does not answer within
+        // the handshake timeout is stopping.
+        let bound = self.node.config.handshake_timeout;
+        ctx.wait(
+            async move {
+                if tokio::time::timeout(bound, up).await.is_err() {
+                    tracing::warn!("the Ring did not take a new link within {bound:?}");
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn refuse(&mut self, e: Error, ctx: &mut Context<Self>) {
