@@ -14,4 +14,5 @@ pub mod handshake;
 pub mod lifecycle;
 pub mod membership;
 pub mod placement;
+pub mod routing;
 pub mod supervision;

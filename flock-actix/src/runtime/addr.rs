@@ -9,6 +9,7 @@ use super::telemetry;
 use crate::__private::Slot;
 use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::check_bird_name;
+use crate::core::routing;
 use crate::error::{Error, Result};
 use crate::wire::message::{Message as WireMessage, RemoteError};
 use crate::wire::payload;
@@ -95,6 +96,9 @@ type Cached<A> = Option<(u64, Addr<A>)>;
 enum Outcome {
     Done(Vec<u8>),
     Retry(Error),
+    /// `Moved` naming a node whose view is newer than ours: the next
+    /// attempt goes there at once (`core::routing::after_moved`).
+    Redirect(String),
     Fail(Error),
 }
 
@@ -396,8 +400,23 @@ impl<T: BirdKind> FlockAddr<T> {
     ) -> Result<Vec<u8>> {
         let mut pause = Duration::from_millis(1);
         let mut activated = false;
+        let (mut to, mut redirects) = (None, 0);
         loop {
-            let retry = match self.attempt(tag, payload.clone(), deadline, timeout).await {
+            let outcome = self
+                .attempt(
+                    tag,
+                    payload.clone(),
+                    deadline,
+                    timeout,
+                    (to.take(), redirects),
+                )
+                .await;
+            let retry = match outcome {
+                Outcome::Redirect(owner) => {
+                    redirects += 1;
+                    to = Some(owner);
+                    continue;
+                }
                 Outcome::Done(reply) => {
                     self.activated.store(true, Ordering::Release);
                     return Ok(reply);
@@ -410,7 +429,10 @@ impl<T: BirdKind> FlockAddr<T> {
                     return Err(e);
                 }
                 Outcome::Fail(e) => return Err(e),
-                Outcome::Retry(e) => e,
+                Outcome::Retry(e) => {
+                    redirects = 0;
+                    e
+                }
             };
             let now = Instant::now();
             if now + pause >= deadline {
@@ -430,11 +452,13 @@ impl<T: BirdKind> FlockAddr<T> {
         payload: Vec<u8>,
         deadline: Instant,
         timeout: Duration,
+        (to, redirects): (Option<String>, u32),
     ) -> Outcome {
         let Some(actors) = self.node.actors() else {
             return Outcome::Fail(Error::Stopped);
         };
-        let owner = match self.owner() {
+        let redirected = to.is_some();
+        let owner = match to.map_or_else(|| self.owner(), Ok) {
             Ok(o) => o,
             Err(e) => return Outcome::Fail(e),
         };
@@ -451,17 +475,23 @@ impl<T: BirdKind> FlockAddr<T> {
                 reply: CallReply::Local(tx),
             });
         } else {
-            let Some(peer) = self.owner_link() else {
+            let link = if redirected {
+                self.node.link(&owner)
+            } else {
+                self.owner_link()
+            };
+            let Some(peer) = link else {
                 // Not sent: safe to retry once the view settles.
                 return Outcome::Retry(Error::Unreachable { node: owner });
             };
             peer.do_send(OutCall {
                 bird: self.name.clone(),
                 shard: self.shard,
-                kind: T::KIND,
-                tag,
+                kind: T::KIND.into(),
+                tag: tag.into(),
                 payload,
                 timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+                forwarded: false,
                 reply: tx,
             });
         }
@@ -475,7 +505,21 @@ impl<T: BirdKind> FlockAddr<T> {
         };
         match result {
             Ok(reply) => Outcome::Done(reply),
-            Err(RemoteError::Moved { .. } | RemoteError::NotRunning { .. }) => {
+            Err(RemoteError::Moved { owner: named, .. }) => {
+                telemetry::moved_retry();
+                let next = routing::after_moved(routing::Calling {
+                    named: &named,
+                    tried: &owner,
+                    me: self.node.name(),
+                    reachable: self.node.link(&named).is_some(),
+                    redirects,
+                });
+                match next {
+                    routing::Next::Redirect(to) => Outcome::Redirect(to),
+                    routing::Next::Backoff => Outcome::Retry(self.timed_out(timeout)),
+                }
+            }
+            Err(RemoteError::NotRunning { .. }) => {
                 telemetry::moved_retry();
                 Outcome::Retry(self.timed_out(timeout))
             }

@@ -91,7 +91,13 @@ pub(crate) struct SyncAcked {
 pub(crate) enum CallReply {
     /// Back over the link (control or data) the call came on, as a `Reply`
     /// frame.
-    Link { to: Recipient<Frame>, id: u64 },
+    /// `forwarded`: the caller's node was not the first to get it (a node
+    /// whose view was newer passed it on); it is not forwarded again.
+    Link {
+        to: Recipient<Frame>,
+        id: u64,
+        forwarded: bool,
+    },
     /// To a caller on this node.
     Local(oneshot::Sender<Result<Vec<u8>, RemoteError>>),
 }
@@ -99,7 +105,7 @@ pub(crate) enum CallReply {
 impl CallReply {
     pub(crate) fn send(self, result: Result<Vec<u8>, RemoteError>) {
         match self {
-            CallReply::Link { to, id } => to.do_send(Frame(Message::Reply { id, result })),
+            CallReply::Link { to, id, .. } => to.do_send(Frame(Message::Reply { id, result })),
             CallReply::Local(tx) => {
                 let _ = tx.send(result);
             }

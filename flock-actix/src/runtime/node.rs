@@ -57,6 +57,8 @@ pub(crate) struct Node {
     pub nonces: Mutex<NonceCache>,
     started: Instant,
     stopping: AtomicBool,
+    /// Set when `leave` begins: the node hands its birds over and goes.
+    leaving: AtomicBool,
     /// Links whose handshake is under way (either direction), by link id.
     handshakes: Mutex<HashMap<u64, Handshaking>>,
 }
@@ -111,6 +113,7 @@ impl Node {
             nonces: Mutex::new(NonceCache::new(NONCE_CACHE.0, NONCE_CACHE.1)),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
             handshakes: Mutex::new(HashMap::new()),
         })
     }
@@ -166,6 +169,14 @@ impl Node {
         self.handshakes().values().any(|h| {
             h.claimed.as_ref() == Some(name) || (addr.is_some() && h.dialed.as_deref() == addr)
         })
+    }
+
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_stopping(&self) {

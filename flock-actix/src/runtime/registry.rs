@@ -13,12 +13,13 @@ use super::messages::{
     CallReply, HandoffAcked, HandoffIn, InboundCall, InboundCast, SetChanged, Unacked, ViewChanged,
 };
 use super::node::{Links, Node, View};
-use super::peer::Frame;
+use super::peer::{Frame, OutCall};
 use super::replica::{OwnedBy, Remove};
 use super::telemetry;
 use crate::bird::BirdKind;
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
 use crate::core::placement::Placement;
+use crate::core::routing;
 use crate::wire::message::Message as WireMessage;
 use crate::wire::message::RemoteError;
 use actix::prelude::*;
@@ -252,9 +253,9 @@ impl Registry {
                 }
             }
             Effect::Reply { waiter, error } => {
-                if let Some(w) = self.waiting.remove(&waiter) {
-                    match w.reply {
-                        Some(reply) => reply.send(Err(error)),
+                if let Some(mut w) = self.waiting.remove(&waiter) {
+                    match w.reply.take() {
+                        Some(reply) => self.reply_or_forward(w, reply, error),
                         None => tracing::debug!("cast dropped: {error}"),
                     }
                 }
@@ -403,6 +404,54 @@ impl Registry {
                 actix::spawn(async move { send(kind, state.await) });
             }
         }
+    }
+
+    /// Answers a call that failed here, except that a call from another
+    /// node for a bird that moved goes on to its new owner, once
+    /// (`core::routing::on_moved` says when and why).
+    fn reply_or_forward(&self, w: Waiting, reply: CallReply, error: RemoteError) {
+        let forward = match (&error, &reply) {
+            (RemoteError::Moved { owner, .. }, CallReply::Link { forwarded, .. }) => {
+                routing::on_moved(routing::Answering {
+                    owner,
+                    me: self.node.name(),
+                    remote: true,
+                    forwarded: *forwarded,
+                    leaving: self.node.is_leaving() || self.node.is_stopping(),
+                    linked: self.node.link(owner).is_some(),
+                })
+            }
+            _ => routing::OnMoved::Answer,
+        };
+        let (routing::OnMoved::Forward(owner), RemoteError::Moved { bird, .. }) = (forward, &error)
+        else {
+            return reply.send(Err(error));
+        };
+        let Some(peer) = self.node.link(&owner) else {
+            return reply.send(Err(error));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let remaining = w.deadline.saturating_duration_since(Instant::now());
+        peer.do_send(OutCall {
+            bird: bird.as_str().into(),
+            shard: self.node.view.load().placement.shard_of(bird),
+            kind: w.kind.into(),
+            tag: w.tag.into(),
+            payload: w.payload,
+            timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
+            forwarded: true,
+            reply: tx,
+        });
+        telemetry::call_forwarded();
+        let deadline = w.deadline;
+        actix::spawn(async move {
+            reply.send(match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(result)) => result,
+                // The link closed with it in flight: it may have run.
+                Ok(Err(_)) => Err(RemoteError::LinkClosed),
+                Err(_) => Err(RemoteError::Timeout),
+            });
+        });
     }
 
     /// A handoff this node sent is not acknowledged yet (a leave waits).

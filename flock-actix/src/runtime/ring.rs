@@ -646,6 +646,7 @@ impl Handler<Leave> for Ring {
     type Result = ();
 
     fn handle(&mut self, Leave(done): Leave, ctx: &mut Context<Self>) {
+        self.node.set_leaving();
         let waiting: HashSet<NodeName> = self.links.keys().cloned().collect();
         self.leaving = Some(Leaving {
             waiting,

@@ -106,6 +106,11 @@ pub(crate) fn moved_retry() {
     counter!("flock_moved_retries_total").increment(1);
 }
 
+/// A call for a bird that moved was passed on to its new owner.
+pub(crate) fn call_forwarded() {
+    counter!("flock_calls_forwarded_total").increment(1);
+}
+
 /// A bird instance hatched here (a first start, a restart or a move in);
 /// `hosted` run here now.
 pub(crate) fn bird_started(hosted: usize) {

@@ -39,7 +39,7 @@ pub(crate) fn user_message(
             msg,
             payload,
             timeout_ms,
-            forwarded: _,
+            forwarded,
         } => {
             let c = Call {
                 id,
@@ -48,6 +48,7 @@ pub(crate) fn user_message(
                 msg,
                 payload,
                 timeout_ms,
+                forwarded,
             };
             Ok(call(directory, actors, c, reply_to()))
         }
@@ -72,6 +73,7 @@ struct Call {
     msg: String,
     payload: Vec<u8>,
     timeout_ms: u32,
+    forwarded: bool,
 }
 
 /// Straight to the bird if it runs here, else to the Registry (which
@@ -100,7 +102,11 @@ fn call(directory: &Directory, actors: &Actors, c: Call, reply_to: Recipient<Fra
                 tag: c.msg,
                 payload: c.payload,
                 timeout,
-                reply: CallReply::Link { to: reply_to, id },
+                reply: CallReply::Link {
+                    to: reply_to,
+                    id,
+                    forwarded: c.forwarded,
+                },
             });
             Dispatched::Done
         }

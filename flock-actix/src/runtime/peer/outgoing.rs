@@ -9,6 +9,7 @@ use crate::core::data_links::auth::Session;
 use crate::core::data_links::{DataLanes, Effect, LanesConfig};
 use crate::wire::message::{Message, RemoteError};
 use actix::prelude::*;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -148,10 +149,15 @@ pub(crate) struct OutCall {
     pub bird: Arc<str>,
     /// The bird's shard (picks its data link).
     pub shard: u32,
-    pub kind: &'static str,
-    pub tag: &'static str,
+    /// Borrowed from the typed caller's `BirdKind`; owned when a node
+    /// forwards a call it received for a bird that moved.
+    pub kind: Cow<'static, str>,
+    pub tag: Cow<'static, str>,
     pub payload: Vec<u8>,
     pub timeout_ms: u32,
+    /// Already forwarded once by a node whose view was newer than the
+    /// caller's: the receiver answers `Moved` rather than forward again.
+    pub forwarded: bool,
     pub reply: ReplyTx,
 }
 
@@ -161,11 +167,11 @@ impl OutCall {
         let msg = Message::Call {
             id,
             bird: self.bird.to_string(),
-            kind: self.kind.to_owned(),
-            msg: self.tag.to_owned(),
+            kind: self.kind.into_owned(),
+            msg: self.tag.into_owned(),
             payload: self.payload,
             timeout_ms: self.timeout_ms,
-            forwarded: false,
+            forwarded: self.forwarded,
         };
         (msg, self.reply)
     }
