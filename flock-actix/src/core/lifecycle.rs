@@ -86,10 +86,12 @@ pub trait Owners {
         false
     }
 
-    /// The owner of `name` if `node` were not a member: while `node` joins,
-    /// that is where a bird it now owns comes from (its first views may
-    /// not hold every member yet). Views that do not know say `None`.
-    fn owner_without(&self, _name: &str, _node: &str) -> Option<&str> {
+    /// The owner of `name` of kind `kind` if `node` were not a member:
+    /// while `node` joins, that is where a bird it now owns comes from (its
+    /// first views may not hold every member yet). Per kind, like
+    /// [`Owners::owner_of_kind`]: a member that does not host the kind never
+    /// ran the bird. Views that do not know say `None`.
+    fn owner_without(&self, _kind: &str, _name: &str, _node: &str) -> Option<&str> {
         None
     }
 

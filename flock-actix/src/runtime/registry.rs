@@ -18,7 +18,7 @@ use super::replica::{OwnedBy, Remove};
 use super::telemetry;
 use crate::bird::BirdKind;
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
-use crate::core::placement::Placement;
+use crate::core::placement::KindPlacement;
 use crate::core::routing;
 use crate::wire::message::Message as WireMessage;
 use crate::wire::message::RemoteError;
@@ -44,7 +44,7 @@ pub(crate) struct ViewRef {
     /// This node's name, and the placement of the view without it: where
     /// a bird comes from while this node joins.
     me: Arc<str>,
-    without_me: Option<Arc<Placement>>,
+    without_me: Option<Arc<KindPlacement>>,
 }
 
 impl ViewRef {
@@ -61,7 +61,7 @@ impl ViewRef {
         // Only a view that holds this node and others has a different
         // owner without it.
         let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
-            .then(|| view.placement.all().next(others()).ok())
+            .then(|| view.placement.without(&me).ok())
             .flatten()
             .map(Arc::new);
         ViewRef {
@@ -92,12 +92,12 @@ impl Owners for ViewRef {
         self.links.contains_key(node)
     }
 
-    fn owner_without(&self, name: &str, node: &str) -> Option<&str> {
+    fn owner_without(&self, kind: &str, name: &str, node: &str) -> Option<&str> {
         if node != &*self.me {
             return None;
         }
         let placement = self.without_me.as_deref()?;
-        placement.owner(name).ok().map(|n| &**n)
+        placement.owner(kind, name).ok().map(|n| &**n)
     }
 
     fn others_host(&self, node: &str) -> bool {

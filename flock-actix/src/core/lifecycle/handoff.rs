@@ -64,9 +64,9 @@ impl<V: Owners> Lifecycle<V> {
         }
         let without_me = self
             .joining(now_ms)
-            .then(|| self.view.owner_without(name, &self.me))
+            .then(|| self.view.owner_without(&spec.kind, name, &self.me))
             .flatten();
-        let before = self.prev_view.as_ref().and_then(|v| v.owner_of(name));
+        let before = (self.prev_view.as_ref()).and_then(|v| v.owner_of_kind(&spec.kind, name));
         [sent_to.as_deref(), without_me, before]
             .into_iter()
             .flatten()
@@ -109,7 +109,7 @@ impl<V: Owners> Lifecycle<V> {
                 let State::Awaiting { from, .. } = &local.state else {
                     return None;
                 };
-                let now_from = self.view.owner_without(name, &self.me)?;
+                let now_from = self.view.owner_without(&local.spec.kind, name, &self.me)?;
                 (now_from != from && now_from != self.me && self.view.is_up(now_from))
                     .then(|| (name.clone(), now_from.to_owned()))
             })

@@ -264,7 +264,7 @@ impl Owners for JoinView {
     fn is_up(&self, node: &str) -> bool {
         node != "dead"
     }
-    fn owner_without(&self, _: &str, node: &str) -> Option<&str> {
+    fn owner_without(&self, _: &str, _: &str, node: &str) -> Option<&str> {
         self.without.filter(|_| node == "me")
     }
     fn others_host(&self, _: &str) -> bool {
@@ -421,4 +421,39 @@ fn after_a_partition_heals_the_losers_state_reaches_the_surviving_instance() {
         30,
     );
     assert!(nothing.is_empty(), "{nothing:?}");
+}
+
+/// A joining view with roles: only "old" hosts kind `counter`; without
+/// "me", a kind-blind table would place `b` on "dead" (a member that does
+/// not host counters, and is down).
+#[derive(Debug, Clone)]
+struct RolesView;
+
+impl Owners for RolesView {
+    fn owner_of(&self, _: &str) -> Option<&str> {
+        Some("me")
+    }
+    fn is_up(&self, node: &str) -> bool {
+        node != "dead"
+    }
+    fn owner_without(&self, kind: &str, _: &str, node: &str) -> Option<&str> {
+        (node == "me").then_some(if kind == "counter" { "old" } else { "dead" })
+    }
+    fn others_host(&self, _: &str) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_joining_node_waits_for_the_node_that_hosts_the_birds_kind_not_the_kind_blind_owner() {
+    let mut new = Lifecycle::new("me", RolesView, Backoff::default())
+        .with_handoff(["counter".to_owned()], 2_000);
+    new.handle(Input::View(RolesView), 10);
+    let mut effects = new.handle(Input::Owned(vec![(b(), spec())]), 10);
+    effects.extend(new.handle(Input::StartSlice, 10));
+    assert!(
+        !started(&effects),
+        "hatched from its arguments while the counter host runs it: {effects:?}"
+    );
+    assert_eq!(new.awaiting(), 1);
 }

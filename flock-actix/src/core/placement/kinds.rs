@@ -130,6 +130,29 @@ impl KindPlacement {
         })
     }
 
+    /// The tables as they would be without `node` (every kind): where a
+    /// bird comes from while `node` joins. Incremental like [`Self::next`].
+    ///
+    /// # Errors
+    /// As [`Placement::next`].
+    pub fn without(&self, node: &str) -> Result<Self> {
+        let drop = |p: &Placement| {
+            p.next(
+                p.hosts()
+                    .iter()
+                    .filter(|m| *m.name != *node)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        };
+        Ok(KindPlacement {
+            all: drop(&self.all)?,
+            tables: self.tables.iter().map(drop).collect::<Result<_>>()?,
+            by_kind: self.by_kind.clone(),
+            hosts_everything: self.hosts_everything,
+        })
+    }
+
     /// The table that places birds of `kind`.
     pub fn for_kind(&self, kind: &str) -> &Placement {
         self.by_kind

@@ -181,4 +181,42 @@ proptest::proptest! {
             proptest::prop_assert_eq!(&p.all.table, &full.all.table);
         }
     }
+
+    /// `KindPlacement::without(node)` (where a joining node's birds come
+    /// from) equals a full build without that node, for every kind some
+    /// remaining member announces; a kind only `node` announced has no
+    /// owner without it (nobody else ran its birds), never a kind-blind one.
+    #[test]
+    fn a_placement_without_a_member_equals_a_full_build_without_it(
+        view in proptest::collection::vec((0u8..8, 0u32..3, 1u8..4), 1..7),
+        gone in 0u8..8,
+    ) {
+        let kinds_of = |k: u8| match k {
+            1 => vec!["a"],
+            2 => vec!["b"],
+            _ => vec!["a", "b"],
+        };
+        let members = |keep: &dyn Fn(u8) -> bool| -> Vec<HostedMember> {
+            let mut seen = std::collections::BTreeSet::new();
+            view.iter()
+                .filter(|&&(n, _, _)| keep(n) && seen.insert(n))
+                .map(|&(n, w, k)| HostedMember::hosting(Member::new(format!("node{n}@x"), w), kinds_of(k)))
+                .collect()
+        };
+        let gone_name = format!("node{gone}@x");
+        let p = KindPlacement::new(256, members(&|_| true)).unwrap().without(&gone_name).unwrap();
+        let rest = members(&|n| n != gone);
+        let full = KindPlacement::new(256, rest.clone()).unwrap();
+        for kind in ["a", "b"] {
+            let announced = rest.iter().any(|m| m.member.weight > 0 && m.hosts(kind));
+            if announced {
+                proptest::prop_assert_eq!(p.for_kind(kind).hosts(), full.for_kind(kind).hosts());
+                proptest::prop_assert_eq!(&p.for_kind(kind).table, &full.for_kind(kind).table);
+            } else {
+                proptest::prop_assert!(
+                    p.for_kind(kind).hosts().iter().all(|m| m.weight == 0 || *m.name != *gone_name)
+                );
+            }
+        }
+    }
 }
