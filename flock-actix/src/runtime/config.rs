@@ -96,6 +96,13 @@ pub struct FlockConfig {
     /// closed.
     #[doc(hidden)]
     pub data_idle_ms: u64,
+    /// Bytes of calls and casts a data link may hold while its peer reads
+    /// slower than this node writes (flow control, docs/ARCHITECTURE.md
+    /// §26), and a peer's messages may wait for its data links to open;
+    /// past it a call fails at once and a cast is dropped (logged and
+    /// counted in `flock_casts_dropped_total`).
+    #[doc(hidden)]
+    pub data_queue_bytes: usize,
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -148,6 +155,7 @@ impl FlockConfig {
 
             data_links: false,
             data_idle_ms: 30_000,
+            data_queue_bytes: 64 << 20,
         }
     }
 
