@@ -151,10 +151,13 @@ impl TestNode {
                     .seeds(seeds)
                     .cookie("test-cookie")
                     .arbiters(1)
-                    // Runs a multi-node suite over data links (§26) while
-                    // they are off by default.
-                    .data_links(std::env::var_os("FLOCK_TEST_DATA_LINKS").is_some())
                     .bird::<Echo>();
+                // Data links (§26) are on by default; FLOCK_TEST_DATA_LINKS=0
+                // runs a multi-node suite without them (1: with them).
+                let builder = match std::env::var("FLOCK_TEST_DATA_LINKS") {
+                    Ok(v) => builder.data_links(v != "0"),
+                    Err(_) => builder,
+                };
                 let flock = edit(builder).start().await;
                 tx.send((flock, actix::System::current())).unwrap();
             });

@@ -214,8 +214,10 @@ impl FlockBuilder {
     /// per peer and per bird arbiter of the peer, a connection beside the
     /// control link, opened when the first call to a bird on that arbiter
     /// is made, so a received call is handled on the thread of its bird.
-    /// Off by default while it is being proven.
-    #[doc(hidden)]
+    /// On by default; `data_links(false)` keeps every call and cast on the
+    /// control links (one connection per peer). A data link whose peer
+    /// reads slower than this node writes holds messages back, up to
+    /// `FlockConfig::data_queue_bytes`, rather than dropping them.
     pub fn data_links(mut self, on: bool) -> Self {
         self.config.data_links = on;
         self
