@@ -9,9 +9,9 @@
 //! - written at once while the writer's unsent bytes are below `high` and
 //!   nothing is held (nothing may overtake a held message);
 //! - otherwise *held*, in order, until the writer has drained to `low`;
-//!   then held messages are written again, in order, until the unsent bytes
-//!   would pass `high` (hysteresis, so a link near its mark does not switch
-//!   on every frame);
+//!   then held messages are written again, in order, one at a time against
+//!   the writer's real count, until the unsent bytes reach `high`
+//!   (hysteresis, so a link near its mark does not switch on every frame);
 //! - refused only when what is held would pass `max_held_bytes`: the shell
 //!   fails a refused call with a clear error, and counts and logs (rate
 //!   limited, see [`Throttle`]) a refused cast.
@@ -65,6 +65,8 @@ pub struct Flow<T> {
     /// `(estimated bytes, message)`, in the order they were offered.
     held: VecDeque<(usize, T)>,
     held_bytes: usize,
+    /// Between reaching `low` and reaching `high` again.
+    releasing: bool,
 }
 
 impl<T> Flow<T> {
@@ -74,6 +76,7 @@ impl<T> Flow<T> {
             config,
             held: VecDeque::new(),
             held_bytes: 0,
+            releasing: false,
         }
     }
 
@@ -95,31 +98,32 @@ impl<T> Flow<T> {
         Admit::Held
     }
 
-    /// The writer has `unsent` bytes left: the held messages to write now,
-    /// in order. Nothing unless `unsent` is at or below `low`; then at least
-    /// one, and more while the estimate stays below `high`.
-    pub fn drained(&mut self, unsent: usize) -> Vec<T> {
-        let mut out = Vec::new();
-        if unsent > self.config.low {
-            return out;
-        }
-        let mut room = self.config.high.saturating_sub(unsent);
-        while let Some((bytes, _)) = self.held.front() {
-            if !out.is_empty() && *bytes >= room {
-                break;
+    /// The writer has `unsent` bytes left: the next held message to write
+    /// now, if any. Releasing starts once `unsent` is at or below `low` and
+    /// goes on, one message at a time with the writer's real count after
+    /// each (estimates may be off), until `unsent` reaches `high` or
+    /// nothing is held; the shell then waits for `low` again.
+    pub fn drained(&mut self, unsent: usize) -> Option<T> {
+        if !self.releasing {
+            if unsent > self.config.low {
+                return None;
             }
-            room = room.saturating_sub(*bytes);
-            let Some((bytes, item)) = self.held.pop_front() else {
-                break;
-            };
-            self.held_bytes -= bytes;
-            out.push(item);
+            self.releasing = true;
         }
-        out
+        if unsent >= self.config.high {
+            self.releasing = false;
+            return None;
+        }
+        let Some((bytes, item)) = self.held.pop_front() else {
+            self.releasing = false;
+            return None;
+        };
+        self.held_bytes -= bytes;
+        Some(item)
     }
 
     /// Whether messages are held (the shell then waits for the writer to
-    /// drain to `low` and calls [`Flow::drained`]).
+    /// drain to `low` and calls [`Flow::drained`] until it says `None`).
     pub fn holding(&self) -> bool {
         !self.held.is_empty()
     }
@@ -132,6 +136,7 @@ impl<T> Flow<T> {
     /// The link is closing: everything held, in order, to be failed.
     pub fn close(&mut self) -> Vec<T> {
         self.held_bytes = 0;
+        self.releasing = false;
         self.held.drain(..).map(|(_, item)| item).collect()
     }
 }

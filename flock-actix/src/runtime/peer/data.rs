@@ -238,7 +238,8 @@ impl DataOut {
     }
 
     /// Once the writer has drained to the low mark, writes what is held
-    /// (as much as fits), and waits again while anything is left.
+    /// until it is back at the high mark, and waits again while anything
+    /// is left.
     fn wait_for_room(&mut self, ctx: &mut Context<Self>) {
         if std::mem::replace(&mut self.draining, true) {
             return;
@@ -250,7 +251,7 @@ impl DataOut {
                 .into_actor(self)
                 .map(|(), act, ctx| {
                     act.draining = false;
-                    for item in act.flow.drained(act.backlog.unsent()) {
+                    while let Some(item) = act.flow.drained(act.backlog.unsent()) {
                         act.write(item);
                     }
                     if act.flow.holding() {
