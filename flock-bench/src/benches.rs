@@ -82,8 +82,8 @@ fn host_arbiters() -> String {
 }
 
 /// Whether nodes carry calls and casts on data links (docs/ARCHITECTURE.md
-/// §26): the library's default (on) unless FLOCK_BENCH_DATA_LINKS says `0`
-/// (off) or anything else (on).
+/// §26): the library's default (off for now) unless FLOCK_BENCH_DATA_LINKS
+/// says `0` (off) or anything else (on).
 pub(crate) fn data_links() -> bool {
     std::env::var("FLOCK_BENCH_DATA_LINKS")
         .map_or(flock_actix::FlockConfig::new("").data_links, |v| v != "0")

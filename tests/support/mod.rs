@@ -152,8 +152,8 @@ impl TestNode {
                     .cookie("test-cookie")
                     .arbiters(1)
                     .bird::<Echo>();
-                // Data links (§26) are on by default; FLOCK_TEST_DATA_LINKS=0
-                // runs a multi-node suite without them (1: with them).
+                // FLOCK_TEST_DATA_LINKS=1 runs a multi-node suite over data
+                // links (§26), 0 without them; unset: the library's default.
                 let builder = match std::env::var("FLOCK_TEST_DATA_LINKS") {
                     Ok(v) => builder.data_links(v != "0"),
                     Err(_) => builder,

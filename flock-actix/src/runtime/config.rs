@@ -88,9 +88,10 @@ pub struct FlockConfig {
     pub protocol_version: Option<u32>,
 
     /// Calls and casts on *data links*, one per peer and per lane of the
-    /// peer, opened on demand (docs/ARCHITECTURE.md §26). On by default;
-    /// `FlockBuilder::data_links(false)` keeps every call and cast on the
-    /// control links.
+    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden and off
+    /// by default until a call abandoned by its caller can no longer run
+    /// late on a blocked owner (§26); set with `FlockBuilder::data_links`.
+    #[doc(hidden)]
     pub data_links: bool,
     /// A data link with nothing in flight and no traffic for this long is
     /// closed.
@@ -101,6 +102,7 @@ pub struct FlockConfig {
     /// §26), and a peer's messages may wait for its data links to open;
     /// past it a call fails at once and a cast is dropped (logged and
     /// counted in `flock_casts_dropped_total`).
+    #[doc(hidden)]
     pub data_queue_bytes: usize,
 }
 
@@ -152,7 +154,7 @@ impl FlockConfig {
             service_threads: true,
             protocol_version: None,
 
-            data_links: true,
+            data_links: false,
             data_idle_ms: 30_000,
             data_queue_bytes: 64 << 20,
         }
