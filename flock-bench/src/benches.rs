@@ -81,10 +81,12 @@ fn host_arbiters() -> String {
     std::env::var("FLOCK_BENCH_HOST_ARBITERS").unwrap_or_else(|_| "default".into())
 }
 
-/// Whether nodes carry calls and casts on data links (FLOCK_BENCH_DATA_LINKS
-/// set: docs/ARCHITECTURE.md §26, off by default in the library for now).
+/// Whether nodes carry calls and casts on data links (docs/ARCHITECTURE.md
+/// §26): the library's default (off for now) unless FLOCK_BENCH_DATA_LINKS
+/// says `0` (off) or anything else (on).
 pub(crate) fn data_links() -> bool {
-    std::env::var_os("FLOCK_BENCH_DATA_LINKS").is_some()
+    std::env::var("FLOCK_BENCH_DATA_LINKS")
+        .map_or(flock_actix::FlockConfig::new("").data_links, |v| v != "0")
 }
 
 /// `hosts: default arbiters (2); <pinning>`, from what the hosts reported.

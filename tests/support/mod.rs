@@ -151,10 +151,13 @@ impl TestNode {
                     .seeds(seeds)
                     .cookie("test-cookie")
                     .arbiters(1)
-                    // Runs a multi-node suite over data links (§26) while
-                    // they are off by default.
-                    .data_links(std::env::var_os("FLOCK_TEST_DATA_LINKS").is_some())
                     .bird::<Echo>();
+                // FLOCK_TEST_DATA_LINKS=1 runs a multi-node suite over data
+                // links (§26), 0 without them; unset: the library's default.
+                let builder = match std::env::var("FLOCK_TEST_DATA_LINKS") {
+                    Ok(v) => builder.data_links(v != "0"),
+                    Err(_) => builder,
+                };
                 let flock = edit(builder).start().await;
                 tx.send((flock, actix::System::current())).unwrap();
             });

@@ -32,6 +32,9 @@
 //!   failed at once ([`Effect::Fail`]).
 
 pub mod auth;
+pub mod flow;
+#[cfg(test)]
+mod flow_tests;
 #[cfg(test)]
 mod tests;
 

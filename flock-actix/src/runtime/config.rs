@@ -88,14 +88,22 @@ pub struct FlockConfig {
     pub protocol_version: Option<u32>,
 
     /// Calls and casts on *data links*, one per peer and per lane of the
-    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden while it
-    /// is being proven; set with `FlockBuilder::data_links`.
+    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden and off
+    /// by default until a call abandoned by its caller can no longer run
+    /// late on a blocked owner (§26); set with `FlockBuilder::data_links`.
     #[doc(hidden)]
     pub data_links: bool,
     /// A data link with nothing in flight and no traffic for this long is
     /// closed.
     #[doc(hidden)]
     pub data_idle_ms: u64,
+    /// Bytes of calls and casts a data link may hold while its peer reads
+    /// slower than this node writes (flow control, docs/ARCHITECTURE.md
+    /// §26), and a peer's messages may wait for its data links to open;
+    /// past it a call fails at once and a cast is dropped (logged and
+    /// counted in `flock_casts_dropped_total`).
+    #[doc(hidden)]
+    pub data_queue_bytes: usize,
 }
 
 impl std::fmt::Debug for FlockConfig {
@@ -148,6 +156,7 @@ impl FlockConfig {
 
             data_links: false,
             data_idle_ms: 30_000,
+            data_queue_bytes: 64 << 20,
         }
     }
 

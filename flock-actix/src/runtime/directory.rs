@@ -41,6 +41,8 @@ pub(crate) struct DataSession {
     pub link: u64,
     /// Closes when the control link stops: its data links close then.
     pub alive: watch::Receiver<()>,
+    /// The peer (its data links' frames prove it alive to the Ring).
+    pub peer: crate::core::crdt::NodeName,
 }
 
 /// Shared view of the running birds (clones share it).

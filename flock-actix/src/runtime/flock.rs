@@ -214,7 +214,10 @@ impl FlockBuilder {
     /// per peer and per bird arbiter of the peer, a connection beside the
     /// control link, opened when the first call to a bird on that arbiter
     /// is made, so a received call is handled on the thread of its bird.
-    /// Off by default while it is being proven.
+    /// A data link whose peer reads slower than this node writes holds
+    /// messages back, up to `FlockConfig::data_queue_bytes`, rather than
+    /// dropping them. Off by default (hidden) until a call abandoned by its
+    /// caller can no longer run late on a blocked owner (§26).
     #[doc(hidden)]
     pub fn data_links(mut self, on: bool) -> Self {
         self.config.data_links = on;

@@ -16,6 +16,7 @@
 //! | `flock_calls_total` | counter | `path` = `local`/`remote`, `outcome` = `ok` or an error kind | calls made through a `FlockAddr` on this node |
 //! | `flock_call_duration_seconds` | histogram | `path` | time from `send` to the answer, retries included |
 //! | `flock_casts_total` | counter | `path` | casts sent |
+//! | `flock_casts_dropped_total` | counter | `reason` = `link_closed`, `refused`, `oversize` | casts to a remote bird dropped by this node's links (the link closed or was not up; its data link held too much, §26; too large) |
 //! | `flock_moved_retries_total` | counter | | calls retried because the callee had moved |
 //! | `flock_sync_bytes_total` | counter | `direction` = `out`/`in` | registry sync bytes |
 //! | `flock_sync_deltas_total` | counter | `direction` | registry deltas and full states |
@@ -79,6 +80,10 @@ pub(crate) fn describe() {
         );
         describe_counter!("flock_casts_total", "casts sent, by path");
         describe_counter!(
+            "flock_casts_dropped_total",
+            "casts to remote birds dropped by this node's links, by reason"
+        );
+        describe_counter!(
             "flock_moved_retries_total",
             "calls retried because the bird had moved"
         );
@@ -99,6 +104,11 @@ pub(crate) fn call_done(path: Path, error: Option<&Error>, elapsed: Duration) {
 /// A cast was sent.
 pub(crate) fn cast_sent(path: Path) {
     counter!("flock_casts_total", "path" => path.label()).increment(1);
+}
+
+/// A cast to a remote bird was dropped by a link, for `reason`.
+pub(crate) fn cast_dropped(reason: &'static str) {
+    counter!("flock_casts_dropped_total", "reason" => reason).increment(1);
 }
 
 /// A call is retried because the bird moved.

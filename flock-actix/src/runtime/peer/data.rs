@@ -11,15 +11,18 @@
 use super::super::directory::{DataSession, Directory};
 use super::super::node::{Node, nonce};
 use super::dispatch::{self, Dispatched};
-use super::io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
+use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
+use super::outgoing::Drops;
 use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
+use crate::core::crdt::NodeName;
 use crate::core::data_links::auth::Session;
+use crate::core::data_links::flow::{Admit, Flow, FlowConfig};
 use crate::error::Error;
 use crate::net::BoxStream;
 use crate::wire::message::{Message, Nonce, RemoteError};
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,13 +32,14 @@ use tokio_util::codec::FramedRead;
 
 type Writer = FramedWrite<Outbound, WriteSide, WriteCodec>;
 
-/// Splits `stream` into the actor's framed reader and a framed writer.
+/// Splits `stream` into the actor's framed reader and a framed writer
+/// whose unsent bytes `backlog` follows.
 fn framed<A>(
     node: &Node,
     stream: BoxStream,
     codec: ReadCodec,
     label: Rc<RefCell<String>>,
-    closing: Rc<Cell<bool>>,
+    backlog: Backlog,
     ctx: &mut Context<A>,
 ) -> Writer
 where
@@ -44,12 +48,16 @@ where
     let (read, write) = tokio::io::split(stream);
     ctx.add_stream(FramedRead::new(read, codec));
     let max_frame = node.config.max_frame;
+    // The hard bound stays as on a control link; the opening end's flow
+    // control keeps its unsent bytes below it (`FlowConfig::for_link`).
     let encoder = WriteCodec::new(
         max_frame,
         max_frame.saturating_mul(MAX_UNSENT_FRAMES),
         label,
-    );
-    FramedWrite::new(WriteSide::new(write, closing), encoder, ctx)
+    )
+    .with_backlog(backlog.clone());
+    let side = WriteSide::new(write, Rc::default()).with_backlog(backlog);
+    FramedWrite::new(side, encoder, ctx)
 }
 
 /// A data link is up: it serves `lane` of the peer's `lanes`.
@@ -84,15 +92,20 @@ pub(crate) struct DataOut {
     writer: Option<Writer>,
     read_limit: Arc<AtomicUsize>,
     label: Rc<RefCell<String>>,
-    closing: Rc<Cell<bool>>,
     calls: HashMap<u64, ReplyTx>,
     next_call: u64,
     /// Traffic since the last idle check.
     busy: bool,
+    /// The writer's unsent bytes.
+    backlog: Backlog,
+    /// What waits for the peer to read (flow control, §26).
+    flow: Flow<Outgoing>,
+    /// A wait for the writer to drain is under way.
+    draining: bool,
+    drops: Drops,
 }
 
 impl DataOut {
-    /// Opens data link `link` (the core's id) to the peer at `addr`.
     /// Opens data link `link` (the core's id) to the peer at `addr`, on
     /// `arbiter` (one of this node's bird arbiters when it has some: its
     /// encoding and writing then never delay the links arbiter's heartbeats).
@@ -108,6 +121,7 @@ impl DataOut {
         peer: String,
     ) -> Option<Addr<DataOut>> {
         let nonce = nonce().ok()?;
+        let flow = FlowConfig::for_link(node.config.max_frame, node.config.data_queue_bytes);
         let make = move |_: &mut Context<DataOut>| DataOut {
             node,
             control,
@@ -120,10 +134,13 @@ impl DataOut {
             writer: None,
             read_limit: Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME)),
             label: Rc::new(RefCell::new(format!("{peer} (data link)"))),
-            closing: Rc::new(Cell::new(false)),
             calls: HashMap::new(),
             next_call: 1,
             busy: false,
+            backlog: Backlog::default(),
+            flow: Flow::new(flow),
+            draining: false,
+            drops: Drops::default(),
         };
         Some(match arbiter {
             Some(arbiter) => DataOut::start_in_arbiter(arbiter, make),
@@ -138,7 +155,7 @@ impl DataOut {
             stream,
             codec,
             self.label.clone(),
-            self.closing.clone(),
+            self.backlog.clone(),
             ctx,
         );
         writer.write(Outbound::Msg(Message::DataHello {
@@ -189,21 +206,72 @@ impl DataOut {
 
     fn check_idle(&mut self) {
         self.calls.retain(|_, tx| !tx.is_closed());
-        if !std::mem::take(&mut self.busy) && self.calls.is_empty() {
+        if !std::mem::take(&mut self.busy) && self.calls.is_empty() && !self.flow.holding() {
             self.control.do_send(DataIdle(self.link));
         }
     }
 
-    fn send(&mut self, item: Outgoing) {
+    /// Writes `item` now, holds it until the peer has read, or refuses it
+    /// if too much is held already (`core::data_links::flow`).
+    fn send(&mut self, item: Outgoing, ctx: &mut Context<Self>) {
         self.busy = true;
-        let Some(writer) = self.writer.as_mut().filter(|_| self.up) else {
-            return item.fail(RemoteError::LinkClosed);
+        if self.writer.is_none() || !self.up {
+            let now = self.node.now_ms();
+            return item.fail(RemoteError::LinkClosed, &mut self.drops, now);
+        }
+        let bytes = item.bytes();
+        match self.flow.offer(bytes, item, self.backlog.unsent()) {
+            Admit::Write(item) => self.write(item),
+            Admit::Held => self.wait_for_room(ctx),
+            Admit::Refused(item) => {
+                let why = format!(
+                    "the data link to {} holds {} bytes the peer has not read yet, its bound \
+                     (data_queue_bytes): the owner reads slower than this node sends; \
+                     retry later or send less at once",
+                    self.label.borrow(),
+                    self.flow.held_bytes(),
+                );
+                let now = self.node.now_ms();
+                item.fail(RemoteError::Internal(why), &mut self.drops, now);
+            }
+        }
+    }
+
+    /// Once the writer has drained to the low mark, writes what is held
+    /// until it is back at the high mark, and waits again while anything
+    /// is left.
+    fn wait_for_room(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.draining, true) {
+            return;
+        }
+        let low = self.flow.config().low;
+        ctx.spawn(
+            self.backlog
+                .drained_to(low)
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.draining = false;
+                    while let Some(item) = act.flow.drained(act.backlog.unsent()) {
+                        act.write(item);
+                    }
+                    if act.flow.holding() {
+                        act.wait_for_room(ctx);
+                    }
+                }),
+        );
+    }
+
+    fn write(&mut self, item: Outgoing) {
+        let Some(writer) = self.writer.as_mut() else {
+            let now = self.node.now_ms();
+            return item.fail(RemoteError::LinkClosed, &mut self.drops, now);
         };
         let max_frame = self.node.config.max_frame;
         let msg = match item {
             Outgoing::Cast(msg) => {
                 if let Some(what) = oversize(&msg, max_frame) {
-                    return tracing::warn!("not sending to {}: {what}", self.label.borrow());
+                    let now = self.node.now_ms();
+                    return Outgoing::oversized(&msg, what, &mut self.drops, now);
                 }
                 msg
             }
@@ -252,6 +320,19 @@ impl Actor for DataOut {
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        // Held messages never left: their calls fail (not sent, so safe to
+        // retry), their casts are counted and logged as dropped.
+        let now = self.node.now_ms();
+        for item in self.flow.close() {
+            item.fail(RemoteError::LinkClosed, &mut self.drops, now);
+        }
+        if self.up && self.backlog.unsent() > 0 {
+            tracing::warn!(
+                "{} closed with {} bytes unsent: the calls among them fail, the casts are lost",
+                self.label.borrow(),
+                self.backlog.unsent()
+            );
+        }
         let mut calls: Vec<_> = self.calls.drain().collect();
         calls.sort_unstable_by_key(|(id, _)| *id);
         for (_, tx) in calls {
@@ -296,7 +377,8 @@ impl StreamHandler<Result<Inbound, Error>> for DataOut {
 
 impl WriteHandler<Error> for DataOut {
     fn error(&mut self, err: Error, ctx: &mut Context<Self>) -> Running {
-        tracing::debug!("closing {}: {err}", self.label.borrow());
+        // What it held is lost with it (see `stopped`): worth a warning.
+        tracing::warn!("closing {}: {err}", self.label.borrow());
         ctx.stop();
         Running::Stop
     }
@@ -305,8 +387,8 @@ impl WriteHandler<Error> for DataOut {
 impl Handler<Outgoing> for DataOut {
     type Result = ();
 
-    fn handle(&mut self, item: Outgoing, _: &mut Context<Self>) {
-        self.send(item);
+    fn handle(&mut self, item: Outgoing, ctx: &mut Context<Self>) {
+        self.send(item, ctx);
     }
 }
 
@@ -339,6 +421,9 @@ pub(crate) struct DataIn {
     writer: Writer,
     read_limit: Arc<AtomicUsize>,
     label: Rc<RefCell<String>>,
+    /// The peer, told to the Ring as heard (see `peer::heard`).
+    peer: NodeName,
+    last_heard_report: u64,
 }
 
 impl DataIn {
@@ -367,7 +452,7 @@ impl DataIn {
             let read_limit = Arc::new(AtomicUsize::new(crate::wire::codec::PRE_AUTH_MAX_FRAME));
             let label = Rc::new(RefCell::new("a data link".to_owned()));
             let codec = ReadCodec::after_first(read_limit.clone());
-            let mut writer = framed(&node, stream, codec, label.clone(), Rc::default(), ctx);
+            let mut writer = framed(&node, stream, codec, label.clone(), Backlog::default(), ctx);
             writer.write(Outbound::Msg(Message::DataChallenge {
                 lanes: lanes32,
                 lane,
@@ -395,6 +480,8 @@ impl DataIn {
                 writer,
                 read_limit,
                 label,
+                peer: hello.session.peer,
+                last_heard_report: 0,
             }
         });
     }
@@ -462,7 +549,10 @@ impl Actor for DataIn {
 impl StreamHandler<Result<Inbound, Error>> for DataIn {
     fn handle(&mut self, item: Result<Inbound, Error>, ctx: &mut Context<Self>) {
         match item {
-            Ok(Inbound::Frame(msg)) if self.up => self.route(msg, ctx),
+            Ok(Inbound::Frame(msg)) if self.up => {
+                super::heard(&self.node, &self.peer, &mut self.last_heard_report);
+                self.route(msg, ctx);
+            }
             Ok(Inbound::Frame(Message::DataProof { mac })) => {
                 match self
                     .session

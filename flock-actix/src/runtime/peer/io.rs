@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, WriteHalf};
 use tokio_util::codec::{Decoder, Encoder};
@@ -180,6 +180,55 @@ pub(crate) fn encode_frame(msg: &Message, max_frame: usize) -> Result<Bytes, Err
     Ok(buf.freeze())
 }
 
+/// The bytes a link's writer holds unsent, seen by the actor: the encoder
+/// sets them (its buffer's length) and the write half takes away what the
+/// socket accepted. A data link's flow control (`core::data_links::flow`)
+/// reads them and waits for them to drain.
+#[derive(Clone, Default)]
+pub(crate) struct Backlog(Rc<BacklogState>);
+
+#[derive(Default)]
+struct BacklogState {
+    unsent: Cell<usize>,
+    /// Wake `waker` once `unsent` is at or below this.
+    low: Cell<usize>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Backlog {
+    /// Bytes encoded and not yet taken by the socket.
+    pub(crate) fn unsent(&self) -> usize {
+        self.0.unsent.get()
+    }
+
+    fn encoded(&self, len: usize) {
+        self.0.unsent.set(len);
+    }
+
+    fn wrote(&self, n: usize) {
+        let left = self.0.unsent.get().saturating_sub(n);
+        self.0.unsent.set(left);
+        if left <= self.0.low.get()
+            && let Some(waker) = self.0.waker.borrow_mut().take()
+        {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once at most `low` bytes are unsent (one waiter at a time).
+    pub(crate) fn drained_to(&self, low: usize) -> impl std::future::Future<Output = ()> + use<> {
+        let this = self.clone();
+        std::future::poll_fn(move |cx| {
+            if this.unsent() <= low {
+                return Poll::Ready(());
+            }
+            this.0.low.set(low);
+            *this.0.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+}
+
 /// The frame encoder of a link's writer.
 ///
 /// It bounds the bytes waiting to be sent: a peer that stays connected but
@@ -194,6 +243,7 @@ pub(crate) struct WriteCodec {
     peer: Rc<RefCell<String>>,
     last_oversize_log: Option<Instant>,
     oversize_dropped: u64,
+    backlog: Backlog,
 }
 
 impl WriteCodec {
@@ -209,7 +259,15 @@ impl WriteCodec {
             peer,
             last_oversize_log: None,
             oversize_dropped: 0,
+            backlog: Backlog::default(),
         }
+    }
+
+    /// Tells `backlog` the unsent bytes after each frame (it must be the
+    /// one of the writer's [`WriteSide`]).
+    pub(crate) fn with_backlog(mut self, backlog: Backlog) -> Self {
+        self.backlog = backlog;
+        self
     }
 
     fn oversized(&mut self, what: &'static str, e: &Error) {
@@ -234,6 +292,14 @@ impl Encoder<Outbound> for WriteCodec {
     type Error = Error;
 
     fn encode(&mut self, out: Outbound, dst: &mut BytesMut) -> Result<(), Error> {
+        let result = self.encode_frame(out, dst);
+        self.backlog.encoded(dst.len());
+        result
+    }
+}
+
+impl WriteCodec {
+    fn encode_frame(&mut self, out: Outbound, dst: &mut BytesMut) -> Result<(), Error> {
         shrink(dst);
         if dst.len() > self.max_unsent {
             return Err(Error::Io {
@@ -276,6 +342,7 @@ pub(crate) struct WriteSide {
     io: WriteHalf<BoxStream>,
     closing: Rc<Cell<bool>>,
     shut: bool,
+    backlog: Backlog,
 }
 
 impl WriteSide {
@@ -284,7 +351,15 @@ impl WriteSide {
             io,
             closing,
             shut: false,
+            backlog: Backlog::default(),
         }
+    }
+
+    /// Takes what the socket accepts off `backlog` (the one of the
+    /// writer's [`WriteCodec`]).
+    pub(crate) fn with_backlog(mut self, backlog: Backlog) -> Self {
+        self.backlog = backlog;
+        self
     }
 }
 
@@ -294,7 +369,9 @@ impl AsyncWrite for WriteSide {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let n = ready!(Pin::new(&mut self.io).poll_write(cx, buf))?;
+        self.backlog.wrote(n);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

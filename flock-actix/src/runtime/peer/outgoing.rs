@@ -3,9 +3,11 @@
 //! itself (docs/ARCHITECTURE.md §26).
 
 use super::super::directory::DataSession;
+use super::super::telemetry;
 use super::data::{DataDown, DataIdle, DataOut, DataUp};
 use super::{Auth, Close, Peer, ReplyTx, accept};
 use crate::core::data_links::auth::Session;
+use crate::core::data_links::flow::Throttle;
 use crate::core::data_links::{DataLanes, Effect, LanesConfig};
 use crate::wire::message::{Message, RemoteError};
 use actix::prelude::*;
@@ -22,6 +24,42 @@ pub(super) struct Data {
     /// Dropped when this link stops: the data links the peer opened to us
     /// in this session close then.
     pub(super) alive: Option<watch::Sender<()>>,
+    pub(super) drops: Drops,
+}
+
+/// How often a link logs the casts it dropped (each is counted in
+/// `flock_casts_dropped_total` meanwhile).
+const DROP_LOG_EVERY_MS: u64 = 10_000;
+
+/// The casts a link drops: counted, and logged at most every
+/// [`DROP_LOG_EVERY_MS`] with how many the line covers.
+pub(crate) struct Drops(Throttle);
+
+impl Default for Drops {
+    fn default() -> Self {
+        Drops(Throttle::new(DROP_LOG_EVERY_MS))
+    }
+}
+
+impl Drops {
+    fn cast(&mut self, msg: &Message, why: &RemoteError, now_ms: u64) {
+        let reason = match why {
+            RemoteError::LinkClosed => "link_closed",
+            RemoteError::Encode(_) => "oversize",
+            _ => "refused",
+        };
+        telemetry::cast_dropped(reason);
+        if let Some(n) = self.0.hit(now_ms) {
+            let bird = match msg {
+                Message::Cast { bird, .. } => bird.as_str(),
+                _ => "?",
+            };
+            tracing::warn!(
+                "{n} cast(s) to remote birds dropped since the last report (the last to \
+                 bird {bird}): {why}"
+            );
+        }
+    }
 }
 
 impl Peer {
@@ -29,7 +67,10 @@ impl Peer {
     /// registers it for the data links the peer opens to us if this node
     /// accepts them.
     pub(super) fn start_data_session(&mut self) {
-        if !self.node.config.data_links {
+        // The simulation (no service threads) has no lanes to accept data
+        // links on, and opening them would only add refused connections to
+        // its schedules.
+        if !self.node.config.data_links || !self.node.config.service_threads {
             return;
         }
         let (Some(hello), Some(challenge)) = (self.hello_nonce, self.challenge_nonce) else {
@@ -41,20 +82,20 @@ impl Peer {
         };
         let config = LanesConfig {
             idle_ms: self.node.config.data_idle_ms,
-            // The bound a link puts on its unsent bytes.
-            max_queued_bytes: self
-                .node
-                .config
-                .max_frame
-                .saturating_mul(super::MAX_UNSENT_FRAMES),
+            // The bound a data link puts on what it holds.
+            max_queued_bytes: self.node.config.data_queue_bytes,
         };
         self.data.lanes = DataLanes::new(config);
-        if accept::accepts_data_links(&self.node, &self.directory) {
+        if let (true, Auth::Up(info)) = (
+            accept::accepts_data_links(&self.node, &self.directory),
+            &self.auth,
+        ) {
             let (alive, watcher) = watch::channel(());
             self.directory.session_up(DataSession {
                 session: session.clone(),
                 link: self.link,
                 alive: watcher,
+                peer: info.id.node.clone(),
             });
             self.data.alive = Some(alive);
         }
@@ -73,12 +114,13 @@ impl Peer {
     }
 
     pub(super) fn apply(&mut self, effects: Vec<Effect<Outgoing>>, ctx: &mut Context<Self>) {
+        let now = self.node.now_ms();
         for effect in effects {
             match effect {
                 Effect::Open { link, shard } => self.open_data_link(link, shard, ctx),
                 Effect::Send { link, item } => match self.data.links.get(&link) {
                     Some(out) => out.do_send(item),
-                    None => item.fail(RemoteError::LinkClosed),
+                    None => item.fail(RemoteError::LinkClosed, &mut self.data.drops, now),
                 },
                 Effect::Control(item) => self.send_control(item),
                 Effect::Close { link } => {
@@ -86,7 +128,7 @@ impl Peer {
                         out.do_send(Close);
                     }
                 }
-                Effect::Fail(item) => item.fail(RemoteError::LinkClosed),
+                Effect::Fail(item) => item.fail(RemoteError::LinkClosed, &mut self.data.drops, now),
             }
         }
     }
@@ -121,7 +163,9 @@ impl Peer {
     /// Writes a call or cast on this (control) link.
     fn send_control(&mut self, item: Outgoing) {
         if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
-            return item.fail(RemoteError::Internal("link not up".into()));
+            let now = self.node.now_ms();
+            let why = RemoteError::Internal("link not up".into());
+            return item.fail(why, &mut self.data.drops, now);
         }
         match item {
             Outgoing::Cast(msg) => self.write(msg),
@@ -196,7 +240,7 @@ pub(crate) enum Outgoing {
 impl Outgoing {
     /// About the bytes it takes (payload and envelope), for the bound on
     /// what waits for a data link.
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         const ENVELOPE: usize = 64;
         ENVELOPE
             + match self {
@@ -206,14 +250,21 @@ impl Outgoing {
             }
     }
 
-    /// It cannot be sent: a call's caller hears why, a cast is dropped.
-    pub(super) fn fail(self, e: RemoteError) {
+    /// It cannot be sent: a call's caller hears why, a cast is dropped
+    /// (counted, and logged through `drops`).
+    pub(super) fn fail(self, e: RemoteError, drops: &mut Drops, now_ms: u64) {
         match self {
             Outgoing::Call(call) => {
                 let _ = call.reply.send(Err(e));
             }
-            Outgoing::Cast(msg) => tracing::warn!("{} dropped: {e}", msg.name()),
+            Outgoing::Cast(msg) => drops.cast(&msg, &e, now_ms),
         }
+    }
+
+    /// A cast too large for the peer: dropped (counted, and logged through
+    /// `drops`).
+    pub(super) fn oversized(msg: &Message, what: String, drops: &mut Drops, now_ms: u64) {
+        drops.cast(msg, &RemoteError::Encode(what), now_ms);
     }
 }
 
