@@ -13,7 +13,7 @@ use crate::Row;
 use crate::benches::scale;
 use crate::scale::label;
 use crate::tap::{ALLOC_ON, HEAP};
-use flock_actix::core::crdt::store::SLOT_BYTES;
+use flock_actix::core::crdt::store::{INLINE_ARGS, SLOT_BYTES};
 use flock_actix::core::crdt::{BirdMap, BirdSpec, Dot, Entry, Replica, ReplicaId};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -93,7 +93,14 @@ pub fn registry_layout() -> Vec<Row> {
     let lists = map.values().map(|l| l.len()).sum::<usize>() * size_of::<(Dot, Entry)>();
     let plain_tree = plain_bytes as usize - names - kinds - args - lists;
     let slots = state.len() * SLOT_BYTES;
-    let compact_rest = (compact as usize).saturating_sub(names + args + slots);
+    // Short arguments live in the slot; only longer ones have a heap block.
+    let boxed_args: usize = map
+        .values()
+        .flatten()
+        .map(|(_, e)| e.spec.args.len())
+        .filter(|&len| len > INLINE_ARGS)
+        .sum();
+    let compact_rest = (compact as usize).saturating_sub(names + boxed_args + slots);
     let heap = compact as f64 / n as f64;
     vec![
         Row::new(&format!("registry_layout_{}_heap", label(n)), "B/bird", vec![heap])
@@ -101,7 +108,7 @@ pub fn registry_layout() -> Vec<Row> {
             .layout("in process: one replica joining deltas of 10k birds, counting allocator")
             .extra(json!({
                 "birds": n,
-                "compact": {"total": heap, "names": per(names), "args": per(args),
+                "compact": {"total": heap, "names": per(names), "args": per(boxed_args),
                     "slots": per(slots), "tree_tables_context": per(compact_rest)},
                 "plain_btreemap": {"total": per(plain_bytes as usize), "names": per(names),
                     "kinds": per(kinds), "args": per(args), "dot_lists": per(lists),

@@ -23,7 +23,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Borrow;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -54,7 +54,10 @@ impl<T: Eq + Hash + Clone> Interner<T> {
         }
         // More distinct values than fit in memory otherwise: every value
         // costs more than a byte, and `Store::collect` drops unused ones.
-        let i = u32::try_from(self.items.len()).expect("fewer than 2^32 interned values");
+        let i = u32::try_from(self.items.len())
+            .ok()
+            .filter(|&i| i < MANY)
+            .expect("fewer than 2^32 - 2 interned values");
         self.items.push(value.clone());
         self.index.insert(value.clone(), i);
         i
@@ -69,61 +72,95 @@ impl<T: Eq + Hash + Clone> Interner<T> {
     }
 }
 
-/// One stored `(dot, entry)`, with its replica and kind interned.
+/// Longest start arguments kept inline in a slot (no allocation of their
+/// own); longer ones are one boxed slice.
+pub const INLINE_ARGS: usize = 7;
+
+/// Start arguments: up to [`INLINE_ARGS`] bytes inline (a small integer id
+/// in MessagePack, a small enum, an empty tuple), longer ones as one boxed
+/// slice. 16 bytes either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Args {
+    Inline { len: u8, bytes: [u8; INLINE_ARGS] },
+    Boxed(Box<[u8]>),
+}
+
+impl Args {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Args::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Args::Boxed(b) => b,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Args {
+    fn from(v: Vec<u8>) -> Self {
+        match u8::try_from(v.len()) {
+            Ok(len) if usize::from(len) <= INLINE_ARGS => {
+                let mut bytes = [0; INLINE_ARGS];
+                bytes[..v.len()].copy_from_slice(&v);
+                Args::Inline { len, bytes }
+            }
+            _ => Args::Boxed(v.into_boxed_slice()),
+        }
+    }
+}
+
+/// One stored `(dot, entry)`, with its replica and kind interned. In a
+/// slot, a `kind` of [`MARKER`] or [`MANY`] says that the name has no dot
+/// or several (see [`SlotInner`]); the other fields are then unused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stored {
     counter: u64,
     ts: u64,
     replica: u32,
     kind: u32,
-    args: Box<[u8]>,
+    args: Args,
 }
 
-/// The dots of a name: none (a delta's touch marker), one (almost always),
-/// or several (concurrent adds not resolved yet).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Dots {
-    None,
-    One(Stored),
-    Many(Box<[Stored]>),
-}
+/// `Stored::kind` of a touch marker's slot: no dot.
+const MARKER: u32 = u32::MAX;
+/// `Stored::kind` of a slot whose name has several dots (concurrent adds
+/// not resolved yet), kept in [`Inner::many`].
+const MANY: u32 = u32::MAX - 1;
 
-impl Dots {
-    fn as_slice(&self) -> &[Stored] {
-        match self {
-            Dots::None => &[],
-            Dots::One(s) => std::slice::from_ref(s),
-            Dots::Many(list) => list,
-        }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [Stored] {
-        match self {
-            Dots::None => &mut [],
-            Dots::One(s) => std::slice::from_mut(s),
-            Dots::Many(list) => list,
-        }
-    }
-
-    fn from_vec(mut list: Vec<Stored>) -> Self {
-        match list.len() {
-            0 => Dots::None,
-            1 => Dots::One(list.pop().expect("one")),
-            _ => Dots::Many(list.into_boxed_slice()),
+impl Stored {
+    fn sentinel(kind: u32) -> Self {
+        Stored {
+            counter: 0,
+            ts: 0,
+            replica: 0,
+            kind,
+            args: Args::Inline {
+                len: 0,
+                bytes: [0; INLINE_ARGS],
+            },
         }
     }
 }
 
-/// One name and its dots: the one heap allocation per name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One name and its dots: the one heap allocation per name. The common
+/// case, one dot, is inline; a delta's touch marker and a name with
+/// several dots are told by a sentinel kind (an enum would cost 8 bytes
+/// more per name for its tag).
+#[derive(Debug, Clone)]
 struct SlotInner {
     name: Box<str>,
-    dots: Dots,
+    one: Stored,
 }
 
-/// A pointer-sized handle on a [`SlotInner`], ordered by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A pointer-sized handle on a [`SlotInner`], ordered (and equal) by name.
+#[derive(Debug, Clone)]
 struct Slot(Box<SlotInner>);
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Slot {}
 
 impl Borrow<str> for Slot {
     fn borrow(&self) -> &str {
@@ -158,6 +195,8 @@ pub struct Store {
 #[derive(Debug, Clone, Default)]
 struct Inner {
     slots: BTreeSet<Slot>,
+    /// The dots of the names whose slot says [`MANY`]: rare, and short-lived.
+    many: BTreeMap<Box<str>, Box<[Stored]>>,
     tables: Tables,
 }
 
@@ -232,26 +271,35 @@ impl Store {
     pub fn has_dots(&self, name: &str) -> bool {
         self.slots()
             .get(name)
-            .is_some_and(|s| !s.0.dots.as_slice().is_empty())
+            .is_some_and(|s| s.0.one.kind != MARKER)
     }
 
     /// The dots of `name`, materialized.
     pub fn get(&self, name: &str) -> Option<DotList> {
-        self.slots().get(name).map(|s| self.list(&s.0.dots))
+        self.slots().get(name).map(|s| self.list(&s.0))
     }
 
     /// Stores `list` under `name`, replacing what was there. An empty list
     /// is a touch marker.
     pub fn insert(&mut self, name: &str, list: DotList) {
-        let stored = list
+        let mut stored: Vec<Stored> = list
             .into_iter()
             .map(|(dot, entry)| self.intern(dot, entry))
             .collect();
-        let slot = Slot(Box::new(SlotInner {
-            name: name.into(),
-            dots: Dots::from_vec(stored),
-        }));
-        self.inner_mut().slots.replace(slot);
+        let name: Box<str> = name.into();
+        let inner = self.inner_mut();
+        let one = match stored.len() {
+            0 => Stored::sentinel(MARKER),
+            1 => stored.pop().expect("one"),
+            _ => {
+                inner.many.insert(name.clone(), stored.into_boxed_slice());
+                Stored::sentinel(MANY)
+            }
+        };
+        if one.kind != MANY {
+            inner.many.remove(&name);
+        }
+        inner.slots.replace(Slot(Box::new(SlotInner { name, one })));
         self.maybe_collect();
     }
 
@@ -268,6 +316,7 @@ impl Store {
             return false;
         };
         let removed = inner.slots.remove(name);
+        inner.many.remove(name);
         if inner.slots.is_empty() {
             self.inner = None;
         }
@@ -293,9 +342,7 @@ impl Store {
 
     /// Every name with its dots, materialized, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, DotList)> + '_ {
-        self.slots()
-            .iter()
-            .map(|s| (&*s.0.name, self.list(&s.0.dots)))
+        self.slots().iter().map(|s| (&*s.0.name, self.list(&s.0)))
     }
 
     /// The names after `after` (all with `None`), with their dots, in name order.
@@ -306,7 +353,7 @@ impl Store {
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.slots()
             .range::<str, _>((from, Bound::Unbounded))
-            .map(|s| (&*s.0.name, self.list(&s.0.dots)))
+            .map(|s| (&*s.0.name, self.list(&s.0)))
     }
 
     /// Every name, in order.
@@ -317,8 +364,7 @@ impl Store {
     /// Every stored dot as `(name, replica, counter, ts)`, read in place.
     pub fn dots(&self) -> impl Iterator<Item = (&str, &ReplicaId, u64, u64)> + '_ {
         self.slots().iter().flat_map(move |s| {
-            s.0.dots
-                .as_slice()
+            self.dots_in(&s.0)
                 .iter()
                 .map(move |d| (&*s.0.name, self.replica(d.replica), d.counter, d.ts))
         })
@@ -328,7 +374,7 @@ impl Store {
     pub fn dots_of<'a>(&'a self, name: &str) -> impl Iterator<Item = Dot> + 'a {
         self.slots()
             .get(name)
-            .map_or(&[][..], |s| s.0.dots.as_slice())
+            .map_or(&[][..], |s| self.dots_in(&s.0))
             .iter()
             .map(|d| Dot {
                 replica: self.replica(d.replica).clone(),
@@ -338,27 +384,26 @@ impl Store {
 
     /// Number of stored dots.
     pub fn dot_count(&self) -> usize {
-        self.slots().iter().map(|s| s.0.dots.as_slice().len()).sum()
+        self.slots().iter().map(|s| self.dots_in(&s.0).len()).sum()
     }
 
     /// Every name with its visible kind (the winner's), read in place: what
     /// placement needs, without copying any arguments.
     pub fn kinds(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.slots().iter().filter_map(|s| {
-            self.winner(&s.0.dots)
-                .map(|d| (&*s.0.name, self.kind(d.kind)))
-        })
+        self.slots()
+            .iter()
+            .filter_map(|s| self.winner(&s.0).map(|d| (&*s.0.name, self.kind(d.kind))))
     }
 
     /// The winning `(dot, entry)` of `name`: highest `(ts, dot)`.
     pub fn winner_of(&self, name: &str) -> Option<(Dot, Entry)> {
         let slot = self.slots().get(name)?;
-        self.winner(&slot.0.dots).map(|d| self.expand(d))
+        self.winner(&slot.0).map(|d| self.expand(d))
     }
 
     /// The winner among `dots`, compared as the logical `(ts, Dot)`.
-    fn winner<'a>(&self, dots: &'a Dots) -> Option<&'a Stored> {
-        dots.as_slice().iter().max_by(|a, b| {
+    fn winner<'a>(&'a self, slot: &'a SlotInner) -> Option<&'a Stored> {
+        self.dots_in(slot).iter().max_by(|a, b| {
             let key = |d: &Stored| (d.ts, self.replica(d.replica), d.counter);
             key(a).cmp(&key(b))
         })
@@ -372,7 +417,7 @@ impl Store {
             ts: entry.ts,
             replica: tables.replicas.intern(&dot.replica),
             kind: tables.kinds.intern(&kind),
-            args: entry.spec.args.into_boxed_slice(),
+            args: entry.spec.args.into(),
         }
     }
 
@@ -385,15 +430,28 @@ impl Store {
             Entry {
                 spec: BirdSpec {
                     kind: self.kind(d.kind).to_owned(),
-                    args: d.args.to_vec(),
+                    args: d.args.as_slice().to_vec(),
                 },
                 ts: d.ts,
             },
         )
     }
 
-    fn list(&self, dots: &Dots) -> DotList {
-        dots.as_slice().iter().map(|d| self.expand(d)).collect()
+    fn list(&self, slot: &SlotInner) -> DotList {
+        self.dots_in(slot).iter().map(|d| self.expand(d)).collect()
+    }
+
+    /// The dots of a slot: none, its inline one, or those kept in `many`.
+    fn dots_in<'a>(&'a self, slot: &'a SlotInner) -> &'a [Stored] {
+        match slot.one.kind {
+            MARKER => &[],
+            MANY => self
+                .inner
+                .as_ref()
+                .and_then(|i| i.many.get(&slot.name))
+                .map_or(&[], |list| list),
+            _ => std::slice::from_ref(&slot.one),
+        }
     }
 
     /// Drops interned replica ids and kinds no stored dot uses any more
@@ -409,18 +467,24 @@ impl Store {
             return;
         }
         let mut new = Tables::default();
+        let mut reintern = |d: &mut Stored| {
+            if d.kind != MARKER && d.kind != MANY {
+                d.replica = new.replicas.intern(old.replicas.get(d.replica));
+                d.kind = new.kinds.intern(old.kinds.get(d.kind));
+            }
+        };
         // Re-interning in place: a slot's order key (its name) is untouched.
         let slots = std::mem::take(&mut inner.slots);
         inner.slots = slots
             .into_iter()
             .map(|mut slot| {
-                for d in slot.0.dots.as_mut_slice() {
-                    d.replica = new.replicas.intern(old.replicas.get(d.replica));
-                    d.kind = new.kinds.intern(old.kinds.get(d.kind));
-                }
+                reintern(&mut slot.0.one);
                 slot
             })
             .collect();
+        for list in inner.many.values_mut() {
+            list.iter_mut().for_each(&mut reintern);
+        }
         new.collected_at = new.len();
         inner.tables = new;
     }
@@ -504,7 +568,7 @@ impl Serialize for PairRef<'_> {
         t.serialize_element(&EntryRef {
             spec: SpecRef {
                 kind: self.store.kind(self.d.kind),
-                args: &self.d.args,
+                args: self.d.args.as_slice(),
             },
             ts: self.d.ts,
         })?;
@@ -533,7 +597,7 @@ impl Serialize for Store {
                 &*slot.0.name,
                 &ListRef {
                     store: self,
-                    dots: slot.0.dots.as_slice(),
+                    dots: self.dots_in(&slot.0),
                 },
             )?;
         }
@@ -590,13 +654,16 @@ mod tests {
     fn a_name_with_one_dot_costs_one_pointer_in_the_tree_and_one_slot() {
         assert_eq!(std::mem::size_of::<Slot>(), 8);
         assert_eq!(std::mem::size_of::<Store>(), 8);
-        assert!(std::mem::size_of::<SlotInner>() <= 64);
+        assert_eq!(std::mem::size_of::<Args>(), 16);
+        assert_eq!(std::mem::size_of::<SlotInner>(), 56);
     }
 
     #[test]
     fn the_encoding_is_the_btreemaps() {
         let mut map = std::collections::BTreeMap::new();
-        map.insert("b".to_owned(), vec![(dot("n1", 1), entry("k", 5))]);
+        let mut long = entry("k", 5);
+        long.spec.args = (0..40).collect();
+        map.insert("b".to_owned(), vec![(dot("n1", 1), long)]);
         map.insert(
             "a".to_owned(),
             vec![
@@ -612,6 +679,24 @@ mod tests {
         assert_eq!(back, store);
         assert_eq!(back.iter().collect::<Vec<_>>().len(), 3);
         assert_eq!(back.get("a"), map.get("a").cloned());
+    }
+
+    #[test]
+    fn a_name_going_from_several_dots_to_one_or_none_keeps_no_side_entry() {
+        let mut store = Store::default();
+        let two = vec![(dot("n1", 1), entry("k", 1)), (dot("n2", 1), entry("k", 2))];
+        store.insert("x", two.clone());
+        assert_eq!(store.get("x"), Some(two));
+        assert_eq!(store.dot_count(), 2);
+        store.insert("x", vec![(dot("n2", 1), entry("k", 2))]);
+        assert_eq!(store.get("x"), Some(vec![(dot("n2", 1), entry("k", 2))]));
+        store.insert("y", vec![(dot("n1", 2), entry("k", 3)); 2]);
+        store.insert("y", Vec::new());
+        assert!(store.contains_key("y") && !store.has_dots("y"));
+        assert_eq!(store.inner.as_ref().map(|i| i.many.len()), Some(0));
+        store.insert("z", vec![(dot("n1", 3), entry("k", 4)); 2]);
+        store.remove("z");
+        assert_eq!(store.inner.as_ref().map(|i| i.many.len()), Some(0));
     }
 
     #[test]
