@@ -45,11 +45,7 @@ pub(crate) fn split(delta: BirdMap, budget: usize) -> Vec<BirdMap> {
     {
         return vec![delta];
     }
-    let live_dots: HashSet<Dot> = delta
-        .store
-        .keys()
-        .flat_map(|name| delta.store.dots_of(name))
-        .collect();
+    let live_dots: HashSet<Dot> = delta.store.all_dots().collect();
     let removed: Vec<Dot> = delta
         .ctx
         .dots()

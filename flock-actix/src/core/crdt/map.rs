@@ -359,11 +359,7 @@ impl BirdMap {
         if other.ctx.dot_count() > self.store.len() as u64 {
             return true;
         }
-        let their_dots: HashSet<Dot> = other
-            .store
-            .keys()
-            .flat_map(|name| other.store.dots_of(name))
-            .collect();
+        let their_dots: HashSet<Dot> = other.store.all_dots().collect();
         let my_listed_dots: HashSet<Dot> = other
             .store
             .keys()

@@ -1,18 +1,21 @@
 //! The dot store's in-memory layout: `name → [(dot, entry)]`, compact.
 //!
 //! Every node holds the whole registry, so its bytes per bird are paid on
-//! every node (issue #10, docs/ARCHITECTURE.md §28 item 4). The logical
+//! every node (issue #10, docs/ARCHITECTURE.md §28.1). The logical
 //! content is the `BTreeMap<String, Vec<(Dot, Entry)>>` the join is written
 //! against, and that is also what goes on the wire and to disk: the encoding
 //! is that map's, byte for byte (see the `Serialize` impl). In memory:
 //!
-//! - one heap [`Slot`] per name, holding the name and (in the common case of
-//!   one dot) the dot's entry inline; the ordered set holds one pointer per
-//!   name, so a B-tree node carries 11 names in 88 bytes;
+//! - one heap slot per name (56 bytes), holding the name and, in the common
+//!   case of one dot, that dot's entry inline; the ordered set holds one
+//!   pointer per name, so a B-tree node carries 11 names in 88 bytes;
 //! - replica ids and kinds interned: a dot's replica and an entry's kind are
 //!   `u32` indices into two small tables of this store, not an `Arc` and a
 //!   `String` per entry;
-//! - the start arguments as one boxed slice.
+//! - start arguments of up to [`INLINE_ARGS`] bytes inline, longer ones as
+//!   one boxed slice;
+//! - a delta's touch marker and a name with several dots told by a reserved
+//!   kind index (the several dots kept in a side map), not by an enum tag.
 //!
 //! Readers get the logical form materialized ([`Store::get`],
 //! [`Store::iter`]); the hot scans (every dot, every kind) read it in place.
@@ -367,6 +370,14 @@ impl Store {
             self.dots_in(&s.0)
                 .iter()
                 .map(move |d| (&*s.0.name, self.replica(d.replica), d.counter, d.ts))
+        })
+    }
+
+    /// Every stored dot, in name order.
+    pub fn all_dots(&self) -> impl Iterator<Item = Dot> + '_ {
+        self.dots().map(|(_, replica, counter, _)| Dot {
+            replica: replica.clone(),
+            counter,
         })
     }
 
