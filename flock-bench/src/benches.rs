@@ -27,6 +27,7 @@ pub const NAMES: &[&str] = &[
     "sync_bytes",
     "peer_cast_throughput",
     "placement_rebuild",
+    "registry_layout",
     "registry_memory",
     "million_birds",
     "hundred_nodes",
@@ -39,6 +40,7 @@ pub const NAMES: &[&str] = &[
 /// (1k birds, 5 nodes: a few seconds each).
 pub const SCALE: &[&str] = &[
     "placement_rebuild",
+    "registry_layout",
     "registry_memory",
     "million_birds",
     "hundred_nodes",
@@ -120,6 +122,7 @@ pub fn run(name: &str) -> Vec<Row> {
         "memory_per_bird" => memory_per_bird(),
         "sync_bytes" => sync_bytes(),
         "placement_rebuild" => crate::scale::placement_rebuild(),
+        "registry_layout" => crate::layout::registry_layout(),
         "registry_memory" => crate::scale::registry_memory(),
         "million_birds" => crate::scale::million_birds(),
         "hundred_nodes" => crate::nodes::hundred_nodes(),

@@ -16,6 +16,7 @@ mod counting {
     pub use flock_actix::testing::{CountingNetwork, Tally};
 }
 mod churn;
+mod layout;
 mod messages;
 mod nodes;
 mod procs;

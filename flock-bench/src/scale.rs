@@ -36,7 +36,7 @@ fn sizes(full: &[usize]) -> Vec<usize> {
     if smoke() { v[..1].to_vec() } else { v }
 }
 
-fn label(n: usize) -> String {
+pub(crate) fn label(n: usize) -> String {
     if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}m", n / 1_000_000)
     } else if n >= 1000 && n.is_multiple_of(1000) {

@@ -434,7 +434,7 @@ impl CrdtReplica {
             .into_iter()
             .chain(changes.replaced)
             .filter_map(|name| {
-                let spec = state.get(&name)?.clone();
+                let spec = state.get(&name)?;
                 Some((Arc::from(name), spec))
             })
             .collect();
@@ -817,14 +817,11 @@ impl Handler<OwnedBy> for CrdtReplica {
     fn handle(&mut self, OwnedBy(view): OwnedBy, _: &mut Context<Self>) -> Self::Result {
         let me = self.node.name();
         let state = self.replica.state();
+        // Kinds read in place: only the owned birds' specs are copied.
         let owned = state
-            .iter()
-            .filter(|(name, spec)| {
-                view.placement
-                    .owner(&spec.kind, name)
-                    .is_ok_and(|o| o == me)
-            })
-            .map(|(name, spec)| (Arc::from(name), spec.clone()))
+            .kinds()
+            .filter(|(name, kind)| view.placement.owner(kind, name).is_ok_and(|o| o == me))
+            .filter_map(|(name, _)| Some((Arc::from(name), state.get(name)?)))
             .collect();
         MessageResult((owned, state.len()))
     }
@@ -839,7 +836,7 @@ impl Handler<Lookup> for CrdtReplica {
     type Result = Option<BirdSpec>;
 
     fn handle(&mut self, Lookup(name): Lookup, _: &mut Context<Self>) -> Option<BirdSpec> {
-        self.replica.state().get(&name).cloned()
+        self.replica.state().get(&name)
     }
 }
 
@@ -868,8 +865,8 @@ impl Handler<ListBirds> for CrdtReplica {
         MessageResult(
             self.replica
                 .state()
-                .iter()
-                .map(|(n, s)| (n.to_owned(), s.kind.clone()))
+                .kinds()
+                .map(|(n, kind)| (n.to_owned(), kind.to_owned()))
                 .collect(),
         )
     }

@@ -49,7 +49,7 @@ fn bird_map() -> impl Strategy<Value = BirdMap> {
         btree_set(dot(), 0..3),
     )
         .prop_map(|(store, vv, cloud)| BirdMap {
-            store,
+            store: store.into(),
             ctx: CausalContext {
                 vv,
                 cloud,

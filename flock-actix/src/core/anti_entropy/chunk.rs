@@ -29,7 +29,6 @@
 
 use crate::core::crdt::{BirdMap, CausalContext, Dot, Entry, NodeName, ReplicaId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 
 /// Upper bound, in bytes, of a chunk message's encoding besides its items:
 /// the message envelope, the variant name, `session`, `index`, `last`,
@@ -88,7 +87,7 @@ pub(crate) fn size_bound(map: &BirdMap) -> usize {
         + map
             .store
             .iter()
-            .map(|(name, list)| name_bound(name, list))
+            .map(|(name, list)| name_bound(name, &list))
             .sum::<usize>()
 }
 
@@ -141,17 +140,21 @@ impl Cursor {
             let dot = self.ctx_rest.cloud.pop_first().expect("peeked");
             part.ctx.cloud.insert(dot);
         }
-        let from = match &self.after {
-            Some(name) => Bound::Excluded(name.as_str()),
-            None => Bound::Unbounded,
-        };
-        for (name, list) in state.store.range::<str, _>((from, Bound::Unbounded)) {
-            let cost = name_bound(name, list);
-            if !fits(cost) {
-                return (part, false);
+        let mut last = None;
+        let mut full = false;
+        for (name, list) in state.store.iter_after(self.after.as_deref()) {
+            if !fits(name_bound(name, &list)) {
+                full = true;
+                break;
             }
-            part.store.insert(name.clone(), list.clone());
-            self.after = Some(name.clone());
+            part.store.insert(name, list);
+            last = Some(name.to_owned());
+        }
+        if last.is_some() {
+            self.after = last;
+        }
+        if full {
+            return (part, false);
         }
         (part, true)
     }
@@ -258,7 +261,7 @@ impl Assembler {
         if last {
             slot.last = Some(index);
         }
-        for (name, list) in part.store {
+        for (name, list) in part.store.iter() {
             if list.is_empty() {
                 continue;
             }

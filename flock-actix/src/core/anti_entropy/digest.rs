@@ -34,7 +34,7 @@
 //! the same, and the two agree on every range that was exchanged.
 
 use super::chunk::{name_bound, size_bound};
-use crate::core::crdt::{BirdMap, Dot, Entry};
+use crate::core::crdt::{BirdMap, Dot, ReplicaId};
 use std::collections::BTreeSet;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
@@ -73,15 +73,19 @@ pub fn bucket_of(name: &str, buckets: u32) -> u32 {
 
 /// The hash of one stored name and its dots. Entries need not be hashed: a
 /// dot names one add, so equal dots carry equal entries.
-fn name_hash(name: &str, list: &[(Dot, Entry)], buf: &mut Vec<u8>) -> u64 {
+fn name_hash<'a>(
+    name: &str,
+    dots: impl Iterator<Item = (&'a ReplicaId, u64)>,
+    buf: &mut Vec<u8>,
+) -> u64 {
     buf.clear();
     buf.extend_from_slice(&(name.len() as u64).to_le_bytes());
     buf.extend_from_slice(name.as_bytes());
-    for (dot, _) in list {
-        buf.extend_from_slice(&(dot.replica.node.len() as u64).to_le_bytes());
-        buf.extend_from_slice(dot.replica.node.as_bytes());
-        buf.extend_from_slice(&dot.replica.incarnation.to_le_bytes());
-        buf.extend_from_slice(&dot.counter.to_le_bytes());
+    for (replica, counter) in dots {
+        buf.extend_from_slice(&(replica.node.len() as u64).to_le_bytes());
+        buf.extend_from_slice(replica.node.as_bytes());
+        buf.extend_from_slice(&replica.incarnation.to_le_bytes());
+        buf.extend_from_slice(&counter.to_le_bytes());
     }
     xxh3_64(buf)
 }
@@ -93,12 +97,17 @@ fn name_hash(name: &str, list: &[(Dot, Entry)], buf: &mut Vec<u8>) -> u64 {
 pub fn digest(state: &BirdMap, buckets: u32) -> Vec<u64> {
     let mut hashes = vec![0u64; buckets as usize];
     let mut buf = Vec::new();
-    for (name, list) in &state.store {
-        if list.is_empty() {
-            continue;
+    // Read in place, one name's run of dots at a time (markers have none).
+    let mut dots = state.store.dots().peekable();
+    let mut run = Vec::new();
+    while let Some((name, replica, counter, _)) = dots.next() {
+        run.clear();
+        run.push((replica, counter));
+        while let Some((_, replica, counter, _)) = dots.next_if(|(n, ..)| *n == name) {
+            run.push((replica, counter));
         }
         let slot = &mut hashes[bucket_of(name, buckets) as usize];
-        *slot = slot.wrapping_add(name_hash(name, list, &mut buf));
+        *slot = slot.wrapping_add(name_hash(name, run.iter().copied(), &mut buf));
     }
     hashes
 }
@@ -133,9 +142,10 @@ pub fn valid_ranges(buckets: u32, ranges: &[u32]) -> bool {
 /// (it may not fit). The rest wait for the next digest.
 pub fn range(state: &BirdMap, buckets: u32, wanted: &[u32], budget: usize) -> (Vec<u32>, BirdMap) {
     let mut sizes = vec![0usize; wanted.len()];
-    for (name, list) in &state.store {
+    for name in state.store.keys() {
         if let Ok(i) = wanted.binary_search(&bucket_of(name, buckets)) {
-            let cost = name_bound(name, list);
+            let list = state.store.get(name).unwrap_or_default();
+            let cost = name_bound(name, &list);
             sizes[i] = sizes[i].saturating_add(cost);
         }
     }
@@ -152,9 +162,10 @@ pub fn range(state: &BirdMap, buckets: u32, wanted: &[u32], budget: usize) -> (V
         used = used.saturating_add(size);
         taken.push(bucket);
     }
-    for (name, list) in &state.store {
-        if !list.is_empty() && taken.binary_search(&bucket_of(name, buckets)).is_ok() {
-            part.store.insert(name.clone(), list.clone());
+    for name in state.store.keys() {
+        if state.store.has_dots(name) && taken.binary_search(&bucket_of(name, buckets)).is_ok() {
+            part.store
+                .insert(name, state.store.get(name).unwrap_or_default());
         }
     }
     (taken, part)
@@ -170,33 +181,29 @@ pub fn range(state: &BirdMap, buckets: u32, wanted: &[u32], budget: usize) -> (V
 pub fn repair(mine: &BirdMap, buckets: u32, ranges: &[u32], part: &BirdMap) -> BirdMap {
     let in_ranges = |name: &str| ranges.binary_search(&bucket_of(name, buckets)).is_ok();
     let mut delta = BirdMap::default();
-    for (name, list) in &part.store {
+    for (name, list) in part.store.iter() {
         if list.is_empty() || !in_ranges(name) {
             continue;
         }
-        for (dot, _) in list {
+        for (dot, _) in &list {
             delta.ctx.insert(dot.clone());
         }
-        delta.store.insert(name.clone(), list.clone());
+        delta.store.insert(name, list);
     }
-    for (name, list) in &mine.store {
+    for name in mine.store.keys() {
         if !in_ranges(name) {
             continue;
         }
-        let theirs: BTreeSet<&Dot> = part
-            .store
-            .get(name)
-            .map(|l| l.iter().map(|(d, _)| d).collect())
-            .unwrap_or_default();
+        let theirs: BTreeSet<Dot> = part.store.dots_of(name).collect();
         let mut removed = false;
-        for (dot, _) in list {
-            if part.ctx.contains(dot) && !theirs.contains(dot) {
-                delta.ctx.insert(dot.clone());
+        for dot in mine.store.dots_of(name) {
+            if part.ctx.contains(&dot) && !theirs.contains(&dot) {
+                delta.ctx.insert(dot);
                 removed = true;
             }
         }
         if removed {
-            delta.store.entry(name.clone()).or_default();
+            delta.store.touch(name);
         }
     }
     delta

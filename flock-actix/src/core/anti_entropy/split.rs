@@ -39,17 +39,13 @@ pub(crate) fn split(delta: BirdMap, budget: usize) -> Vec<BirdMap> {
     if size_bound(&delta) <= budget {
         return vec![delta];
     }
-    let live = delta.store.values().map(Vec::len).sum::<usize>() as u64;
+    let live = delta.store.dot_count() as u64;
     if !delta.ctx.floors.is_empty()
         || delta.ctx.dot_count() > live.saturating_mul(2).saturating_add(MAX_REMOVED_LISTED)
     {
         return vec![delta];
     }
-    let live_dots: HashSet<&Dot> = delta
-        .store
-        .values()
-        .flat_map(|list| list.iter().map(|(dot, _)| dot))
-        .collect();
+    let live_dots: HashSet<Dot> = delta.store.all_dots().collect();
     let removed: Vec<Dot> = delta
         .ctx
         .dots()
@@ -58,13 +54,13 @@ pub(crate) fn split(delta: BirdMap, budget: usize) -> Vec<BirdMap> {
     drop(live_dots);
     let mut cutter = Cutter::new(budget);
     let mut markers = Vec::new();
-    for (name, list) in delta.store {
+    for (name, list) in delta.store.iter() {
         if list.is_empty() {
             markers.push(name);
             continue;
         }
         // Each dot is encoded twice: in the list and in the context.
-        let cost = name_bound(&name, &list) + list.iter().map(|(d, _)| dot_bound(d)).sum::<usize>();
+        let cost = name_bound(name, &list) + list.iter().map(|(d, _)| dot_bound(d)).sum::<usize>();
         let part = cutter.room_for(cost);
         for (dot, _) in &list {
             part.ctx.insert(dot.clone());

@@ -748,7 +748,7 @@ proptest! {
         }
         for n in 0..cluster.nodes.len() {
             let name = format!("last{}", n);
-            prop_assert_eq!(first.get(&name), Some(&spec(9)));
+            prop_assert_eq!(first.get(&name), Some(spec(9)));
         }
     }
 }

@@ -58,9 +58,10 @@
 
 use super::context::CausalContext;
 use super::dot::{Dot, ReplicaId};
+use super::store::Store;
 use super::trust::Trust;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// What the runtime needs to start a bird anywhere: its kind's wire tag and
 /// its serialized start arguments.
@@ -94,7 +95,9 @@ pub struct BirdMap {
     /// state a name whose list is empty is not stored (no tombstones); a
     /// delta may list a name with an empty list as a *touch marker* (see the
     /// module docs), which means the same as an absent name.
-    pub(crate) store: BTreeMap<String, Vec<(Dot, Entry)>>,
+    /// Kept in a compact layout (see [`super::store`]); encoded as the
+    /// `BTreeMap<String, Vec<(Dot, Entry)>>` it denotes.
+    pub(crate) store: Store,
     /// Every dot this state has seen, including those of removed adds.
     pub(crate) ctx: CausalContext,
 }
@@ -179,24 +182,18 @@ impl BirdMap {
     }
 
     /// The visible spec of `name`: the winner, highest `(ts, dot)`.
-    pub fn get(&self, name: &str) -> Option<&BirdSpec> {
-        self.store
-            .get(name)
-            .and_then(|list| winner(list))
-            .map(|(_, e)| &e.spec)
+    pub fn get(&self, name: &str) -> Option<BirdSpec> {
+        self.store.winner_of(name).map(|(_, e)| e.spec)
     }
 
     /// The visible entry of `name` with its dot.
-    pub fn get_entry(&self, name: &str) -> Option<(&Dot, &Entry)> {
-        self.store
-            .get(name)
-            .and_then(|list| winner(list))
-            .map(|(d, e)| (d, e))
+    pub fn get_entry(&self, name: &str) -> Option<(Dot, Entry)> {
+        self.store.winner_of(name)
     }
 
     /// Whether `name` has a visible spec.
     pub fn contains(&self, name: &str) -> bool {
-        self.store.get(name).is_some_and(|list| !list.is_empty())
+        self.store.has_dots(name)
     }
 
     /// Number of names stored. For a full state this is the number of
@@ -212,10 +209,22 @@ impl BirdMap {
     }
 
     /// The visible map, `(name, winning spec)` in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &BirdSpec)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, BirdSpec)> + '_ {
         self.store
-            .iter()
-            .filter_map(|(name, list)| winner(list).map(|(_, e)| (name.as_str(), &e.spec)))
+            .keys()
+            .filter_map(|name| self.store.winner_of(name).map(|(_, e)| (name, e.spec)))
+    }
+
+    /// The visible names with their kinds, in name order: what placement
+    /// needs, without copying any start arguments.
+    pub fn kinds(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.store.kinds()
+    }
+
+    /// Every stored name with its dots and entries (losing dots and a
+    /// delta's touch markers included), materialized, in name order.
+    pub fn stored(&self) -> impl Iterator<Item = (&str, Vec<(Dot, Entry)>)> + '_ {
+        self.store.iter()
     }
 
     /// The causal context: every dot this state has seen.
@@ -227,7 +236,7 @@ impl BirdMap {
     pub fn size(&self) -> MapSize {
         MapSize {
             names: self.store.len(),
-            dots: self.store.values().map(Vec::len).sum(),
+            dots: self.store.dot_count(),
             vv_entries: self.ctx.len_vv(),
             cloud_dots: self.ctx.len_cloud(),
             floors: self.ctx.len_floors(),
@@ -240,10 +249,9 @@ impl BirdMap {
     pub(crate) fn max_counter_of(&self, replica: &ReplicaId) -> u64 {
         let stored = self
             .store
-            .values()
-            .flatten()
-            .filter(|(d, _)| d.replica == *replica)
-            .map(|(d, _)| d.counter)
+            .dots()
+            .filter(|(_, r, _, _)| *r == replica)
+            .map(|(_, _, counter, _)| counter)
             .max()
             .unwrap_or(0);
         stored.max(self.ctx.max_counter(replica))
@@ -255,9 +263,8 @@ impl BirdMap {
         self.ctx.within(trust)
             && self
                 .store
-                .values()
-                .flatten()
-                .all(|(d, _)| d.counter <= trust.limit(&d.replica))
+                .dots()
+                .all(|(_, replica, counter, _)| counter <= trust.limit(replica))
     }
 
     /// The part of this map that `trust` accepts now: the restricted
@@ -277,7 +284,7 @@ impl BirdMap {
                     .collect();
                 // A touch marker stays a marker; a name whose dots all went
                 // is left out.
-                (list.is_empty() || !kept.is_empty()).then(|| (name.clone(), kept))
+                (list.is_empty() || !kept.is_empty()).then(|| (name.to_owned(), kept))
             })
             .collect();
         BirdMap { store, ctx }
@@ -285,12 +292,7 @@ impl BirdMap {
 
     /// The largest timestamp stored (0 if none). One pass over the store.
     pub(crate) fn max_ts(&self) -> u64 {
-        self.store
-            .values()
-            .flatten()
-            .map(|(_, e)| e.ts)
-            .max()
-            .unwrap_or(0)
+        self.store.dots().map(|(_, _, _, ts)| ts).max().unwrap_or(0)
     }
 
     /// Joins `other` (a state or a delta) into `self` and reports how the
@@ -322,18 +324,18 @@ impl BirdMap {
             scanned: scan,
             ..Changes::default()
         };
-        for (name, theirs) in &other.store {
-            self.join_name(name, theirs, other, keep_markers, &mut changes);
+        for (name, theirs) in other.store.iter() {
+            self.join_name(name, &theirs, other, keep_markers, &mut changes);
         }
         if scan {
             let unlisted: Vec<String> = self
                 .store
-                .iter()
-                .filter(|(name, list)| {
-                    !other.store.contains_key(name.as_str())
-                        && list.iter().any(|(d, _)| other.ctx.contains(d))
+                .keys()
+                .filter(|name| {
+                    !other.store.contains_key(name)
+                        && self.store.dots_of(name).any(|d| other.ctx.contains(&d))
                 })
-                .map(|(name, _)| name.clone())
+                .map(str::to_owned)
                 .collect();
             for name in unlisted {
                 self.join_name(&name, &[], other, keep_markers, &mut changes);
@@ -357,13 +359,11 @@ impl BirdMap {
         if other.ctx.dot_count() > self.store.len() as u64 {
             return true;
         }
-        let their_dots: HashSet<&Dot> = other.store.values().flatten().map(|(d, _)| d).collect();
-        let my_listed_dots: HashSet<&Dot> = other
+        let their_dots: HashSet<Dot> = other.store.all_dots().collect();
+        let my_listed_dots: HashSet<Dot> = other
             .store
             .keys()
-            .filter_map(|name| self.store.get(name))
-            .flatten()
-            .map(|(d, _)| d)
+            .flat_map(|name| self.store.dots_of(name))
             .collect();
         other.ctx.dots().any(|dot| {
             !their_dots.contains(&dot) && self.ctx.contains(&dot) && !my_listed_dots.contains(&dot)
@@ -379,7 +379,8 @@ impl BirdMap {
         keep_markers: bool,
         changes: &mut Changes,
     ) {
-        let mine: &[(Dot, Entry)] = self.store.get(name).map_or(&[], Vec::as_slice);
+        let mine_list = self.store.get(name).unwrap_or_default();
+        let mine: &[(Dot, Entry)] = &mine_list;
         let has = |list: &[(Dot, Entry)], dot: &Dot| list.iter().any(|(d, _)| d == dot);
         let mut merged: Vec<(Dot, Entry)> = Vec::with_capacity(1);
         for (dot, entry) in mine {
@@ -407,8 +408,7 @@ impl BirdMap {
         if merged.is_empty() && !keep_markers {
             self.store.remove(name);
         } else if merged.as_slice() != mine || !self.store.contains_key(name) {
-            merged.shrink_to_fit();
-            self.store.insert(name.to_owned(), merged);
+            self.store.insert(name, merged);
         }
     }
 }

@@ -7,6 +7,7 @@
 //! - [`map`]: the dot store and its join; [`BirdMap`] is both a full state and
 //!   a delta, as in the paper.
 //! - [`name`]: the rules for bird names (the map's keys).
+//! - [`store`]: the dot store's compact in-memory layout.
 //! - [`replica`]: one node's replica: mints dots, applies mutators, returns
 //!   deltas, and joins what peers send under the trust rule of `trust`.
 
@@ -15,6 +16,7 @@ pub mod dot;
 pub mod map;
 pub mod name;
 pub mod replica;
+pub mod store;
 pub(crate) mod trust;
 
 pub use context::CausalContext;

@@ -146,9 +146,7 @@ impl Replica {
         };
         let mut delta = self.observed(name);
         delta.ctx.insert(dot.clone());
-        delta
-            .store
-            .insert(name.to_owned(), vec![(dot, Entry { spec, ts })]);
+        delta.store.insert(name, vec![(dot, Entry { spec, ts })]);
         self.state.join(&delta);
         Ok(delta)
     }
@@ -161,7 +159,7 @@ impl Replica {
         if delta.ctx.is_empty() {
             return BirdMap::default();
         }
-        delta.store.insert(name.to_owned(), Vec::new());
+        delta.store.insert(name, Vec::new());
         self.state.join(&delta);
         delta
     }
@@ -286,15 +284,15 @@ impl Replica {
         // The fold carries the adds of the folded incarnations still stored:
         // a context without them would remove them (a state's context says
         // that the dots it has seen but does not store were removed).
-        for (name, list) in &self.state.store {
-            let folded: Vec<(Dot, Entry)> = list
-                .iter()
-                .filter(|(d, _)| delta.ctx.folds(&d.replica))
-                .cloned()
-                .collect();
-            if !folded.is_empty() {
-                delta.store.insert(name.clone(), folded);
+        for (name, list) in self.state.store.iter() {
+            if !list.iter().any(|(d, _)| delta.ctx.folds(&d.replica)) {
+                continue;
             }
+            let folded: Vec<(Dot, Entry)> = list
+                .into_iter()
+                .filter(|(d, _)| delta.ctx.folds(&d.replica))
+                .collect();
+            delta.store.insert(name, folded);
         }
         self.state.join(&delta);
         self.dead_since.retain(|r, _| !delta.ctx.folds(r));
@@ -304,8 +302,8 @@ impl Replica {
     /// A delta with an empty store whose context is the dots of `name` held here.
     fn observed(&self, name: &str) -> BirdMap {
         let mut delta = BirdMap::default();
-        for (dot, _) in self.state.store.get(name).into_iter().flatten() {
-            delta.ctx.insert(dot.clone());
+        for dot in self.state.store.dots_of(name) {
+            delta.ctx.insert(dot);
         }
         delta
     }

@@ -43,10 +43,10 @@ fn a_claim_about_this_replicas_own_future_dots_is_refused_and_its_next_add_still
     let delta = a.add("y", spec(2), 2).unwrap();
     assert_eq!(
         delta.get_entry("y").unwrap().0,
-        &super::tests::dot("n1", 1, 2)
+        super::tests::dot("n1", 1, 2)
     );
     b.join(a.id(), &delta).unwrap();
-    assert_eq!(b.state().get("y"), Some(&spec(2)));
+    assert_eq!(b.state().get("y"), Some(spec(2)));
 }
 
 #[test]
@@ -280,7 +280,7 @@ proptest! {
         for replica in &sim.replicas {
             prop_assert_eq!(replica.state(), &first);
             for r in 0..NODES.len() {
-                prop_assert_eq!(replica.state().get(&format!("after{r}")), Some(&spec(9)));
+                prop_assert_eq!(replica.state().get(&format!("after{r}")), Some(spec(9)));
             }
         }
     }

@@ -1,0 +1,725 @@
+//! The dot store's in-memory layout: `name → [(dot, entry)]`, compact.
+//!
+//! Every node holds the whole registry, so its bytes per bird are paid on
+//! every node (issue #10, docs/ARCHITECTURE.md §28.1). The logical
+//! content is the `BTreeMap<String, Vec<(Dot, Entry)>>` the join is written
+//! against, and that is also what goes on the wire and to disk: the encoding
+//! is that map's, byte for byte (see the `Serialize` impl). In memory:
+//!
+//! - one heap slot per name (56 bytes), holding the name and, in the common
+//!   case of one dot, that dot's entry inline; the ordered set holds one
+//!   pointer per name, so a B-tree node carries 11 names in 88 bytes;
+//! - replica ids and kinds interned: a dot's replica and an entry's kind are
+//!   `u32` indices into two small tables of this store, not an `Arc` and a
+//!   `String` per entry;
+//! - start arguments of up to [`INLINE_ARGS`] bytes inline, longer ones as
+//!   one boxed slice;
+//! - a delta's touch marker and a name with several dots told by a reserved
+//!   kind index (the several dots kept in a side map), not by an enum tag.
+//!
+//! Readers get the logical form materialized ([`Store::get`],
+//! [`Store::iter`]); the hot scans (every dot, every kind) read it in place.
+
+use super::dot::{Dot, ReplicaId};
+use super::map::{BirdSpec, Entry};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeTuple};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// The dots of one name with their entries, in their stored order.
+pub type DotList = Vec<(Dot, Entry)>;
+
+/// A table of distinct values, each named by its index.
+#[derive(Debug, Clone)]
+struct Interner<T: Eq + Hash + Clone> {
+    items: Vec<T>,
+    index: HashMap<T, u32>,
+}
+
+impl<T: Eq + Hash + Clone> Default for Interner<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Eq + Hash + Clone> Interner<T> {
+    fn intern(&mut self, value: &T) -> u32 {
+        if let Some(&i) = self.index.get(value) {
+            return i;
+        }
+        // More distinct values than fit in memory otherwise: every value
+        // costs more than a byte, and `Store::collect` drops unused ones.
+        let i = u32::try_from(self.items.len())
+            .ok()
+            .filter(|&i| i < MANY)
+            .expect("fewer than 2^32 - 2 interned values");
+        self.items.push(value.clone());
+        self.index.insert(value.clone(), i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &T {
+        &self.items[i as usize]
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// Longest start arguments kept inline in a slot (no allocation of their
+/// own); longer ones are one boxed slice.
+pub const INLINE_ARGS: usize = 7;
+
+/// Start arguments: up to [`INLINE_ARGS`] bytes inline (a small integer id
+/// in MessagePack, a small enum, an empty tuple), longer ones as one boxed
+/// slice. 16 bytes either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Args {
+    Inline { len: u8, bytes: [u8; INLINE_ARGS] },
+    Boxed(Box<[u8]>),
+}
+
+impl Args {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Args::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Args::Boxed(b) => b,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Args {
+    fn from(v: Vec<u8>) -> Self {
+        match u8::try_from(v.len()) {
+            Ok(len) if usize::from(len) <= INLINE_ARGS => {
+                let mut bytes = [0; INLINE_ARGS];
+                bytes[..v.len()].copy_from_slice(&v);
+                Args::Inline { len, bytes }
+            }
+            _ => Args::Boxed(v.into_boxed_slice()),
+        }
+    }
+}
+
+/// One stored `(dot, entry)`, with its replica and kind interned. In a
+/// slot, a `kind` of [`MARKER`] or [`MANY`] says that the name has no dot
+/// or several (see [`SlotInner`]); the other fields are then unused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    counter: u64,
+    ts: u64,
+    replica: u32,
+    kind: u32,
+    args: Args,
+}
+
+/// `Stored::kind` of a touch marker's slot: no dot.
+const MARKER: u32 = u32::MAX;
+/// `Stored::kind` of a slot whose name has several dots (concurrent adds
+/// not resolved yet), kept in [`Inner::many`].
+const MANY: u32 = u32::MAX - 1;
+
+impl Stored {
+    fn sentinel(kind: u32) -> Self {
+        Stored {
+            counter: 0,
+            ts: 0,
+            replica: 0,
+            kind,
+            args: Args::Inline {
+                len: 0,
+                bytes: [0; INLINE_ARGS],
+            },
+        }
+    }
+}
+
+/// One name and its dots: the one heap allocation per name. The common
+/// case, one dot, is inline; a delta's touch marker and a name with
+/// several dots are told by a sentinel kind (an enum would cost 8 bytes
+/// more per name for its tag).
+#[derive(Debug, Clone)]
+struct SlotInner {
+    name: Box<str>,
+    one: Stored,
+}
+
+/// A pointer-sized handle on a [`SlotInner`], ordered (and equal) by name.
+#[derive(Debug, Clone)]
+struct Slot(Box<SlotInner>);
+
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for Slot {}
+
+impl Borrow<str> for Slot {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl PartialOrd for Slot {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Slot {
+    // Names are unique in the set: ordering by name alone is total there,
+    // and it is what `Borrow<str>` requires.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.name.cmp(&other.0.name)
+    }
+}
+
+/// The compact dot store (see the module docs).
+///
+/// One pointer, and no allocation while empty: a `BirdMap` travels in
+/// every sync message (whose size is its largest variant's), and most
+/// deltas' stores are small or empty.
+#[derive(Clone, Default)]
+pub struct Store {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Inner {
+    slots: BTreeSet<Slot>,
+    /// The dots of the names whose slot says [`MANY`]: rare, and short-lived.
+    many: BTreeMap<Box<str>, Box<[Stored]>>,
+    tables: Tables,
+}
+
+/// What an empty store reads.
+static NO_SLOTS: BTreeSet<Slot> = BTreeSet::new();
+
+/// The interned replica ids and kinds of one store.
+#[derive(Debug, Clone, Default)]
+struct Tables {
+    replicas: Interner<ReplicaId>,
+    kinds: Interner<Arc<str>>,
+    /// Interned values after the last collection: the next one runs once
+    /// the tables have grown past twice that (amortized O(1) per insert).
+    collected_at: usize,
+}
+
+impl Tables {
+    fn len(&self) -> usize {
+        self.replicas.len() + self.kinds.len()
+    }
+}
+
+/// Heap bytes of one name's slot besides its name and arguments (for
+/// memory accounting: `flock-bench registry_layout`).
+pub const SLOT_BYTES: usize = std::mem::size_of::<SlotInner>();
+
+/// Interned values kept at least before a collection is considered.
+const COLLECT_MIN: usize = 64;
+
+impl Store {
+    fn slots(&self) -> &BTreeSet<Slot> {
+        self.inner.as_ref().map_or(&NO_SLOTS, |i| &i.slots)
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        self.inner.get_or_insert_with(Box::default)
+    }
+
+    /// The tables; a stored dot exists only once they do.
+    fn tables(&self) -> &Tables {
+        &self
+            .inner
+            .as_ref()
+            .expect("a stored dot was interned, which created the tables")
+            .tables
+    }
+
+    fn replica(&self, i: u32) -> &ReplicaId {
+        self.tables().replicas.get(i)
+    }
+
+    fn kind(&self, i: u32) -> &str {
+        self.tables().kinds.get(i)
+    }
+
+    /// Number of names (touch markers included).
+    pub fn len(&self) -> usize {
+        self.slots().len()
+    }
+
+    /// Whether no name is stored.
+    pub fn is_empty(&self) -> bool {
+        self.slots().is_empty()
+    }
+
+    /// Whether `name` is stored (possibly as a touch marker).
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.slots().contains(name)
+    }
+
+    /// Whether `name` is stored with at least one dot.
+    pub fn has_dots(&self, name: &str) -> bool {
+        self.slots()
+            .get(name)
+            .is_some_and(|s| s.0.one.kind != MARKER)
+    }
+
+    /// The dots of `name`, materialized.
+    pub fn get(&self, name: &str) -> Option<DotList> {
+        self.slots().get(name).map(|s| self.list(&s.0))
+    }
+
+    /// Stores `list` under `name`, replacing what was there. An empty list
+    /// is a touch marker.
+    pub fn insert(&mut self, name: &str, list: DotList) {
+        let mut stored: Vec<Stored> = list
+            .into_iter()
+            .map(|(dot, entry)| self.intern(dot, entry))
+            .collect();
+        let name: Box<str> = name.into();
+        let inner = self.inner_mut();
+        let one = match stored.len() {
+            0 => Stored::sentinel(MARKER),
+            1 => stored.pop().expect("one"),
+            _ => {
+                inner.many.insert(name.clone(), stored.into_boxed_slice());
+                Stored::sentinel(MANY)
+            }
+        };
+        if one.kind != MANY {
+            inner.many.remove(&name);
+        }
+        inner.slots.replace(Slot(Box::new(SlotInner { name, one })));
+        self.maybe_collect();
+    }
+
+    /// Lists `name` as a touch marker unless it is stored already.
+    pub fn touch(&mut self, name: &str) {
+        if !self.contains_key(name) {
+            self.insert(name, Vec::new());
+        }
+    }
+
+    /// Removes `name`; whether it was stored.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(inner) = self.inner.as_mut() else {
+            return false;
+        };
+        let removed = inner.slots.remove(name);
+        inner.many.remove(name);
+        if inner.slots.is_empty() {
+            self.inner = None;
+        }
+        removed
+    }
+
+    /// Removes every name.
+    pub fn clear(&mut self) {
+        *self = Store::default();
+    }
+
+    /// Keeps only the names for which `keep` holds.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &DotList) -> bool) {
+        let drop: Vec<Box<str>> = self
+            .iter()
+            .filter(|(name, list)| !keep(name, list))
+            .map(|(name, _)| name.into())
+            .collect();
+        for name in drop {
+            self.remove(&name);
+        }
+    }
+
+    /// Every name with its dots, materialized, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, DotList)> + '_ {
+        self.slots().iter().map(|s| (&*s.0.name, self.list(&s.0)))
+    }
+
+    /// The names after `after` (all with `None`), with their dots, in name order.
+    pub fn iter_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, DotList)> + 'a {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.slots()
+            .range::<str, _>((from, Bound::Unbounded))
+            .map(|s| (&*s.0.name, self.list(&s.0)))
+    }
+
+    /// Every name, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.slots().iter().map(|s| &*s.0.name)
+    }
+
+    /// Every stored dot as `(name, replica, counter, ts)`, read in place.
+    pub fn dots(&self) -> impl Iterator<Item = (&str, &ReplicaId, u64, u64)> + '_ {
+        self.slots().iter().flat_map(move |s| {
+            self.dots_in(&s.0)
+                .iter()
+                .map(move |d| (&*s.0.name, self.replica(d.replica), d.counter, d.ts))
+        })
+    }
+
+    /// Every stored dot, in name order.
+    pub fn all_dots(&self) -> impl Iterator<Item = Dot> + '_ {
+        self.dots().map(|(_, replica, counter, _)| Dot {
+            replica: replica.clone(),
+            counter,
+        })
+    }
+
+    /// The dots stored under `name`, read in place.
+    pub fn dots_of<'a>(&'a self, name: &str) -> impl Iterator<Item = Dot> + 'a {
+        self.slots()
+            .get(name)
+            .map_or(&[][..], |s| self.dots_in(&s.0))
+            .iter()
+            .map(|d| Dot {
+                replica: self.replica(d.replica).clone(),
+                counter: d.counter,
+            })
+    }
+
+    /// Number of stored dots.
+    pub fn dot_count(&self) -> usize {
+        self.slots().iter().map(|s| self.dots_in(&s.0).len()).sum()
+    }
+
+    /// Every name with its visible kind (the winner's), read in place: what
+    /// placement needs, without copying any arguments.
+    pub fn kinds(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.slots()
+            .iter()
+            .filter_map(|s| self.winner(&s.0).map(|d| (&*s.0.name, self.kind(d.kind))))
+    }
+
+    /// The winning `(dot, entry)` of `name`: highest `(ts, dot)`.
+    pub fn winner_of(&self, name: &str) -> Option<(Dot, Entry)> {
+        let slot = self.slots().get(name)?;
+        self.winner(&slot.0).map(|d| self.expand(d))
+    }
+
+    /// The winner among `dots`, compared as the logical `(ts, Dot)`.
+    fn winner<'a>(&'a self, slot: &'a SlotInner) -> Option<&'a Stored> {
+        self.dots_in(slot).iter().max_by(|a, b| {
+            let key = |d: &Stored| (d.ts, self.replica(d.replica), d.counter);
+            key(a).cmp(&key(b))
+        })
+    }
+
+    fn intern(&mut self, dot: Dot, entry: Entry) -> Stored {
+        let kind: Arc<str> = entry.spec.kind.into();
+        let tables = &mut self.inner_mut().tables;
+        Stored {
+            counter: dot.counter,
+            ts: entry.ts,
+            replica: tables.replicas.intern(&dot.replica),
+            kind: tables.kinds.intern(&kind),
+            args: entry.spec.args.into(),
+        }
+    }
+
+    fn expand(&self, d: &Stored) -> (Dot, Entry) {
+        (
+            Dot {
+                replica: self.replica(d.replica).clone(),
+                counter: d.counter,
+            },
+            Entry {
+                spec: BirdSpec {
+                    kind: self.kind(d.kind).to_owned(),
+                    args: d.args.as_slice().to_vec(),
+                },
+                ts: d.ts,
+            },
+        )
+    }
+
+    fn list(&self, slot: &SlotInner) -> DotList {
+        self.dots_in(slot).iter().map(|d| self.expand(d)).collect()
+    }
+
+    /// The dots of a slot: none, its inline one, or those kept in `many`.
+    fn dots_in<'a>(&'a self, slot: &'a SlotInner) -> &'a [Stored] {
+        match slot.one.kind {
+            MARKER => &[],
+            MANY => self
+                .inner
+                .as_ref()
+                .and_then(|i| i.many.get(&slot.name))
+                .map_or(&[], |list| list),
+            _ => std::slice::from_ref(&slot.one),
+        }
+    }
+
+    /// Drops interned replica ids and kinds no stored dot uses any more
+    /// (removed birds, folded incarnations), once the tables have doubled
+    /// since the last time: they are fed by the network and must not grow
+    /// without bound.
+    fn maybe_collect(&mut self) {
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return;
+        };
+        let old = &inner.tables;
+        if old.len() < COLLECT_MIN.max(old.collected_at.saturating_mul(2)) {
+            return;
+        }
+        let mut new = Tables::default();
+        let mut reintern = |d: &mut Stored| {
+            if d.kind != MARKER && d.kind != MANY {
+                d.replica = new.replicas.intern(old.replicas.get(d.replica));
+                d.kind = new.kinds.intern(old.kinds.get(d.kind));
+            }
+        };
+        // Re-interning in place: a slot's order key (its name) is untouched.
+        let slots = std::mem::take(&mut inner.slots);
+        inner.slots = slots
+            .into_iter()
+            .map(|mut slot| {
+                reintern(&mut slot.0.one);
+                slot
+            })
+            .collect();
+        for list in inner.many.values_mut() {
+            list.iter_mut().for_each(&mut reintern);
+        }
+        new.collected_at = new.len();
+        inner.tables = new;
+    }
+}
+
+impl PartialEq for Store {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Store {}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<(String, DotList)> for Store {
+    fn from_iter<I: IntoIterator<Item = (String, DotList)>>(iter: I) -> Self {
+        let mut store = Store::default();
+        for (name, list) in iter {
+            store.insert(&name, list);
+        }
+        store
+    }
+}
+
+impl From<std::collections::BTreeMap<String, DotList>> for Store {
+    fn from(map: std::collections::BTreeMap<String, DotList>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+// The encoding is exactly that of `BTreeMap<String, Vec<(Dot, Entry)>>`:
+// the same serde calls with the same struct names and fields, written from
+// borrowed views instead of materialized values.
+
+#[derive(Serialize)]
+#[serde(rename = "Dot")]
+struct DotRef<'a> {
+    replica: &'a ReplicaId,
+    counter: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "BirdSpec")]
+struct SpecRef<'a> {
+    kind: &'a str,
+    #[serde(with = "serde_bytes")]
+    args: &'a [u8],
+}
+
+#[derive(Serialize)]
+#[serde(rename = "Entry")]
+struct EntryRef<'a> {
+    spec: SpecRef<'a>,
+    ts: u64,
+}
+
+/// One name's dot list, serialized as `Vec<(Dot, Entry)>`.
+struct ListRef<'a> {
+    store: &'a Store,
+    dots: &'a [Stored],
+}
+
+/// One `(Dot, Entry)`, serialized as that tuple.
+struct PairRef<'a> {
+    store: &'a Store,
+    d: &'a Stored,
+}
+
+impl Serialize for PairRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&DotRef {
+            replica: self.store.replica(self.d.replica),
+            counter: self.d.counter,
+        })?;
+        t.serialize_element(&EntryRef {
+            spec: SpecRef {
+                kind: self.store.kind(self.d.kind),
+                args: self.d.args.as_slice(),
+            },
+            ts: self.d.ts,
+        })?;
+        t.end()
+    }
+}
+
+impl Serialize for ListRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.dots.len()))?;
+        for d in self.dots {
+            seq.serialize_element(&PairRef {
+                store: self.store,
+                d,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Store {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for slot in self.slots() {
+            map.serialize_entry(
+                &*slot.0.name,
+                &ListRef {
+                    store: self,
+                    dots: self.dots_in(&slot.0),
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Store {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StoreVisitor;
+        impl<'de> Visitor<'de> for StoreVisitor {
+            type Value = Store;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of bird names to dot lists")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Store, A::Error> {
+                // As `BTreeMap`'s own visitor: a repeated name keeps the last.
+                let mut store = Store::default();
+                while let Some((name, list)) = map.next_entry::<String, DotList>()? {
+                    store.insert(&name, list);
+                }
+                Ok(store)
+            }
+        }
+        d.deserialize_map(StoreVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dot(node: &str, counter: u64) -> Dot {
+        Dot {
+            replica: ReplicaId {
+                node: node.into(),
+                incarnation: 1,
+            },
+            counter,
+        }
+    }
+
+    fn entry(kind: &str, ts: u64) -> Entry {
+        Entry {
+            spec: BirdSpec {
+                kind: kind.into(),
+                args: vec![1, 2],
+            },
+            ts,
+        }
+    }
+
+    #[test]
+    fn a_name_with_one_dot_costs_one_pointer_in_the_tree_and_one_slot() {
+        assert_eq!(std::mem::size_of::<Slot>(), 8);
+        assert_eq!(std::mem::size_of::<Store>(), 8);
+        assert_eq!(std::mem::size_of::<Args>(), 16);
+        assert_eq!(std::mem::size_of::<SlotInner>(), 56);
+    }
+
+    #[test]
+    fn the_encoding_is_the_btreemaps() {
+        let mut map = std::collections::BTreeMap::new();
+        let mut long = entry("k", 5);
+        long.spec.args = (0..40).collect();
+        map.insert("b".to_owned(), vec![(dot("n1", 1), long)]);
+        map.insert(
+            "a".to_owned(),
+            vec![
+                (dot("n2", 3), entry("k2", 7)),
+                (dot("n1", 2), entry("k", 6)),
+            ],
+        );
+        map.insert("c".to_owned(), Vec::new());
+        let store = Store::from(map.clone());
+        let want = rmp_serde::to_vec(&map).expect("encodes");
+        assert_eq!(rmp_serde::to_vec(&store).expect("encodes"), want);
+        let back: Store = rmp_serde::from_slice(&want).expect("decodes");
+        assert_eq!(back, store);
+        assert_eq!(back.iter().collect::<Vec<_>>().len(), 3);
+        assert_eq!(back.get("a"), map.get("a").cloned());
+    }
+
+    #[test]
+    fn a_name_going_from_several_dots_to_one_or_none_keeps_no_side_entry() {
+        let mut store = Store::default();
+        let two = vec![(dot("n1", 1), entry("k", 1)), (dot("n2", 1), entry("k", 2))];
+        store.insert("x", two.clone());
+        assert_eq!(store.get("x"), Some(two));
+        assert_eq!(store.dot_count(), 2);
+        store.insert("x", vec![(dot("n2", 1), entry("k", 2))]);
+        assert_eq!(store.get("x"), Some(vec![(dot("n2", 1), entry("k", 2))]));
+        store.insert("y", vec![(dot("n1", 2), entry("k", 3)); 2]);
+        store.insert("y", Vec::new());
+        assert!(store.contains_key("y") && !store.has_dots("y"));
+        assert_eq!(store.inner.as_ref().map(|i| i.many.len()), Some(0));
+        store.insert("z", vec![(dot("n1", 3), entry("k", 4)); 2]);
+        store.remove("z");
+        assert_eq!(store.inner.as_ref().map(|i| i.many.len()), Some(0));
+    }
+
+    #[test]
+    fn unused_replicas_and_kinds_are_dropped_from_the_tables() {
+        let mut store = Store::default();
+        for i in 0..1000u64 {
+            let name = format!("n{i}");
+            store.insert(&name, vec![(dot(&name, 1), entry(&name, i))]);
+            store.remove(&name);
+        }
+        store.insert("kept", vec![(dot("x", 1), entry("k", 1))]);
+        assert!(store.tables().len() <= 2 * COLLECT_MIN);
+        assert_eq!(store.get("kept"), Some(vec![(dot("x", 1), entry("k", 1))]));
+    }
+}
