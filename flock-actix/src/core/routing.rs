@@ -24,8 +24,8 @@ pub const MAX_REDIRECTS: u32 = 2;
 /// What the node that found a call's bird gone does with the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnMoved {
-    /// Pass it on to this node, marked forwarded; relay its reply.
-    Forward(String),
+    /// Pass it on to the owner, marked forwarded; relay its reply.
+    Forward,
     /// Answer `Moved` to the caller.
     Answer,
 }
@@ -52,7 +52,7 @@ pub struct Answering<'a> {
 /// itself; answer otherwise.
 pub fn on_moved(a: Answering<'_>) -> OnMoved {
     if a.remote && !a.forwarded && !a.leaving && a.linked && a.owner != a.me {
-        OnMoved::Forward(a.owner.to_owned())
+        OnMoved::Forward
     } else {
         OnMoved::Answer
     }
@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn the_answering_node_forwards_only_once_from_a_node_that_stays_to_a_linked_owner() {
-        let forward = OnMoved::Forward("c".into());
+        let forward = OnMoved::Forward;
         let cases: Vec<(&str, Answering<'_>, OnMoved)> = vec![
             ("a remote call, the owner linked", answering("c"), forward),
             (

@@ -411,29 +411,28 @@ impl Registry {
     /// (`core::routing::on_moved` says when and why).
     fn reply_or_forward(&self, w: Waiting, reply: CallReply, error: RemoteError) {
         let forward = match (&error, &reply) {
-            (RemoteError::Moved { owner, .. }, CallReply::Link { forwarded, .. }) => {
-                routing::on_moved(routing::Answering {
+            (RemoteError::Moved { owner, bird }, CallReply::Link { forwarded, .. }) => {
+                let link = self.node.link(owner);
+                let decision = routing::on_moved(routing::Answering {
                     owner,
                     me: self.node.name(),
                     remote: true,
                     forwarded: *forwarded,
                     leaving: self.node.is_leaving() || self.node.is_stopping(),
-                    linked: self.node.link(owner).is_some(),
-                })
+                    linked: link.is_some(),
+                });
+                link.filter(|_| decision == routing::OnMoved::Forward)
+                    .map(|peer| (peer, bird.as_str()))
             }
-            _ => routing::OnMoved::Answer,
+            _ => None,
         };
-        let (routing::OnMoved::Forward(owner), RemoteError::Moved { bird, .. }) = (forward, &error)
-        else {
-            return reply.send(Err(error));
-        };
-        let Some(peer) = self.node.link(&owner) else {
+        let Some((peer, bird)) = forward else {
             return reply.send(Err(error));
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         let remaining = w.deadline.saturating_duration_since(Instant::now());
         peer.do_send(OutCall {
-            bird: bird.as_str().into(),
+            bird: bird.into(),
             shard: self.node.view.load().placement.shard_of(bird),
             kind: w.kind.into(),
             tag: w.tag.into(),
