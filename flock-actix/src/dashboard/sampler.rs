@@ -135,7 +135,7 @@ async fn sample(flock: &Flock, limits: Limits) -> Result<(Sample, Observation)> 
         &members,
         birds,
         running_here,
-        |name| flock.owner_of(name).ok(),
+        |kind, name| flock.owner_of_kind(kind, name).ok(),
         limits,
     );
     sample.passivated_here = passivated_here;

@@ -85,7 +85,7 @@ pub(crate) fn build(
     members: &[MemberView],
     birds: Vec<(String, String)>,
     running_here: usize,
-    mut owner: impl FnMut(&str) -> Option<String>,
+    mut owner: impl FnMut(&str, &str) -> Option<String>,
     limits: Limits,
 ) -> (Sample, Observation) {
     let total = birds.len();
@@ -97,13 +97,13 @@ pub(crate) fn build(
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     let mut unplaced = 0;
     for (name, kind) in birds {
-        *kinds.entry(kind).or_default() += 1;
-        let node = owner(&name).map(|o| {
+        let node = owner(&kind, &name).map(|o| {
             interned
                 .entry(o)
                 .or_insert_with_key(|o| Arc::from(o.as_str()))
                 .clone()
         });
+        *kinds.entry(kind).or_default() += 1;
         match &node {
             Some(node) => {
                 let tally = tallies.entry(node.clone()).or_default();
@@ -209,7 +209,7 @@ mod tests {
     }
 
     /// Even-numbered birds on `a`, odd ones on `b`, `b13` nowhere.
-    fn place(name: &str) -> Option<String> {
+    fn place(_kind: &str, name: &str) -> Option<String> {
         let i: usize = name[1..].parse().expect("bNN");
         match i {
             13 => None,
@@ -267,7 +267,7 @@ mod tests {
             names_per_node: 0,
             track_limit: 5,
         };
-        let (sample, obs) = build(&members, birds(6), 0, |_| Some("a".into()), limits);
+        let (sample, obs) = build(&members, birds(6), 0, |_, _| Some("a".into()), limits);
         assert!(!sample.tracking);
         assert_eq!(obs.owners, None);
         assert_eq!(sample.members[0].birds, 6);
@@ -281,10 +281,35 @@ mod tests {
             names_per_node: 5,
             track_limit: 5,
         };
-        let (sample, obs) = build(&members, birds(2), 0, |_| Some("z".into()), limits);
+        let (sample, obs) = build(&members, birds(2), 0, |_, _| Some("z".into()), limits);
         assert_eq!(sample.members[1].name, "z");
         assert_eq!(sample.members[1].status, "unknown");
         assert_eq!(sample.members[1].birds, 2);
         assert!(!obs.members.contains_key("z"));
+    }
+
+    /// With roles, a bird is placed by its kind's table: the sampler is
+    /// handed each bird's kind with its name (a kind-blind owner counted
+    /// tiles on a node that hosts no tiles).
+    #[test]
+    fn a_sample_places_each_bird_by_its_kind() {
+        let members = [
+            view("a", 1, MemberState::Up, true),
+            view("b", 1, MemberState::Up, false),
+        ];
+        let limits = Limits {
+            names_per_node: 10,
+            track_limit: 100,
+        };
+        let birds = vec![
+            ("t1".to_owned(), "tile".to_owned()),
+            ("t2".to_owned(), "tile".to_owned()),
+            ("c1".to_owned(), "chat".to_owned()),
+        ];
+        let by_kind = |kind: &str, _: &str| Some(if kind == "tile" { "b" } else { "a" }.to_owned());
+        let (sample, _) = build(&members, birds, 0, by_kind, limits);
+        let row = |n: &str| sample.members.iter().find(|m| m.name == n).expect(n);
+        assert_eq!(row("b").birds, 2);
+        assert_eq!(row("a").birds, 1);
     }
 }

@@ -570,7 +570,8 @@ impl Flock {
 
     /// The node that owns `name` in this node's view, whatever its kind
     /// hosts (for the owner of a bird of kind `T`, which only nodes hosting
-    /// `T` own, use `self.addr::<T>(name).owner()`).
+    /// `T` own, use `self.addr::<T>(name).owner()`, or
+    /// [`Flock::owner_of_kind`] with the kind's tag).
     ///
     /// # Errors
     /// [`Error::NoNodes`] if no member can host birds.
@@ -582,6 +583,23 @@ impl Flock {
             .placement
             .all()
             .owner(name)?
+            .to_string())
+    }
+
+    /// The node that owns bird `name` of kind `kind` (its tag, as
+    /// [`Flock::birds`] lists it) in this node's view: only nodes that host
+    /// a kind own its birds. For tools that know birds by tag, like the
+    /// dashboard; typed code uses `self.addr::<T>(name).owner()`.
+    ///
+    /// # Errors
+    /// [`Error::NoNodes`] if no member hosts `kind`.
+    pub fn owner_of_kind(&self, kind: &str, name: &str) -> Result<String> {
+        Ok(self
+            .node
+            .view
+            .load()
+            .placement
+            .owner(kind, name)?
             .to_string())
     }
 
