@@ -51,16 +51,11 @@ impl ViewRef {
     fn read(node: &Node) -> Self {
         let view = node.view.load_full();
         let me: Arc<str> = node.name().clone();
-        let others = || {
-            view.placement
-                .hosts()
-                .iter()
-                .filter(|m| *m.name != *me)
-                .cloned()
-        };
+        let hosts = view.placement.hosts();
+        let others = hosts.iter().filter(|m| *m.name != *me).count();
         // Only a view that holds this node and others has a different
         // owner without it.
-        let without_me = (others().count() > 0 && others().count() < view.placement.hosts().len())
+        let without_me = (others > 0 && others < hosts.len())
             .then(|| view.placement.without(&me).ok())
             .flatten()
             .map(Arc::new);
