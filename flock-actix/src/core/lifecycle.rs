@@ -51,11 +51,14 @@ use std::sync::Arc;
 mod handoff;
 #[cfg(test)]
 mod handoff_tests;
+mod outgoing;
 mod passivate;
 #[cfg(test)]
 mod passivate_tests;
 #[cfg(test)]
 mod tests;
+
+pub use outgoing::{Outgoing, OutgoingQueue};
 
 /// A bird's name.
 pub type Name = Arc<str>;
@@ -163,6 +166,18 @@ pub enum Input<V> {
     /// Every bird of the set this node owns (read after a view change, and
     /// periodically as a safety net): the ones to run here.
     Owned(Vec<(Name, BirdSpec)>),
+    /// An owned list read before a set change or a view this core has
+    /// already heard of (the shell does not block while the list is read):
+    /// it starts what it lists that this node owns, and stops nothing: a
+    /// bird missing from it may have been added since (the next complete
+    /// list settles what to stop).
+    OwnedStale(Vec<(Name, BirdSpec)>),
+    /// The shell asked for the owned list ([`Input::Owned`] or
+    /// [`Input::OwnedStale`] follows): until it comes, a message for a name
+    /// this node owns but does not know waits for it instead of being told
+    /// "not found" (the list may hold the name: a view change just moved it
+    /// here).
+    ReadingOwned,
     /// The set changed: names added or updated, names removed.
     SetChanged {
         /// Added or updated names with their specs.
@@ -314,6 +329,16 @@ pub enum Effect {
         /// The bird.
         name: Name,
     },
+    /// A message waits for `name`, whose state is awaited from `from`: ask
+    /// `from` to hand this bird over before the others it is moving (a
+    /// node that moves thousands of birds works them off in slices; the
+    /// one a caller is blocked on should not wait for its turn).
+    Want {
+        /// The bird.
+        name: Name,
+        /// The node its state is awaited from.
+        from: String,
+    },
     /// Feed [`Input::StartSlice`] after the node's other actors had a turn.
     StartSliceLater,
     /// Feed [`Input::Timer`] with `timer` at `at_ms`.
@@ -359,6 +384,9 @@ enum State {
     Awaiting {
         from: String,
         until_ms: u64,
+        /// A message waits for it and `from` was asked to hand this bird
+        /// over first ([`Effect::Want`]); asked once per wait.
+        wanted: bool,
     },
     Restarting,
     Stopping,
@@ -415,6 +443,8 @@ pub struct Lifecycle<V> {
     prev_view: Option<V>,
     /// Kinds that hand their state over when they move.
     handoff_kinds: std::collections::HashSet<String>,
+    /// An owned list was asked for and has not come yet.
+    reading_owned: bool,
     handoff_wait_ms: u64,
     /// States handed over for names not (yet) owned here, with arrival.
     stashed: HashMap<Name, (Option<Vec<u8>>, u64)>,
@@ -443,6 +473,7 @@ impl<V: Owners> Lifecycle<V> {
             shut_down: false,
             prev_view: None,
             handoff_kinds: Default::default(),
+            reading_owned: false,
             handoff_wait_ms: HANDOFF_WAIT_MS,
             stashed: HashMap::new(),
             sent_to: HashMap::new(),
@@ -483,7 +514,9 @@ impl<V: Owners> Lifecycle<V> {
         }
         match input {
             Input::View(view) => self.on_view(view, now_ms, &mut out),
-            Input::Owned(owned) => self.on_owned(owned, now_ms, &mut out),
+            Input::Owned(owned) => self.on_owned(owned, true, now_ms, &mut out),
+            Input::OwnedStale(owned) => self.on_owned(owned, false, now_ms, &mut out),
+            Input::ReadingOwned => self.reading_owned = true,
             Input::SetChanged { upserts, removed } => {
                 for (name, spec) in upserts {
                     if self.owned_here_as(&spec.kind, &name) {
@@ -649,17 +682,26 @@ impl<V: Owners> Lifecycle<V> {
         self.redirect_stale_waiters(now_ms, out);
     }
 
-    fn on_owned(&mut self, owned: Vec<(Name, BirdSpec)>, now_ms: u64, out: &mut Vec<Effect>) {
-        let keep: std::collections::HashSet<&Name> = owned.iter().map(|(n, _)| n).collect();
-        let mut gone: Vec<Name> = self
-            .birds
-            .keys()
-            .filter(|n| !keep.contains(n))
-            .cloned()
-            .collect();
-        gone.sort_unstable();
-        for name in gone {
-            self.stop(&name, false, out);
+    fn on_owned(
+        &mut self,
+        owned: Vec<(Name, BirdSpec)>,
+        complete: bool,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        self.reading_owned = false;
+        if complete {
+            let keep: std::collections::HashSet<&Name> = owned.iter().map(|(n, _)| n).collect();
+            let mut gone: Vec<Name> = self
+                .birds
+                .keys()
+                .filter(|n| !keep.contains(n))
+                .cloned()
+                .collect();
+            gone.sort_unstable();
+            for name in gone {
+                self.stop(&name, false, out);
+            }
         }
         for (name, spec) in owned {
             // The list may come from an older view than the current one.
@@ -714,7 +756,13 @@ impl<V: Owners> Lifecycle<V> {
     }
 
     /// Makes `name` run here with `spec` (start, or restart on a new spec).
-    fn ensure(&mut self, name: Name, spec: BirdSpec, now_ms: u64, out: &mut Vec<Effect>) {
+    pub(super) fn ensure(
+        &mut self,
+        name: Name,
+        spec: BirdSpec,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(local) = self.birds.get_mut(&name) else {
             return self.start(name, spec, now_ms, out);
         };
@@ -936,13 +984,37 @@ impl<V: Owners> Lifecycle<V> {
                 error: e.clone(),
             }),
             Some((State::Passivated, _)) => self.wake(name, waiter, now_ms, out),
+            Some((State::Awaiting { .. }, _)) => {
+                self.park(name, waiter, out);
+                self.want(name, out);
+            }
             // Ending, restarting, stopping or queued: its next state serves it.
             Some(_) => self.park(name, waiter, out),
-            None if self.pending.contains_key(name) => self.park(name, waiter, out),
-            None => out.push(Effect::Reply {
-                waiter: waiter.id,
-                error: self.absent(name),
-            }),
+            None if self.pending.contains_key(name) => {
+                self.park(name, waiter, out);
+                // A bird of a kind that hands its state over is queued here
+                // when it moved: a message waiting for it starts it now, not
+                // in its slice (a move queues thousands at once; a caller
+                // blocked on one should not wait for the rest). Its start
+                // then waits for the state, asking the old owner for it
+                // first (`Effect::Want`).
+                if self
+                    .pending
+                    .get(name)
+                    .is_some_and(|s| self.handoff_kinds.contains(&s.kind))
+                    && let Some(spec) = self.pending.remove(name)
+                {
+                    self.ensure(name.clone(), spec, now_ms, out);
+                }
+            }
+            None => match self.absent(name) {
+                // Served once the owned list comes (`redirect_stale_waiters`).
+                RemoteError::NotFound { .. } if self.reading_owned => self.park(name, waiter, out),
+                error => out.push(Effect::Reply {
+                    waiter: waiter.id,
+                    error,
+                }),
+            },
         }
     }
 

@@ -141,6 +141,9 @@ pub(crate) struct InboundCast {
 pub(crate) struct SetChanged {
     pub upserts: Vec<(Arc<str>, BirdSpec)>,
     pub removed: Vec<Arc<str>>,
+    /// The replica's generation once this change is in it (set when it is
+    /// sent): an owned list read at an older generation misses it.
+    pub generation: u64,
 }
 
 /// The placement view changed: reconcile the local birds with it.

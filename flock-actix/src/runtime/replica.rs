@@ -240,11 +240,17 @@ impl CrdtReplica {
         let SetChanged {
             mut upserts,
             mut removed,
+            ..
         } = changed;
+        let generation = self.generation;
         while !upserts.is_empty() || !removed.is_empty() {
             let rest_up = upserts.split_off(upserts.len().min(NOTIFY_SLICE));
             let rest_rm = removed.split_off(removed.len().min(NOTIFY_SLICE));
-            actors.registry.do_send(SetChanged { upserts, removed });
+            actors.registry.do_send(SetChanged {
+                upserts,
+                removed,
+                generation,
+            });
             upserts = rest_up;
             removed = rest_rm;
         }
@@ -439,7 +445,11 @@ impl CrdtReplica {
             })
             .collect();
         let removed = changes.removed.into_iter().map(Arc::from).collect();
-        SetChanged { upserts, removed }
+        SetChanged {
+            upserts,
+            removed,
+            generation: 0,
+        }
     }
 }
 
@@ -525,6 +535,7 @@ impl Handler<InsertMany> for CrdtReplica {
             SetChanged {
                 upserts,
                 removed: vec![],
+                generation: 0,
             },
         );
         MessageResult(results)
@@ -553,6 +564,7 @@ impl Handler<Remove> for CrdtReplica {
             SetChanged {
                 upserts: vec![],
                 removed: vec![name],
+                generation: 0,
             },
         );
         Ok(())
@@ -806,9 +818,10 @@ impl Handler<PeerDown> for CrdtReplica {
     }
 }
 
-/// The birds the given view assigns to this node, and the size of the set.
+/// The birds the given view assigns to this node, the size of the set, and
+/// the replica's generation they were read at.
 #[derive(Message)]
-#[rtype(result = "(Vec<(Arc<str>, BirdSpec)>, usize)")]
+#[rtype(result = "(Vec<(Arc<str>, BirdSpec)>, usize, u64)")]
 pub(crate) struct OwnedBy(pub Arc<View>);
 
 impl Handler<OwnedBy> for CrdtReplica {
@@ -823,7 +836,7 @@ impl Handler<OwnedBy> for CrdtReplica {
             .filter(|(name, kind)| view.placement.owner(kind, name).is_ok_and(|o| o == me))
             .filter_map(|(name, _)| Some((Arc::from(name), state.get(name)?)))
             .collect();
-        MessageResult((owned, state.len()))
+        MessageResult((owned, state.len(), self.generation))
     }
 }
 

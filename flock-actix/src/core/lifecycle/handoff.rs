@@ -87,12 +87,23 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.birds.get_mut(&name) else {
             return;
         };
-        local.state = State::Awaiting { from, until_ms };
+        local.state = State::Awaiting {
+            from,
+            until_ms,
+            wanted: false,
+        };
         let instance = local.instance;
         out.push(Effect::Timer {
             at_ms: until_ms,
-            timer: Timer::Handoff { name, instance },
+            timer: Timer::Handoff {
+                name: name.clone(),
+                instance,
+            },
         });
+        // Messages already wait (a retargeted wait): ask the new source now.
+        if self.waiting.get(&name).is_some_and(|w| !w.is_empty()) {
+            self.want(&name, out);
+        }
     }
 
     /// A view changed while birds wait: one whose old owner is now known
@@ -146,6 +157,23 @@ impl<V: Owners> Lifecycle<V> {
         });
     }
 
+    /// A message parked for `name`, which awaits its state: the node it is
+    /// awaited from is asked to hand it over first, once per wait.
+    pub(super) fn want(&mut self, name: &Name, out: &mut Vec<Effect>) {
+        let Some(local) = self.birds.get_mut(name) else {
+            return;
+        };
+        if let State::Awaiting { from, wanted, .. } = &mut local.state
+            && !*wanted
+        {
+            *wanted = true;
+            out.push(Effect::Want {
+                name: name.clone(),
+                from: from.clone(),
+            });
+        }
+    }
+
     pub(super) fn on_handed_off(
         &mut self,
         name: Name,
@@ -177,8 +205,15 @@ impl<V: Owners> Lifecycle<V> {
                 return;
             }
         }
-        // Arrived before the view that moves the bird here.
-        self.stashed.insert(name, (state, now_ms));
+        // Arrived before the view that moves the bird here, or before its
+        // slice of the start queue.
+        self.stashed.insert(name.clone(), (state, now_ms));
+        // Queued to start here: it starts now, from the state (a move
+        // queues thousands at once, and the slices would hold its callers
+        // back for as long as the queue is).
+        if let Some(spec) = self.pending.remove(&name) {
+            self.ensure(name, spec, now_ms, out);
+        }
     }
 
     /// A state handed over for `name` not long ago, if any.

@@ -457,3 +457,89 @@ fn a_joining_node_waits_for_the_node_that_hosts_the_birds_kind_not_the_kind_blin
     );
     assert_eq!(new.awaiting(), 1);
 }
+
+fn message(waiter: WaiterId) -> Input<View> {
+    Input::Message {
+        waiter,
+        name: b(),
+        kind: "counter".into(),
+        deadline_ms: 5_000,
+    }
+}
+
+fn wants(effects: &[Effect]) -> Vec<&str> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Want { name, from } if **name == *"b" => Some(from.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_message_for_a_bird_awaiting_its_state_asks_the_old_owner_for_it_once() {
+    let mut new = core("me", all_on("other"));
+    let moved = move_to(&mut new, all_on("me"), 10);
+    assert!(wants(&moved).is_empty(), "no message waits yet: {moved:?}");
+    let first = new.handle(message(1), 20);
+    assert_eq!(wants(&first), ["other"], "{first:?}");
+    let second = new.handle(message(2), 21);
+    assert!(wants(&second).is_empty(), "asked once per wait: {second:?}");
+    // The state comes: both messages go to the resumed instance.
+    let effects = new.handle(
+        Input::HandedOff {
+            name: b(),
+            state: Some(vec![1]),
+        },
+        30,
+    );
+    let delivered = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Deliver { .. }))
+        .count();
+    assert_eq!(delivered, 2, "{effects:?}");
+}
+
+#[test]
+fn a_running_bird_or_one_started_from_its_arguments_is_never_wanted() {
+    // Running here: delivered, nothing asked.
+    let mut home = core("me", all_on("me"));
+    move_to(&mut home, all_on("me"), 10);
+    let effects = home.handle(message(1), 20);
+    assert!(wants(&effects).is_empty(), "{effects:?}");
+    // Its old owner is down: started from its arguments, nothing asked.
+    let mut new = core("me", all_on("dead"));
+    move_to(&mut new, all_on("me"), 10);
+    let effects = new.handle(message(1), 20);
+    assert!(wants(&effects).is_empty(), "{effects:?}");
+}
+
+#[test]
+fn a_state_handed_over_for_a_queued_bird_starts_it_before_its_slice() {
+    let mut new = core("me", all_on("other"));
+    // Moved here with many others: queued, not started yet.
+    new.handle(Input::View(all_on("me")), 10);
+    let mut owned: Vec<(Name, BirdSpec)> = (0..STARTS_PER_SLICE + 5)
+        .map(|i| (Name::from(format!("x{i:04}")), spec()))
+        .collect();
+    owned.push((b(), spec()));
+    let queued = new.handle(Input::Owned(owned), 10);
+    assert!(
+        !queued
+            .iter()
+            .any(|e| matches!(e, Effect::Resume { .. } | Effect::Spawn { .. })),
+        "{queued:?}"
+    );
+    let effects = new.handle(
+        Input::HandedOff {
+            name: b(),
+            state: Some(vec![5]),
+        },
+        20,
+    );
+    assert!(
+        matches!(&effects[..], [Effect::Resume { name, state, .. }] if *name == b() && *state == vec![5]),
+        "{effects:?}"
+    );
+}

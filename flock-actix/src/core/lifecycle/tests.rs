@@ -534,6 +534,14 @@ impl Harness {
                     "no kind hands its state over here: {effect:?}"
                 );
             }
+            Effect::Want { name, from } => {
+                assert!(self.hands_off, "no kind awaits a state here: {name}");
+                assert_ne!(from, ME, "{name} wanted from this node itself");
+                assert!(
+                    !self.live.iter().any(|(n, _)| *n == name),
+                    "{name} wanted while it runs here"
+                );
+            }
             Effect::Passivate {
                 name,
                 instance,
@@ -699,4 +707,91 @@ proptest! {
         h.run_out_the_clock(&mut c);
         prop_assert!(h.open.is_empty(), "messages never answered: {:?}", h.open);
     }
+}
+
+#[test]
+fn a_queued_bird_of_a_handoff_kind_a_message_waits_for_starts_before_its_slice() {
+    let mut c = core().with_handoff(["k".to_owned()], 2_000);
+    // More than one slice of starts queued at once.
+    let names: Vec<String> = (0..STARTS_PER_SLICE + 10)
+        .map(|i| format!("q{i:04}"))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let queued = c.handle(upsert(&refs), 0);
+    assert!(
+        !queued.iter().any(|e| matches!(e, Effect::Spawn { .. })),
+        "{queued:?}"
+    );
+    let last = name(refs[refs.len() - 1]);
+    let effects = c.handle(message(9, &last, 5_000), 1);
+    assert!(
+        matches!(&effects[..], [.., Effect::Spawn { name, instance: a, .. }, Effect::Deliver { waiter: 9, instance: b, .. }] if *name == last && a == b),
+        "{effects:?}"
+    );
+    // Its slice does not start it again.
+    let spawned: usize = (0..2)
+        .map(|_| {
+            c.handle(Input::StartSlice, 2)
+                .iter()
+                .filter(|e| matches!(e, Effect::Spawn { name, .. } if *name == last))
+                .count()
+        })
+        .sum();
+    assert_eq!(spawned, 0);
+}
+
+#[test]
+fn an_owned_list_read_before_a_later_change_starts_what_it_lists_and_stops_nothing() {
+    let mut c = core();
+    running(&mut c, &["a"]);
+    // Read before "a" was added: a complete list would stop "a".
+    let stale = c.handle(Input::OwnedStale(vec![(name("b"), spec(0))]), 1);
+    assert!(
+        !stale.iter().any(|e| matches!(e, Effect::Stop { .. })),
+        "{stale:?}"
+    );
+    let started = spawned(&c.handle(Input::StartSlice, 1));
+    assert_eq!(started, [("b".to_owned(), 2)]);
+    // A complete list does settle what runs here.
+    let complete = c.handle(Input::Owned(vec![(name("b"), spec(0))]), 2);
+    assert!(
+        complete.contains(&Effect::Stop {
+            name: name("a"),
+            instance: 1
+        }),
+        "{complete:?}"
+    );
+}
+
+#[test]
+fn a_message_for_an_unknown_name_waits_for_the_owned_list_being_read() {
+    let mut c = core();
+    c.handle(Input::ReadingOwned, 0);
+    let parked = c.handle(message(1, "a", 1_000), 1);
+    assert!(
+        !parked.iter().any(|e| matches!(e, Effect::Reply { .. })),
+        "{parked:?}"
+    );
+    // The list holds it: it starts and gets the message.
+    let effects = c.handle(Input::Owned(vec![(name("a"), spec(0))]), 2);
+    assert!(effects.is_empty() || !effects.iter().any(|e| matches!(e, Effect::Reply { .. })));
+    let started = c.handle(Input::StartSlice, 3);
+    assert!(
+        started
+            .iter()
+            .any(|e| matches!(e, Effect::Deliver { waiter: 1, .. })),
+        "{started:?}"
+    );
+    // Without a read in progress, an unknown name is not found at once.
+    let effects = c.handle(message(2, "zz", 1_000), 4);
+    assert!(
+        matches!(
+            &effects[..],
+            [Effect::Reply {
+                waiter: 2,
+                error: RemoteError::NotFound { .. }
+            }]
+        ),
+        "{effects:?}"
+    );
 }
