@@ -94,8 +94,33 @@ mod tests {
         assert!(Instant::now() >= deadline);
     }
 
+    /// Polls `call` once by hand; whether it finished, and whether it armed
+    /// a timer.
+    fn poll_once<F: Future + Unpin>(call: &mut Within<F>) -> (bool, bool) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let done = Pin::new(&mut *call).poll(&mut cx).is_ready();
+        (done, matches!(call.timer, Timer::Armed(_)))
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_future_ready_on_the_second_poll_arms_no_timer_and_wins() {
+    async fn a_call_answered_by_the_second_poll_never_arms_a_timer() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut call = within(Instant::now() + Duration::from_secs(5), rx);
+        assert_eq!(poll_once(&mut call), (false, false));
+        tx.send(1).unwrap();
+        assert_eq!(poll_once(&mut call), (true, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_still_pending_on_the_second_poll_arms_its_timer() {
+        let (_tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut call = within(Instant::now() + Duration::from_secs(5), rx);
+        assert_eq!(poll_once(&mut call), (false, false));
+        assert_eq!(poll_once(&mut call), (false, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_answered_by_another_task_wins() {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let deadline = Instant::now() + Duration::from_millis(30);
         let call = within(deadline, rx);
