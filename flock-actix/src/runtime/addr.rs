@@ -1,6 +1,6 @@
 //! `FlockAddr<T>`: the address of a bird by name, wherever it runs.
 
-use super::deadline::within;
+use super::deadline::{FirstPoll, Quick, within};
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
 use super::peer::{OutCall, OutCast, Peer};
@@ -82,6 +82,9 @@ struct Routes<T: BirdKind> {
 struct Route<A: Actor> {
     epoch: u64,
     addr: Addr<A>,
+    /// Whether calls through it from a thread are answered by their second
+    /// poll (runtime/deadline.rs): the bird runs on that thread.
+    quick: Quick,
 }
 
 impl<A: Actor> Route<A> {
@@ -198,10 +201,15 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        // Per call, so TRACE, and instrumented only when a subscriber wants
-        // it: a disabled span still enters and exits on every poll (and
-        // tries the `log` crate), which a local call notices (issue #12).
-        let span = tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND);
+        // Per call, so TRACE, and made and instrumented only when TRACE is
+        // on: a disabled span still records its fields for the `log` crate
+        // and enters and exits on every poll, which a local call notices
+        // (issue #12).
+        let span = if tracing::level_enabled!(tracing::Level::TRACE) {
+            tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND)
+        } else {
+            tracing::Span::none()
+        };
         let started = Instant::now();
         let call = self.send_untimed(msg, started, timeout);
         let (path, result) = if span.is_disabled() {
@@ -236,18 +244,23 @@ impl<T: BirdKind> FlockAddr<T> {
         // path and a bird owned here in this view: one load decides.
         let (path, route) = match self.local_route(epoch) {
             Some(route) => (telemetry::Path::Local, Some(route)),
-            None => match self.typed_route().await {
+            // Boxed, like the encoded path below: rare, and their futures
+            // would make the common one larger to build and move.
+            None => match Box::pin(self.typed_route()).await {
                 Ok(found) => found,
                 Err(e) => return (telemetry::Path::Remote, Err(e)),
             },
         };
         if let Some(route) = route {
-            match self.send_typed(&route.addr, msg, deadline, timeout).await {
+            match self.send_typed(&route, msg, deadline, timeout).await {
                 Typed::Done(result) => return (path, result),
                 Typed::Unhandled(unhandled) => msg = unhandled,
             }
         }
-        (path, self.send_encoded(msg, deadline, timeout).await)
+        (
+            path,
+            Box::pin(self.send_encoded(msg, deadline, timeout)).await,
+        )
     }
 
     /// The path a call takes, for the metrics, when not the cached one.
@@ -280,7 +293,7 @@ impl<T: BirdKind> FlockAddr<T> {
     /// Sends `msg` to the bird's mailbox on this node, typed.
     async fn send_typed<M>(
         &self,
-        addr: &Addr<T>,
+        route: &Route<T>,
         msg: M,
         deadline: Instant,
         timeout: Duration,
@@ -294,8 +307,13 @@ impl<T: BirdKind> FlockAddr<T> {
         // mailbox unhandled is still there, and is sent again (the encoded
         // path waits for the bird's next instance).
         let (slot, mine) = Slot::new(msg);
+        let addr = &route.addr;
+        let first = route.quick.first_poll();
         let request = std::pin::pin!(addr.send(slot));
-        match within(deadline, request).await {
+        let mut call = within(deadline, request, first);
+        let answer = (&mut call).await;
+        route.quick.learn(first, call.armed());
+        match answer {
             // Dropping the request at the deadline is what keeps the bird
             // from handling it late: actix skips a message whose caller
             // is gone.
@@ -323,7 +341,12 @@ impl<T: BirdKind> FlockAddr<T> {
     }
 
     /// Encodes `msg`, calls, decodes the reply.
-    async fn send_encoded<M>(&self, msg: M, deadline: Instant, timeout: Duration) -> Result<M::Result>
+    async fn send_encoded<M>(
+        &self,
+        msg: M,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<M::Result>
     where
         T: Accepts<M>,
         M: Message + Wire,
@@ -452,6 +475,7 @@ impl<T: BirdKind> FlockAddr<T> {
         let route = Arc::new(Route {
             epoch: view.epoch,
             addr: self.node.link(owner)?,
+            quick: Quick::default(),
         });
         // Racing callers store equal routes; the last one stays.
         self.routes.link.store(Some(route.clone()));
@@ -496,7 +520,11 @@ impl<T: BirdKind> FlockAddr<T> {
             })
             .await
             .ok()??;
-        let route = Arc::new(Route { epoch, addr });
+        let route = Arc::new(Route {
+            epoch,
+            addr,
+            quick: Quick::default(),
+        });
         self.routes.local.store(Some(route.clone()));
         Some(route)
     }
@@ -609,7 +637,9 @@ impl<T: BirdKind> FlockAddr<T> {
                 });
             }
         }
-        let result = match within(deadline, rx).await {
+        // Over a link or through the Registry: never answered by the
+        // caller's next turn, so the timer is armed at once.
+        let result = match within(deadline, rx, FirstPoll::Arm).await {
             Err(_) => return Outcome::Fail(self.timed_out(timeout)),
             Ok(Err(_)) if local => return Outcome::Fail(Error::Stopped),
             // The link closed with the call in flight: it may have been
