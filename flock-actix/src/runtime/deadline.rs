@@ -174,17 +174,21 @@ mod tests {
     fn poll_once<F: Future + Unpin>(call: &mut Within<F>) -> (bool, bool) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let done = Pin::new(&mut *call).poll(&mut cx).is_ready();
-        (done, matches!(call.timer, Timer::Armed(_)))
+        (done, call.armed())
+    }
+
+    /// A call waiting on a oneshot, with 5 s to go.
+    fn call_on(
+        rx: tokio::sync::oneshot::Receiver<u8>,
+        first: FirstPoll,
+    ) -> Within<tokio::sync::oneshot::Receiver<u8>> {
+        within(Instant::now() + Duration::from_secs(5), rx, first)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_call_answered_by_the_second_poll_never_arms_a_timer() {
         let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
-        let mut call = within(
-            Instant::now() + Duration::from_secs(5),
-            rx,
-            FirstPoll::Yield,
-        );
+        let mut call = call_on(rx, FirstPoll::Yield);
         assert_eq!(poll_once(&mut call), (false, false));
         tx.send(1).unwrap();
         assert_eq!(poll_once(&mut call), (true, false));
@@ -193,11 +197,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_call_still_pending_on_the_second_poll_arms_its_timer() {
         let (_tx, rx) = tokio::sync::oneshot::channel::<u8>();
-        let mut call = within(
-            Instant::now() + Duration::from_secs(5),
-            rx,
-            FirstPoll::Yield,
-        );
+        let mut call = call_on(rx, FirstPoll::Yield);
         assert_eq!(poll_once(&mut call), (false, false));
         assert_eq!(poll_once(&mut call), (false, true));
     }
@@ -205,7 +205,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_call_told_to_arm_arms_on_its_first_poll() {
         let (_tx, rx) = tokio::sync::oneshot::channel::<u8>();
-        let mut call = within(Instant::now() + Duration::from_secs(5), rx, FirstPoll::Arm);
+        let mut call = call_on(rx, FirstPoll::Arm);
         assert_eq!(poll_once(&mut call), (false, true));
     }
 
