@@ -12,7 +12,7 @@ use crate::bird::{Accepts, BirdKind, Wire};
 use crate::core::crdt::{NodeName, check_bird_name};
 use crate::core::routing;
 use crate::error::{Error, Result};
-use crate::wire::message::{Message as WireMessage, RemoteError};
+use crate::wire::message::RemoteError;
 use crate::wire::payload;
 use actix::{Actor, Addr, MailboxError, Message};
 use arc_swap::ArcSwapOption;
@@ -408,12 +408,10 @@ impl<T: BirdKind> FlockAddr<T> {
             Ok(false) => match self.owner_link() {
                 Some(peer) => peer.addr.do_send(OutCast {
                     shard: self.shard,
-                    msg: WireMessage::Cast {
-                        bird: self.name.to_string(),
-                        kind: T::KIND.to_owned(),
-                        msg: tag.to_owned(),
-                        payload,
-                    },
+                    bird: self.name.clone(),
+                    kind: T::KIND,
+                    tag,
+                    payload,
                 }),
                 None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
