@@ -97,6 +97,34 @@ async fn a_call_whose_caller_gave_up_never_runs_late_on_the_owner() {
     assert_eq!(count, Ok(0), "the abandoned call ran after its deadline");
 }
 
+/// The typed local path arms no timer when it sends (runtime/deadline.rs):
+/// its deadline must hold all the same, and the abandoned message must be
+/// skipped by the bird, not handled late.
+#[actix_rt::test]
+async fn a_local_call_whose_caller_gave_up_times_out_on_time_and_never_runs_late() {
+    init_logs();
+    let nodes = cluster_with(1, |b| b.bird::<Blocker>()).await;
+    let name = unique("late-local");
+    nodes[0].flock.start::<Blocker>(&name, ()).await.unwrap();
+    let bird = nodes[0].flock.addr::<Blocker>(&name);
+    // Cached route: the next calls take the typed path.
+    assert_eq!(bird.send(Count).await, Ok(0));
+    bird.do_send(Block(800));
+    let asked = std::time::Instant::now();
+    let gave_up = bird.send_timeout(Incr, Duration::from_millis(200)).await;
+    let waited = asked.elapsed();
+    assert!(
+        matches!(gave_up, Err(Error::Timeout { .. })),
+        "expected a timeout, got {gave_up:?}"
+    );
+    assert!(
+        waited < Duration::from_millis(700),
+        "the caller waited {waited:?} for a 200 ms deadline: it waited for the bird"
+    );
+    let count = bird.send_timeout(Count, Duration::from_secs(5)).await;
+    assert_eq!(count, Ok(0), "the abandoned call ran after its deadline");
+}
+
 #[actix_rt::test]
 async fn calls_cut_by_a_migration_are_retried_on_the_new_owner() {
     init_logs();

@@ -1,5 +1,6 @@
 //! `FlockAddr<T>`: the address of a bird by name, wherever it runs.
 
+use super::deadline::{FirstPoll, Quick, within};
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
 use super::peer::{OutCall, OutCast, Peer};
@@ -8,18 +9,19 @@ use super::replica::Lookup;
 use super::telemetry;
 use crate::__private::Slot;
 use crate::bird::{Accepts, BirdKind, Wire};
-use crate::core::crdt::check_bird_name;
+use crate::core::crdt::{NodeName, check_bird_name};
 use crate::core::routing;
 use crate::error::{Error, Result};
-use crate::wire::message::{Message as WireMessage, RemoteError};
+use crate::wire::message::RemoteError;
 use crate::wire::payload;
-use actix::{Addr, MailboxError, Message};
+use actix::{Actor, Addr, MailboxError, Message};
+use arc_swap::ArcSwapOption;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// The longest pause between two attempts of a call whose owner is moving.
@@ -56,14 +58,39 @@ pub struct FlockAddr<T: BirdKind> {
     node: Arc<Node>,
     name: Arc<str>,
     shard: u32,
-    /// `(view epoch, address)` of the bird when it last ran on this node.
-    local: Arc<Mutex<Cached<T>>>,
-    /// `(view epoch, link)` to the owner when it last was another node.
-    link: Arc<Mutex<Cached<Peer>>>,
+    /// Whether `name` follows the naming rules, checked once (the error is
+    /// built again, rarely, by the call that returns it).
+    name_ok: bool,
+    routes: Arc<Routes<T>>,
+}
+
+/// What the clones of one address learn and share: the routes, each read
+/// with one atomic load (no lock on the call path, issue #12).
+struct Routes<T: BirdKind> {
+    /// The bird, when it last ran on this node.
+    local: ArcSwapOption<Route<T>>,
+    /// The link to the owner, when it last was another node.
+    link: ArcSwapOption<Route<Peer>>,
     /// For a kind that activates on demand: set once this address saw the
     /// bird registered, so later casts go straight out.
-    activated: Arc<AtomicBool>,
-    _kind: PhantomData<fn() -> T>,
+    activated: AtomicBool,
+}
+
+/// An address learned in the view of `epoch`: of the bird when it runs on
+/// this node, or of the link to its owner when that is another node. Valid
+/// while the view is the same and the actor is alive.
+struct Route<A: Actor> {
+    epoch: u64,
+    addr: Addr<A>,
+    /// Whether calls through it from a thread are answered by their second
+    /// poll (runtime/deadline.rs): the bird runs on that thread.
+    quick: Quick,
+}
+
+impl<A: Actor> Route<A> {
+    fn valid_at(&self, epoch: u64) -> bool {
+        self.epoch == epoch && self.addr.connected()
+    }
 }
 
 impl<T: BirdKind> Clone for FlockAddr<T> {
@@ -72,10 +99,8 @@ impl<T: BirdKind> Clone for FlockAddr<T> {
             node: self.node.clone(),
             name: self.name.clone(),
             shard: self.shard,
-            local: self.local.clone(),
-            link: self.link.clone(),
-            activated: self.activated.clone(),
-            _kind: PhantomData,
+            name_ok: self.name_ok,
+            routes: self.routes.clone(),
         }
     }
 }
@@ -89,9 +114,13 @@ impl<T: BirdKind> std::fmt::Debug for FlockAddr<T> {
     }
 }
 
-/// `(view epoch, address)`: of the bird when it runs on this node, or of the
-/// link to its owner when that is another node.
-type Cached<A> = Option<(u64, Addr<A>)>;
+/// What the typed local path made of a call.
+enum Typed<M, R> {
+    Done(Result<R>),
+    /// Cut from the mailbox unhandled (an ordered stop or move): to be
+    /// sent again on the encoded path.
+    Unhandled(M),
+}
 
 enum Outcome {
     Done(Vec<u8>),
@@ -109,10 +138,12 @@ impl<T: BirdKind> FlockAddr<T> {
             node,
             name: name.into(),
             shard,
-            local: Arc::default(),
-            link: Arc::default(),
-            activated: Arc::default(),
-            _kind: PhantomData,
+            name_ok: check_bird_name(name).is_ok(),
+            routes: Arc::new(Routes {
+                local: ArcSwapOption::empty(),
+                link: ArcSwapOption::empty(),
+                activated: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -126,12 +157,17 @@ impl<T: BirdKind> FlockAddr<T> {
     /// # Errors
     /// [`Error::NoNodes`] if no member can host birds.
     pub fn owner(&self) -> Result<String> {
+        Ok(self.owner_name()?.to_string())
+    }
+
+    /// The owner in the current view, without copying its name.
+    fn owner_name(&self) -> Result<NodeName> {
         let view = self.node.view.load();
         Ok(view
             .placement
             .for_kind(T::KIND)
             .owner_of_shard(self.shard)?
-            .to_string())
+            .clone())
     }
 
     /// Sends `msg` and waits for the reply, up to the node's default call
@@ -165,60 +201,157 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        let path = telemetry::Path::of(matches!(self.owned_here(), Ok(true)));
-        // Per call, so TRACE: a disabled span costs a level check.
-        let span = tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND);
+        // Per call, so TRACE, and made and instrumented only when TRACE is
+        // on: a disabled span still records its fields for the `log` crate
+        // and enters and exits on every poll, which a local call notices
+        // (issue #12).
+        let span = if tracing::level_enabled!(tracing::Level::TRACE) {
+            tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND)
+        } else {
+            tracing::Span::none()
+        };
         let started = Instant::now();
-        let result = self.send_untimed(msg, timeout).instrument(span).await;
+        let call = self.send_untimed(msg, started, timeout);
+        let (path, result) = if span.is_disabled() {
+            call.await
+        } else {
+            call.instrument(span).await
+        };
         telemetry::call_done(path, result.as_ref().err(), started.elapsed());
         result
     }
 
-    async fn send_untimed<M>(&self, mut msg: M, timeout: Duration) -> Result<M::Result>
+    /// A call, and which path it took (for the metrics).
+    async fn send_untimed<M>(
+        &self,
+        mut msg: M,
+        started: Instant,
+        timeout: Duration,
+    ) -> (telemetry::Path, Result<M::Result>)
     where
         T: Accepts<M>,
         M: Message + Wire,
         M::Result: Wire,
     {
-        check_bird_name(&self.name)?;
-        let deadline = deadline_after(timeout);
+        if !self.name_ok
+            && let Err(e) = check_bird_name(&self.name)
+        {
+            return (self.path(), Err(e));
+        }
+        let deadline = deadline_after(started, timeout);
+        let epoch = self.node.view.load().epoch;
+        // The cached route is there only for a kind that takes the typed
+        // path and a bird owned here in this view: one load decides.
+        let (path, route) = match self.local_route(epoch) {
+            Some(route) => (telemetry::Path::Local, Some(route)),
+            // Boxed, like the encoded path below: rare, and their futures
+            // would make the common one larger to build and move.
+            None => match Box::pin(self.typed_route()).await {
+                Ok(found) => found,
+                Err(e) => return (telemetry::Path::Remote, Err(e)),
+            },
+        };
+        if let Some(route) = route {
+            match self.send_typed(&route, msg, deadline, timeout).await {
+                Typed::Done(result) => return (path, result),
+                Typed::Unhandled(unhandled) => msg = unhandled,
+            }
+        }
+        (
+            path,
+            Box::pin(self.send_encoded(msg, deadline, timeout)).await,
+        )
+    }
+
+    /// The path a call takes, for the metrics, when not the cached one.
+    fn path(&self) -> telemetry::Path {
+        telemetry::Path::of(matches!(self.owned_here(), Ok(true)))
+    }
+
+    /// The route of the typed local path when the cache had none: asks
+    /// the Registry if the bird is owned here and its kind takes that path.
+    async fn typed_route(&self) -> Result<(telemetry::Path, Option<Arc<Route<T>>>)> {
+        let view = self.node.view.load_full();
+        let owner = view.placement.for_kind(T::KIND).owner_of_shard(self.shard);
+        let here = matches!(owner, Ok(o) if **o == **self.node.name());
+        let path = telemetry::Path::of(here);
         // Kinds that hand their state over skip the typed fast path: it
         // consumes the message, so a call that races the bird's move could
         // not be retried on the new owner (the encoded path retries it).
         // Kinds that passivate skip it too: the Registry must see every
         // message to know when a bird is idle.
-        if !T::HANDS_OFF
-            && self.node.kinds.passivate_after(T::KIND).is_none()
-            && self.owned_here()?
-            && let Some(addr) = self.local_addr().await
-        {
-            // In a slot: a message an ordered stop or move cut from the
-            // mailbox unhandled is still there, and is sent again below
-            // (the encoded path waits for the bird's next instance).
-            let (slot, mine) = Slot::new(msg);
-            msg = match timeout_at(deadline, addr.send(slot)).await {
-                Err(_) | Ok(Err(MailboxError::Timeout)) => return Err(self.timed_out(timeout)),
-                Ok(Ok(reply)) => return Ok(reply),
-                Ok(Err(MailboxError::Closed)) => match mine.take() {
-                    Some(unhandled) => unhandled,
-                    None => {
-                        // Taken and not answered: the bird panicked in
-                        // its handler. The reply channel can close a
-                        // moment before the mailbox does; wait for the
-                        // mailbox so the next call sees the bird gone.
-                        for _ in 0..50 {
-                            if !addr.connected() {
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                        return Err(Error::BirdPanicked {
-                            name: self.name.to_string(),
-                        });
-                    }
-                },
-            };
+        if T::HANDS_OFF || self.node.kinds.passivate_after(T::KIND).is_some() {
+            return Ok((path, None));
         }
+        owner?;
+        if !here {
+            return Ok((path, None));
+        }
+        Ok((path, self.resolve_local(view.epoch).await))
+    }
+
+    /// Sends `msg` to the bird's mailbox on this node, typed.
+    async fn send_typed<M>(
+        &self,
+        route: &Route<T>,
+        msg: M,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Typed<M, M::Result>
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
+        // In a slot: a message an ordered stop or move cut from the
+        // mailbox unhandled is still there, and is sent again (the encoded
+        // path waits for the bird's next instance).
+        let (slot, mine) = Slot::new(msg);
+        let addr = &route.addr;
+        let first = route.quick.first_poll();
+        let request = std::pin::pin!(addr.send(slot));
+        let mut call = within(deadline, request, first);
+        let answer = (&mut call).await;
+        route.quick.learn(first, call.armed());
+        match answer {
+            // Dropping the request at the deadline is what keeps the bird
+            // from handling it late: actix skips a message whose caller
+            // is gone.
+            Err(_) | Ok(Err(MailboxError::Timeout)) => Typed::Done(Err(self.timed_out(timeout))),
+            Ok(Ok(reply)) => Typed::Done(Ok(reply)),
+            Ok(Err(MailboxError::Closed)) => match mine.take() {
+                Some(unhandled) => Typed::Unhandled(unhandled),
+                None => {
+                    // Taken and not answered: the bird panicked in its
+                    // handler. The reply channel can close a moment
+                    // before the mailbox does; wait for the mailbox so the
+                    // next call sees the bird gone.
+                    for _ in 0..50 {
+                        if !addr.connected() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Typed::Done(Err(Error::BirdPanicked {
+                        name: self.name.to_string(),
+                    }))
+                }
+            },
+        }
+    }
+
+    /// Encodes `msg`, calls, decodes the reply.
+    async fn send_encoded<M>(
+        &self,
+        msg: M,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<M::Result>
+    where
+        T: Accepts<M>,
+        M: Message + Wire,
+        M::Result: Wire,
+    {
         let payload = payload::encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
         let reply = self
             .call(<T as Accepts<M>>::TAG, payload, deadline, timeout)
@@ -241,12 +374,14 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        if let Err(e) = check_bird_name(&self.name) {
+        if !self.name_ok
+            && let Err(e) = check_bird_name(&self.name)
+        {
             return tracing::warn!("cast dropped: {e}");
         }
-        if let Some(addr) = self.cached() {
+        if let Some(route) = self.local_route(self.node.view.load().epoch) {
             telemetry::cast_sent(telemetry::Path::Local);
-            return addr.do_send(msg);
+            return route.addr.do_send(msg);
         }
         let payload = match payload::encode(&msg) {
             Ok(p) => p,
@@ -254,7 +389,7 @@ impl<T: BirdKind> FlockAddr<T> {
         };
         let tag = <T as Accepts<M>>::TAG;
         // A constant of the kind: no user code runs on the cast path.
-        if T::ACTIVATES && !self.activated.load(Ordering::Acquire) {
+        if T::ACTIVATES && !self.routes.activated.load(Ordering::Acquire) {
             return self.activating_cast(tag, payload);
         }
         let owned_here = self.owned_here();
@@ -271,14 +406,12 @@ impl<T: BirdKind> FlockAddr<T> {
                 }
             }
             Ok(false) => match self.owner_link() {
-                Some(peer) => peer.do_send(OutCast {
+                Some(peer) => peer.addr.do_send(OutCast {
                     shard: self.shard,
-                    msg: WireMessage::Cast {
-                        bird: self.name.to_string(),
-                        kind: T::KIND.to_owned(),
-                        msg: tag.to_owned(),
-                        payload,
-                    },
+                    bird: self.name.clone(),
+                    kind: T::KIND,
+                    tag,
+                    payload,
                 }),
                 None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
@@ -298,7 +431,7 @@ impl<T: BirdKind> FlockAddr<T> {
         let this = self.clone();
         let timeout = self.node.config.call_timeout;
         actix::spawn(async move {
-            let deadline = deadline_after(timeout);
+            let deadline = deadline_after(Instant::now(), timeout);
             if let Err(e) = this.call(tag, payload, deadline, timeout).await {
                 tracing::warn!("cast to bird {} dropped: {e}", this.name);
             }
@@ -325,23 +458,26 @@ impl<T: BirdKind> FlockAddr<T> {
     }
 
     /// The link to the owner (another node), cached per view epoch.
-    fn owner_link(&self) -> Option<Addr<Peer>> {
+    fn owner_link(&self) -> Option<Arc<Route<Peer>>> {
         let view = self.node.view.load();
-        let mut cache = self.link.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((epoch, peer)) = &*cache
-            && *epoch == view.epoch
-            && peer.connected()
+        if let Some(route) = &*self.routes.link.load()
+            && route.valid_at(view.epoch)
         {
-            return Some(peer.clone());
+            return Some(route.clone());
         }
         let owner = view
             .placement
             .for_kind(T::KIND)
             .owner_of_shard(self.shard)
             .ok()?;
-        let peer = self.node.link(owner)?;
-        *cache = Some((view.epoch, peer.clone()));
-        Some(peer)
+        let route = Arc::new(Route {
+            epoch: view.epoch,
+            addr: self.node.link(owner)?,
+            quick: Quick::default(),
+        });
+        // Racing callers store equal routes; the last one stays.
+        self.routes.link.store(Some(route.clone()));
+        Some(route)
     }
 
     fn owned_here(&self) -> Result<bool> {
@@ -360,23 +496,20 @@ impl<T: BirdKind> FlockAddr<T> {
         }
     }
 
-    /// The cached local address, if still valid for the current view.
-    fn cached(&self) -> Option<Addr<T>> {
-        let epoch = self.node.view.load().epoch;
-        let cache = self.local.lock().unwrap_or_else(|e| e.into_inner());
-        match &*cache {
-            Some((e, addr)) if *e == epoch && addr.connected() => Some(addr.clone()),
-            _ => None,
-        }
+    /// The cached route to the bird on this node, if still valid in the
+    /// view of `epoch`. Only a bird owned here in that view, of a kind that
+    /// takes the typed path, is ever cached (`typed_route`).
+    fn local_route(&self, epoch: u64) -> Option<Arc<Route<T>>> {
+        self.routes
+            .local
+            .load_full()
+            .filter(|route| route.valid_at(epoch))
     }
 
-    /// The address of the bird running on this node, asking the Registry
-    /// once per view (or after a restart) and caching the answer.
-    async fn local_addr(&self) -> Option<Addr<T>> {
-        if let Some(addr) = self.cached() {
-            return Some(addr);
-        }
-        let epoch = self.node.view.load().epoch;
+    /// The address of the bird running on this node, owned here in the
+    /// view of `epoch`: asks the Registry (once per view, or after a
+    /// restart) and caches the answer.
+    async fn resolve_local(&self, epoch: u64) -> Option<Arc<Route<T>>> {
         let registry = self.node.actors()?.registry.clone();
         let addr = registry
             .send(Resolve::<T> {
@@ -385,8 +518,13 @@ impl<T: BirdKind> FlockAddr<T> {
             })
             .await
             .ok()??;
-        *self.local.lock().unwrap_or_else(|e| e.into_inner()) = Some((epoch, addr.clone()));
-        Some(addr)
+        let route = Arc::new(Route {
+            epoch,
+            addr,
+            quick: Quick::default(),
+        });
+        self.routes.local.store(Some(route.clone()));
+        Some(route)
     }
 
     /// Calls with an encoded payload, retrying while the owner moves or
@@ -418,7 +556,7 @@ impl<T: BirdKind> FlockAddr<T> {
                     continue;
                 }
                 Outcome::Done(reply) => {
-                    self.activated.store(true, Ordering::Release);
+                    self.routes.activated.store(true, Ordering::Release);
                     return Ok(reply);
                 }
                 Outcome::Fail(e @ Error::NotFound { .. }) => {
@@ -458,13 +596,13 @@ impl<T: BirdKind> FlockAddr<T> {
             return Outcome::Fail(Error::Stopped);
         };
         let redirected = to.is_some();
-        let owner = match to.map_or_else(|| self.owner(), Ok) {
+        let owner = match to.map_or_else(|| self.owner_name(), |to| Ok(to.into())) {
             Ok(o) => o,
             Err(e) => return Outcome::Fail(e),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let (tx, rx) = oneshot::channel();
-        let local = owner == **self.node.name();
+        let local = *owner == **self.node.name();
         if local {
             actors.registry.do_send(InboundCall {
                 bird: self.name.clone(),
@@ -475,16 +613,7 @@ impl<T: BirdKind> FlockAddr<T> {
                 reply: CallReply::Local(tx),
             });
         } else {
-            let link = if redirected {
-                self.node.link(&owner)
-            } else {
-                self.owner_link()
-            };
-            let Some(peer) = link else {
-                // Not sent: safe to retry once the view settles.
-                return Outcome::Retry(Error::Unreachable { node: owner });
-            };
-            peer.do_send(OutCall {
+            let call = OutCall {
                 bird: self.name.clone(),
                 shard: self.shard,
                 kind: T::KIND.into(),
@@ -493,14 +622,31 @@ impl<T: BirdKind> FlockAddr<T> {
                 timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
                 forwarded: false,
                 reply: tx,
-            });
+            };
+            let sent = if redirected {
+                self.node.link(&owner).map(|peer| peer.do_send(call))
+            } else {
+                self.owner_link().map(|route| route.addr.do_send(call))
+            };
+            if sent.is_none() {
+                // Not sent: safe to retry once the view settles.
+                return Outcome::Retry(Error::Unreachable {
+                    node: owner.to_string(),
+                });
+            }
         }
-        let result = match timeout_at(deadline, rx).await {
+        // Over a link or through the Registry: never answered by the
+        // caller's next turn, so the timer is armed at once.
+        let result = match within(deadline, rx, FirstPoll::Arm).await {
             Err(_) => return Outcome::Fail(self.timed_out(timeout)),
             Ok(Err(_)) if local => return Outcome::Fail(Error::Stopped),
             // The link closed with the call in flight: it may have been
             // handled, so it is not retried (at most once).
-            Ok(Err(_)) => return Outcome::Fail(Error::Unreachable { node: owner }),
+            Ok(Err(_)) => {
+                return Outcome::Fail(Error::Unreachable {
+                    node: owner.to_string(),
+                });
+            }
             Ok(Ok(result)) => result,
         };
         match result {
@@ -524,7 +670,9 @@ impl<T: BirdKind> FlockAddr<T> {
                 Outcome::Retry(self.timed_out(timeout))
             }
             // The call may have been handled: not retried (at most once).
-            Err(RemoteError::LinkClosed) => Outcome::Fail(Error::Unreachable { node: owner }),
+            Err(RemoteError::LinkClosed) => Outcome::Fail(Error::Unreachable {
+                node: owner.to_string(),
+            }),
             Err(RemoteError::NotFound { .. }) if !local && self.known_here().await => {
                 // The owner has not heard of the bird yet; we have.
                 Outcome::Retry(self.timed_out(timeout))
@@ -543,7 +691,8 @@ impl<T: BirdKind> FlockAddr<T> {
         )
     }
 
-    fn error(&self, e: RemoteError, owner: String) -> Error {
+    fn error(&self, e: RemoteError, owner: NodeName) -> Error {
+        let owner = owner.to_string();
         let name = self.name.to_string();
         match e {
             RemoteError::NotFound { .. } => Error::NotFound { name },
@@ -573,9 +722,8 @@ impl<T: BirdKind> FlockAddr<T> {
 
 /// `now + timeout`, or about a century from now for timeouts so long that
 /// the sum would overflow (`Duration::MAX` means "no deadline", not a panic).
-fn deadline_after(timeout: Duration) -> Instant {
+fn deadline_after(now: Instant, timeout: Duration) -> Instant {
     const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    let now = Instant::now();
     now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
 }
 

@@ -15,6 +15,7 @@
 
 mod addr;
 mod config;
+mod deadline;
 mod directory;
 mod discovery;
 mod durable;

@@ -221,12 +221,30 @@ impl OutCall {
     }
 }
 
-/// An outgoing cast (a `Cast` frame) to a bird of `shard`.
+/// An outgoing cast (a `Cast` frame) to a bird of `shard`. Its names are
+/// shared or static, like an [`OutCall`]'s: the frame's strings are made on
+/// the link's thread, not the caller's (issue #12), and not at all if the
+/// link is down.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct OutCast {
     pub shard: u32,
-    pub msg: Message,
+    pub bird: Arc<str>,
+    pub kind: &'static str,
+    pub tag: &'static str,
+    pub payload: Vec<u8>,
+}
+
+impl OutCast {
+    /// The `Cast` frame.
+    fn into_message(self) -> Message {
+        Message::Cast {
+            bird: self.bird.to_string(),
+            kind: self.kind.to_owned(),
+            msg: self.tag.to_owned(),
+            payload: self.payload,
+        }
+    }
 }
 
 /// A call or cast on its way to a link.
@@ -292,7 +310,8 @@ impl Handler<OutCast> for Peer {
 
     fn handle(&mut self, cast: OutCast, ctx: &mut Context<Self>) {
         if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
-            self.send_out(cast.shard, Outgoing::Cast(cast.msg), ctx);
+            let shard = cast.shard;
+            self.send_out(shard, Outgoing::Cast(cast.into_message()), ctx);
         }
     }
 }

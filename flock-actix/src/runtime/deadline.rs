@@ -1,0 +1,270 @@
+//! A call's deadline without a timer per call (issue #12).
+//!
+//! `tokio::time::timeout_at` registers a timer in the runtime's wheel on the
+//! first poll of every call and removes it on drop, and while any timer is
+//! registered every park of the runtime reads the clock. Most calls are
+//! answered long before their deadline: a call to a bird on the caller's
+//! own thread is answered by the time the caller is polled again. So
+//! [`within`] can arm no timer on the first poll ([`FirstPoll::Yield`]): it
+//! asks to be polled again (behind the tasks already queued, the callee
+//! among them) and arms the timer only if the call is still pending then.
+//! The deadline is enforced all the same; it is late by at most one turn
+//! of the caller's scheduler. A call that crosses threads is never answered
+//! that soon, and the extra turn costs it more than the timer (the runtime
+//! polls its I/O driver before it runs a task that woke itself), so such
+//! calls arm at once ([`FirstPoll::Arm`]); [`Quick`] remembers which kind a
+//! route's calls are.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use tokio::time::{Instant, Sleep};
+
+/// The deadline passed before the future finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Elapsed;
+
+/// What the first poll of a call that is not answered yet does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FirstPoll {
+    /// Asks to be polled again, and arms the timer only then.
+    Yield,
+    /// Arms the timer.
+    Arm,
+}
+
+/// `fut`, or [`Elapsed`] once `deadline` has passed.
+pub(crate) fn within<F: Future + Unpin>(deadline: Instant, fut: F, first: FirstPoll) -> Within<F> {
+    Within {
+        fut,
+        deadline,
+        first,
+        timer: Timer::Unarmed,
+    }
+}
+
+/// The future of [`within`].
+pub(crate) struct Within<F> {
+    fut: F,
+    deadline: Instant,
+    first: FirstPoll,
+    timer: Timer,
+}
+
+impl<F> Within<F> {
+    /// Whether it had to arm a timer (the call was not answered by its
+    /// second poll).
+    pub(crate) fn armed(&self) -> bool {
+        matches!(self.timer, Timer::Armed(_))
+    }
+}
+
+/// Per route: the caller thread whose calls were last answered without a
+/// timer, so that only its calls yield first. Unknown at first: the first
+/// call yields, and learns.
+pub(crate) struct Quick(AtomicU64);
+
+const UNKNOWN: u64 = u64::MAX;
+const NONE: u64 = 0;
+
+impl Default for Quick {
+    fn default() -> Self {
+        Quick(AtomicU64::new(UNKNOWN))
+    }
+}
+
+impl Quick {
+    /// What the first poll of a call from this thread does.
+    pub(crate) fn first_poll(&self) -> FirstPoll {
+        match self.0.load(Ordering::Relaxed) {
+            UNKNOWN => FirstPoll::Yield,
+            t if t == thread_key() => FirstPoll::Yield,
+            _ => FirstPoll::Arm,
+        }
+    }
+
+    /// Learns from a finished call whether calls from this thread are
+    /// answered without a timer.
+    pub(crate) fn learn(&self, first: FirstPoll, armed: bool) {
+        let learned = match (first, armed) {
+            (FirstPoll::Yield, false) => thread_key(),
+            (FirstPoll::Yield, true) => NONE,
+            // Armed at once: nothing learned (the answer may have come
+            // soon, but the timer was already paid for).
+            (FirstPoll::Arm, _) => return,
+        };
+        if self.0.load(Ordering::Relaxed) != learned {
+            self.0.store(learned, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A small number naming the current thread (never [`NONE`] or [`UNKNOWN`]).
+fn thread_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static KEY: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    KEY.with(|k| *k)
+}
+
+enum Timer {
+    /// First poll not made yet (or made, with [`FirstPoll::Arm`], and
+    /// answered at once).
+    Unarmed,
+    /// Polled once and asked to be polled again; no timer yet.
+    Yielded,
+    /// Still pending on the second poll: an ordinary timer. Boxed so that
+    /// the common path (no timer) carries no `Sleep` in the call's future.
+    Armed(Pin<Box<Sleep>>),
+}
+
+impl<F: Future + Unpin> Future for Within<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Poll::Ready(out) = Pin::new(&mut this.fut).poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match &mut this.timer {
+            Timer::Unarmed if this.first == FirstPoll::Yield => {
+                this.timer = Timer::Yielded;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Timer::Unarmed | Timer::Yielded => {
+                if Instant::now() >= this.deadline {
+                    return Poll::Ready(Err(Elapsed));
+                }
+                let mut sleep = Box::pin(tokio::time::sleep_until(this.deadline));
+                let fired = sleep.as_mut().poll(cx).is_ready();
+                this.timer = Timer::Armed(sleep);
+                if fired {
+                    Poll::Ready(Err(Elapsed))
+                } else {
+                    Poll::Pending
+                }
+            }
+            Timer::Armed(sleep) => match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_that_never_finishes_times_out_at_its_deadline() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(30);
+        let out = within(deadline, std::future::pending::<()>(), FirstPoll::Yield).await;
+        assert_eq!(out, Err(Elapsed));
+        assert!(Instant::now() >= deadline);
+    }
+
+    /// Polls `call` once by hand; whether it finished, and whether it armed
+    /// a timer.
+    fn poll_once<F: Future + Unpin>(call: &mut Within<F>) -> (bool, bool) {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let done = Pin::new(&mut *call).poll(&mut cx).is_ready();
+        (done, call.armed())
+    }
+
+    /// A call waiting on a oneshot, with 5 s to go.
+    fn call_on(
+        rx: tokio::sync::oneshot::Receiver<u8>,
+        first: FirstPoll,
+    ) -> Within<tokio::sync::oneshot::Receiver<u8>> {
+        within(Instant::now() + Duration::from_secs(5), rx, first)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_answered_by_the_second_poll_never_arms_a_timer() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut call = call_on(rx, FirstPoll::Yield);
+        assert_eq!(poll_once(&mut call), (false, false));
+        tx.send(1).unwrap();
+        assert_eq!(poll_once(&mut call), (true, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_still_pending_on_the_second_poll_arms_its_timer() {
+        let (_tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut call = call_on(rx, FirstPoll::Yield);
+        assert_eq!(poll_once(&mut call), (false, false));
+        assert_eq!(poll_once(&mut call), (false, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_told_to_arm_arms_on_its_first_poll() {
+        let (_tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let mut call = call_on(rx, FirstPoll::Arm);
+        assert_eq!(poll_once(&mut call), (false, true));
+    }
+
+    #[test]
+    fn a_route_yields_first_only_for_the_thread_its_calls_were_quick_on() {
+        let quick = Quick::default();
+        assert_eq!(quick.first_poll(), FirstPoll::Yield, "unknown: try");
+        quick.learn(FirstPoll::Yield, false);
+        assert_eq!(quick.first_poll(), FirstPoll::Yield);
+        let other = std::thread::scope(|s| s.spawn(|| quick.first_poll()).join().unwrap());
+        assert_eq!(other, FirstPoll::Arm, "quick on another thread only");
+        quick.learn(FirstPoll::Yield, true);
+        assert_eq!(
+            quick.first_poll(),
+            FirstPoll::Arm,
+            "needed a timer: arm at once"
+        );
+        quick.learn(FirstPoll::Arm, false);
+        assert_eq!(
+            quick.first_poll(),
+            FirstPoll::Arm,
+            "an armed call teaches nothing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_answered_by_another_task_wins() {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let deadline = Instant::now() + Duration::from_millis(30);
+        let call = within(deadline, rx, FirstPoll::Yield);
+        // Answered by a task queued before the caller's second poll.
+        tokio::spawn(async move { tx.send(7).unwrap() });
+        let out = call.await;
+        assert_eq!(out.map(Result::unwrap), Ok(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_after_the_deadline_is_not_taken() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(1).is_err()
+        });
+        assert_eq!(
+            within(deadline, rx, FirstPoll::Arm).await.map(|_| ()),
+            Err(Elapsed)
+        );
+        assert!(
+            late.await.unwrap(),
+            "the receiver was dropped at the deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_already_passed_times_out_without_a_timer() {
+        let deadline = Instant::now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let out = within(deadline, std::future::pending::<()>(), FirstPoll::Yield).await;
+        assert_eq!(out, Err(Elapsed));
+    }
+}
