@@ -11,12 +11,12 @@ use super::messages::{Begin, Reply, SetChanged, SyncAcked, SyncIn, SyncRaw};
 use super::node::{Node, View};
 use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
-use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage, digest};
+use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, Inbound, SyncMessage, digest};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
 use crate::error::Error;
 use crate::wire::message::Message;
 use actix::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +30,10 @@ pub(crate) struct CrdtReplica {
     /// client). While the origin is up it delivers its deltas itself, so
     /// nothing is sent twice in the common case.
     relay: VecDeque<(NodeName, u64, BirdMap)>,
-    /// Peers whose last delta had claims cut off and was left
-    /// unacknowledged (see `SyncIn`); the next one is acknowledged.
-    withheld: HashSet<NodeName>,
+    /// Where each peer's delta stream is joined up to: what to
+    /// acknowledge (an interval after a gap or after one withheld for
+    /// claims cut off is not; see `core::anti_entropy::inbound`).
+    inbound: Inbound,
     /// What each peer sent that had claims cut off by the trust rule (the
     /// join of those messages), with when it was last added to: joined
     /// again whenever trust may have grown (any join, a peer up or down),
@@ -121,7 +122,7 @@ impl CrdtReplica {
             sync,
             node,
             relay: VecDeque::new(),
-            withheld: HashSet::new(),
+            inbound: Inbound::new(),
             parked: std::collections::BTreeMap::new(),
             assembler: Assembler::new(),
             durable,
@@ -136,9 +137,26 @@ impl CrdtReplica {
     fn flush(&mut self) {
         let now = self.node.now_ms();
         let links = self.node.links.load();
+        // Peers at the same place get the same interval: encoded once (a
+        // 10k-bird interval is ≈ 1 MB to encode, per peer before).
+        let mut encoded: Vec<((u64, u64), bytes::Bytes)> = Vec::new();
         for (peer, msg) in self.sync.poll(now, self.replica.state()) {
-            if let Some(link) = links.get(&peer.node) {
+            let Some(link) = links.get(&peer.node) else {
+                continue;
+            };
+            let SyncMessage::Deltas {
+                from_seq, to_seq, ..
+            } = &msg
+            else {
                 self.send_to(link, &peer.node, msg.into());
+                continue;
+            };
+            let key = (*from_seq, *to_seq);
+            if let Some((_, frame)) = encoded.iter().find(|(k, _)| *k == key) {
+                telemetry::sync_frame(telemetry::Direction::Out, &msg.into(), frame.len());
+                link.do_send(RawFrame(frame.clone()));
+            } else if let Some(frame) = self.send_to(link, &peer.node, msg.into()) {
+                encoded.push((key, frame));
             }
         }
     }
@@ -296,18 +314,28 @@ impl CrdtReplica {
         }
     }
 
-    /// Encodes `msg` here (not on the links arbiter) and sends it.
-    fn send_to(&self, link: &Addr<super::peer::Peer>, to: &str, msg: Message) {
+    /// Encodes `msg` here (not on the links arbiter) and sends it; the
+    /// frame sent, if it could be encoded.
+    fn send_to(
+        &self,
+        link: &Addr<super::peer::Peer>,
+        to: &str,
+        msg: Message,
+    ) -> Option<bytes::Bytes> {
         match encode_frame(&msg, self.node.config.max_frame) {
             Ok(frame) => {
                 telemetry::sync_frame(telemetry::Direction::Out, &msg, frame.len());
-                link.do_send(RawFrame(frame));
+                link.do_send(RawFrame(frame.clone()));
+                Some(frame)
             }
-            Err(e) => tracing::error!(
-                "node {}: not sending a {} to {to}: {e}",
-                self.node.name(),
-                msg.name()
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "node {}: not sending a {} to {to}: {e}",
+                    self.node.name(),
+                    msg.name()
+                );
+                None
+            }
         }
     }
 
@@ -592,8 +620,8 @@ impl CrdtReplica {
         // Synchronous handler: the span covers joining the sync, no await.
         let _span = tracing::debug_span!("flock_sync", node = %self.node.name(), peer = %from.node)
             .entered();
-        let full = !matches!(msg, SyncMessage::Deltas { .. });
-        let (ack, seq, joined) = match msg {
+        // `Some(interval)` for deltas, `None` for a full state.
+        let (ack, seq, joined, interval) = match msg {
             SyncMessage::Digest { hashes } => {
                 self.on_digest(&from, &hashes, &peer);
                 return;
@@ -607,7 +635,11 @@ impl CrdtReplica {
                 self.on_range(&from, reply, buckets, &ranges, &part, &peer);
                 return;
             }
-            SyncMessage::Deltas { to_seq, delta, .. } => {
+            SyncMessage::Deltas {
+                from_seq,
+                to_seq,
+                delta,
+            } => {
                 let joined = self.replica.join(&from, &delta);
                 if let Ok(changes) = &joined
                     && changes.clipped_claims()
@@ -632,7 +664,8 @@ impl CrdtReplica {
                         self.relay.pop_front();
                     }
                 }
-                (Message::SyncAck { seq: to_seq }, to_seq, joined)
+                let interval = Some((from_seq, to_seq));
+                (Message::SyncAck { seq: to_seq }, to_seq, joined, interval)
             }
             SyncMessage::Full { seq, state } => {
                 let joined = self.join_whole(&from, &state);
@@ -641,7 +674,7 @@ impl CrdtReplica {
                 {
                     self.park(&from, &state);
                 }
-                (Message::SyncAck { seq }, seq, joined)
+                (Message::SyncAck { seq }, seq, joined, None)
             }
             SyncMessage::Chunk {
                 session,
@@ -672,7 +705,7 @@ impl CrdtReplica {
                         {
                             self.park(&from, &state);
                         }
-                        (ack, seq, joined)
+                        (ack, seq, joined, None)
                     }
                 }
             }
@@ -685,7 +718,7 @@ impl CrdtReplica {
                 return;
             }
         };
-        match joined {
+        let clipped = match joined {
             Ok(changes) => {
                 tracing::trace!("joined sync from {} up to {seq}", from.node);
                 let clipped = changes.clipped_claims();
@@ -693,34 +726,41 @@ impl CrdtReplica {
                 self.tell_registry(changed);
                 // What it showed may vouch for claims others made earlier.
                 self.retry_parked(Some(&from.node));
-                // At most one retransmission per clipped delta: a claim
-                // about an origin that crashed for good would otherwise be
-                // re-sent forever.
-                let withhold = clipped && !full && self.withheld.insert(from.node.clone());
-                if withhold {
-                    // It claims dots their origin has not shown us yet
-                    // (it overtook the origin's own delta, or it lies):
-                    // unacknowledged, it comes again after `retry_ms`, when
-                    // the origin has most likely shown them. A full state
-                    // is acknowledged all the same (re-sending one is
-                    // costly); the next one repairs what was cut off.
-                    tracing::debug!(
-                        "sync from {} up to {seq} claimed dots not shown to us yet; \
-                         not acknowledged",
-                        from.node
-                    );
-                    return;
-                }
-                self.withheld.remove(&from.node);
+                clipped
             }
             // Acknowledged all the same: a re-send would be refused again,
             // and a full state re-sent every retry would only cost bandwidth.
-            Err(e) => tracing::warn!(
-                "node {}: {e}; a peer with a broken or hostile implementation",
-                self.node.name()
+            Err(e) => {
+                tracing::warn!(
+                    "node {}: {e}; a peer with a broken or hostile implementation",
+                    self.node.name()
+                );
+                false
+            }
+        };
+        let Some((from_seq, to_seq)) = interval else {
+            // A full state is acknowledged even with claims cut off
+            // (re-sending one is costly); the next one repairs it.
+            self.inbound.on_full(&from, seq);
+            peer.do_send(Frame(ack));
+            return;
+        };
+        // At most one retransmission per clipped delta (a claim about an
+        // origin that crashed for good would otherwise be re-sent forever);
+        // nothing after a gap, so that an ack means "joined up to it".
+        match self.inbound.on_deltas(&from, from_seq, to_seq, clipped) {
+            Some(upto) => peer.do_send(Frame(Message::SyncAck { seq: upto })),
+            None if self.inbound.withheld(&from.node) => tracing::debug!(
+                "sync from {} up to {seq} claimed dots not shown to us yet (it overtook \
+                 the origin's own delta, or it lies); not acknowledged, it comes again \
+                 after retry_ms",
+                from.node
+            ),
+            None => tracing::trace!(
+                "sync from {} {from_seq}..={to_seq} after a gap; joined, not acknowledged",
+                from.node
             ),
         }
-        peer.do_send(Frame(ack));
     }
 }
 
@@ -776,12 +816,13 @@ impl Handler<PeerDown> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, PeerDown { name, left }: PeerDown, _: &mut Context<Self>) {
-        self.withheld.remove(&name);
+        self.inbound.peer_down(&name);
         if left {
             self.sync.forget_peer(&name);
             // It mints nothing more: claims about its dots now apply.
             self.replica.retire(&name);
             self.assembler.forget(&name);
+            self.inbound.forget(&name);
         } else {
             self.sync.peer_down(&name);
             // Its recent changes now reach the others only as relays.
@@ -869,5 +910,18 @@ impl Handler<ListBirds> for CrdtReplica {
                 .map(|(n, kind)| (n.to_owned(), kind.to_owned()))
                 .collect(),
         )
+    }
+}
+
+/// How many birds the set holds.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct CountBirds;
+
+impl Handler<CountBirds> for CrdtReplica {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountBirds, _: &mut Context<Self>) -> usize {
+        self.replica.state().len()
     }
 }
