@@ -684,6 +684,12 @@ impl CrdtReplica {
                 part,
             } => {
                 let ack = Message::SyncChunkAck { session, index };
+                // One transfer at a time (see `Assembler::admit`): a new
+                // node is sent the registry by every peer at once.
+                let stall = self.node.config.anti_entropy.retry_ms.saturating_mul(2);
+                if !self.assembler.admit(&from, self.node.now_ms(), stall) {
+                    return;
+                }
                 match self
                     .assembler
                     .on_chunk(&from, session, index, last, seq, part)
@@ -858,10 +864,28 @@ impl Handler<OwnedBy> for CrdtReplica {
     fn handle(&mut self, OwnedBy(view): OwnedBy, _: &mut Context<Self>) -> Self::Result {
         let me = self.node.name();
         let state = self.replica.state();
-        // Kinds read in place: only the owned birds' specs are copied.
+        // A node that hosts nothing (weight 0, a client) owns nothing: no
+        // owner() per name (a million every 5 s on a client before).
+        if !view.placement.hosts().iter().any(|m| m.name == *me) {
+            return MessageResult((Vec::new(), state.len()));
+        }
+        // Kinds read in place: only the owned birds' specs are copied. The
+        // table of the last kind is kept: names of one kind come in runs,
+        // and a kind lookup hashes the kind's name.
+        let mut table: Option<(&str, &crate::core::placement::Placement)> = None;
         let owned = state
             .kinds()
-            .filter(|(name, kind)| view.placement.owner(kind, name).is_ok_and(|o| o == me))
+            .filter(|&(name, kind)| {
+                let t = match table {
+                    Some((k, t)) if k == kind => t,
+                    _ => {
+                        let t = view.placement.for_kind(kind);
+                        table = Some((kind, t));
+                        t
+                    }
+                };
+                t.owner(name).is_ok_and(|o| o == me)
+            })
             .filter_map(|(name, _)| Some((Arc::from(name), state.get(name)?)))
             .collect();
         MessageResult((owned, state.len()))

@@ -235,3 +235,38 @@ fn a_newer_transfer_replaces_an_unfinished_older_one_and_stale_parts_are_ignored
     );
     assert_eq!(assembler.pending(), 0);
 }
+
+#[test]
+fn one_transfer_is_received_at_a_time_until_it_completes_or_stalls() {
+    let mut assembler = Assembler::new();
+    let (a, b, c) = (rid("a", 1), rid("b", 1), rid("c", 1));
+    let part = BirdMap::default();
+    // (who, now, taken): a's transfer is under way from t=0.
+    assert!(assembler.admit(&a, 0, 4_000));
+    assert_eq!(
+        assembler.on_chunk(&a, 1, 0, false, 4, part.clone()),
+        Assembled::Pending
+    );
+    let table = [
+        (&b, 100, false, "another peer waits while a's progresses"),
+        (&a, 3_000, true, "a goes on"),
+        (&c, 6_999, false, "within the stall bound of a's last progress"),
+        (&c, 7_000, true, "a stalled: c is let in"),
+        (&a, 7_001, false, "now a waits for c's"),
+    ];
+    for (who, now, want, what) in table {
+        assert_eq!(assembler.admit(who, now, 4_000), want, "{what}");
+        if want {
+            assembler.on_chunk(who, 1, 0, false, 4, part.clone());
+        }
+    }
+    // c completes; a and b are free to go (a's own slot is not in the way).
+    assert!(matches!(
+        assembler.on_chunk(&c, 1, 1, true, 4, part.clone()),
+        Assembled::Complete { .. }
+    ));
+    assert!(assembler.admit(&a, 7_002, 4_000));
+    // A peer that left holds no one up.
+    assembler.forget("a");
+    assert!(assembler.admit(&b, 7_003, 4_000));
+}
