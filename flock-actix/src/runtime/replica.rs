@@ -54,6 +54,8 @@ pub(crate) struct CrdtReplica {
     /// The last digests computed, by range count, with the generation they
     /// are of: one scan of the registry serves every peer until it changes.
     digests: Vec<(u64, u32, Arc<Vec<u64>>)>,
+    /// Holds digests back while the registry changes (see `DigestGate`).
+    digest_gate: digest::DigestGate,
     /// Peers whose link speaks protocol v1: no digest frames for them.
     no_digests: std::collections::HashSet<NodeName>,
 }
@@ -129,6 +131,7 @@ impl CrdtReplica {
             restored,
             generation: 0,
             digests: Vec::new(),
+            digest_gate: digest::DigestGate::default(),
             no_digests: std::collections::HashSet::new(),
         })
     }
@@ -290,7 +293,19 @@ impl CrdtReplica {
 
     /// Sends a digest to every peer due for one.
     fn send_digests(&mut self) {
-        let due = self.sync.digests_due(self.node.now_ms());
+        let now = self.node.now_ms();
+        // Held back while the registry changes, for at most six digest
+        // intervals (30 s by default).
+        let max_defer = self
+            .node
+            .config
+            .anti_entropy
+            .digest_interval_ms
+            .saturating_mul(6);
+        if !self.digest_gate.tick(self.generation, now, max_defer) {
+            return;
+        }
+        let due = self.sync.digests_due(now);
         if due.is_empty() {
             return;
         }
@@ -355,7 +370,9 @@ impl CrdtReplica {
             );
             return;
         }
-        if !self.sync.answer_digest(from, self.node.now_ms()) {
+        // While this registry changes, the difference is most likely what
+        // is on its way; the peer's next digest will tell.
+        if !self.digest_gate.is_open() || !self.sync.answer_digest(from, self.node.now_ms()) {
             return;
         }
         let mine = self.digest(buckets);

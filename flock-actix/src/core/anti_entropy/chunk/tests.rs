@@ -250,7 +250,12 @@ fn one_transfer_is_received_at_a_time_until_it_completes_or_stalls() {
     let table = [
         (&b, 100, false, "another peer waits while a's progresses"),
         (&a, 3_000, true, "a goes on"),
-        (&c, 6_999, false, "within the stall bound of a's last progress"),
+        (
+            &c,
+            6_999,
+            false,
+            "within the stall bound of a's last progress",
+        ),
         (&c, 7_000, true, "a stalled: c is let in"),
         (&a, 7_001, false, "now a waits for c's"),
     ];
