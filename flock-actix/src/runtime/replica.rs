@@ -701,12 +701,6 @@ impl CrdtReplica {
                 part,
             } => {
                 let ack = Message::SyncChunkAck { session, index };
-                // One transfer at a time (see `Assembler::admit`): a new
-                // node is sent the registry by every peer at once.
-                let stall = self.node.config.anti_entropy.retry_ms.saturating_mul(2);
-                if !self.assembler.admit(&from, self.node.now_ms(), stall) {
-                    return;
-                }
                 match self
                     .assembler
                     .on_chunk(&from, session, index, last, seq, part)

@@ -211,8 +211,6 @@ impl Incoming {
 #[derive(Debug, Default)]
 pub struct Assembler {
     incoming: BTreeMap<NodeName, Incoming>,
-    /// When each peer's transfer last made progress (see [`Self::admit`]).
-    progress: BTreeMap<NodeName, u64>,
 }
 
 impl Assembler {
@@ -224,31 +222,6 @@ impl Assembler {
     /// Number of peers with a transfer under way (for tests and metrics).
     pub fn pending(&self) -> usize {
         self.incoming.values().filter(|i| !i.done).count()
-    }
-
-    /// Whether to take a chunk of `from` now (`now_ms`): one transfer is
-    /// received at a time. While another peer's transfer is under way and
-    /// made progress within `stall_ms`, a chunk of a new one is not taken
-    /// (nor acknowledged): its sender re-sends it after its `retry_ms`.
-    /// Every peer sends a new node the whole registry at once; received
-    /// side by side, the joiner decoded and buffered them all before it
-    /// held any (300k birds from four peers: 15 s). One at a time, the
-    /// first one complete gives it the registry, and the others follow.
-    /// A sender that went quiet for `stall_ms` no longer holds the others.
-    pub fn admit(&mut self, from: &ReplicaId, now_ms: u64, stall_ms: u64) -> bool {
-        let busy = self.incoming.iter().any(|(node, slot)| {
-            *node != from.node
-                && !slot.done
-                && !slot.got.is_empty()
-                && self
-                    .progress
-                    .get(node)
-                    .is_some_and(|&t| now_ms < t.saturating_add(stall_ms))
-        });
-        if !busy {
-            self.progress.insert(from.node.clone(), now_ms);
-        }
-        !busy
     }
 
     /// Takes part `index` of transfer `session` from `from`.
@@ -301,7 +274,6 @@ impl Assembler {
         match slot.last {
             Some(l) if slot.got.len() as u64 == u64::from(l) + 1 => {
                 slot.done = true;
-                self.progress.remove(&from.node);
                 Assembled::Complete {
                     seq: slot.seq,
                     state: std::mem::take(&mut slot.state),
@@ -314,7 +286,6 @@ impl Assembler {
     /// Drops what is buffered from a node that left the cluster.
     pub fn forget(&mut self, node: &str) {
         self.incoming.remove(node);
-        self.progress.remove(node);
     }
 }
 
