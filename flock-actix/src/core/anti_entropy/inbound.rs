@@ -156,7 +156,8 @@ mod tests {
     /// state up to seq 10.
     #[test]
     fn intervals_are_acknowledged_only_when_they_join_on_to_what_was_joined() {
-        let table: &[(&str, &[(u64, u64, bool, Option<u64>)])] = &[
+        type Steps = &'static [(u64, u64, bool, Option<u64>)];
+        let table: &[(&str, Steps)] = &[
             (
                 "in order",
                 &[(11, 12, false, Some(12)), (13, 15, false, Some(15))],
