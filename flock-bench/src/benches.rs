@@ -239,7 +239,10 @@ pub fn node_main(args: &[String]) {
                         max_written.load(Relaxed)
                     );
                 } else {
-                    let n = f.birds().await.map_or(0, |v| v.len());
+                    // A count, not a listing: a poll of a million-name
+                    // registry must not be a million strings on the
+                    // replica's arbiter that is busy receiving them.
+                    let n = f.bird_count().await.unwrap_or(0);
                     println!("NAMES {n}");
                 }
             }

@@ -190,6 +190,21 @@ async fn million_attempt(n: usize) -> Attempt {
             Some(live.max(0) as usize)
         })
         .await;
+        if let Err(e) = &mut r {
+            // Whether the hosts lack names (replication) or births.
+            let views: Vec<String> = hosts
+                .iter_mut()
+                .map(|h| {
+                    h.try_names(Duration::from_secs(15))
+                        .map_or("?".into(), |n| n.to_string())
+                })
+                .collect();
+            let client = flock.bird_count().await.unwrap_or(0);
+            e.push_str(&format!(
+                "; registry views: hosts {}, client {client}",
+                views.join("/")
+            ));
+        }
     }
     if let Ok(s) = r {
         a.running_s = Some(s);

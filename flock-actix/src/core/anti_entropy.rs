@@ -4,9 +4,10 @@
 //! Pure and clock-free: the runtime calls [`AntiEntropy::record`] after every
 //! local mutation, [`AntiEntropy::poll`] on a timer and sends what it
 //! returns, and [`AntiEntropy::on_ack`] when a peer acknowledges. The
-//! receiving side needs no bookkeeping: it joins the delta or state into its
-//! [`Replica`](crate::core::crdt::Replica) and acknowledges `to_seq` (for
-//! [`SyncMessage::Deltas`]) or `seq` (for [`SyncMessage::Full`]).
+//! receiving side joins the delta or state into its
+//! [`Replica`](crate::core::crdt::Replica) and acknowledges what
+//! [`Inbound`] says (for [`SyncMessage::Deltas`]) or `seq` (for
+//! [`SyncMessage::Full`]).
 //!
 //! # Protocol
 //!
@@ -15,12 +16,14 @@
 //! joined alone (see `split`). A peer that has acknowledged `acked` gets
 //! the buffered deltas from `acked+1` on, joined into one delta interval of
 //! at most `chunk_bytes` (a far-behind peer gets its missing deltas in
-//! bounded batches, never in one frame that grows with the registry). One
-//! interval is in flight per peer: the next goes when it is acknowledged
-//! (at once if the last was cut short by the budget, else after
-//! `interval_ms`), or it is sent again after `retry_ms`. Since every
-//! interval starts at `acked+1`, acknowledging `to_seq` always means "I
-//! joined everything up to `to_seq`". A peer that is new, restarted (new
+//! bounded batches, never in one frame that grows with the registry). Up
+//! to `chunk_window` intervals are in flight per peer, each starting after
+//! the last one sent: the next goes at once if the last was cut short by
+//! the budget, else after `interval_ms`; if the oldest is unacknowledged
+//! for `retry_ms`, everything from `acked+1` is sent again. The receiver
+//! acknowledges an interval only when it joins on to what it has joined
+//! ([`inbound`]), so acknowledging `to_seq` always means "I joined
+//! everything up to `to_seq`". A peer that is new, restarted (new
 //! incarnation), or whose `acked+1` has left the buffer (it overflowed
 //! `max_buffered_deltas`) gets the full state instead, tagged with the
 //! current `seq`. Deltas every peer has acknowledged are dropped from the
@@ -47,22 +50,24 @@
 //!
 //! Retransmission: a peer that has everything it was sent is left alone
 //! until there is something new; an unacknowledged interval is re-sent
-//! (from `acked+1`, cut again) after `retry_ms`, and nothing else goes to
-//! that peer meanwhile. A re-sent interval may duplicate deltas the peer already
+//! (from `acked+1`, cut again, with everything after it) after `retry_ms`.
+//! A re-sent interval may duplicate deltas the peer already
 //! joined; joins are idempotent, so that only costs bandwidth (and possibly
 //! a store scan at the receiver, see [`crate::core::crdt::map`]).
 
 pub mod chunk;
 pub mod digest;
+pub mod inbound;
 mod split;
 
 pub use chunk::{Assembled, Assembler};
+pub use inbound::Inbound;
 
 use crate::core::crdt::{BirdMap, NodeName, ReplicaId};
 use crate::error::{Error, Result};
 use chunk::Cursor;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Intervals and limits of the anti-entropy protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +89,12 @@ pub struct AntiEntropyConfig {
     /// runtime lowers it to a quarter of the frame cap, so no frame grows
     /// with the registry. Must be at least 1024.
     pub chunk_bytes: usize,
-    /// Most chunks of one transfer in flight (sent, not acknowledged) per
-    /// peer: the pacing of a full sync. The next chunk goes when one is
-    /// acknowledged, so a big transfer proceeds at the receiver's pace and
-    /// never floods the link or the arbiter. Must be at least 1.
+    /// Most chunks of one transfer, and most delta intervals, in flight
+    /// (sent, not acknowledged) per peer: the pacing of a full sync and of
+    /// a catch-up. The next goes when one is acknowledged, so a big
+    /// transfer proceeds at the receiver's pace and never floods the link
+    /// or the arbiter, while the receiver never waits a round trip for the
+    /// next. Must be at least 1.
     pub chunk_window: usize,
     /// Every connected peer that has acknowledged everything is sent a
     /// digest of the registry this often, in milliseconds; ranges that
@@ -299,6 +306,9 @@ struct PeerState {
     acked: Option<u64>,
     /// The last delta send: its time and the seq it covered.
     last_sent: Option<Sent>,
+    /// Delta intervals sent and not acknowledged, oldest first: the last
+    /// seq each covers and when it was sent. At most `chunk_window`.
+    window: VecDeque<(u64, u64)>,
     /// When the last full-state transfer started (for the periodic full sync).
     last_full_ms: Option<u64>,
     /// The full-state transfer under way, if any.
@@ -314,7 +324,6 @@ struct PeerState {
 #[derive(Debug, Clone, Copy)]
 struct Sent {
     at_ms: u64,
-    upto: u64,
     /// The interval was cut short by the byte budget: the rest goes as
     /// soon as this part is acknowledged, not an `interval_ms` later.
     more: bool,
@@ -327,6 +336,7 @@ impl PeerState {
             connected: true,
             acked: None,
             last_sent: None,
+            window: VecDeque::new(),
             last_full_ms: None,
             full: None,
             last_digest_ms: None,
@@ -339,6 +349,53 @@ impl PeerState {
     /// on its way.
     fn idle(&self, seq: u64) -> bool {
         self.connected && self.acked == Some(seq) && self.full.is_none()
+    }
+
+    /// The delta intervals to send this peer now, each with the seq it
+    /// starts after (`cut(base)` joins the buffered deltas from `base+1`
+    /// within the budget). Acknowledged intervals leave the window; if the
+    /// oldest unacknowledged one is older than `retry_ms`, everything from
+    /// `acked+1` goes again (go-back-N: the receiver acknowledges only what
+    /// joins on to what it has, so "ack `to_seq`" keeps meaning "joined
+    /// everything up to `to_seq`"). Otherwise the next interval starts after
+    /// the last one sent, while the window has room, at once if the last
+    /// was cut short by the budget, else `interval_ms` after the last send.
+    /// At most one interval over the budget, alone and first: the caller
+    /// sends a full state instead.
+    fn next_intervals(
+        &mut self,
+        seq: u64,
+        (window, budget): (usize, usize),
+        (now_ms, interval_ms, retry_ms): (u64, u64, u64),
+        mut cut: impl FnMut(u64) -> Interval,
+    ) -> Vec<(u64, Interval)> {
+        let acked = self.acked.unwrap_or(0);
+        self.window.retain(|&(to, _)| to > acked);
+        let retry = self
+            .window
+            .front()
+            .is_some_and(|&(_, at)| now_ms >= at.saturating_add(retry_ms));
+        if retry {
+            self.window.clear();
+        }
+        let mut due = retry
+            || match self.last_sent {
+                None => true,
+                Some(s) => s.more || now_ms >= s.at_ms.saturating_add(interval_ms),
+            };
+        let mut base = self.window.back().map_or(acked, |&(to, _)| to);
+        let mut out: Vec<(u64, Interval)> = Vec::new();
+        while due && base < seq && self.window.len() + out.len() < window {
+            let interval = cut(base);
+            if !out.is_empty() && interval.bytes > budget {
+                break;
+            }
+            let to = interval.to;
+            due = to < seq;
+            out.push((base, interval));
+            base = to;
+        }
+        out
     }
 
     /// The seq below which this peer needs no buffered delta: what it
@@ -472,6 +529,7 @@ impl AntiEntropy {
             Some(known) if known.incarnation == peer.incarnation => {
                 known.connected = true;
                 known.last_sent = None;
+                known.window.clear();
                 known.full = None;
             }
             Some(known) if known.incarnation > peer.incarnation => {}
@@ -577,39 +635,31 @@ impl AntiEntropy {
             let periodic_full = peer
                 .last_full_ms
                 .is_some_and(|t| now_ms >= t.saturating_add(self.config.full_sync_interval_ms));
-            // The delta interval, if the peer can take one and is due: one
-            // interval in flight at a time (a busy peer is not sent the same
-            // deltas again every interval), the next at once when the last
-            // was cut short by the budget, a re-send after `retry_ms`.
-            let mut delta = None;
+            // The delta intervals, if the peer can take them and is due: up
+            // to `chunk_window` in flight, each starting after the last one
+            // sent (see `next_intervals`).
+            let mut deltas = Vec::new();
             if !behind && peer.acked != Some(seq) {
-                let acked = peer.acked.unwrap_or(0);
-                let send = match peer.last_sent {
-                    None => true,
-                    Some(s) if s.upto > acked => {
-                        now_ms >= s.at_ms.saturating_add(self.config.retry_ms)
-                    }
-                    Some(s) => s.more || now_ms >= s.at_ms.saturating_add(self.config.interval_ms),
-                };
-                if send {
-                    let buffer = &self.buffer;
-                    let interval = intervals
-                        .entry(acked)
-                        .or_insert_with(|| Interval::cut(buffer, acked, budget));
-                    delta = Some((acked, interval.clone()));
-                }
+                let buffer = &self.buffer;
+                let window = self.config.chunk_window;
+                let timing = (now_ms, self.config.interval_ms, self.config.retry_ms);
+                deltas = peer.next_intervals(seq, (window, budget), timing, |base| {
+                    intervals
+                        .entry(base)
+                        .or_insert_with(|| Interval::cut(buffer, base, budget))
+                        .clone()
+                });
             }
             // An interval too big for one chunk (a start_many of thousands)
             // goes as a full-state transfer instead: no frame grows with a
             // batch either.
-            let too_big = delta.as_ref().is_some_and(|(_, i)| i.bytes > budget);
+            let too_big = deltas.first().is_some_and(|(_, i)| i.bytes > budget);
             if peer.full.is_none() && (behind || periodic_full || too_big) {
                 self.sessions += 1;
                 peer.last_full_ms = Some(now_ms);
                 // The transfer counts as a send: deltas after it wait an interval.
                 peer.last_sent = Some(Sent {
                     at_ms: now_ms,
-                    upto: seq,
                     more: false,
                 });
                 peer.full = Some(Outgoing {
@@ -631,22 +681,21 @@ impl AntiEntropy {
             if behind || too_big {
                 continue;
             }
-            let Some((acked, interval)) = delta else {
-                continue;
-            };
-            peer.last_sent = Some(Sent {
-                at_ms: now_ms,
-                upto: interval.to,
-                more: interval.to < seq,
-            });
-            out.push((
-                id,
-                SyncMessage::Deltas {
-                    from_seq: acked + 1,
-                    to_seq: interval.to,
-                    delta: interval.delta,
-                },
-            ));
+            for (base, interval) in deltas {
+                peer.last_sent = Some(Sent {
+                    at_ms: now_ms,
+                    more: interval.to < seq,
+                });
+                peer.window.push_back((interval.to, now_ms));
+                out.push((
+                    id.clone(),
+                    SyncMessage::Deltas {
+                        from_seq: base + 1,
+                        to_seq: interval.to,
+                        delta: interval.delta,
+                    },
+                ));
+            }
         }
         self.trim();
         out

@@ -8,7 +8,7 @@ use super::kinds::KindTable;
 use super::messages::Begin;
 use super::node::{Actors, Node};
 use super::registry::{Registry, Running};
-use super::replica::{CrdtReplica, InsertMany, ListBirds, Lookup, Remove, WholeState};
+use super::replica::{CountBirds, CrdtReplica, InsertMany, ListBirds, Lookup, Remove, WholeState};
 use super::ring::{Leave, Members, Ring};
 use super::{MemberState, MemberView};
 use crate::bird::BirdKind;
@@ -623,6 +623,20 @@ impl Flock {
         self.actors()?
             .replica
             .send(ListBirds)
+            .await
+            .map_err(|_| Error::Stopped)
+    }
+
+    /// How many birds this node's replica of the registry holds: what
+    /// `birds().len()` says, without listing them (a poll of a registry of a
+    /// million names costs one message, not a million strings).
+    ///
+    /// # Errors
+    /// [`Error::Stopped`].
+    pub async fn bird_count(&self) -> Result<usize> {
+        self.actors()?
+            .replica
+            .send(CountBirds)
             .await
             .map_err(|_| Error::Stopped)
     }

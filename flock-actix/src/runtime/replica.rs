@@ -11,12 +11,12 @@ use super::messages::{Begin, Reply, SetChanged, SyncAcked, SyncIn, SyncRaw};
 use super::node::{Node, View};
 use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
-use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, SyncMessage, digest};
+use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, Inbound, SyncMessage, digest};
 use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
 use crate::error::Error;
 use crate::wire::message::Message;
 use actix::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +30,10 @@ pub(crate) struct CrdtReplica {
     /// client). While the origin is up it delivers its deltas itself, so
     /// nothing is sent twice in the common case.
     relay: VecDeque<(NodeName, u64, BirdMap)>,
-    /// Peers whose last delta had claims cut off and was left
-    /// unacknowledged (see `SyncIn`); the next one is acknowledged.
-    withheld: HashSet<NodeName>,
+    /// Where each peer's delta stream is joined up to: what to
+    /// acknowledge (an interval after a gap or after one withheld for
+    /// claims cut off is not; see `core::anti_entropy::inbound`).
+    inbound: Inbound,
     /// What each peer sent that had claims cut off by the trust rule (the
     /// join of those messages), with when it was last added to: joined
     /// again whenever trust may have grown (any join, a peer up or down),
@@ -53,6 +54,8 @@ pub(crate) struct CrdtReplica {
     /// The last digests computed, by range count, with the generation they
     /// are of: one scan of the registry serves every peer until it changes.
     digests: Vec<(u64, u32, Arc<Vec<u64>>)>,
+    /// Holds digests back while the registry changes (see `DigestGate`).
+    digest_gate: digest::DigestGate,
     /// Peers whose link speaks protocol v1: no digest frames for them.
     no_digests: std::collections::HashSet<NodeName>,
 }
@@ -121,13 +124,14 @@ impl CrdtReplica {
             sync,
             node,
             relay: VecDeque::new(),
-            withheld: HashSet::new(),
+            inbound: Inbound::new(),
             parked: std::collections::BTreeMap::new(),
             assembler: Assembler::new(),
             durable,
             restored,
             generation: 0,
             digests: Vec::new(),
+            digest_gate: digest::DigestGate::default(),
             no_digests: std::collections::HashSet::new(),
         })
     }
@@ -136,9 +140,26 @@ impl CrdtReplica {
     fn flush(&mut self) {
         let now = self.node.now_ms();
         let links = self.node.links.load();
+        // Peers at the same place get the same interval: encoded once (a
+        // 10k-bird interval is ≈ 1 MB to encode, per peer before).
+        let mut encoded: Vec<((u64, u64), bytes::Bytes)> = Vec::new();
         for (peer, msg) in self.sync.poll(now, self.replica.state()) {
-            if let Some(link) = links.get(&peer.node) {
+            let Some(link) = links.get(&peer.node) else {
+                continue;
+            };
+            let SyncMessage::Deltas {
+                from_seq, to_seq, ..
+            } = &msg
+            else {
                 self.send_to(link, &peer.node, msg.into());
+                continue;
+            };
+            let key = (*from_seq, *to_seq);
+            if let Some((_, frame)) = encoded.iter().find(|(k, _)| *k == key) {
+                telemetry::sync_frame(telemetry::Direction::Out, &msg.into(), frame.len());
+                link.do_send(RawFrame(frame.clone()));
+            } else if let Some(frame) = self.send_to(link, &peer.node, msg.into()) {
+                encoded.push((key, frame));
             }
         }
     }
@@ -278,7 +299,19 @@ impl CrdtReplica {
 
     /// Sends a digest to every peer due for one.
     fn send_digests(&mut self) {
-        let due = self.sync.digests_due(self.node.now_ms());
+        let now = self.node.now_ms();
+        // Held back while the registry changes, for at most six digest
+        // intervals (30 s by default).
+        let max_defer = self
+            .node
+            .config
+            .anti_entropy
+            .digest_interval_ms
+            .saturating_mul(6);
+        if !self.digest_gate.tick(self.generation, now, max_defer) {
+            return;
+        }
+        let due = self.sync.digests_due(now);
         if due.is_empty() {
             return;
         }
@@ -302,18 +335,28 @@ impl CrdtReplica {
         }
     }
 
-    /// Encodes `msg` here (not on the links arbiter) and sends it.
-    fn send_to(&self, link: &Addr<super::peer::Peer>, to: &str, msg: Message) {
+    /// Encodes `msg` here (not on the links arbiter) and sends it; the
+    /// frame sent, if it could be encoded.
+    fn send_to(
+        &self,
+        link: &Addr<super::peer::Peer>,
+        to: &str,
+        msg: Message,
+    ) -> Option<bytes::Bytes> {
         match encode_frame(&msg, self.node.config.max_frame) {
             Ok(frame) => {
                 telemetry::sync_frame(telemetry::Direction::Out, &msg, frame.len());
-                link.do_send(RawFrame(frame));
+                link.do_send(RawFrame(frame.clone()));
+                Some(frame)
             }
-            Err(e) => tracing::error!(
-                "node {}: not sending a {} to {to}: {e}",
-                self.node.name(),
-                msg.name()
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "node {}: not sending a {} to {to}: {e}",
+                    self.node.name(),
+                    msg.name()
+                );
+                None
+            }
         }
     }
 
@@ -333,7 +376,9 @@ impl CrdtReplica {
             );
             return;
         }
-        if !self.sync.answer_digest(from, self.node.now_ms()) {
+        // While this registry changes, the difference is most likely what
+        // is on its way; the peer's next digest will tell.
+        if !self.digest_gate.is_open() || !self.sync.answer_digest(from, self.node.now_ms()) {
             return;
         }
         let mine = self.digest(buckets);
@@ -604,8 +649,8 @@ impl CrdtReplica {
         // Synchronous handler: the span covers joining the sync, no await.
         let _span = tracing::debug_span!("flock_sync", node = %self.node.name(), peer = %from.node)
             .entered();
-        let full = !matches!(msg, SyncMessage::Deltas { .. });
-        let (ack, seq, joined) = match msg {
+        // `Some(interval)` for deltas, `None` for a full state.
+        let (ack, seq, joined, interval) = match msg {
             SyncMessage::Digest { hashes } => {
                 self.on_digest(&from, &hashes, &peer);
                 return;
@@ -619,7 +664,11 @@ impl CrdtReplica {
                 self.on_range(&from, reply, buckets, &ranges, &part, &peer);
                 return;
             }
-            SyncMessage::Deltas { to_seq, delta, .. } => {
+            SyncMessage::Deltas {
+                from_seq,
+                to_seq,
+                delta,
+            } => {
                 let joined = self.replica.join(&from, &delta);
                 if let Ok(changes) = &joined
                     && changes.clipped_claims()
@@ -644,7 +693,8 @@ impl CrdtReplica {
                         self.relay.pop_front();
                     }
                 }
-                (Message::SyncAck { seq: to_seq }, to_seq, joined)
+                let interval = Some((from_seq, to_seq));
+                (Message::SyncAck { seq: to_seq }, to_seq, joined, interval)
             }
             SyncMessage::Full { seq, state } => {
                 let joined = self.join_whole(&from, &state);
@@ -653,7 +703,7 @@ impl CrdtReplica {
                 {
                     self.park(&from, &state);
                 }
-                (Message::SyncAck { seq }, seq, joined)
+                (Message::SyncAck { seq }, seq, joined, None)
             }
             SyncMessage::Chunk {
                 session,
@@ -684,7 +734,7 @@ impl CrdtReplica {
                         {
                             self.park(&from, &state);
                         }
-                        (ack, seq, joined)
+                        (ack, seq, joined, None)
                     }
                 }
             }
@@ -697,7 +747,7 @@ impl CrdtReplica {
                 return;
             }
         };
-        match joined {
+        let clipped = match joined {
             Ok(changes) => {
                 tracing::trace!("joined sync from {} up to {seq}", from.node);
                 let clipped = changes.clipped_claims();
@@ -705,34 +755,41 @@ impl CrdtReplica {
                 self.tell_registry(changed);
                 // What it showed may vouch for claims others made earlier.
                 self.retry_parked(Some(&from.node));
-                // At most one retransmission per clipped delta: a claim
-                // about an origin that crashed for good would otherwise be
-                // re-sent forever.
-                let withhold = clipped && !full && self.withheld.insert(from.node.clone());
-                if withhold {
-                    // It claims dots their origin has not shown us yet
-                    // (it overtook the origin's own delta, or it lies):
-                    // unacknowledged, it comes again after `retry_ms`, when
-                    // the origin has most likely shown them. A full state
-                    // is acknowledged all the same (re-sending one is
-                    // costly); the next one repairs what was cut off.
-                    tracing::debug!(
-                        "sync from {} up to {seq} claimed dots not shown to us yet; \
-                         not acknowledged",
-                        from.node
-                    );
-                    return;
-                }
-                self.withheld.remove(&from.node);
+                clipped
             }
             // Acknowledged all the same: a re-send would be refused again,
             // and a full state re-sent every retry would only cost bandwidth.
-            Err(e) => tracing::warn!(
-                "node {}: {e}; a peer with a broken or hostile implementation",
-                self.node.name()
+            Err(e) => {
+                tracing::warn!(
+                    "node {}: {e}; a peer with a broken or hostile implementation",
+                    self.node.name()
+                );
+                false
+            }
+        };
+        let Some((from_seq, to_seq)) = interval else {
+            // A full state is acknowledged even with claims cut off
+            // (re-sending one is costly); the next one repairs it.
+            self.inbound.on_full(&from, seq);
+            peer.do_send(Frame(ack));
+            return;
+        };
+        // At most one retransmission per clipped delta (a claim about an
+        // origin that crashed for good would otherwise be re-sent forever);
+        // nothing after a gap, so that an ack means "joined up to it".
+        match self.inbound.on_deltas(&from, from_seq, to_seq, clipped) {
+            Some(upto) => peer.do_send(Frame(Message::SyncAck { seq: upto })),
+            None if self.inbound.withheld(&from.node) => tracing::debug!(
+                "sync from {} up to {seq} claimed dots not shown to us yet (it overtook \
+                 the origin's own delta, or it lies); not acknowledged, it comes again \
+                 after retry_ms",
+                from.node
+            ),
+            None => tracing::trace!(
+                "sync from {} {from_seq}..={to_seq} after a gap; joined, not acknowledged",
+                from.node
             ),
         }
-        peer.do_send(Frame(ack));
     }
 }
 
@@ -788,12 +845,13 @@ impl Handler<PeerDown> for CrdtReplica {
     type Result = ();
 
     fn handle(&mut self, PeerDown { name, left }: PeerDown, _: &mut Context<Self>) {
-        self.withheld.remove(&name);
+        self.inbound.peer_down(&name);
         if left {
             self.sync.forget_peer(&name);
             // It mints nothing more: claims about its dots now apply.
             self.replica.retire(&name);
             self.assembler.forget(&name);
+            self.inbound.forget(&name);
         } else {
             self.sync.peer_down(&name);
             // Its recent changes now reach the others only as relays.
@@ -830,10 +888,28 @@ impl Handler<OwnedBy> for CrdtReplica {
     fn handle(&mut self, OwnedBy(view): OwnedBy, _: &mut Context<Self>) -> Self::Result {
         let me = self.node.name();
         let state = self.replica.state();
-        // Kinds read in place: only the owned birds' specs are copied.
+        // A node that hosts nothing (weight 0, a client) owns nothing: no
+        // owner() per name (a million every 5 s on a client before).
+        if !view.placement.hosts().iter().any(|m| m.name == *me) {
+            return MessageResult((Vec::new(), state.len()));
+        }
+        // Kinds read in place: only the owned birds' specs are copied. The
+        // table of the last kind is kept: names of one kind come in runs,
+        // and a kind lookup hashes the kind's name.
+        let mut table: Option<(&str, &crate::core::placement::Placement)> = None;
         let owned = state
             .kinds()
-            .filter(|(name, kind)| view.placement.owner(kind, name).is_ok_and(|o| o == me))
+            .filter(|&(name, kind)| {
+                let t = match table {
+                    Some((k, t)) if k == kind => t,
+                    _ => {
+                        let t = view.placement.for_kind(kind);
+                        table = Some((kind, t));
+                        t
+                    }
+                };
+                t.owner(name).is_ok_and(|o| o == me)
+            })
             .filter_map(|(name, _)| Some((Arc::from(name), state.get(name)?)))
             .collect();
         MessageResult((owned, state.len(), self.generation))
@@ -882,5 +958,18 @@ impl Handler<ListBirds> for CrdtReplica {
                 .map(|(n, kind)| (n.to_owned(), kind.to_owned()))
                 .collect(),
         )
+    }
+}
+
+/// How many birds the set holds.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub(crate) struct CountBirds;
+
+impl Handler<CountBirds> for CrdtReplica {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountBirds, _: &mut Context<Self>) -> usize {
+        self.replica.state().len()
     }
 }

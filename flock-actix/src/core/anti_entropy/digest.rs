@@ -209,6 +209,53 @@ pub fn repair(mine: &BirdMap, buckets: u32, ranges: &[u32], part: &BirdMap) -> B
     delta
 }
 
+/// Whether digests may be exchanged now: not while this replica is
+/// changing. A digest compares whole registries, so while deltas of a third
+/// node are on their way to both peers (a client recording a million
+/// births) every digest differed, and each difference cost both sides a
+/// scan of the differing ranges and a repair of entries already in flight:
+/// at 1 M birds that was most of a host's replica arbiter. Digests are for
+/// what deltas cannot show, which can wait until the registry is quiet,
+/// but not forever: after `max_defer_ms` of constant change they go all
+/// the same.
+#[derive(Debug, Clone, Default)]
+pub struct DigestGate {
+    /// The replica's change counter at the last tick.
+    seen: u64,
+    /// Since when digests have been held back, if they are.
+    held_since: Option<u64>,
+    /// The last tick's answer.
+    open: bool,
+}
+
+impl DigestGate {
+    /// Called on every anti-entropy tick with the replica's change counter
+    /// (bumped by every join and local change): whether digests may be sent
+    /// and answered until the next tick.
+    pub fn tick(&mut self, generation: u64, now_ms: u64, max_defer_ms: u64) -> bool {
+        let quiet = generation == self.seen;
+        self.seen = generation;
+        self.open = if quiet {
+            self.held_since = None;
+            true
+        } else {
+            let since = *self.held_since.get_or_insert(now_ms);
+            if now_ms >= since.saturating_add(max_defer_ms) {
+                self.held_since = Some(now_ms);
+                true
+            } else {
+                false
+            }
+        };
+        self.open
+    }
+
+    /// The last tick's answer: whether a peer's digest is answered now.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+}
+
 #[cfg(test)]
 #[path = "digest_tests.rs"]
 mod tests;

@@ -228,3 +228,23 @@ proptest! {
         prop_assert_eq!(digest(&a, buckets), digest(&b, buckets));
     }
 }
+
+#[test]
+fn digests_wait_while_the_replica_changes_but_not_longer_than_the_bound() {
+    let mut gate = DigestGate::default();
+    // (generation, now, open): ticks 200 ms apart, bound 1 s.
+    let table = [
+        (0, 0, true, "quiet from the start"),
+        (1, 200, false, "changed since the last tick"),
+        (2, 400, false, "still changing"),
+        (3, 1_000, false, "just under the bound (held since 200)"),
+        (4, 1_200, true, "the bound passed: they go all the same"),
+        (5, 1_400, false, "held again from here"),
+        (5, 1_600, true, "quiet for a tick"),
+        (6, 1_800, false, "changing again"),
+    ];
+    for (generation, now, want, what) in table {
+        assert_eq!(gate.tick(generation, now, 1_000), want, "{what}");
+        assert_eq!(gate.is_open(), want);
+    }
+}

@@ -32,7 +32,7 @@ fn config(max_buffered_deltas: usize) -> AntiEntropyConfig {
 struct Node {
     replica: Replica,
     ae: AntiEntropy,
-    assembler: Assembler,
+    assembler: Rx,
 }
 
 impl Node {
@@ -40,7 +40,7 @@ impl Node {
         Self {
             replica: Replica::new(rid(name, 1)),
             ae: AntiEntropy::new(config(max_buffered)).unwrap(),
-            assembler: Assembler::new(),
+            assembler: Rx::default(),
         }
     }
 
@@ -72,20 +72,34 @@ impl Node {
     }
 }
 
-/// The receiver side: join (a full state once all its chunks are in), and
-/// return the acknowledgement to send back, if any.
+/// What a receiver keeps: transfers being assembled, and where each
+/// sender's delta stream is joined up to.
+#[derive(Default)]
+struct Rx {
+    assembler: Assembler,
+    inbound: Inbound,
+}
+
+/// The receiver side, as the runtime does it: join (a full state once all
+/// its chunks are in), and return the acknowledgement to send back, if any
+/// (a delta interval after a gap or withheld is not acknowledged).
 fn receive(
     replica: &mut Replica,
-    assembler: &mut Assembler,
+    rx: &mut Rx,
     from: &ReplicaId,
     msg: &SyncMessage,
 ) -> Option<SyncMessage> {
     match msg.clone() {
-        SyncMessage::Deltas { to_seq, delta, .. } => {
-            replica.join(from, &delta).unwrap();
+        SyncMessage::Deltas {
+            from_seq,
+            to_seq,
+            delta,
+        } => {
+            let clipped = replica.join(from, &delta).unwrap().clipped_claims();
+            let upto = rx.inbound.on_deltas(from, from_seq, to_seq, clipped)?;
             Some(SyncMessage::Deltas {
-                from_seq: to_seq,
-                to_seq,
+                from_seq: upto,
+                to_seq: upto,
                 delta: BirdMap::default(),
             })
         }
@@ -95,11 +109,12 @@ fn receive(
             last,
             seq,
             part,
-        } => match assembler.on_chunk(from, session, index, last, seq, part) {
+        } => match rx.assembler.on_chunk(from, session, index, last, seq, part) {
             Assembled::Ignored => None,
             Assembled::Pending => Some(SyncMessage::ChunkAck { session, index }),
-            Assembled::Complete { state, .. } => {
+            Assembled::Complete { state, seq } => {
                 replica.join(from, &state).unwrap();
+                rx.inbound.on_full(from, seq);
                 Some(SyncMessage::ChunkAck { session, index })
             }
         },
@@ -203,7 +218,7 @@ fn new_peer_gets_full_state_even_before_any_local_delta() {
 fn caught_up_peer_gets_only_unacked_deltas_joined() {
     let mut a = Node::new("a", 10);
     let mut b = Replica::new(rid("b", 1));
-    let mut assembler = Assembler::new();
+    let mut assembler = Rx::default();
     let from = a.replica.id().clone();
     a.ae.peer_up(b.id());
     a.add("x", 1);
@@ -278,11 +293,24 @@ fn unacked_deltas_are_resent_only_after_retry() {
             }
         )]
     ));
-    // New data waits while an interval is in flight (a busy peer is not
-    // sent the same deltas again every interval), then goes with the
-    // unacknowledged ones at the next retry.
+    // New data goes as the next interval of the window an interval after
+    // the last send (a busy peer is not sent the same deltas again every
+    // interval, nor does it wait a round trip), then with the
+    // unacknowledged ones at the next retry, from `acked+1`.
     a.add("z", 1);
-    assert!(a.poll(1_200).is_empty());
+    assert!(a.poll(1_199).is_empty());
+    assert!(matches!(
+        a.poll(1_200)[..],
+        [(
+            _,
+            SyncMessage::Deltas {
+                from_seq: 3,
+                to_seq: 3,
+                ..
+            }
+        )]
+    ));
+    assert!(a.poll(2_099).is_empty());
     let out = a.poll(2_100);
     assert!(matches!(
         out[..],
@@ -791,24 +819,48 @@ fn batch_of(a: &mut Node, n: usize) -> BirdMap {
 
 /// Polls `a` from `now` on (1 ms apart) until it sends nothing more to
 /// `b`, delivering and acknowledging everything: asserts that everything is
-/// a delta interval within the chunk budget, one in flight at a time (the
-/// next goes on the acknowledgement, not an interval later). Returns the
-/// receiver's replica and the number of batches.
-fn drain_delta_batches(a: &mut Node, b: &ReplicaId, mut now: u64) -> (Replica, usize) {
+/// a delta interval within the chunk budget, at most `chunk_window` in
+/// flight, each starting where the last ended (the next go on the
+/// acknowledgements, not an interval later). Returns the receiver's replica
+/// and the number of batches.
+fn drain_delta_batches(a: &mut Node, b: &ReplicaId, now: u64) -> (Replica, usize) {
+    let mut rx = Rx::default();
+    rx.inbound
+        .on_full(a.replica.id(), a.ae.acked(&b.node).unwrap());
+    drain_delta_batches_into(a, b, now, Replica::new(b.clone()), rx)
+}
+
+/// [`drain_delta_batches`] into a receiver that has already joined some.
+fn drain_delta_batches_into(
+    a: &mut Node,
+    b: &ReplicaId,
+    mut now: u64,
+    mut b_replica: Replica,
+    mut rx: Rx,
+) -> (Replica, usize) {
     let budget = a.ae.config.chunk_bytes - chunk::CHUNK_OVERHEAD;
-    let mut b_replica = Replica::new(b.clone());
-    let mut assembler = Assembler::new();
+    let window = a.ae.config.chunk_window;
     let from = a.replica.id().clone();
     let mut batches = 0;
+    let mut next = a.ae.acked(&b.node).unwrap() + 1;
     while let out @ [_, ..] = &a.poll(now)[..] {
-        assert_eq!(out.len(), 1, "one interval in flight at a time");
-        let SyncMessage::Deltas { delta, .. } = &out[0].1 else {
-            panic!("expected deltas, got {out:?}");
-        };
-        assert!(chunk::size_bound(delta) <= budget);
-        receive(&mut b_replica, &mut assembler, &from, &out[0].1);
-        batches += 1;
-        a.ack_all(out);
+        assert!(out.len() <= window, "at most {window} intervals in flight");
+        for (_, msg) in out {
+            let SyncMessage::Deltas {
+                delta,
+                from_seq,
+                to_seq,
+            } = msg
+            else {
+                panic!("expected deltas, got {out:?}");
+            };
+            assert_eq!(*from_seq, next, "each interval starts where the last ended");
+            next = to_seq + 1;
+            assert!(chunk::size_bound(delta) <= budget);
+            let ack = receive(&mut b_replica, &mut rx, &from, msg).expect("acknowledged");
+            a.ack_all(&[(b.clone(), ack)]);
+            batches += 1;
+        }
         now += 1;
     }
     (b_replica, batches)
@@ -926,4 +978,45 @@ fn a_digest_interval_of_zero_sends_no_digest() {
     assert!(a.ae.digests_due(1_000_000).is_empty());
     // Received ones are still answered.
     assert!(a.ae.answer_digest(&rid("b", 1), 1_000_000));
+}
+
+#[test]
+fn a_catching_up_peer_has_a_window_of_intervals_in_flight_and_a_gap_is_resent() {
+    let (mut a, b) = caught_up_peer(1_000, 1_024);
+    a.ae.config.chunk_window = 3;
+    let batch = batch_of(&mut a, 200);
+    let last = a.ae.record(batch);
+    // Three intervals at once, none acknowledged yet.
+    let out = a.poll(100);
+    assert_eq!(out.len(), 3, "a window of three");
+    assert!(a.poll(101).is_empty(), "the window is full");
+    // The first is lost: the receiver joins the others but acknowledges
+    // nothing past the gap.
+    let from = a.replica.id().clone();
+    let mut b_replica = Replica::new(b.clone());
+    let mut rx = Rx::default();
+    rx.inbound.on_full(&from, 0);
+    for (_, msg) in &out[1..] {
+        assert!(receive(&mut b_replica, &mut rx, &from, msg).is_none());
+    }
+    assert_eq!(a.ae.acked("b"), Some(0));
+    // After retry_ms the sender goes back to acked+1.
+    assert!(a.poll(100 + 999).is_empty());
+    let again = a.poll(100 + 1_000);
+    let SyncMessage::Deltas { from_seq, .. } = &again[0].1 else {
+        panic!("expected deltas, got {again:?}");
+    };
+    assert_eq!(*from_seq, 1, "re-sent from the gap");
+    for (_, msg) in &again {
+        let ack = receive(&mut b_replica, &mut rx, &from, msg).expect("joins on");
+        a.ack_all(&[(b.clone(), ack)]);
+    }
+    // The receiver had joined the later intervals: its ack covers them.
+    let SyncMessage::Deltas { to_seq, .. } = &out[2].1 else {
+        unreachable!()
+    };
+    assert!(a.ae.acked("b").unwrap() >= *to_seq);
+    let (rest, _) = drain_delta_batches_into(&mut a, &b, 2_000, b_replica, rx);
+    assert_eq!(a.ae.acked("b"), Some(last));
+    assert_eq!(rest.state(), a.replica.state());
 }
