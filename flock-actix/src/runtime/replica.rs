@@ -891,7 +891,7 @@ impl Handler<OwnedBy> for CrdtReplica {
         // A node that hosts nothing (weight 0, a client) owns nothing: no
         // owner() per name (a million every 5 s on a client before).
         if !view.placement.hosts().iter().any(|m| m.name == *me) {
-            return MessageResult((Vec::new(), state.len()));
+            return MessageResult((Vec::new(), state.len(), self.generation));
         }
         // Kinds read in place: only the owned birds' specs are copied. The
         // table of the last kind is kept: names of one kind come in runs,
