@@ -155,6 +155,13 @@ impl HandshakeConfig {
             return Err(Error::InvalidConfig("the shard count is 0".into()));
         }
         self.versions.validate()?;
+        // Kinds starting with a NUL byte are the flock's own (a handoff
+        // want travels as a cast of kind "\0flock"; ARCHITECTURE §31).
+        if let Some(kind) = self.kinds.iter().find(|k| k.starts_with('\0')) {
+            return Err(Error::InvalidConfig(format!(
+                "kind tag {kind:?} starts with a NUL byte, which is reserved for the flock's own messages"
+            )));
+        }
         check_kinds(&self.kinds).map_err(Error::InvalidConfig)
     }
 }
@@ -1253,6 +1260,13 @@ mod tests {
         assert!(!format!("{c:?}").contains("sup3r"));
         assert_eq!(c.validate(), Ok(()));
         assert!(cfg("a", "").validate().is_err());
+    }
+
+    #[test]
+    fn a_kind_tag_starting_with_a_nul_byte_is_refused_as_reserved() {
+        let mut c = cfg("a", "cookie");
+        c.kinds = ["\0flock".to_owned()].into();
+        assert!(matches!(c.validate(), Err(Error::InvalidConfig(e)) if e.contains("reserved")));
     }
 }
 
