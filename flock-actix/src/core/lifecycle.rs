@@ -178,6 +178,16 @@ pub enum Input<V> {
     /// "not found" (the list may hold the name: a view change just moved it
     /// here).
     ReadingOwned,
+    /// The node handing `name` over says what it is, ahead of its state: a
+    /// node that does not know the bird yet (a joining node, before the
+    /// registry's full state reached it) resumes it from the state on
+    /// arrival, if it owns it, instead of waiting for the set.
+    Announced {
+        /// The bird.
+        name: Name,
+        /// Its kind and start arguments on the old owner.
+        spec: BirdSpec,
+    },
     /// The set changed: names added or updated, names removed.
     SetChanged {
         /// Added or updated names with their specs.
@@ -296,6 +306,10 @@ pub enum Effect {
         instance: Option<u64>,
         /// The new owner.
         to: String,
+        /// With a running instance: its kind and start arguments, announced
+        /// to the new owner ahead of the state (`Input::Announced` there), so
+        /// a node that does not know the bird yet can resume it.
+        spec: Option<BirdSpec>,
     },
     /// Another instance's state arrived while `instance` of `name` runs
     /// (a partition healed, or a late handoff): give it to the running
@@ -448,6 +462,12 @@ pub struct Lifecycle<V> {
     handoff_wait_ms: u64,
     /// States handed over for names not (yet) owned here, with arrival.
     stashed: HashMap<Name, (Option<Vec<u8>>, u64)>,
+    /// Specs announced by old owners for names not known here, and when.
+    announced: HashMap<Name, (BirdSpec, u64)>,
+    /// Birds started from an announce that no set change or owned list has
+    /// named yet, and when: an owned list read before this node knew them
+    /// must not stop them (their state would be lost).
+    unconfirmed: HashMap<Name, u64>,
     /// Where this node handed a bird's state: if the bird comes back, its
     /// instance there may run, so its state is waited for from there.
     sent_to: HashMap<Name, String>,
@@ -476,6 +496,8 @@ impl<V: Owners> Lifecycle<V> {
             reading_owned: false,
             handoff_wait_ms: HANDOFF_WAIT_MS,
             stashed: HashMap::new(),
+            announced: HashMap::new(),
+            unconfirmed: HashMap::new(),
             sent_to: HashMap::new(),
             join: handoff::Join::Alone,
             passivate_after: HashMap::new(),
@@ -517,7 +539,11 @@ impl<V: Owners> Lifecycle<V> {
             Input::Owned(owned) => self.on_owned(owned, true, now_ms, &mut out),
             Input::OwnedStale(owned) => self.on_owned(owned, false, now_ms, &mut out),
             Input::ReadingOwned => self.reading_owned = true,
+            Input::Announced { name, spec } => self.on_announced(name, spec, now_ms, &mut out),
             Input::SetChanged { upserts, removed } => {
+                for name in upserts.iter().map(|(n, _)| n).chain(&removed) {
+                    self.unconfirmed.remove(name);
+                }
                 for (name, spec) in upserts {
                     if self.owned_here_as(&spec.kind, &name) {
                         self.enqueue(name, spec, &mut out);
@@ -690,12 +716,23 @@ impl<V: Owners> Lifecycle<V> {
         out: &mut Vec<Effect>,
     ) {
         self.reading_owned = false;
+        for (name, _) in &owned {
+            self.unconfirmed.remove(name);
+        }
         if complete {
             let keep: std::collections::HashSet<&Name> = owned.iter().map(|(n, _)| n).collect();
+            // An announced bird is spared for a while: the list may have
+            // been read before the set reached this node.
+            let spare = self.handoff_wait_ms.saturating_mul(5);
             let mut gone: Vec<Name> = self
                 .birds
                 .keys()
                 .filter(|n| !keep.contains(n))
+                .filter(|n| {
+                    self.unconfirmed
+                        .get(*n)
+                        .is_none_or(|at| now_ms.saturating_sub(*at) > spare)
+                })
                 .cloned()
                 .collect();
             gone.sort_unstable();
@@ -886,6 +923,7 @@ impl<V: Owners> Lifecycle<V> {
                         name: name.clone(),
                         instance: Some(local.instance),
                         to,
+                        spec: Some(local.spec.clone()),
                     });
                     local.state = State::Stopping;
                 }
@@ -909,6 +947,7 @@ impl<V: Owners> Lifecycle<V> {
                             name: name.clone(),
                             instance: None,
                             to,
+                            spec: None,
                         });
                     }
                 }
@@ -921,6 +960,7 @@ impl<V: Owners> Lifecycle<V> {
                 name: name.clone(),
                 instance: None,
                 to,
+                spec: None,
             });
         } else if !was_queued {
             // Neither queued nor here: nobody waits for it here.

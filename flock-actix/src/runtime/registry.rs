@@ -250,10 +250,15 @@ impl Registry {
                     inputs.push_back(failed);
                 }
             }
-            Effect::HandOff { name, instance, to } => {
+            Effect::HandOff {
+                name,
+                instance,
+                to,
+                spec,
+            } => {
                 // Counted as unacknowledged from now: a leave waits for it.
                 self.note_unacked(&name);
-                self.outgoing.push(name, instance, to);
+                self.outgoing.push(name, instance, to, spec);
             }
             Effect::Want { name, from } => outgoing::want(&self.node, &name, &from),
             Effect::Stop { name, instance } => {
@@ -803,8 +808,19 @@ impl Handler<InboundCast> for Registry {
     type Result = ();
 
     fn handle(&mut self, cast: InboundCast, ctx: &mut Context<Self>) {
-        if outgoing::is_want(&cast) {
-            return self.hand_off_now(&cast.bird);
+        match outgoing::system(&cast) {
+            Some(outgoing::System::Want) => return self.hand_off_now(&cast.bird),
+            Some(outgoing::System::Announce(spec)) => {
+                return self.feed(
+                    Input::Announced {
+                        name: cast.bird,
+                        spec,
+                    },
+                    ctx,
+                );
+            }
+            Some(outgoing::System::Unreadable) => return,
+            None => {}
         }
         let w = self.waiting(
             cast.kind,

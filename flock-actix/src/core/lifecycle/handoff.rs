@@ -212,8 +212,59 @@ impl<V: Owners> Lifecycle<V> {
         // queues thousands at once, and the slices would hold its callers
         // back for as long as the queue is).
         if let Some(spec) = self.pending.remove(&name) {
-            self.ensure(name, spec, now_ms, out);
+            return self.ensure(name, spec, now_ms, out);
         }
+        self.start_announced(name, now_ms, out);
+    }
+
+    /// The old owner said what `name` is. Kept (bounded, like the stash)
+    /// for a name this node does not know; if its state is already here,
+    /// it starts now.
+    pub(super) fn on_announced(
+        &mut self,
+        name: Name,
+        spec: BirdSpec,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.birds.contains_key(&name) || self.pending.contains_key(&name) {
+            return;
+        }
+        if self.announced.len() >= MAX_STASHED {
+            let wait = self.handoff_wait_ms;
+            self.announced
+                .retain(|_, (_, at)| now_ms.saturating_sub(*at) <= wait);
+            if self.announced.len() >= MAX_STASHED {
+                return;
+            }
+        }
+        self.announced.insert(name.clone(), (spec, now_ms));
+        if self.stashed.contains_key(&name) {
+            self.start_announced(name, now_ms, out);
+        }
+    }
+
+    /// A bird this node does not know, whose state is here and whose old
+    /// owner announced it: resumed now if this node owns it. Safe without
+    /// the set: the old owner stopped its instance before it sent the
+    /// state, and if the set says otherwise later (removed, another spec),
+    /// the set change stops or restarts it like any bird.
+    fn start_announced(&mut self, name: Name, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some((spec, at)) = self.announced.remove(&name) else {
+            return;
+        };
+        if now_ms.saturating_sub(at) > self.handoff_wait_ms.saturating_mul(5)
+            || !self.owned_here_as(&spec.kind, &name)
+            || !self.handoff_kinds.contains(&spec.kind)
+        {
+            return;
+        }
+        if self.unconfirmed.len() >= MAX_STASHED {
+            // A bound, not a policy: forgetting only ends a protection early.
+            self.unconfirmed.clear();
+        }
+        self.unconfirmed.insert(name.clone(), now_ms);
+        self.ensure(name, spec, now_ms, out);
     }
 
     /// A state handed over for `name` not long ago, if any.

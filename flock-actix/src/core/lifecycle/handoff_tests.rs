@@ -543,3 +543,108 @@ fn a_state_handed_over_for_a_queued_bird_starts_it_before_its_slice() {
         "{effects:?}"
     );
 }
+
+fn announced() -> Input<View> {
+    Input::Announced {
+        name: b(),
+        spec: spec(),
+    }
+}
+
+fn handed(state: u8) -> Input<View> {
+    Input::HandedOff {
+        name: b(),
+        state: Some(vec![state]),
+    }
+}
+
+#[test]
+fn an_announced_bird_is_resumed_from_its_state_before_the_set_is_known() {
+    // Either order of the two frames: announce then state, or the reverse.
+    for announce_first in [true, false] {
+        let mut new = core("me", all_on("other"));
+        new.handle(Input::View(all_on("me")), 10);
+        let (first, second) = if announce_first {
+            (announced(), handed(3))
+        } else {
+            (handed(3), announced())
+        };
+        let before = new.handle(first, 20);
+        assert!(
+            !before.iter().any(|e| matches!(e, Effect::Resume { .. })),
+            "{before:?}"
+        );
+        let effects = new.handle(second, 21);
+        assert!(
+            matches!(&effects[..], [Effect::Resume { name, state, .. }] if *name == b() && *state == vec![3]),
+            "announce first: {announce_first}: {effects:?}"
+        );
+        // The set, when it comes, changes nothing.
+        let later = new.handle(Input::Owned(vec![(b(), spec())]), 30);
+        assert!(
+            !later.iter().any(|e| matches!(
+                e,
+                Effect::Spawn { .. } | Effect::Resume { .. } | Effect::Stop { .. }
+            )),
+            "{later:?}"
+        );
+        let slice = new.handle(Input::StartSlice, 31);
+        assert!(
+            !slice
+                .iter()
+                .any(|e| matches!(e, Effect::Spawn { .. } | Effect::Resume { .. })),
+            "{slice:?}"
+        );
+    }
+}
+
+#[test]
+fn an_announced_bird_this_node_does_not_own_is_not_started() {
+    let mut new = core("me", all_on("other"));
+    new.handle(Input::View(all_on("third")), 10);
+    new.handle(announced(), 20);
+    let effects = new.handle(handed(3), 21);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Resume { .. } | Effect::Spawn { .. })),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn an_owned_list_read_before_the_set_arrived_does_not_stop_an_announced_bird() {
+    let mut new = core("me", all_on("other"));
+    new.handle(Input::View(all_on("me")), 10);
+    new.handle(announced(), 20);
+    new.handle(handed(3), 21);
+    // A complete list read before the registry reached this node: empty.
+    let effects = new.handle(Input::Owned(vec![]), 30);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Stop { .. } | Effect::HandOff { .. })),
+        "an announced bird was stopped: {effects:?}"
+    );
+    // Once the set named it, a list that leaves it out does stop it.
+    new.handle(Input::Owned(vec![(b(), spec())]), 40);
+    let effects = new.handle(Input::Owned(vec![]), 50);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Stop { .. })),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn an_announced_bird_the_set_never_names_loses_its_protection_after_a_while() {
+    let mut new = core("me", all_on("other"));
+    new.handle(Input::View(all_on("me")), 10);
+    new.handle(announced(), 20);
+    new.handle(handed(3), 21);
+    // Five handoff waits later (2 s each), an empty complete list stops it.
+    let effects = new.handle(Input::Owned(vec![]), 21 + 5 * 2_000 + 1);
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::Stop { .. })),
+        "{effects:?}"
+    );
+}

@@ -12,7 +12,7 @@
 //! Pure: no actix, no time; the Registry owns one and performs what it
 //! returns.
 
-use super::Name;
+use super::{BirdSpec, Name};
 use std::collections::{HashMap, VecDeque};
 
 /// One handoff to make: stop `instance` (if any) of the bird, take its state
@@ -25,21 +25,27 @@ pub struct Outgoing {
     pub instance: Option<u64>,
     /// Its new owner.
     pub to: String,
+    /// Its kind and start arguments, announced to the new owner first.
+    pub spec: Option<BirdSpec>,
 }
 
 /// Handoffs not started yet, in the order they were decided.
 #[derive(Debug, Default)]
 pub struct OutgoingQueue {
     order: VecDeque<Name>,
-    due: HashMap<Name, (Option<u64>, String)>,
+    due: HashMap<Name, (Option<u64>, String, Option<BirdSpec>)>,
 }
 
 impl OutgoingQueue {
     /// Queues a handoff. A later one for the same bird replaces it (the
     /// lifecycle core decided again; the last decision stands), keeping
     /// its place.
-    pub fn push(&mut self, name: Name, instance: Option<u64>, to: String) {
-        if self.due.insert(name.clone(), (instance, to)).is_none() {
+    pub fn push(&mut self, name: Name, instance: Option<u64>, to: String, spec: Option<BirdSpec>) {
+        if self
+            .due
+            .insert(name.clone(), (instance, to, spec))
+            .is_none()
+        {
             self.order.push_back(name);
         }
     }
@@ -48,8 +54,13 @@ impl OutgoingQueue {
     /// now (asked for by its new owner, or another effect for that bird
     /// must follow it).
     pub fn take(&mut self, name: &str) -> Option<Outgoing> {
-        let (name, (instance, to)) = self.due.remove_entry(name)?;
-        Some(Outgoing { name, instance, to })
+        let (name, (instance, to, spec)) = self.due.remove_entry(name)?;
+        Some(Outgoing {
+            name,
+            instance,
+            to,
+            spec,
+        })
     }
 
     /// The next `n` handoffs, oldest first.
@@ -103,7 +114,7 @@ mod tests {
     fn handoffs_come_out_in_slices_oldest_first() {
         let mut q = OutgoingQueue::default();
         for b in ["a", "b", "c", "d", "e"] {
-            q.push(n(b), Some(1), "n2".into());
+            q.push(n(b), Some(1), "n2".into(), None);
         }
         assert_eq!(names(&q.next_slice(2)), ["a", "b"]);
         assert_eq!(names(&q.next_slice(2)), ["c", "d"]);
@@ -115,7 +126,7 @@ mod tests {
     fn a_wanted_bird_is_taken_out_of_turn_and_not_handed_off_twice() {
         let mut q = OutgoingQueue::default();
         for b in ["a", "b", "c"] {
-            q.push(n(b), Some(7), "n2".into());
+            q.push(n(b), Some(7), "n2".into(), None);
         }
         let wanted = q.take("c").expect("queued");
         assert_eq!((wanted.instance, wanted.to.as_str()), (Some(7), "n2"));
@@ -127,9 +138,9 @@ mod tests {
     #[test]
     fn a_second_decision_for_a_queued_bird_replaces_the_first_in_its_place() {
         let mut q = OutgoingQueue::default();
-        q.push(n("a"), Some(1), "n2".into());
-        q.push(n("b"), Some(1), "n2".into());
-        q.push(n("a"), None, "n3".into());
+        q.push(n("a"), Some(1), "n2".into(), None);
+        q.push(n("b"), Some(1), "n2".into(), None);
+        q.push(n("a"), None, "n3".into(), None);
         let slice = q.next_slice(10);
         assert_eq!(names(&slice), ["a", "b"]);
         assert_eq!((slice[0].instance, slice[0].to.as_str()), (None, "n3"));
@@ -156,7 +167,7 @@ mod tests {
                     0 => {
                         let decision = (Some(i as u64), format!("n{k}"));
                         model.insert(name.clone(), decision.clone());
-                        q.push(n(&name), decision.0, decision.1);
+                        q.push(n(&name), decision.0, decision.1, None);
                     }
                     1 => match q.take(&name) {
                         Some(o) => check(o, &mut model)?,

@@ -2,14 +2,22 @@
 //! are worked off in slices (`core::lifecycle::OutgoingQueue`), and a bird
 //! its new owner has a message waiting for is handed over at once.
 //!
-//! The new owner asks with a *want*: a `Cast` frame of a kind no bird can
-//! have (`WANT_KIND`, starting with a NUL byte) naming the bird. It is
-//! an existing frame on purpose, so that mixing versions during a rolling
+//! Two messages between Registries ride on `Cast` frames of a kind no bird
+//! can have (`SYSTEM_KIND`, starting with a NUL byte; the builder refuses
+//! such kind tags):
+//! - a *want* (new owner → old): hand this bird over first, a message waits
+//!   for it;
+//! - an *announce* (old owner → new, just before the state): the bird's kind
+//!   and start arguments, so a node that does not know it yet (a joining
+//!   node before the registry's full state reached it) can resume it.
+//!
+//! An existing frame on purpose, so that mixing versions during a rolling
 //! upgrade stays safe: a node of an earlier build finds no bird of that kind
 //! and drops the cast like any cast to a bird it does not run, where a new
-//! frame variant would have closed the link.
+//! frame variant (or a new field of `Handoff`) would have closed the link.
 
 use super::{Registry, send_state};
+use crate::core::crdt::BirdSpec;
 use crate::core::lifecycle::Outgoing;
 use crate::runtime::messages::InboundCast;
 use crate::runtime::node::Node;
@@ -30,26 +38,55 @@ const HANDOFFS_PER_TURN: usize = 64;
 /// wanted bird's state is taken after at most this many others.
 const MAX_IN_FLIGHT: usize = 128;
 
-/// The kind of a want cast: no bird kind starts with a NUL byte.
-const WANT_KIND: &str = "\0flock";
-/// The tag of a want cast.
+/// The kind of the Registries' own casts: no bird kind starts with a NUL
+/// byte (`HandshakeConfig::validate` refuses one).
+const SYSTEM_KIND: &str = "\0flock";
+/// The tag of a want.
 const WANT_TAG: &str = "handoff-want";
+/// The tag of an announce; the payload is the `BirdSpec`, MessagePack.
+const ANNOUNCE_TAG: &str = "handoff-spec";
+
+/// A cast between Registries, decoded.
+pub(super) enum System {
+    Want,
+    Announce(BirdSpec),
+    /// Of the system kind, but not understood (a later build's, or broken):
+    /// dropped.
+    Unreadable,
+}
 
 /// Asks `from` to hand `name` over before the other birds it is moving.
 pub(super) fn want(node: &Node, name: &str, from: &str) {
-    if let Some(peer) = node.link(from) {
+    system_cast(node, name, from, WANT_TAG, Vec::new());
+}
+
+fn system_cast(node: &Node, name: &str, to: &str, tag: &str, payload: Vec<u8>) {
+    if let Some(peer) = node.link(to) {
         peer.do_send(Frame(WireMessage::Cast {
             bird: name.to_owned(),
-            kind: WANT_KIND.to_owned(),
-            msg: WANT_TAG.to_owned(),
-            payload: Vec::new(),
+            kind: SYSTEM_KIND.to_owned(),
+            msg: tag.to_owned(),
+            payload,
         }));
     }
 }
 
-/// Whether an inbound cast is a peer's want rather than a bird's message.
-pub(super) fn is_want(cast: &InboundCast) -> bool {
-    cast.kind == WANT_KIND && cast.tag == WANT_TAG
+/// The Registries' own message in an inbound cast, if it is one.
+pub(super) fn system(cast: &InboundCast) -> Option<System> {
+    if cast.kind != SYSTEM_KIND {
+        return None;
+    }
+    Some(match cast.tag.as_str() {
+        WANT_TAG => System::Want,
+        ANNOUNCE_TAG => match rmp_serde::from_slice(&cast.payload) {
+            Ok(spec) => System::Announce(spec),
+            Err(e) => {
+                tracing::debug!("unreadable announce for bird {}: {e}", cast.bird);
+                System::Unreadable
+            }
+        },
+        _ => System::Unreadable,
+    })
 }
 
 /// Works off the rest of the queued handoffs on a later turn.
@@ -120,7 +157,12 @@ impl Registry {
     /// starting the next slices (measured: with the wait on the Registry's
     /// thread, 3,300 handoffs were all begun before the first state left).
     fn hand_off(&mut self, o: Outgoing) {
-        let Outgoing { name, instance, to } = o;
+        let Outgoing {
+            name,
+            instance,
+            to,
+            spec,
+        } = o;
         let running = match instance {
             Some(i) if self.live.get(&name).is_some_and(|(l, _)| *l == i) => {
                 self.directory.remove(&name);
@@ -133,6 +175,10 @@ impl Registry {
             return send_state(&self.node, &name, &to, String::new(), None);
         };
         let kind = running.bird.kind().to_owned();
+        // What the bird is goes ahead of its state, on the same link.
+        if let Some(payload) = spec.and_then(|spec| rmp_serde::to_vec(&spec).ok()) {
+            system_cast(&self.node, &name, &to, ANNOUNCE_TAG, payload);
+        }
         // Resolves once the bird handled the messages before it.
         let state = running.bird.hand_off();
         let node = self.node.clone();
