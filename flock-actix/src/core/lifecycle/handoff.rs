@@ -197,17 +197,12 @@ impl<V: Owners> Lifecycle<V> {
             }
             return;
         }
-        if self.stashed.len() >= MAX_STASHED {
-            let wait = self.handoff_wait_ms;
-            self.stashed
-                .retain(|_, (_, at)| now_ms.saturating_sub(*at) <= wait);
-            if self.stashed.len() >= MAX_STASHED {
-                return;
-            }
-        }
         // Arrived before the view that moves the bird here, or before its
         // slice of the start queue.
-        self.stashed.insert(name.clone(), (state, now_ms));
+        let wait = self.handoff_wait_ms;
+        if !keep_bounded(&mut self.stashed, name.clone(), state, now_ms, wait) {
+            return;
+        }
         // Queued to start here: it starts now, from the state (a move
         // queues thousands at once, and the slices would hold its callers
         // back for as long as the queue is).
@@ -230,16 +225,10 @@ impl<V: Owners> Lifecycle<V> {
         if self.birds.contains_key(&name) || self.pending.contains_key(&name) {
             return;
         }
-        if self.announced.len() >= MAX_STASHED {
-            let wait = self.handoff_wait_ms;
-            self.announced
-                .retain(|_, (_, at)| now_ms.saturating_sub(*at) <= wait);
-            if self.announced.len() >= MAX_STASHED {
-                return;
-            }
-        }
-        self.announced.insert(name.clone(), (spec, now_ms));
-        if self.stashed.contains_key(&name) {
+        let wait = self.handoff_wait_ms;
+        if keep_bounded(&mut self.announced, name.clone(), spec, now_ms, wait)
+            && self.stashed.contains_key(&name)
+        {
             self.start_announced(name, now_ms, out);
         }
     }
@@ -287,4 +276,24 @@ impl<V: Owners> Lifecycle<V> {
             .filter(|o| *o != self.me)
             .map(str::to_owned)
     }
+}
+
+/// Keeps `value` for `name` with its arrival time in a table of at most
+/// [`MAX_STASHED`] entries, making room by dropping those older than
+/// `wait`; `false` (and nothing kept) if the table is full of recent ones.
+fn keep_bounded<T>(
+    table: &mut std::collections::HashMap<Name, (T, u64)>,
+    name: Name,
+    value: T,
+    now_ms: u64,
+    wait: u64,
+) -> bool {
+    if table.len() >= MAX_STASHED {
+        table.retain(|_, (_, at)| now_ms.saturating_sub(*at) <= wait);
+        if table.len() >= MAX_STASHED {
+            return false;
+        }
+    }
+    table.insert(name, (value, now_ms));
+    true
 }
