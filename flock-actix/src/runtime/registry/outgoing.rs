@@ -120,6 +120,11 @@ impl Handler<HandoffSent> for Registry {
 impl Registry {
     /// Starts the next slice of queued handoffs; the rest on a later turn.
     pub(super) fn drain_outgoing(&mut self, ctx: &mut Context<Self>) {
+        // Called after every input the Registry handles: nothing to do for
+        // almost all of them.
+        if self.outgoing.is_empty() {
+            return;
+        }
         let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight);
         for o in self.outgoing.next_slice(room.min(HANDOFFS_PER_TURN)) {
             self.hand_off(o);
@@ -170,6 +175,9 @@ impl Registry {
             }
             _ => None,
         };
+        // Unacknowledged since it was queued (`Effect::HandOff`); the clock
+        // of its expiry restarts now that it is sent (a long queue must not
+        // expire before its handoffs leave).
         self.note_unacked(&name);
         let Some(running) = running else {
             return send_state(&self.node, &name, &to, String::new(), None);
