@@ -81,11 +81,6 @@ impl OutgoingQueue {
         slice
     }
 
-    /// Whether `name`'s handoff is queued.
-    pub fn contains(&self, name: &str) -> bool {
-        self.due.contains_key(name)
-    }
-
     /// Handoffs not started yet.
     pub fn len(&self) -> usize {
         self.due.len()
