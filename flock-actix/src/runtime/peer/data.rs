@@ -532,48 +532,45 @@ impl DataIn {
     /// caller has given up while it waited unread in the socket (a bird of
     /// this lane held the thread); what is left runs with what is left of
     /// its deadline.
-    fn aged(&mut self, msg: Message) -> Option<Message> {
-        match msg {
-            Message::Cast {
-                kind, msg, payload, ..
-            } if kind == age::SYSTEM_KIND && msg == age::SENT_AT_TAG => {
-                if let Some(sent) = age::decode_stamp(&payload) {
-                    self.ages.stamped(sent, self.node.now_us());
-                }
-                None
+    fn aged(&mut self, mut msg: Message) -> Option<Message> {
+        if let Message::Cast {
+            kind,
+            msg: tag,
+            payload,
+            ..
+        } = &msg
+            && kind == age::SYSTEM_KIND
+            && tag == age::SENT_AT_TAG
+        {
+            if let Some(sent) = age::decode_stamp(payload) {
+                self.ages.stamped(sent, self.node.now_us());
             }
-            Message::Call {
-                id,
-                timeout_ms,
-                bird,
-                kind,
-                msg,
-                payload,
-                forwarded,
-            } => match self.ages.call(timeout_ms, self.node.now_us()) {
+            return None;
+        }
+        if let Message::Call {
+            id,
+            bird,
+            timeout_ms,
+            ..
+        } = &mut msg
+        {
+            match self.ages.call(*timeout_ms, self.node.now_us()) {
+                Verdict::Run { timeout_ms: left } => *timeout_ms = left,
                 Verdict::Late { waited_ms } => {
                     tracing::debug!(
                         "call {id} to bird {bird} read {waited_ms} ms after it was sent, past \
                          its deadline of {timeout_ms} ms: answered as timed out, not run"
                     );
+                    let id = *id;
                     self.write(Message::Reply {
                         id,
                         result: Err(RemoteError::Timeout),
                     });
-                    None
+                    return None;
                 }
-                Verdict::Run { timeout_ms } => Some(Message::Call {
-                    id,
-                    bird,
-                    kind,
-                    msg,
-                    payload,
-                    timeout_ms,
-                    forwarded,
-                }),
-            },
-            other => Some(other),
+            }
         }
+        Some(msg)
     }
 
     fn route(&mut self, msg: Message, ctx: &mut Context<Self>) {
