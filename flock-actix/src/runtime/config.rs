@@ -88,9 +88,10 @@ pub struct FlockConfig {
     pub protocol_version: Option<u32>,
 
     /// Calls and casts on *data links*, one per peer and per lane of the
-    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden and off
-    /// by default until a call abandoned by its caller can no longer run
-    /// late on a blocked owner (§26); set with `FlockBuilder::data_links`.
+    /// peer, opened on demand (docs/ARCHITECTURE.md §26). On by default
+    /// since a call's wait in a data link's socket counts against its
+    /// deadline (§32); `FlockBuilder::data_links(false)` keeps every call on
+    /// the control link.
     #[doc(hidden)]
     pub data_links: bool,
     /// A data link with nothing in flight and no traffic for this long is
@@ -154,7 +155,7 @@ impl FlockConfig {
             service_threads: true,
             protocol_version: None,
 
-            data_links: false,
+            data_links: true,
             data_idle_ms: 30_000,
             data_queue_bytes: 64 << 20,
         }

@@ -77,7 +77,7 @@ impl Drop for ExitGuard {
     }
 }
 
-type CallFn = fn(&dyn Any, &str, &[u8]) -> crate::__private::CallFuture;
+type CallFn = fn(&dyn Any, &str, &[u8], std::time::Instant) -> crate::__private::CallFuture;
 type CastFn = fn(&dyn Any, &str, &[u8]) -> Result<(), RemoteError>;
 type ProbeFn = fn(&dyn Any) -> bool;
 type HandOffFn = fn(&dyn Any) -> crate::__private::StateFuture;
@@ -101,7 +101,7 @@ trait HasVTable {
 impl<T: BirdKind> HasVTable for T {
     const VTABLE: VTable = VTable {
         kind: T::KIND,
-        call: |any, tag, payload| T::dispatch_call(downcast::<T>(any)?, tag, payload),
+        call: |any, tag, payload, due| T::dispatch_call(downcast::<T>(any)?, tag, payload, due),
         cast: |any, tag, payload| T::dispatch_cast(downcast::<T>(any)?, tag, payload),
         stop: |any| {
             if let Ok(addr) = downcast::<T>(any) {
@@ -147,7 +147,9 @@ impl LocalBird {
 
     /// Calls the bird; the reply must come within `within`. A call that
     /// times out is dropped, and actix skips a message whose caller is gone,
-    /// so a call whose caller gave up never runs late.
+    /// so a call whose caller gave up never runs late; the bird also skips
+    /// it if it gets to it after `within` (the timer cannot fire while the
+    /// thread is blocked, and a data link polls it on the bird's thread).
     pub(crate) fn call(
         &self,
         name: &str,
@@ -155,7 +157,8 @@ impl LocalBird {
         payload: &[u8],
         within: Duration,
     ) -> crate::__private::CallFuture {
-        let call = (self.vtable.call)(&*self.addr, tag, payload)?;
+        let due = std::time::Instant::now() + within;
+        let call = (self.vtable.call)(&*self.addr, tag, payload, due)?;
         let stop_ordered = self.stop_ordered.clone();
         let bird = name.to_owned();
         Ok(Box::pin(async move {

@@ -38,9 +38,9 @@ const HANDOFFS_PER_TURN: usize = 64;
 /// wanted bird's state is taken after at most this many others.
 const MAX_IN_FLIGHT: usize = 128;
 
-/// The kind of the Registries' own casts: no bird kind starts with a NUL
-/// byte (`HandshakeConfig::validate` refuses one).
-const SYSTEM_KIND: &str = "\0flock";
+// The kind of the Registries' own casts: no bird kind starts with a NUL
+// byte (`HandshakeConfig::validate` refuses one).
+use crate::core::data_links::age::SYSTEM_KIND;
 /// The tag of a want.
 const WANT_TAG: &str = "handoff-want";
 /// The tag of an announce; the payload is the `BirdSpec`, MessagePack.
