@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 mod outgoing;
 mod starts;
+mod timers;
 
 /// How often the Registry re-reads the whole owned set, as a safety net for
 /// any change notification that raced with a view change.
@@ -151,6 +152,8 @@ pub(crate) struct Registry {
     /// Birds prepared and not handed to their arbiters yet
     /// (`registry/starts.rs`).
     starts: starts::Starts,
+    /// The core's timers, behind one actix timer (`registry/timers.rs`).
+    timers: timers::Timers,
 }
 
 impl Registry {
@@ -181,6 +184,7 @@ impl Registry {
             reconciling: false,
             reconcile_again: false,
             starts: Default::default(),
+            timers: Default::default(),
         }
     }
 
@@ -330,10 +334,7 @@ impl Registry {
                 send_state(&self.node, &name, &to, kind, state);
             }
             Effect::StartSliceLater => ctx.address().do_send(StartSlice),
-            Effect::Timer { at_ms, timer } => {
-                let after = Duration::from_millis(at_ms.saturating_sub(self.node.now_ms()));
-                ctx.run_later(after, move |act, ctx| act.feed(Input::Timer(timer), ctx));
-            }
+            Effect::Timer { at_ms, timer } => self.schedule(at_ms, timer, ctx),
         }
     }
 
