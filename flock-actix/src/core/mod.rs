@@ -16,3 +16,4 @@ pub mod membership;
 pub mod placement;
 pub mod routing;
 pub mod supervision;
+pub mod swim;

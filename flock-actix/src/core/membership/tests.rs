@@ -439,3 +439,37 @@ fn only_this_node_and_peers_up_are_gossiped() {
     // Known (and redialled) here all the same, until forgotten.
     assert_eq!(m.known().len(), 4);
 }
+
+#[test]
+fn a_probed_peer_gets_no_heartbeats_and_is_not_judged_by_silence() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.link_up(info("b", 1), 0);
+    assert!(m.set_probed("a"));
+    assert!(!m.set_probed("a"), "already probed");
+    // b (an earlier build) gets heartbeats and is closed when silent; a is
+    // left to the SWIM detector.
+    let effects: Vec<Effect> = (1..=30).flat_map(|i| m.tick(i * 100)).collect();
+    assert!(!effects.contains(&Effect::Heartbeat("a".into())));
+    assert!(effects.contains(&Effect::Heartbeat("b".into())));
+    assert!(effects.contains(&Effect::Close("b".into())));
+    assert!(!effects.contains(&Effect::Close("a".into())));
+    assert_eq!(m.status("a"), Some(PeerStatus::Up));
+}
+
+#[test]
+fn the_detectors_verdict_closes_the_link_and_a_new_link_is_judged_afresh() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.set_probed("a");
+    assert_eq!(
+        m.silent("a", 500),
+        vec![Effect::Close("a".into()), Effect::ViewChanged]
+    );
+    assert_eq!(view_names(&m), ["me"]);
+    assert_eq!(m.silent("a", 600), vec![], "already down");
+    m.link_up(info("a", 1), 700);
+    assert!(!m.is_probed("a"), "a new link must speak SWIM again");
+    // A peer that is not up cannot become probed.
+    assert!(!m.set_probed("nobody"));
+}
