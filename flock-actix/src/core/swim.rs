@@ -45,9 +45,20 @@ pub struct SwimConfig {
     pub ack_timeout_ms: u64,
     /// How many other members are asked to probe indirectly.
     pub indirect: usize,
-    /// How long a suspicion may stand unrefuted before the member is down
-    /// (`down_after_ms − heartbeat_ms`).
+    /// How long a suspicion may stand unrefuted before the member is down,
+    /// once enough members confirmed it (`down_after_ms − heartbeat_ms`).
     pub suspicion_ms: u64,
+    /// How long a suspicion nobody else confirmed may stand (Lifeguard's
+    /// dynamic suspicion: the timeout falls from this to `suspicion_ms` as
+    /// independent suspicions of the member arrive).
+    pub suspicion_max_ms: u64,
+    /// Independent suspicions (beyond the first) after which the timeout is
+    /// `suspicion_ms`; fewer in a smaller cluster.
+    pub confirmations: usize,
+    /// The largest local-health score: a node that misses its own probes'
+    /// deadlines stretches its period and ack timeout up to `1 + this`
+    /// times (Lifeguard's local health multiplier).
+    pub max_health: u32,
     /// Consecutive probes answered only through others after which this
     /// node's own link to the member is taken as broken (half-open) and closed.
     pub link_strikes: u32,
@@ -57,11 +68,15 @@ impl SwimConfig {
     /// The detector's timing for a protocol period of `heartbeat_ms` and a
     /// member declared down `down_after_ms` after the first probe it misses.
     pub fn from_membership(heartbeat_ms: u64, down_after_ms: u64) -> Self {
+        let suspicion_ms = down_after_ms.saturating_sub(heartbeat_ms).max(heartbeat_ms);
         SwimConfig {
             period_ms: heartbeat_ms.max(1),
             ack_timeout_ms: (heartbeat_ms / 2).max(1),
             indirect: 3,
-            suspicion_ms: down_after_ms.saturating_sub(heartbeat_ms).max(heartbeat_ms),
+            suspicion_ms,
+            suspicion_max_ms: 3 * suspicion_ms,
+            confirmations: 3,
+            max_health: 8,
             link_strikes: 2,
         }
     }
@@ -144,10 +159,42 @@ struct Member {
     id: ReplicaId,
     /// Its SWIM incarnation as last heard.
     inc: u64,
-    /// Since when (and at which incarnation) it is suspected.
-    suspect_since: Option<u64>,
+    /// The suspicion standing against it, if any.
+    suspicion: Option<Suspicion>,
     /// Probes in a row answered only through others.
     strikes: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Suspicion {
+    since_ms: u64,
+    /// The members that suspected it independently (this node included if
+    /// its own probe failed), at most `confirmations + 1`.
+    by: Vec<NodeName>,
+    /// Confirmations that bring the timeout down to `suspicion_ms`.
+    needed: usize,
+}
+
+impl Suspicion {
+    /// Lifeguard: `max − (max − min)·log(C + 1)/log(K + 1)`, for C
+    /// confirmations beyond the first of K needed.
+    fn timeout_ms(&self, config: &SwimConfig) -> u64 {
+        let (min, max) = (config.suspicion_ms, config.suspicion_max_ms.max(config.suspicion_ms));
+        let c = self.by.len().saturating_sub(1);
+        if c >= self.needed {
+            return min;
+        }
+        let frac = ((c + 1) as f64).ln() / ((self.needed + 1) as f64).ln();
+        max - ((max - min) as f64 * frac) as u64
+    }
+
+    fn confirm(&mut self, by: &NodeName) -> bool {
+        if self.by.len() > self.needed || self.by.contains(by) {
+            return false;
+        }
+        self.by.push(by.clone());
+        true
+    }
 }
 
 /// This node's probe under way.
@@ -186,6 +233,13 @@ pub struct Detector {
     next_seq: u64,
     next_period_ms: Option<u64>,
     last_tick_ms: Option<u64>,
+    /// Lifeguard's local health: 0 when this node keeps its own deadlines,
+    /// up to `max_health` when it does not (it had to refute a suspicion of
+    /// itself, its ticks come late); each directly answered probe takes one
+    /// off. Its period and
+    /// ack timeout are stretched `1 + health` times: a node under load
+    /// probes less and accuses less, instead of feeding the load.
+    health: u32,
     rng: u64,
 }
 
@@ -210,6 +264,7 @@ impl Detector {
             next_seq: 1,
             next_period_ms: None,
             last_tick_ms: None,
+            health: 0,
             rng: seed,
         }
     }
@@ -233,7 +288,29 @@ impl Detector {
     pub fn is_suspected(&self, name: &str) -> bool {
         self.members
             .get(name)
-            .is_some_and(|m| m.suspect_since.is_some())
+            .is_some_and(|m| m.suspicion.is_some())
+    }
+
+    /// This node's local-health score (0: healthy).
+    pub fn health(&self) -> u32 {
+        self.health
+    }
+
+    fn healthier(&mut self) {
+        self.health = self.health.saturating_sub(1);
+    }
+
+    fn sicker(&mut self) {
+        self.health = (self.health + 1).min(self.config.max_health);
+    }
+
+    /// The period and ack timeout, stretched by local health.
+    fn period_ms(&self) -> u64 {
+        self.config.period_ms * u64::from(1 + self.health)
+    }
+
+    fn ack_timeout_ms(&self) -> u64 {
+        self.config.ack_timeout_ms * u64::from(1 + self.health)
     }
 
     /// The members probed.
@@ -265,7 +342,7 @@ impl Detector {
             Member {
                 id,
                 inc: 0,
-                suspect_since: None,
+                suspicion: None,
                 strikes: 0,
             },
         );
@@ -301,10 +378,11 @@ impl Detector {
     }
 
     fn acked_directly(&mut self) {
-        if let Some(p) = self.pending.take()
-            && let Some(m) = self.members.get_mut(&p.target)
-        {
-            m.strikes = 0;
+        if let Some(p) = self.pending.take() {
+            self.healthier();
+            if let Some(m) = self.members.get_mut(&p.target) {
+                m.strikes = 0;
+            }
         }
     }
 
@@ -345,7 +423,7 @@ impl Detector {
                     && inc > m.inc
                 {
                     m.inc = inc;
-                    if m.suspect_since.take().is_some() {
+                    if m.suspicion.take().is_some() {
                         out.push(Out::Refuted(node.node));
                     }
                 }
@@ -384,25 +462,45 @@ impl Detector {
     ) {
         if node == self.me {
             if inc >= self.inc {
+                // Suspected: this node was too slow for someone. Refute,
+                // and take it as a sign of its own poor health.
                 self.inc = inc + 1;
+                self.sicker();
                 out.push(Out::Broadcast(self.hello()));
             }
             return;
         }
+        let needed = self.needed_confirmations();
         let Some(m) = self.members.get_mut(&node.node) else {
             return;
         };
-        if m.id != node || inc < m.inc || m.suspect_since.is_some() {
+        if m.id != node || inc < m.inc {
             return;
         }
-        m.inc = inc;
-        m.suspect_since = Some(now_ms);
-        out.push(Out::Suspected(node.node.clone()));
-        // Pass it on to the suspect, in case the suspecter's own link to
-        // it is what failed: it must hear of the suspicion to refute it.
-        if *from != node.node {
-            out.push(Out::Send(node.node.clone(), Probe::Suspect { node, inc }));
+        match &mut m.suspicion {
+            // Another member's own suspicion: a confirmation.
+            Some(s) if inc == m.inc => {
+                s.confirm(from);
+            }
+            Some(_) => {}
+            None => {
+                m.inc = inc;
+                m.suspicion = Some(Suspicion {
+                    since_ms: now_ms,
+                    by: vec![from.clone()],
+                    needed,
+                });
+                out.push(Out::Suspected(node.node.clone()));
+            }
         }
+    }
+
+    /// Independent suspicions that settle a member's fate: at most
+    /// `confirmations`, and no more than the other members that could.
+    fn needed_confirmations(&self) -> usize {
+        self.config
+            .confirmations
+            .min(self.members.len().saturating_sub(1))
     }
 
     /// Advances time: a probe due, others asked, a suspicion raised, a
@@ -413,17 +511,17 @@ impl Detector {
         self.expire_suspicions(now_ms, &mut out);
         if let Some(p) = &self.pending
             && !p.asked_others
-            && now_ms >= p.sent_ms + self.config.ack_timeout_ms
+            && now_ms >= p.sent_ms + self.ack_timeout_ms()
         {
             self.ask_others(&mut out);
         }
         let due = self.next_period_ms.is_none_or(|at| now_ms >= at);
         if due {
             self.end_probe(now_ms, &mut out);
-            self.next_period_ms = Some(now_ms + self.config.period_ms);
+            self.next_period_ms = Some(now_ms + self.period_ms());
             self.start_probe(now_ms, &mut out);
         }
-        let oldest = now_ms.saturating_sub(RELAY_PERIODS * self.config.period_ms);
+        let oldest = now_ms.saturating_sub(RELAY_PERIODS * self.period_ms());
         self.relays.retain(|_, r| r.sent_ms >= oldest);
         out
     }
@@ -439,6 +537,7 @@ impl Detector {
         if late <= self.config.period_ms {
             return;
         }
+        self.sicker();
         let shift = late - self.config.period_ms / 2;
         if let Some(p) = &mut self.pending {
             p.sent_ms += shift;
@@ -447,18 +546,22 @@ impl Detector {
             *at += shift;
         }
         for m in self.members.values_mut() {
-            if let Some(since) = &mut m.suspect_since {
-                *since += shift;
+            if let Some(s) = &mut m.suspicion {
+                s.since_ms += shift;
             }
         }
     }
 
     fn expire_suspicions(&mut self, now_ms: u64, out: &mut Vec<Out>) {
-        let limit = self.config.suspicion_ms;
+        let config = &self.config;
         let down: Vec<NodeName> = self
             .members
             .iter()
-            .filter(|(_, m)| m.suspect_since.is_some_and(|s| now_ms >= s + limit))
+            .filter(|(_, m)| {
+                m.suspicion
+                    .as_ref()
+                    .is_some_and(|s| now_ms >= s.since_ms + s.timeout_ms(config))
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for name in down {
@@ -474,7 +577,7 @@ impl Detector {
         let mut others: Vec<NodeName> = self
             .members
             .iter()
-            .filter(|(n, m)| **n != target && m.suspect_since.is_none())
+            .filter(|(n, m)| **n != target && m.suspicion.is_none())
             .map(|(n, _)| n.clone())
             .collect();
         for _ in 0..self.config.indirect.min(others.len()) {
@@ -490,9 +593,12 @@ impl Detector {
         }
     }
 
-    /// The period ended: an unanswered probe makes its target suspect.
+    /// The period ended: an unanswered probe makes its target suspect, or
+    /// confirms a suspicion others raised.
     fn end_probe(&mut self, now_ms: u64, out: &mut Vec<Out>) {
         let Some(p) = self.pending.take() else { return };
+        let needed = self.needed_confirmations();
+        let me = self.me.node.clone();
         let Some(m) = self.members.get_mut(&p.target) else {
             return;
         };
@@ -504,14 +610,28 @@ impl Detector {
             }
             return;
         }
-        if m.suspect_since.is_some() {
-            return;
+        let suspect = Probe::Suspect {
+            node: m.id.clone(),
+            inc: m.inc,
+        };
+        match &mut m.suspicion {
+            Some(s) => {
+                if s.confirm(&me) {
+                    out.push(Out::Broadcast(suspect));
+                }
+            }
+            None => {
+                m.suspicion = Some(Suspicion {
+                    since_ms: now_ms,
+                    by: vec![me],
+                    needed,
+                });
+                out.push(Out::Suspected(p.target));
+                out.push(Out::Broadcast(suspect));
+            }
         }
-        m.suspect_since = Some(now_ms);
-        let node = m.id.clone();
-        let inc = m.inc;
-        out.push(Out::Suspected(p.target));
-        out.push(Out::Broadcast(Probe::Suspect { node, inc }));
+        // Not a sign of this node's own health: an isolated node's probes
+        // all fail, and it must still judge the other side at full speed.
     }
 
     fn start_probe(&mut self, now_ms: u64, out: &mut Vec<Out>) {
@@ -526,7 +646,19 @@ impl Detector {
             asked_others: false,
             indirect_ack: false,
         });
-        out.push(Out::Send(target, Probe::Ping { seq }));
+        out.push(Out::Send(target.clone(), Probe::Ping { seq }));
+        // Lifeguard's buddy system: a suspected member we probe hears of
+        // the suspicion from us too, in case the suspecter's frame to it
+        // was lost with its link.
+        if let Some(m) = self.members.get(&target)
+            && m.suspicion.is_some()
+        {
+            let suspect = Probe::Suspect {
+                node: m.id.clone(),
+                inc: m.inc,
+            };
+            out.push(Out::Send(target, suspect));
+        }
     }
 
     /// The next member in this round's order; a new shuffled round when

@@ -122,6 +122,7 @@ impl Cluster {
 fn the_timing_follows_the_membership_knobs() {
     let c = SwimConfig::from_membership(200, 1_000);
     assert_eq!((c.period_ms, c.ack_timeout_ms, c.suspicion_ms), (200, 100, 800));
+    assert_eq!(c.suspicion_max_ms, 2_400);
     // A suspicion never stands for less than one period.
     assert_eq!(SwimConfig::from_membership(100, 200).suspicion_ms, 100);
 }
@@ -161,10 +162,10 @@ fn a_member_nobody_reaches_is_suspected_then_down_everywhere() {
     c.run(stop + 3_000);
     let downs = c.downs_of(4);
     assert_eq!(downs.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
-    // Down `period + suspicion` = 1 s after the first missed probe, and the
-    // first probe of it came within two rounds of four periods.
+    // The first probe of it came within two rounds of four periods; then a
+    // period, and a suspicion confirmed by others.
     for t in downs.values() {
-        assert!(*t - stop <= 8 * 200 + 1_000 + 50, "down after {} ms", t - stop);
+        assert!(*t - stop <= 8 * 200 + 200 + 1_600, "down after {} ms", t - stop);
     }
 }
 
@@ -233,46 +234,88 @@ fn a_suspicion_of_this_node_is_refuted_with_a_higher_incarnation() {
 }
 
 #[test]
-fn a_suspicion_heard_from_a_third_node_is_passed_to_the_suspect() {
+fn a_suspected_member_that_is_probed_hears_of_its_suspicion_from_the_prober() {
     let mut d = Detector::new(config(), id("me"), 1);
     d.add(id("x"));
-    d.add(id("y"));
-    let out = d.on_probe(&"y".into(), Probe::Suspect { node: id("x"), inc: 0 }, 0);
-    assert_eq!(
-        out,
-        vec![
-            Out::Suspected("x".into()),
-            Out::Send("x".into(), Probe::Suspect { node: id("x"), inc: 0 })
-        ]
-    );
+    d.on_probe(&"y".into(), Probe::Suspect { node: id("x"), inc: 0 }, 0);
+    let out = d.tick(0);
+    assert!(matches!(&out[..], [Out::Send(a, Probe::Ping { .. }), Out::Send(b, Probe::Suspect { .. })] if &**a == "x" && &**b == "x"), "{out:?}");
+}
+
+#[test]
+fn a_suspicion_times_out_sooner_the_more_members_confirm_it() {
+    let c = config();
+    // (confirmations beyond the first, needed) -> timeout
+    let table = [
+        (0, 3, 2_400),
+        (1, 3, 1_600),
+        (2, 3, 1_133),
+        (3, 3, 800),
+        (0, 1, 2_400),
+        (1, 1, 800),
+        (0, 0, 800),
+    ];
+    for (extra, needed, want) in table {
+        let by = (0..=extra).map(|i| NodeName::from(name(i))).collect();
+        let s = Suspicion { since_ms: 0, by, needed };
+        assert_eq!(s.timeout_ms(&c), want, "{extra} confirmations of {needed}");
+    }
 }
 
 #[test]
 fn a_suspected_member_that_does_not_refute_is_down_after_the_suspicion_timeout() {
+    // Two members: one other node can confirm; once it has, the timeout is
+    // `suspicion_ms`.
     let mut d = Detector::new(config(), id("me"), 1);
     d.add(id("x"));
     d.add(id("y"));
     d.on_probe(&"y".into(), Probe::Suspect { node: id("x"), inc: 0 }, 1_000);
-    let mut t = 1_000;
-    let mut down_at = None;
-    while t < 3_000 && down_at.is_none() {
-        t += 50;
-        // y keeps answering; x is silent.
-        for o in d.tick(t) {
-            match o {
-                Out::Down(n) => {
-                    assert_eq!(&*n, "x");
-                    down_at = Some(t);
+    assert!(d.tick(3_350).iter().all(|o| !matches!(o, Out::Down(_))));
+    let out = d.tick(3_400);
+    assert!(out.contains(&Out::Down("x".into())), "{out:?}");
+    assert!(!d.is_member("x"));
+    // Confirmed by as many suspecters as it has other members: down
+    // `suspicion_ms` after the first.
+    let mut d = Detector::new(config(), id("me"), 1);
+    d.add(id("x"));
+    d.add(id("y"));
+    d.add(id("z"));
+    d.on_probe(&"y".into(), Probe::Suspect { node: id("x"), inc: 0 }, 1_000);
+    d.on_probe(&"z".into(), Probe::Suspect { node: id("x"), inc: 0 }, 1_100);
+    d.on_probe(&"q".into(), Probe::Suspect { node: id("x"), inc: 0 }, 1_200);
+    assert!(d.tick(1_750).iter().all(|o| !matches!(o, Out::Down(_))));
+    assert!(d.tick(1_800).contains(&Out::Down("x".into())));
+}
+
+#[test]
+fn a_node_that_misses_its_deadlines_probes_less_and_recovers() {
+    let mut d = Detector::new(config(), id("me"), 1);
+    d.add(id("x"));
+    d.add(id("y"));
+    // Suspected twice by others: it was too slow for them.
+    d.on_probe(&"y".into(), Probe::Suspect { node: id("me"), inc: 0 }, 0);
+    d.on_probe(&"y".into(), Probe::Suspect { node: id("me"), inc: 1 }, 0);
+    assert_eq!(d.health(), 2);
+    // Its period is now three times as long.
+    let pings = |d: &mut Detector, from: u64, to: u64| {
+        let mut n = 0;
+        let mut t = from;
+        while t < to {
+            t += 50;
+            for o in d.tick(t) {
+                if let Out::Send(who, Probe::Ping { .. }) = o {
+                    n += 1;
+                    d.heard(&who, t);
                 }
-                Out::Send(n, Probe::Ping { seq }) if &*n == "y" => {
-                    d.on_probe(&"y".into(), Probe::Ack { seq }, t);
-                }
-                _ => {}
             }
         }
-    }
-    assert_eq!(down_at, Some(1_800));
-    assert!(!d.is_member("x"));
+        n
+    };
+    assert_eq!(pings(&mut d, 0, 600), 1);
+    // Every answered probe brings it back towards health.
+    pings(&mut d, 600, 3_000);
+    assert_eq!(d.health(), 0);
+    assert_eq!(pings(&mut d, 3_000, 4_000), 5);
 }
 
 #[test]
@@ -429,8 +472,9 @@ proptest! {
         c.run(warmup * 50);
         c.stopped.insert(victim);
         let stop = c.now;
-        // Each node probes every member within two rounds of n − 1 periods.
-        let bound = (2 * n as u64) * 200 + 1_000 + 100;
+        // Someone probes it within two rounds of n − 1 periods; nobody
+        // else may confirm (three nodes): the longest suspicion.
+        let bound = (2 * n as u64) * 200 + 200 + 2_400 + 100;
         c.run(stop + bound);
         let downs = c.downs_of(victim);
         prop_assert_eq!(downs.len(), n - 1);
@@ -453,7 +497,7 @@ proptest! {
             }
         }
         let start = c.now;
-        c.run(start + (2 * n as u64) * 200 + 1_000 + 100);
+        c.run(start + (2 * n as u64) * 200 + 200 + 2_400 + 100);
         for a in 0..cut {
             for b in cut..n {
                 let sees = |x: usize, y: usize| c.events.iter().any(|(_, by, e)| *by == x && *e == Out::Down(name(y).into()));

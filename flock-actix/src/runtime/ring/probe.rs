@@ -60,7 +60,9 @@ impl Ring {
     pub(super) fn hello(&mut self, name: &NodeName, peer: &Addr<Peer>) {
         // Whatever the detector knew of this peer belongs to its old link.
         self.detector.remove(name);
-        peer.do_send(frame(&self.detector.hello()));
+        if self.node.config.swim {
+            peer.do_send(frame(&self.detector.hello()));
+        }
     }
 
     pub(super) fn tick_detector(&mut self, ctx: &mut Context<Self>) {
@@ -119,7 +121,7 @@ impl Handler<ProbeIn> for Ring {
     type Result = ();
 
     fn handle(&mut self, ProbeIn { from, probe }: ProbeIn, ctx: &mut Context<Self>) {
-        if !self.links.contains_key(&from) {
+        if !self.links.contains_key(&from) || !self.node.config.swim {
             return;
         }
         if self.membership.set_probed(&from)
