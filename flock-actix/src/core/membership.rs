@@ -29,6 +29,16 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How much longer than `down_after_ms` a new link's peer may take to send
+/// its first frame. Its first frames wait until its Ring has taken the link
+/// (`ctx.wait` in the Peer), and until they arrive we cannot tell a peer of
+/// this build (whose hello hands it to the SWIM detector) from one of an
+/// earlier build (judged by heartbeats). On a loaded machine forming a
+/// hundred-node mesh that wait crossed 1 s, and judging the silence from
+/// link-up dropped healthy peers by the thousand (stop 18). With this
+/// grace the limit is the handshake timeout's default, 5 s.
+pub const FIRST_FRAME_GRACE_MS: u64 = 4_000;
+
 /// Timing of failure detection and reconnection, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipConfig {
@@ -125,6 +135,8 @@ struct Peer {
     info: NodeInfo,
     status: PeerStatus,
     last_heard_ms: u64,
+    /// Whether any frame arrived on the current link yet.
+    heard_once: bool,
     last_beat_ms: u64,
     next_dial_ms: u64,
     backoff_ms: u64,
@@ -144,6 +156,7 @@ impl Peer {
             info,
             status: PeerStatus::Down,
             last_heard_ms: now_ms,
+            heard_once: false,
             last_beat_ms: now_ms,
             next_dial_ms: now_ms,
             backoff_ms,
@@ -503,6 +516,7 @@ impl Membership {
     pub fn heard_from(&mut self, name: &str, now_ms: u64) {
         if let Some(p) = self.peers.get_mut(name) {
             p.last_heard_ms = now_ms;
+            p.heard_once = true;
         }
     }
 
@@ -575,7 +589,9 @@ impl Membership {
             match p.status {
                 PeerStatus::Up if p.probed => {}
                 PeerStatus::Up
-                    if now_ms.saturating_sub(p.last_heard_ms) > self.config.down_after_ms =>
+                    if now_ms.saturating_sub(p.last_heard_ms)
+                        > self.config.down_after_ms
+                            + if p.heard_once { 0 } else { FIRST_FRAME_GRACE_MS } =>
                 {
                     p.goes_down(now_ms, self.config.reconnect_min_ms);
                     effects.push(Effect::Close(name.clone()));
