@@ -390,7 +390,11 @@ impl Handler<Begin> for Ring {
         let tick = Duration::from_millis((self.node.config.membership.heartbeat_ms / 4).max(1));
         ctx.run_interval(tick, |act, ctx| {
             let effects = act.membership.tick(act.node.now_ms());
-            act.apply(effects, ctx);
+            // Most ticks change nothing: skip building a snapshot of every
+            // member for the events hub, twenty times a second on every node.
+            if !effects.is_empty() {
+                act.apply(effects, ctx);
+            }
             act.tick_detector(ctx);
         });
         let effects = self.membership.tick(self.node.now_ms());
