@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn faulty(faults: &Faults, swim: bool) -> impl FnOnce(FlockBuilder) -> FlockBuilder + Send + 'static {
+fn faulty(
+    faults: &Faults,
+    swim: bool,
+) -> impl FnOnce(FlockBuilder) -> FlockBuilder + Send + 'static {
     let faults = faults.clone();
     move |b: FlockBuilder| {
         b.network(Arc::new(FaultyNetwork::new(Arc::new(TcpNetwork), faults)))

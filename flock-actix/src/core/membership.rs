@@ -591,7 +591,11 @@ impl Membership {
                 PeerStatus::Up
                     if now_ms.saturating_sub(p.last_heard_ms)
                         > self.config.down_after_ms
-                            + if p.heard_once { 0 } else { FIRST_FRAME_GRACE_MS } =>
+                            + if p.heard_once {
+                                0
+                            } else {
+                                FIRST_FRAME_GRACE_MS
+                            } =>
                 {
                     p.goes_down(now_ms, self.config.reconnect_min_ms);
                     effects.push(Effect::Close(name.clone()));

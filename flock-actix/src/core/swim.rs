@@ -74,7 +74,7 @@ impl SwimConfig {
             ack_timeout_ms: (heartbeat_ms / 2).max(1),
             indirect: 3,
             suspicion_ms,
-            suspicion_max_ms: 3 * suspicion_ms,
+            suspicion_max_ms: suspicion_ms * 3 / 2,
             confirmations: 3,
             max_health: 8,
             link_strikes: 2,
@@ -179,7 +179,10 @@ impl Suspicion {
     /// Lifeguard: `max − (max − min)·log(C + 1)/log(K + 1)`, for C
     /// confirmations beyond the first of K needed.
     fn timeout_ms(&self, config: &SwimConfig) -> u64 {
-        let (min, max) = (config.suspicion_ms, config.suspicion_max_ms.max(config.suspicion_ms));
+        let (min, max) = (
+            config.suspicion_ms,
+            config.suspicion_max_ms.max(config.suspicion_ms),
+        );
         let c = self.by.len().saturating_sub(1);
         if c >= self.needed {
             return min;
