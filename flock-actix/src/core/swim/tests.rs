@@ -14,6 +14,22 @@ fn id(name: &str) -> ReplicaId {
     }
 }
 
+/// A detector for "me" probing `members`.
+fn detector(members: &[&str]) -> Detector {
+    let mut d = Detector::new(config(), id("me"), 1);
+    for m in members {
+        d.add(id(m));
+    }
+    d
+}
+
+fn suspect(node: &str, inc: u64) -> Probe {
+    Probe::Suspect {
+        node: id(node),
+        inc,
+    }
+}
+
 fn name(i: usize) -> String {
     format!("n{i:03}")
 }
@@ -178,18 +194,10 @@ fn a_member_nobody_reaches_is_suspected_then_down_everywhere() {
 
 #[test]
 fn a_suspicion_refuted_by_a_higher_incarnation_is_dropped() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
+    let mut d = detector(&["x"]);
     let from: NodeName = "y".into();
     d.add(id("y"));
-    let out = d.on_probe(
-        &from,
-        Probe::Suspect {
-            node: id("x"),
-            inc: 0,
-        },
-        0,
-    );
+    let out = d.on_probe(&from, suspect("x", 0), 0);
     assert!(out.contains(&Out::Suspected("x".into())));
     assert!(d.is_suspected("x"));
     // The same incarnation does not refute.
@@ -219,8 +227,7 @@ fn a_suspicion_refuted_by_a_higher_incarnation_is_dropped() {
 
 #[test]
 fn a_suspicion_of_an_older_incarnation_or_another_process_is_ignored() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
+    let mut d = detector(&["x"]);
     let x: NodeName = "x".into();
     d.on_probe(
         &x,
@@ -231,17 +238,7 @@ fn a_suspicion_of_an_older_incarnation_or_another_process_is_ignored() {
         0,
     );
     let y: NodeName = "y".into();
-    assert_eq!(
-        d.on_probe(
-            &y,
-            Probe::Suspect {
-                node: id("x"),
-                inc: 2
-            },
-            10
-        ),
-        vec![]
-    );
+    assert_eq!(d.on_probe(&y, suspect("x", 2), 10), vec![]);
     let other_process = ReplicaId {
         node: "x".into(),
         incarnation: 8,
@@ -265,14 +262,7 @@ fn a_suspicion_of_this_node_is_refuted_with_a_higher_incarnation() {
     let mut d = Detector::new(config(), id("me"), 1);
     d.add(id("y"));
     let y: NodeName = "y".into();
-    let out = d.on_probe(
-        &y,
-        Probe::Suspect {
-            node: id("me"),
-            inc: 0,
-        },
-        0,
-    );
+    let out = d.on_probe(&y, suspect("me", 0), 0);
     assert_eq!(
         out,
         vec![Out::Broadcast(Probe::Alive {
@@ -281,32 +271,14 @@ fn a_suspicion_of_this_node_is_refuted_with_a_higher_incarnation() {
         })]
     );
     // A second copy of the same suspicion is already refuted.
-    assert_eq!(
-        d.on_probe(
-            &y,
-            Probe::Suspect {
-                node: id("me"),
-                inc: 0
-            },
-            1
-        ),
-        vec![]
-    );
+    assert_eq!(d.on_probe(&y, suspect("me", 0), 1), vec![]);
     assert_eq!(d.incarnation(), 1);
 }
 
 #[test]
 fn a_suspected_member_that_is_probed_hears_of_its_suspicion_from_the_prober() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
-    d.on_probe(
-        &"y".into(),
-        Probe::Suspect {
-            node: id("x"),
-            inc: 0,
-        },
-        0,
-    );
+    let mut d = detector(&["x"]);
+    d.on_probe(&"y".into(), suspect("x", 0), 0);
     let out = d.tick(0);
     assert!(
         matches!(&out[..], [Out::Send(a, Probe::Ping { .. }), Out::Send(b, Probe::Suspect { .. })] if &**a == "x" && &**b == "x"),
@@ -342,77 +314,28 @@ fn a_suspicion_times_out_sooner_the_more_members_confirm_it() {
 fn a_suspected_member_that_does_not_refute_is_down_after_the_suspicion_timeout() {
     // Two members: one other node can confirm; once it has, the timeout is
     // `suspicion_ms`.
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
-    d.add(id("y"));
-    d.on_probe(
-        &"y".into(),
-        Probe::Suspect {
-            node: id("x"),
-            inc: 0,
-        },
-        1_000,
-    );
+    let mut d = detector(&["x", "y"]);
+    d.on_probe(&"y".into(), suspect("x", 0), 1_000);
     assert!(d.tick(2_150).iter().all(|o| !matches!(o, Out::Down(_))));
     let out = d.tick(2_200);
     assert!(out.contains(&Out::Down("x".into())), "{out:?}");
     assert!(!d.is_member("x"));
     // Confirmed by as many suspecters as it has other members: down
     // `suspicion_ms` after the first.
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
-    d.add(id("y"));
-    d.add(id("z"));
-    d.on_probe(
-        &"y".into(),
-        Probe::Suspect {
-            node: id("x"),
-            inc: 0,
-        },
-        1_000,
-    );
-    d.on_probe(
-        &"z".into(),
-        Probe::Suspect {
-            node: id("x"),
-            inc: 0,
-        },
-        1_100,
-    );
-    d.on_probe(
-        &"q".into(),
-        Probe::Suspect {
-            node: id("x"),
-            inc: 0,
-        },
-        1_200,
-    );
+    let mut d = detector(&["x", "y", "z"]);
+    d.on_probe(&"y".into(), suspect("x", 0), 1_000);
+    d.on_probe(&"z".into(), suspect("x", 0), 1_100);
+    d.on_probe(&"q".into(), suspect("x", 0), 1_200);
     assert!(d.tick(1_750).iter().all(|o| !matches!(o, Out::Down(_))));
     assert!(d.tick(1_800).contains(&Out::Down("x".into())));
 }
 
 #[test]
 fn a_node_that_misses_its_deadlines_probes_less_and_recovers() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
-    d.add(id("y"));
+    let mut d = detector(&["x", "y"]);
     // Suspected twice by others: it was too slow for them.
-    d.on_probe(
-        &"y".into(),
-        Probe::Suspect {
-            node: id("me"),
-            inc: 0,
-        },
-        0,
-    );
-    d.on_probe(
-        &"y".into(),
-        Probe::Suspect {
-            node: id("me"),
-            inc: 1,
-        },
-        0,
-    );
+    d.on_probe(&"y".into(), suspect("me", 0), 0);
+    d.on_probe(&"y".into(), suspect("me", 1), 0);
     assert_eq!(d.health(), 2);
     // Its period is now three times as long.
     let pings = |d: &mut Detector, from: u64, to: u64| {
@@ -438,8 +361,7 @@ fn a_node_that_misses_its_deadlines_probes_less_and_recovers() {
 
 #[test]
 fn any_frame_from_the_target_answers_its_probe() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
+    let mut d = detector(&["x"]);
     let out = d.tick(0);
     assert!(matches!(&out[..], [Out::Send(n, Probe::Ping { .. })] if &**n == "x"));
     d.heard("x", 20);
@@ -451,9 +373,7 @@ fn any_frame_from_the_target_answers_its_probe() {
 
 #[test]
 fn a_late_tick_of_this_node_suspects_nobody() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
-    d.add(id("y"));
+    let mut d = detector(&["x", "y"]);
     d.tick(0);
     // This node's thread was starved for 3 s: the acks wait in its mailbox.
     let out = d.tick(3_000);
@@ -465,9 +385,7 @@ fn a_late_tick_of_this_node_suspects_nobody() {
 
 #[test]
 fn relays_are_bounded_and_expire() {
-    let mut d = Detector::new(config(), id("me"), 1);
-    d.add(id("x"));
-    d.add(id("y"));
+    let mut d = detector(&["x", "y"]);
     for seq in 0..5_000 {
         d.on_probe(
             &"y".into(),
