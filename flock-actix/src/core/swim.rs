@@ -10,12 +10,16 @@
 //! the suspicion is sent to every member (the mesh is full, so dissemination
 //! is a direct broadcast of one small frame rather than piggybacked gossip),
 //! and the suspected node refutes it with a higher incarnation
-//! ([`Probe::Alive`]). A suspicion not refuted within
-//! [`SwimConfig::suspicion_ms`] makes the member **down** ([`Out::Down`]).
+//! ([`Probe::Alive`]). A suspicion not refuted in time makes the member
+//! **down** ([`Out::Down`]): within [`SwimConfig::suspicion_ms`] once other
+//! members confirmed it, up to [`SwimConfig::suspicion_max_ms`] if nobody
+//! did (Lifeguard's dynamic suspicion). A node that must refute suspicions
+//! of itself, or whose ticks come late, stretches its own period (Lifeguard's
+//! local health), so a loaded node accuses less.
 //!
 //! So a member that stops answering is down `period + suspicion_ms` =
-//! `down_after_ms` after the first probe it misses, which is what
-//! `down_after_ms` has always meant ("silent this long"), and idle traffic is
+//! `down_after_ms` after the first probe it misses (once confirmed), which is
+//! what `down_after_ms` has always meant ("silent this long"), and idle traffic is
 //! O(1) per node — a ping, an ack, and the pings of others — instead of a
 //! heartbeat on each of `n − 1` links. Any frame heard from the target after
 //! a ping counts as its ack, as any frame used to count as a heartbeat.
