@@ -13,7 +13,15 @@ use support::*;
 /// mailbox.
 #[flock_bird(kind = "test.Blocker", messages(Block, Incr, Count))]
 struct Blocker {
+    name: String,
     count: u64,
+}
+
+/// The names of the `Blocker`s blocking their thread right now.
+static BLOCKING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn blocking(name: &str) -> bool {
+    BLOCKING.lock().unwrap().iter().any(|n| n == name)
 }
 
 impl Actor for Blocker {
@@ -22,8 +30,11 @@ impl Actor for Blocker {
 
 impl Bird for Blocker {
     type Args = ();
-    fn hatch(_: &str, (): (), _nest: &Nest) -> Result<Self, HatchError> {
-        Ok(Blocker { count: 0 })
+    fn hatch(name: &str, (): (), _nest: &Nest) -> Result<Self, HatchError> {
+        Ok(Blocker {
+            name: name.to_owned(),
+            count: 0,
+        })
     }
 }
 
@@ -35,7 +46,9 @@ struct Block(u64);
 impl Handler<Block> for Blocker {
     type Result = ();
     fn handle(&mut self, Block(ms): Block, _: &mut Context<Self>) {
+        BLOCKING.lock().unwrap().push(self.name.clone());
         std::thread::sleep(Duration::from_millis(ms));
+        BLOCKING.lock().unwrap().retain(|n| *n != self.name);
     }
 }
 
@@ -87,14 +100,40 @@ async fn a_call_whose_caller_gave_up_never_runs_late_on_the_owner() {
     let (nodes, name) = blocker_on_node2("late").await;
     let bird = nodes[0].flock.addr::<Blocker>(&name);
     bird.do_send(Block(800));
+    gives_up_and_never_runs(&bird).await;
+}
+
+/// An `Incr` with a 200 ms deadline to a bird blocked for 800 ms times out,
+/// and once the bird is free again it has not run.
+async fn gives_up_and_never_runs(bird: &FlockAddr<Blocker>) {
     let gave_up = bird.send_timeout(Incr, Duration::from_millis(200)).await;
     assert!(
         matches!(gave_up, Err(Error::Timeout { .. })),
         "expected a timeout, got {gave_up:?}"
     );
-    // Once the bird is free again, the abandoned Incr must not have run.
     let count = bird.send_timeout(Count, Duration::from_secs(5)).await;
     assert_eq!(count, Ok(0), "the abandoned call ran after its deadline");
+}
+
+/// The call is sent once the owner's thread is blocked, so it waits unread
+/// in the socket of a data link (read on that same thread): its deadline
+/// must count that wait (`core::data_links::age`), or it runs late once the
+/// thread is free. (On a control link it is read at once and its deadline
+/// runs on the links thread.)
+#[actix_rt::test]
+async fn a_call_sent_while_the_owner_is_blocked_never_runs_late() {
+    init_logs();
+    let (nodes, name) = blocker_on_node2("blocked").await;
+    let bird = nodes[0].flock.addr::<Blocker>(&name);
+    bird.do_send(Block(800));
+    let named = name.as_str();
+    wait_until(
+        Duration::from_secs(5),
+        "the owner to block",
+        || async move { blocking(named) },
+    )
+    .await;
+    gives_up_and_never_runs(&bird).await;
 }
 
 /// The typed local path arms no timer when it sends (runtime/deadline.rs):

@@ -1,4 +1,4 @@
-//! A rolling upgrade to the SWIM detector (docs/ARCHITECTURE.md §32): nodes
+//! A rolling upgrade to the SWIM detector (docs/ARCHITECTURE.md §34): nodes
 //! that probe and nodes of an earlier build (the hidden
 //! `FlockConfig::swim = false` behaves like one: it sends no probe frames
 //! and drops those it receives) share a cluster over TCP. Links stay up, and

@@ -33,8 +33,8 @@ fn impls(bird: &Bird) -> TokenStream {
     let p = quote!(::flock_actix::__private);
     // Local names no user item can capture: a `const addr` in scope would turn
     // a plain `addr` parameter into a constant pattern (items are not hygienic).
-    let [addr, tag, payload, other, ctx, name, args, state] = [
-        "addr", "tag", "payload", "other", "ctx", "name", "args", "state",
+    let [addr, tag, payload, other, ctx, name, args, state, due] = [
+        "addr", "tag", "payload", "other", "ctx", "name", "args", "state", "due",
     ]
     .map(|n| Ident::new(&format!("__flock_{n}"), Span::mixed_site()));
 
@@ -53,6 +53,10 @@ fn impls(bird: &Bird) -> TokenStream {
         .messages
         .is_empty()
         .then(|| quote!(let _ = (#addr, #payload);));
+    let touch_call = bird
+        .messages
+        .is_empty()
+        .then(|| quote!(let _ = (#addr, #payload, #due);));
 
     let accepts = bird.messages.iter().map(|m| {
         let (ty, tag) = (&m.ty, &m.tag);
@@ -172,10 +176,11 @@ fn impls(bird: &Bird) -> TokenStream {
                 #addr: &#p::actix::Addr<Self>,
                 #tag: &str,
                 #payload: &[u8],
+                #due: ::std::time::Instant,
             ) -> #p::CallFuture {
-                #touch
+                #touch_call
                 match #tag {
-                    #( #tags => #p::call::<Self, #types>(#addr, #payload), )*
+                    #( #tags => #p::call::<Self, #types>(#addr, #payload, #due), )*
                     #other => ::core::result::Result::Err(#p::unknown_message::<Self>(#other)),
                 }
             }

@@ -177,9 +177,15 @@ pub trait BirdKind: Bird + Handler<crate::__private::StopBird> {
     /// it before moving the type to another module in a rolling upgrade.
     const KIND: &'static str;
 
-    /// Decodes a call for message `tag`, sends it to `addr`, encodes the reply.
+    /// Decodes a call for message `tag`, sends it to `addr`, encodes the
+    /// reply; the bird skips it if it gets to it at `due` or later.
     #[doc(hidden)]
-    fn dispatch_call(addr: &Addr<Self>, tag: &str, payload: &[u8]) -> crate::__private::CallFuture;
+    fn dispatch_call(
+        addr: &Addr<Self>,
+        tag: &str,
+        payload: &[u8],
+        due: std::time::Instant,
+    ) -> crate::__private::CallFuture;
 
     /// Decodes a cast for message `tag` and delivers it to `addr`.
     #[doc(hidden)]

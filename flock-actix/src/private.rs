@@ -25,17 +25,28 @@ impl Message for StopBird {
 pub type CallFuture = Result<BoxedCall, RemoteError>;
 
 /// Decodes `M` from `payload`, sends it to `addr`, encodes the reply.
-pub fn call<T, M>(addr: &Addr<T>, payload: &[u8]) -> CallFuture
+///
+/// The bird skips the message, and the call fails with a timeout, if it
+/// gets to it only after `due`: on a data link the reply's own timer runs on
+/// the bird's thread, so it cannot fire while a bird of that thread blocks
+/// it, and the caller's deadline would otherwise not be kept (§32).
+pub fn call<T, M>(addr: &Addr<T>, payload: &[u8], due: std::time::Instant) -> CallFuture
 where
     T: Accepts<M>,
     M: Message + Wire,
     M::Result: Wire,
 {
     let msg: M = decode::<M>(T::KIND, <T as Accepts<M>>::TAG, payload)?;
-    let sent = addr.send(msg);
+    let sent = addr.send(Slot::due(msg, due));
     Ok(Box::pin(async move {
-        let reply = sent.await.map_err(|_| RemoteError::BirdPanicked {
-            bird: String::new(),
+        let reply = sent.await.map_err(|_| {
+            if std::time::Instant::now() >= due {
+                RemoteError::Timeout
+            } else {
+                RemoteError::BirdPanicked {
+                    bird: String::new(),
+                }
+            }
         })?;
         crate::wire::payload::encode(&reply).map_err(RemoteError::Encode)
     }))
@@ -171,18 +182,61 @@ fn _assert_handler_bound<T: Handler<StopBird>>() {}
 /// ordered meanwhile drops the rest of its mailbox), the message is still in
 /// the slot and the caller sends it again, on the encoded path, instead of
 /// failing the call as if the bird had panicked.
-pub struct Slot<M>(std::sync::Arc<std::sync::Mutex<Option<M>>>);
+///
+/// A remote call's message travels in a slot too, owned by the mailbox and
+/// with the time past which the bird skips it (see [`call`]).
+pub struct Slot<M> {
+    msg: Held<M>,
+    due: Option<std::time::Instant>,
+}
+
+enum Held<M> {
+    /// Shared with the caller, who takes it back if it was not handled.
+    Shared(std::sync::Arc<std::sync::Mutex<Option<M>>>),
+    /// The mailbox's alone.
+    Owned(M),
+}
 
 impl<M> Slot<M> {
     /// A slot holding `msg`, and the caller's handle on it.
     pub(crate) fn new(msg: M) -> (Self, Self) {
         let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(msg)));
-        (Slot(slot.clone()), Slot(slot))
+        let shared = |slot| Slot {
+            msg: Held::Shared(slot),
+            due: None,
+        };
+        (shared(slot.clone()), shared(slot))
+    }
+
+    /// `msg` alone, skipped if the bird gets to it at `due` or later.
+    fn due(msg: M, due: std::time::Instant) -> Self {
+        Slot {
+            msg: Held::Owned(msg),
+            due: Some(due),
+        }
     }
 
     /// The message, if no handler took it.
     pub(crate) fn take(&self) -> Option<M> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+        match &self.msg {
+            Held::Shared(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            Held::Owned(_) => None,
+        }
+    }
+
+    /// What the handler handles: nothing if the message is past its time.
+    fn into_msg(self) -> Option<M> {
+        if self.due.is_some_and(|due| std::time::Instant::now() >= due) {
+            return None;
+        }
+        match self.msg {
+            Held::Owned(msg) => Some(msg),
+            shared => Slot {
+                msg: shared,
+                due: None,
+            }
+            .take(),
+        }
     }
 }
 
@@ -200,8 +254,8 @@ where
     R: actix::dev::MessageResponse<A, M>,
 {
     fn handle(self, ctx: &mut A::Context, tx: Option<actix::dev::OneshotSender<M::Result>>) {
-        // Empty only if taken twice, which never happens: the reply
-        // channel then closes unanswered.
+        // Empty if past its time (the caller has given up), or taken twice,
+        // which never happens: the reply channel then closes unanswered.
         if let Some(response) = self.0 {
             response.handle(ctx, tx);
         }
@@ -219,5 +273,5 @@ where
     T: Handler<M> + actix::Actor<Context = actix::Context<T>>,
     M: Message,
 {
-    SlotResponse(slot.take().map(|msg| bird.handle(msg, ctx)))
+    SlotResponse(slot.into_msg().map(|msg| bird.handle(msg, ctx)))
 }

@@ -115,8 +115,30 @@ async fn call<T: BirdKind, R: serde::de::DeserializeOwned>(
     msg: &impl Serialize,
 ) -> Result<R, RemoteError> {
     let payload = rmp_serde::to_vec(msg).unwrap();
-    let reply = T::dispatch_call(addr, tag, &payload)?.await?;
+    let reply = T::dispatch_call(addr, tag, &payload, later())?.await?;
     Ok(rmp_serde::from_slice(&reply).unwrap())
+}
+
+/// A deadline no test reaches.
+fn later() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(3600)
+}
+
+/// The bird skips a call it gets to only after its deadline (the reply's
+/// timer may not have fired: it can run on the bird's own thread), and the
+/// call fails as timed out, not as a panic.
+#[actix::test]
+async fn a_call_the_bird_gets_to_after_its_deadline_is_skipped_as_timed_out() {
+    let addr = Greeter::hatch("g", "hi".into(), &Nest::new())
+        .unwrap()
+        .start();
+    let payload = rmp_serde::to_vec(&Add(3)).unwrap();
+    Greeter::dispatch_cast(&addr, "Add", &payload).unwrap();
+    let past = std::time::Instant::now();
+    let late = Greeter::dispatch_call(&addr, "Count", &rmp_serde::to_vec(&Count).unwrap(), past);
+    assert_eq!(late.unwrap().await, Err(RemoteError::Timeout));
+    let count: u32 = call(&addr, "Count", &Count).await.unwrap();
+    assert_eq!(count, 3, "the bird still answers calls on time");
 }
 
 #[actix::test]
@@ -150,7 +172,7 @@ async fn unknown_tag_is_an_unknown_message_error_naming_kind_and_tag() {
         msg: "Pong".to_owned(),
     };
     assert_eq!(
-        Greeter::dispatch_call(&addr, "Pong", &[]).err(),
+        Greeter::dispatch_call(&addr, "Pong", &[], later()).err(),
         Some(expected.clone())
     );
     assert_eq!(Greeter::dispatch_cast(&addr, "Pong", &[]), Err(expected));
@@ -197,7 +219,7 @@ async fn pinned_message_tag_is_what_dispatch_matches() {
     let count: u32 = call(&addr, "count.v2", &Count).await.unwrap();
     assert_eq!(count, 7);
     assert!(matches!(
-        Pinned::dispatch_call(&addr, "Count", &[]).err(),
+        Pinned::dispatch_call(&addr, "Count", &[], later()).err(),
         Some(RemoteError::UnknownMessage { .. })
     ));
 }
@@ -206,7 +228,7 @@ async fn pinned_message_tag_is_what_dispatch_matches() {
 async fn bird_without_messages_rejects_every_tag() {
     let addr = Quiet::hatch("q", (), &Nest::new()).unwrap().start();
     assert!(matches!(
-        Quiet::dispatch_call(&addr, "Anything", &[]).err(),
+        Quiet::dispatch_call(&addr, "Anything", &[], later()).err(),
         Some(RemoteError::UnknownMessage { .. })
     ));
     assert!(Quiet::dispatch_cast(&addr, "Anything", &[]).is_err());

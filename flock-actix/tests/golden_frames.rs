@@ -217,6 +217,17 @@ fn cases() -> Vec<(String, Message)> {
             },
         ));
     }
+    // A data link's clock stamp (ARCHITECTURE §32): a cast of the reserved
+    // kind, so that an earlier build drops it instead of closing the link.
+    cases.push((
+        "data_sent_at".into(),
+        Message::Cast {
+            bird: String::new(),
+            kind: "\0flock".into(),
+            msg: "sent-at".into(),
+            payload: 1_234_567_u64.to_be_bytes().to_vec(),
+        },
+    ));
     cases
 }
 

@@ -84,7 +84,7 @@ fn host_arbiters() -> String {
 }
 
 /// Whether nodes carry calls and casts on data links (docs/ARCHITECTURE.md
-/// §26): the library's default (off for now) unless FLOCK_BENCH_DATA_LINKS
+/// §26): the library's default (on since stop 18) unless FLOCK_BENCH_DATA_LINKS
 /// says `0` (off) or anything else (on).
 pub(crate) fn data_links() -> bool {
     std::env::var("FLOCK_BENCH_DATA_LINKS")

@@ -31,6 +31,9 @@
 //!   link puts on its unsent bytes); past that a message is
 //!   failed at once ([`Effect::Fail`]).
 
+pub mod age;
+#[cfg(test)]
+mod age_tests;
 pub mod auth;
 pub mod flow;
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! peer of this build) is judged by the SWIM detector, `core::swim`: one
 //! probe per period per node, indirect probes, suspicion and refutation,
 //! so idle traffic is O(1) per node rather than a heartbeat on each of
-//! `n − 1` links (docs/ARCHITECTURE.md §32; the full-mesh heartbeats of §8
+//! `n − 1` links (docs/ARCHITECTURE.md §34; the full-mesh heartbeats of §8
 //! cost ≈ 2,000 frames/s per node at 100 nodes and kept 60 nodes from
 //! forming on 2 vCPUs). A peer of an earlier build keeps the heartbeats and
 //! the silence limit of §8. Link loss still takes a peer out at once, whatever

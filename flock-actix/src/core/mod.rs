@@ -17,3 +17,4 @@ pub mod placement;
 pub mod routing;
 pub mod supervision;
 pub mod swim;
+pub mod timers;

@@ -86,7 +86,7 @@ pub struct FlockConfig {
     /// setting.
     #[doc(hidden)]
     pub protocol_version: Option<u32>,
-    /// Judge peers of this build by SWIM probes (docs/ARCHITECTURE.md §32;
+    /// Judge peers of this build by SWIM probes (docs/ARCHITECTURE.md §34;
     /// the default). Hidden: a seam for rolling-upgrade tests, where
     /// `false` makes a node behave like a build before SWIM (it sends no
     /// probe frames, drops those it receives, and judges every peer by
@@ -95,9 +95,10 @@ pub struct FlockConfig {
     pub swim: bool,
 
     /// Calls and casts on *data links*, one per peer and per lane of the
-    /// peer, opened on demand (docs/ARCHITECTURE.md §26). Hidden and off
-    /// by default until a call abandoned by its caller can no longer run
-    /// late on a blocked owner (§26); set with `FlockBuilder::data_links`.
+    /// peer, opened on demand (docs/ARCHITECTURE.md §26). On by default
+    /// since a call's wait in a data link's socket counts against its
+    /// deadline (§32); `FlockBuilder::data_links(false)` keeps every call on
+    /// the control link.
     #[doc(hidden)]
     pub data_links: bool,
     /// A data link with nothing in flight and no traffic for this long is
@@ -162,7 +163,7 @@ impl FlockConfig {
             protocol_version: None,
             swim: true,
 
-            data_links: false,
+            data_links: true,
             data_idle_ms: 30_000,
             data_queue_bytes: 64 << 20,
         }

@@ -216,8 +216,8 @@ impl FlockBuilder {
     /// is made, so a received call is handled on the thread of its bird.
     /// A data link whose peer reads slower than this node writes holds
     /// messages back, up to `FlockConfig::data_queue_bytes`, rather than
-    /// dropping them. Off by default (hidden) until a call abandoned by its
-    /// caller can no longer run late on a blocked owner (§26).
+    /// dropping them. On by default (hidden); a call's wait in a data link's
+    /// socket counts against its deadline (§32).
     #[doc(hidden)]
     pub fn data_links(mut self, on: bool) -> Self {
         self.config.data_links = on;

@@ -7,7 +7,7 @@
 use crate::bird::BirdKind;
 use crate::nest::Nest;
 use crate::wire::message::RemoteError;
-use actix::{Addr, ArbiterHandle, AsyncContext, Recipient};
+use actix::{Addr, AsyncContext, Recipient};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ impl Drop for ExitGuard {
     }
 }
 
-type CallFn = fn(&dyn Any, &str, &[u8]) -> crate::__private::CallFuture;
+type CallFn = fn(&dyn Any, &str, &[u8], std::time::Instant) -> crate::__private::CallFuture;
 type CastFn = fn(&dyn Any, &str, &[u8]) -> Result<(), RemoteError>;
 type ProbeFn = fn(&dyn Any) -> bool;
 type HandOffFn = fn(&dyn Any) -> crate::__private::StateFuture;
@@ -101,7 +101,7 @@ trait HasVTable {
 impl<T: BirdKind> HasVTable for T {
     const VTABLE: VTable = VTable {
         kind: T::KIND,
-        call: |any, tag, payload| T::dispatch_call(downcast::<T>(any)?, tag, payload),
+        call: |any, tag, payload, due| T::dispatch_call(downcast::<T>(any)?, tag, payload, due),
         cast: |any, tag, payload| T::dispatch_cast(downcast::<T>(any)?, tag, payload),
         stop: |any| {
             if let Ok(addr) = downcast::<T>(any) {
@@ -147,7 +147,9 @@ impl LocalBird {
 
     /// Calls the bird; the reply must come within `within`. A call that
     /// times out is dropped, and actix skips a message whose caller is gone,
-    /// so a call whose caller gave up never runs late.
+    /// so a call whose caller gave up never runs late; the bird also skips
+    /// it if it gets to it after `within` (the timer cannot fire while the
+    /// thread is blocked, and a data link polls it on the bird's thread).
     pub(crate) fn call(
         &self,
         name: &str,
@@ -155,7 +157,8 @@ impl LocalBird {
         payload: &[u8],
         within: Duration,
     ) -> crate::__private::CallFuture {
-        let call = (self.vtable.call)(&*self.addr, tag, payload)?;
+        let due = std::time::Instant::now() + within;
+        let call = (self.vtable.call)(&*self.addr, tag, payload, due)?;
         let stop_ordered = self.stop_ordered.clone();
         let bird = name.to_owned();
         Ok(Box::pin(async move {
@@ -210,20 +213,16 @@ impl LocalBird {
 /// How to start birds of one kind.
 #[derive(Clone, Copy)]
 pub(crate) struct Kind {
-    spawn: fn(Spawn) -> Result<LocalBird, SpawnError>,
+    spawn: fn(Spawn) -> Result<(LocalBird, Start), RemoteError>,
     hands_off: bool,
     /// `#[flock_bird(passivate_after = "...")]`, unless the builder says.
     passivate_after: Option<Duration>,
 }
 
-/// Why a bird could not be started.
-#[derive(Debug)]
-pub(crate) enum SpawnError {
-    /// The bird cannot run here (undecodable arguments); told to callers.
-    Bird(RemoteError),
-    /// The arbiter it was given to has stopped: the system is going down.
-    ArbiterGone,
-}
+/// What runs a prepared bird: called on the arbiter the bird is to run
+/// on (the Registry hands these to each arbiter in batches). Dropped
+/// unrun (the arbiter stopped), it reports the bird `TornDown`.
+pub(crate) type Start = Box<dyn FnOnce() + Send>;
 
 /// Everything needed to start one bird.
 pub(crate) struct Spawn<'a> {
@@ -232,7 +231,6 @@ pub(crate) struct Spawn<'a> {
     /// The state handed over by the previous owner, to resume from.
     pub state: Option<Vec<u8>>,
     pub instance: u64,
-    pub arbiter: Option<&'a ArbiterHandle>,
     pub exits: Recipient<BirdExited>,
     pub hatch_failures: Recipient<HatchFailed>,
     /// The node's context for `hatch`.
@@ -248,7 +246,10 @@ impl Kind {
         }
     }
 
-    pub(crate) fn spawn(&self, s: Spawn) -> Result<LocalBird, SpawnError> {
+    /// Prepares a bird: its address works at once (messages queue), and it
+    /// hatches once the returned [`Start`] runs on its arbiter. Err: the
+    /// bird cannot run here (undecodable arguments), told to callers.
+    pub(crate) fn spawn(&self, s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
         (self.spawn)(s)
     }
 }
@@ -315,13 +316,13 @@ fn downcast<T: BirdKind>(any: &dyn Any) -> Result<&Addr<T>, RemoteError> {
         .ok_or_else(|| RemoteError::Internal(format!("bird handle is not a {}", T::KIND)))
 }
 
-fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
+fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
     let args: T::Args = crate::wire::payload::decode(s.args).map_err(|e| {
-        SpawnError::Bird(RemoteError::Decode(format!(
+        RemoteError::Decode(format!(
             "start arguments of bird {} ({}): {e}",
             s.name,
             T::KIND
-        )))
+        ))
     })?;
     let guard = ExitGuard {
         report: Some((s.name.clone(), s.instance)),
@@ -373,17 +374,10 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<LocalBird, SpawnError> {
             guard.completed = true;
         });
     };
-    let spawned = match s.arbiter {
-        Some(arbiter) => arbiter.spawn_fn(run),
-        None => actix::Arbiter::current().spawn_fn(run),
-    };
-    if !spawned {
-        // `run` was dropped unrun: its guard reported `TornDown`.
-        return Err(SpawnError::ArbiterGone);
-    }
-    Ok(LocalBird {
+    let bird = LocalBird {
         addr: Box::new(Addr::new(tx)),
         vtable: &<T as HasVTable>::VTABLE,
         stop_ordered,
-    })
+    };
+    Ok((bird, Box::new(run)))
 }

@@ -38,12 +38,6 @@ pub(crate) struct LinkDown {
 #[rtype(result = "()")]
 pub(crate) struct Heard(pub NodeName);
 
-/// The kind of the flock's own casts between nodes (handoff wants and
-/// announces, SWIM probes): no bird kind starts with a NUL byte
-/// (`HandshakeConfig::validate` refuses one), and a build that does not
-/// know a tag drops the cast like any cast to a bird it does not run.
-pub(crate) const SYSTEM_KIND: &str = "\0flock";
-
 /// A SWIM detector frame from a peer's control link (`core::swim`).
 #[derive(Message)]
 #[rtype(result = "()")]

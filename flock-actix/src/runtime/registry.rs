@@ -8,7 +8,7 @@
 //! removed) are all in the core; what is here is actix plumbing.
 
 use super::directory::{Directory, Running as RunningBird};
-use super::kinds::{BirdExited, HatchFailed, Spawn, SpawnError};
+use super::kinds::{BirdExited, HatchFailed, Spawn};
 use super::messages::{
     CallReply, HandoffAcked, HandoffIn, InboundCall, InboundCast, SetChanged, Unacked, ViewChanged,
 };
@@ -31,6 +31,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 mod outgoing;
+mod starts;
+mod timers;
 
 /// How often the Registry re-reads the whole owned set, as a safety net for
 /// any change notification that raced with a view change.
@@ -147,6 +149,11 @@ pub(crate) struct Registry {
     /// An owned list is being read; another is wanted after it.
     reconciling: bool,
     reconcile_again: bool,
+    /// Birds prepared and not handed to their arbiters yet
+    /// (`registry/starts.rs`).
+    starts: starts::Starts,
+    /// The core's timers, behind one actix timer (`registry/timers.rs`).
+    timers: timers::Timers,
 }
 
 impl Registry {
@@ -176,6 +183,8 @@ impl Registry {
             set_generation: 0,
             reconciling: false,
             reconcile_again: false,
+            starts: Default::default(),
+            timers: Default::default(),
         }
     }
 
@@ -325,10 +334,7 @@ impl Registry {
                 send_state(&self.node, &name, &to, kind, state);
             }
             Effect::StartSliceLater => ctx.address().do_send(StartSlice),
-            Effect::Timer { at_ms, timer } => {
-                let after = Duration::from_millis(at_ms.saturating_sub(self.node.now_ms()));
-                ctx.run_later(after, move |act, ctx| act.feed(Input::Timer(timer), ctx));
-            }
+            Effect::Timer { at_ms, timer } => self.schedule(at_ms, timer, ctx),
         }
     }
 
@@ -357,19 +363,18 @@ impl Registry {
                 error,
             });
         };
-        let arbiter = self.lane_arbiter(&name);
         let spawned = kind_table.spawn(Spawn {
             name: name.clone(),
             args,
             state,
             instance,
-            arbiter,
             exits: ctx.address().recipient(),
             hatch_failures: ctx.address().recipient(),
             nest: self.node.nest.clone(),
         });
         match spawned {
-            Ok(bird) => {
+            Ok((bird, start)) => {
+                self.queue_start(&name, start, ctx);
                 tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
                 let running = Arc::new(RunningBird { bird });
                 self.directory.insert(name.clone(), running.clone());
@@ -377,7 +382,7 @@ impl Registry {
                 telemetry::bird_started(self.live.len());
                 None
             }
-            Err(SpawnError::Bird(error)) => {
+            Err(error) => {
                 tracing::error!(
                     "node {} cannot start bird {name}: {error}",
                     self.node.name()
@@ -388,10 +393,6 @@ impl Registry {
                     error,
                 })
             }
-            Err(SpawnError::ArbiterGone) => {
-                self.arbiters_gone(ctx);
-                None
-            }
         }
     }
 
@@ -399,10 +400,14 @@ impl Registry {
     /// placement shard's lane), so a data link of that lane runs on the
     /// bird's thread (§26). `None` with no bird arbiters (`arbiters(0)`).
     fn lane_arbiter(&self, name: &str) -> Option<&ArbiterHandle> {
+        self.arbiters.get(self.lane(name))
+    }
+
+    /// The index of `name`'s lane among the bird arbiters (0 with none).
+    fn lane(&self, name: &str) -> usize {
         let lanes = u32::try_from(self.arbiters.len()).unwrap_or(u32::MAX);
         let shard = self.node.view.load().placement.shard_of(name);
-        let lane = crate::core::data_links::lane_of(shard, lanes) as usize;
-        self.arbiters.get(lane)
+        crate::core::data_links::lane_of(shard, lanes) as usize
     }
 
     /// The bird arbiters stopped under the node (`System::stop`, a runtime

@@ -413,7 +413,7 @@ fn relays_are_bounded_and_expire() {
 
 #[test]
 fn probe_frames_have_pinned_bytes_and_garbage_is_ignored() {
-    // Pinned: a change here is a wire change (ARCHITECTURE §13, §32).
+    // Pinned: a change here is a wire change (ARCHITECTURE §13, §34).
     let ping = Probe::Ping { seq: 5 }.encode();
     assert_eq!(ping, [0x81, 0xa4, b'P', b'i', b'n', b'g', 0x91, 0x05]);
     let alive = Probe::Alive {

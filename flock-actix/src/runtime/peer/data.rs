@@ -15,6 +15,7 @@ use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, ov
 use super::outgoing::Drops;
 use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
 use crate::core::crdt::NodeName;
+use crate::core::data_links::age::{self, Ages, Stamper, Verdict};
 use crate::core::data_links::auth::Session;
 use crate::core::data_links::flow::{Admit, Flow, FlowConfig};
 use crate::error::Error;
@@ -103,6 +104,8 @@ pub(crate) struct DataOut {
     /// A wait for the writer to drain is under way.
     draining: bool,
     drops: Drops,
+    /// When to tell the peer our clock (`core::data_links::age`).
+    stamper: Stamper,
 }
 
 impl DataOut {
@@ -141,6 +144,7 @@ impl DataOut {
             flow: Flow::new(flow),
             draining: false,
             drops: Drops::default(),
+            stamper: Stamper::default(),
         };
         Some(match arbiter {
             Some(arbiter) => DataOut::start_in_arbiter(arbiter, make),
@@ -183,6 +187,10 @@ impl DataOut {
         match (verified, proof, &mut self.writer) {
             (Ok(()), Ok(mac), Some(writer)) => {
                 writer.write(Outbound::Msg(Message::DataProof { mac }));
+                // The first sample of the clocks' offset, taken while the
+                // peer's lane is most likely free to read it at once.
+                let now = self.stamper.opened(self.node.now_us());
+                writer.write(Outbound::Msg(stamp(now)));
                 self.up = true;
                 self.read_limit
                     .store(self.node.config.max_frame, Ordering::Relaxed);
@@ -287,6 +295,9 @@ impl DataOut {
                     return;
                 }
                 self.calls.insert(id, reply);
+                if let Some(now) = self.stamper.before_call(self.node.now_us()) {
+                    writer.write(Outbound::Msg(stamp(now)));
+                }
                 msg
             }
         };
@@ -400,6 +411,17 @@ impl Handler<Close> for DataOut {
     }
 }
 
+/// The frame that tells the peer our clock (`core::data_links::age`): a
+/// cast of the reserved kind, which a node of an earlier build drops.
+fn stamp(now_us: u64) -> Message {
+    Message::Cast {
+        bird: String::new(),
+        kind: age::SYSTEM_KIND.to_owned(),
+        msg: age::SENT_AT_TAG.to_owned(),
+        payload: age::encode_stamp(now_us),
+    }
+}
+
 /// What the accept path read from a data link's first frame.
 pub(crate) struct Hello {
     pub session: DataSession,
@@ -424,6 +446,8 @@ pub(crate) struct DataIn {
     /// The peer, told to the Ring as heard (see `peer::heard`).
     peer: NodeName,
     last_heard_report: u64,
+    /// How long the calls read here waited in the socket.
+    ages: Ages,
 }
 
 impl DataIn {
@@ -482,6 +506,7 @@ impl DataIn {
                 label,
                 peer: hello.session.peer,
                 last_heard_report: 0,
+                ages: Ages::default(),
             }
         });
     }
@@ -503,7 +528,53 @@ impl DataIn {
         self.writer.write(Outbound::Msg(msg));
     }
 
+    /// Reads a stamp (`core::data_links::age`), and answers a call whose
+    /// caller has given up while it waited unread in the socket (a bird of
+    /// this lane held the thread); what is left runs with what is left of
+    /// its deadline.
+    fn aged(&mut self, mut msg: Message) -> Option<Message> {
+        if let Message::Cast {
+            kind,
+            msg: tag,
+            payload,
+            ..
+        } = &msg
+            && kind == age::SYSTEM_KIND
+            && tag == age::SENT_AT_TAG
+        {
+            if let Some(sent) = age::decode_stamp(payload) {
+                self.ages.stamped(sent, self.node.now_us());
+            }
+            return None;
+        }
+        if let Message::Call {
+            id,
+            bird,
+            timeout_ms,
+            ..
+        } = &mut msg
+        {
+            match self.ages.call(*timeout_ms, self.node.now_us()) {
+                Verdict::Run { timeout_ms: left } => *timeout_ms = left,
+                Verdict::Late { waited_ms } => {
+                    tracing::debug!(
+                        "call {id} to bird {bird} read {waited_ms} ms after it was sent, past \
+                         its deadline of {timeout_ms} ms: answered as timed out, not run"
+                    );
+                    let id = *id;
+                    self.write(Message::Reply {
+                        id,
+                        result: Err(RemoteError::Timeout),
+                    });
+                    return None;
+                }
+            }
+        }
+        Some(msg)
+    }
+
     fn route(&mut self, msg: Message, ctx: &mut Context<Self>) {
+        let Some(msg) = self.aged(msg) else { return };
         let Some(actors) = self.node.actors() else {
             return;
         };

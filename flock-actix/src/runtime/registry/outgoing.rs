@@ -19,7 +19,7 @@
 use super::{Registry, send_state};
 use crate::core::crdt::BirdSpec;
 use crate::core::lifecycle::Outgoing;
-use crate::runtime::messages::{InboundCast, SYSTEM_KIND};
+use crate::runtime::messages::InboundCast;
 use crate::runtime::node::Node;
 use crate::runtime::peer::Frame;
 use crate::wire::message::Message as WireMessage;
@@ -38,6 +38,9 @@ const HANDOFFS_PER_TURN: usize = 64;
 /// wanted bird's state is taken after at most this many others.
 const MAX_IN_FLIGHT: usize = 128;
 
+// The kind of the Registries' own casts: no bird kind starts with a NUL
+// byte (`HandshakeConfig::validate` refuses one).
+use crate::core::data_links::age::SYSTEM_KIND;
 /// The tag of a want.
 const WANT_TAG: &str = "handoff-want";
 /// The tag of an announce; the payload is the `BirdSpec`, MessagePack.

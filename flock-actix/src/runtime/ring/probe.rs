@@ -13,8 +13,9 @@
 
 use super::Ring;
 use crate::core::crdt::NodeName;
+use crate::core::data_links::age::SYSTEM_KIND;
 use crate::core::swim::{Out, Probe};
-use crate::runtime::messages::{ProbeIn, SYSTEM_KIND};
+use crate::runtime::messages::ProbeIn;
 use crate::runtime::peer::{Close, Frame, Peer};
 use crate::wire::message::Message;
 use actix::prelude::*;
