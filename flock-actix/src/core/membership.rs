@@ -1,12 +1,10 @@
 //! Membership and failure detection over the full mesh of peer links.
 //!
 //! Every node keeps one authenticated link to every other node it knows. A
-//! peer is **up** while its link is open and it has been heard from within
-//! [`MembershipConfig::down_after_ms`]; every link carries a heartbeat every
-//! [`MembershipConfig::heartbeat_ms`], so a silent peer (hung process,
-//! partition, half-open TCP connection) is declared down after at most
-//! `down_after_ms + heartbeat_ms`, and a killed process at once (its link
-//! closes). Nodes learn each other transitively: on every new link both sides
+//! peer is **up** while its link is open and it answers: a killed process is
+//! declared down at once (its link closes); a silent one (hung or stopped
+//! process, partition, half-open TCP connection) about
+//! [`MembershipConfig::down_after_ms`] after it stopped answering. Nodes learn each other transitively: on every new link both sides
 //! send the members they know, and each dials the ones it has no link to.
 //!
 //! The state machine does no I/O: the shell reports links opening and
@@ -15,11 +13,15 @@
 //! placement uses is [`Membership::view`]: this node plus every up peer, minus
 //! nodes that announced they are leaving.
 //!
-//! Why not SWIM (`foca`)? See docs/ARCHITECTURE.md: calls and registry sync
-//! need a direct link between every pair of nodes anyway, link loss detects a
-//! crash at once (SWIM waits for a probe timeout), and the clusters this
-//! library targets (a handful to a few dozen nodes) make the mesh's O(n²)
-//! heartbeats negligible.
+//! Silence is judged two ways. A peer that spoke SWIM on its link (every
+//! peer of this build) is judged by the SWIM detector, `core::swim`: one
+//! probe per period per node, indirect probes, suspicion and refutation,
+//! so idle traffic is O(1) per node rather than a heartbeat on each of
+//! `n − 1` links (docs/ARCHITECTURE.md §34; the full-mesh heartbeats of §8
+//! cost ≈ 2,000 frames/s per node at 100 nodes and kept 60 nodes from
+//! forming on 2 vCPUs). A peer of an earlier build keeps the heartbeats and
+//! the silence limit of §8. Link loss still takes a peer out at once, whatever
+//! judges its silence: SWIM alone would wait for a probe timeout.
 
 use crate::core::crdt::{NodeName, ReplicaId};
 use crate::core::placement::Member;
@@ -27,12 +29,25 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// How much longer than `down_after_ms` a new link's peer may take to send
+/// its first frame. Its first frames wait until its Ring has taken the link
+/// (`ctx.wait` in the Peer), and until they arrive we cannot tell a peer of
+/// this build (whose hello hands it to the SWIM detector) from one of an
+/// earlier build (judged by heartbeats). On a loaded machine forming a
+/// hundred-node mesh that wait crossed 1 s, and judging the silence from
+/// link-up dropped healthy peers by the thousand (stop 18). With this
+/// grace the limit is the handshake timeout's default, 5 s.
+pub const FIRST_FRAME_GRACE_MS: u64 = 4_000;
+
 /// Timing of failure detection and reconnection, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MembershipConfig {
-    /// How often a heartbeat is sent on every link.
+    /// The protocol period: each node probes one member this often (SWIM,
+    /// `core::swim`); peers of an earlier build get a heartbeat this often.
     pub heartbeat_ms: u64,
-    /// How long a peer may stay silent before it is declared down.
+    /// How long a peer may stay silent before it is declared down: a probed
+    /// member is suspected one period after a probe it misses and down
+    /// unless it refutes within `down_after_ms − heartbeat_ms`.
     pub down_after_ms: u64,
     /// The first reconnection delay after a link to a known peer is lost.
     pub reconnect_min_ms: u64,
@@ -120,12 +135,18 @@ struct Peer {
     info: NodeInfo,
     status: PeerStatus,
     last_heard_ms: u64,
+    /// Whether any frame arrived on the current link yet.
+    heard_once: bool,
     last_beat_ms: u64,
     next_dial_ms: u64,
     backoff_ms: u64,
     dialing: bool,
     /// Since when it is down or departed (meaningless while up).
     down_since_ms: u64,
+    /// Judged by the SWIM detector (`core::swim`), not by heartbeats: it
+    /// spoke SWIM on its current link. Peers of an earlier build never do,
+    /// and keep the heartbeats and silence limit of before.
+    probed: bool,
 }
 
 impl Peer {
@@ -135,11 +156,13 @@ impl Peer {
             info,
             status: PeerStatus::Down,
             last_heard_ms: now_ms,
+            heard_once: false,
             last_beat_ms: now_ms,
             next_dial_ms: now_ms,
             backoff_ms,
             dialing: false,
             down_since_ms: now_ms,
+            probed: false,
         }
     }
 
@@ -458,10 +481,42 @@ impl Membership {
         }
     }
 
+    /// `name` spoke SWIM on its link: from now on the detector judges it,
+    /// and it gets no heartbeats. Returns whether that is new (false for a
+    /// peer not up, or already probed). A new link starts unprobed again.
+    pub fn set_probed(&mut self, name: &str) -> bool {
+        match self.peers.get_mut(name) {
+            Some(p) if p.status == PeerStatus::Up && !p.probed => {
+                p.probed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `name` is judged by the SWIM detector.
+    pub fn is_probed(&self, name: &str) -> bool {
+        self.peers.get(name).is_some_and(|p| p.probed)
+    }
+
+    /// The detector declared `name` down (a suspicion nobody refuted):
+    /// close its link and take it out of the view, as silence does for a
+    /// peer judged by heartbeats.
+    pub fn silent(&mut self, name: &str, now_ms: u64) -> Vec<Effect> {
+        match self.peers.get_mut(name) {
+            Some(p) if p.status == PeerStatus::Up => {
+                p.goes_down(now_ms, self.config.reconnect_min_ms);
+                vec![Effect::Close(p.info.id.node.clone()), Effect::ViewChanged]
+            }
+            _ => vec![],
+        }
+    }
+
     /// Any frame from `name` arrived: it is alive.
     pub fn heard_from(&mut self, name: &str, now_ms: u64) {
         if let Some(p) = self.peers.get_mut(name) {
             p.last_heard_ms = now_ms;
+            p.heard_once = true;
         }
     }
 
@@ -511,7 +566,8 @@ impl Membership {
     }
 
     /// Advances time: peers down too long to forget, heartbeats due, silent
-    /// peers to close, dials due.
+    /// peers to close, dials due. Peers judged by the SWIM detector get no
+    /// heartbeats and are not judged here.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
         let forget_after = self.config.forget_down_after_ms;
         let mut effects = Vec::new();
@@ -531,8 +587,15 @@ impl Membership {
         let mut view_changed = false;
         for (name, p) in &mut self.peers {
             match p.status {
+                PeerStatus::Up if p.probed => {}
                 PeerStatus::Up
-                    if now_ms.saturating_sub(p.last_heard_ms) > self.config.down_after_ms =>
+                    if now_ms.saturating_sub(p.last_heard_ms)
+                        > self.config.down_after_ms
+                            + if p.heard_once {
+                                0
+                            } else {
+                                FIRST_FRAME_GRACE_MS
+                            } =>
                 {
                     p.goes_down(now_ms, self.config.reconnect_min_ms);
                     effects.push(Effect::Close(name.clone()));

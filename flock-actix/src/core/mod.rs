@@ -16,4 +16,5 @@ pub mod membership;
 pub mod placement;
 pub mod routing;
 pub mod supervision;
+pub mod swim;
 pub mod timers;

@@ -86,6 +86,13 @@ pub struct FlockConfig {
     /// setting.
     #[doc(hidden)]
     pub protocol_version: Option<u32>,
+    /// Judge peers of this build by SWIM probes (docs/ARCHITECTURE.md §34;
+    /// the default). Hidden: a seam for rolling-upgrade tests, where
+    /// `false` makes a node behave like a build before SWIM (it sends no
+    /// probe frames, drops those it receives, and judges every peer by
+    /// heartbeats); not an application setting.
+    #[doc(hidden)]
+    pub swim: bool,
 
     /// Calls and casts on *data links*, one per peer and per lane of the
     /// peer, opened on demand (docs/ARCHITECTURE.md §26). On by default
@@ -154,6 +161,7 @@ impl FlockConfig {
             wall_clock: None,
             service_threads: true,
             protocol_version: None,
+            swim: true,
 
             data_links: true,
             data_idle_ms: 30_000,

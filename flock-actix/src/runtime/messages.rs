@@ -38,6 +38,14 @@ pub(crate) struct LinkDown {
 #[rtype(result = "()")]
 pub(crate) struct Heard(pub NodeName);
 
+/// A SWIM detector frame from a peer's control link (`core::swim`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ProbeIn {
+    pub from: NodeName,
+    pub probe: crate::core::swim::Probe,
+}
+
 /// A peer listed the members it knows.
 #[derive(Message)]
 #[rtype(result = "()")]

@@ -16,8 +16,8 @@ mod outgoing;
 
 use super::directory::Directory;
 use super::messages::{
-    Gossip, HandoffAcked, HandoffIn, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, SyncAcked,
-    SyncIn, SyncRaw,
+    Gossip, HandoffAcked, HandoffIn, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ProbeIn,
+    SyncAcked, SyncIn, SyncRaw,
 };
 use super::node::{Handshaking, Node, nonce};
 use super::ring::{DialFailed, Redial};
@@ -410,6 +410,17 @@ impl Peer {
         let Some(actors) = self.node.actors() else {
             return;
         };
+        // A SWIM probe: to the Ring, on this (the links) arbiter, so a node
+        // busy elsewhere still answers.
+        if let Some(probe) = super::ring::probe_in(&msg) {
+            if let Some(probe) = probe {
+                actors.ring.do_send(ProbeIn {
+                    from: info.id.node.clone(),
+                    probe,
+                });
+            }
+            return;
+        }
         let msg = match dispatch::user_message(&self.directory, actors, msg, || {
             ctx.address().recipient()
         }) {

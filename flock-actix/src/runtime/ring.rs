@@ -1,8 +1,10 @@
 //! The Ring actor: membership, links, and the placement table.
 //!
-//! A thin shell around [`Membership`]: it accepts and dials links, feeds
-//! their events to the state machine on a timer, carries out its effects
-//! (dial, heartbeat, close), and on every view change rebuilds the
+//! A thin shell around [`Membership`] and the SWIM detector
+//! ([`Detector`], shell in `probe`): it accepts and dials links, feeds
+//! their events to the state machines on a timer, carries out their effects
+//! (dial, probe, heartbeat to a peer of an earlier build, close), and on
+//! every view change rebuilds the
 //! [`Placement`](crate::core::placement::Placement) table, publishes it for lock-free readers and tells the
 //! Registry to reconcile.
 
@@ -17,6 +19,7 @@ use crate::core::crdt::NodeName;
 use crate::core::events::{Presence, Seen, Snapshot};
 use crate::core::membership::{Effect, Joined, Membership, NodeInfo, PeerStatus};
 use crate::core::placement::{HostedMember, MAX_WEIGHT};
+use crate::core::swim::{Detector, SwimConfig};
 use crate::net::Listener;
 use crate::wire::message::{MemberInfo, MemberStatus, Message, RejectReason};
 use actix::prelude::*;
@@ -24,6 +27,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+mod probe;
+pub(crate) use probe::probe_in;
 
 /// At most one warning per this interval about strangers refused on accept.
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -57,6 +63,8 @@ pub(crate) struct Ring {
     node: Arc<Node>,
     directory: Directory,
     membership: Membership,
+    /// Judges the silence of peers of this build (SWIM probes).
+    detector: Detector,
     /// Ordered, so links are closed and told of a leave in the same order
     /// on every run (the deterministic simulation replays a seed exactly).
     links: BTreeMap<NodeName, Link>,
@@ -80,10 +88,17 @@ impl Ring {
             node.me.clone(),
             node.config.seeds.clone(),
         )?;
+        let m = &node.config.membership;
+        let detector = Detector::new(
+            SwimConfig::from_membership(m.heartbeat_ms, m.down_after_ms),
+            node.me.id.clone(),
+            probe::seed(&node.me.id.node, node.me.id.incarnation),
+        );
         Ok(Ring {
             node,
             directory,
             membership,
+            detector,
             links: BTreeMap::new(),
             kinds: HashMap::new(),
             listener: Some(listener),
@@ -173,6 +188,7 @@ impl Ring {
                         link.peer.do_send(Close);
                         self.publish_links();
                     }
+                    self.detector.remove(&name);
                     self.peer_gone(&name);
                 }
                 Effect::ViewChanged => self.rebuild(),
@@ -184,6 +200,7 @@ impl Ring {
                     );
                     // Its anti-entropy state goes too, as for a node that left.
                     self.kinds.remove(&name);
+                    self.detector.remove(&name);
                     if let Some(actors) = self.node.actors() {
                         actors.replica.do_send(PeerDown { name, left: true });
                     }
@@ -368,12 +385,17 @@ impl Handler<Begin> for Ring {
         }
         self.accept_loop(ctx);
         self.rebuild();
-        // Tick at twice the heartbeat rate so deadlines are met within half
-        // an interval.
-        let tick = Duration::from_millis((self.node.config.membership.heartbeat_ms / 2).max(1));
+        // Tick four times per protocol period: a probe's ack deadline is
+        // half a period, and is then met within a quarter.
+        let tick = Duration::from_millis((self.node.config.membership.heartbeat_ms / 4).max(1));
         ctx.run_interval(tick, |act, ctx| {
             let effects = act.membership.tick(act.node.now_ms());
-            act.apply(effects, ctx);
+            // Most ticks change nothing: skip building a snapshot of every
+            // member for the events hub, twenty times a second on every node.
+            if !effects.is_empty() {
+                act.apply(effects, ctx);
+            }
+            act.tick_detector(ctx);
         });
         let effects = self.membership.tick(self.node.now_ms());
         self.apply(effects, ctx);
@@ -457,6 +479,7 @@ impl Handler<LinkUp> for Ring {
         } else {
             tracing::info!(node = %self.node.name(), peer = %name, event = "up", weight = up.info.weight, "node {} linked to {name} ({}, {joined:?})", self.node.name(), up.info.addr);
         }
+        self.hello(&name, &up.peer);
         up.peer.do_send(Frame(Message::Members {
             members: self.member_infos(),
         }));
@@ -552,6 +575,7 @@ impl Ring {
     }
 
     fn declare_down(&mut self, name: &NodeName, ctx: &mut Context<Self>) {
+        self.detector.remove(name);
         let effects = self.membership.link_down(name, self.node.now_ms());
         self.peer_gone(name);
         self.apply(effects, ctx);
@@ -561,8 +585,11 @@ impl Ring {
 impl Handler<Heard> for Ring {
     type Result = ();
 
-    fn handle(&mut self, Heard(name): Heard, _: &mut Context<Self>) {
-        self.membership.heard_from(&name, self.node.now_ms());
+    fn handle(&mut self, Heard(name): Heard, ctx: &mut Context<Self>) {
+        let now = self.node.now_ms();
+        self.membership.heard_from(&name, now);
+        let outs = self.detector.heard(&name, now);
+        self.apply_probes(outs, ctx);
     }
 }
 
@@ -588,6 +615,7 @@ impl Handler<PeerLeft> for Ring {
     fn handle(&mut self, PeerLeft { id, peer }: PeerLeft, ctx: &mut Context<Self>) {
         telemetry::member_event("left");
         tracing::info!(node = %self.node.name(), peer = %id.node, event = "left", "node {} left gracefully", id.node);
+        self.detector.remove(&id.node);
         let effects = self.membership.peer_left(&id.node, self.node.now_ms());
         // Rebuild now (the effects hold ViewChanged), so the Registry starts
         // the leaver's birds before we acknowledge.

@@ -80,6 +80,7 @@ fn a_silent_peer_is_declared_down_within_the_bound() {
     let config = MembershipConfig::default();
     let mut m = node(&[]);
     m.link_up(info("a", 1), 0);
+    m.heard_from("a", 0);
     let mut t = 0;
     let mut closed_at = None;
     while t <= 5_000 {
@@ -288,12 +289,12 @@ proptest! {
             match e {
                 Event::Up(n, i) => {
                     let (joined, _) = m.link_up(info(&name(n), i), now);
-                    if joined != Joined::Stale { last_heard.insert(name(n), now); }
+                    if joined != Joined::Stale { last_heard.insert(name(n), (now, false)); }
                 }
                 Event::Down(n) => { m.link_down(&name(n), now); }
                 Event::Heard(n) => {
                     m.heard_from(&name(n), now);
-                    last_heard.insert(name(n), now);
+                    last_heard.insert(name(n), (now, true));
                 }
                 Event::Left(n) => { m.peer_left(&name(n), now); }
                 Event::Gossip(n, i) => m.gossip([info(&name(n), i)], now),
@@ -302,8 +303,10 @@ proptest! {
                     now += u64::from(dt);
                     m.tick(now);
                     for p in m.up_peers() {
-                        let heard = last_heard.get(&*p.id.node).copied().unwrap_or(0);
-                        prop_assert!(now - heard <= config.down_after_ms,
+                        let (heard, once) = last_heard.get(&*p.id.node).copied().unwrap_or((0, false));
+                        // A new link's peer has the grace for its first frame.
+                        let grace = if once { 0 } else { FIRST_FRAME_GRACE_MS };
+                        prop_assert!(now - heard <= config.down_after_ms + grace,
                             "{} up though silent since {}", p.id.node, heard);
                     }
                 }
@@ -438,4 +441,56 @@ fn only_this_node_and_peers_up_are_gossiped() {
     assert_eq!(names, ["a", "me"]);
     // Known (and redialled) here all the same, until forgotten.
     assert_eq!(m.known().len(), 4);
+}
+
+#[test]
+fn a_probed_peer_gets_no_heartbeats_and_is_not_judged_by_silence() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.link_up(info("b", 1), 0);
+    assert!(m.set_probed("a"));
+    assert!(!m.set_probed("a"), "already probed");
+    m.heard_from("b", 0);
+    // b (an earlier build) gets heartbeats and is closed when silent; a is
+    // left to the SWIM detector.
+    let effects: Vec<Effect> = (1..=30).flat_map(|i| m.tick(i * 100)).collect();
+    assert!(!effects.contains(&Effect::Heartbeat("a".into())));
+    assert!(effects.contains(&Effect::Heartbeat("b".into())));
+    assert!(effects.contains(&Effect::Close("b".into())));
+    assert!(!effects.contains(&Effect::Close("a".into())));
+    assert_eq!(m.status("a"), Some(PeerStatus::Up));
+}
+
+#[test]
+fn the_detectors_verdict_closes_the_link_and_a_new_link_is_judged_afresh() {
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    m.set_probed("a");
+    assert_eq!(
+        m.silent("a", 500),
+        vec![Effect::Close("a".into()), Effect::ViewChanged]
+    );
+    assert_eq!(view_names(&m), ["me"]);
+    assert_eq!(m.silent("a", 600), vec![], "already down");
+    m.link_up(info("a", 1), 700);
+    assert!(!m.is_probed("a"), "a new link must speak SWIM again");
+    // A peer that is not up cannot become probed.
+    assert!(!m.set_probed("nobody"));
+}
+
+#[test]
+fn a_new_links_peer_has_the_handshakes_time_to_send_its_first_frame() {
+    let config = MembershipConfig::default();
+    let mut m = node(&[]);
+    m.link_up(info("a", 1), 0);
+    let closes = |m: &mut Membership, from: u64, to: u64| {
+        (from..=to)
+            .step_by(100)
+            .find(|t| m.tick(*t).contains(&Effect::Close("a".into())))
+    };
+    assert_eq!(closes(&mut m, 0, 5_000), None);
+    assert_eq!(
+        closes(&mut m, 5_000, 6_000),
+        Some(config.down_after_ms + FIRST_FRAME_GRACE_MS + 100)
+    );
 }
