@@ -220,3 +220,31 @@ proptest::proptest! {
         }
     }
 }
+
+/// A kind every host hosts reuses the kind-blind table instead of building
+/// it again: it must be exactly the table a fresh build over its hosts
+/// gives, also after an incremental join.
+#[test]
+fn a_kind_every_host_hosts_is_placed_as_a_fresh_build_over_its_hosts() {
+    let fresh = |hosts: &[&str]| {
+        Placement::new(SHARDS, hosts.iter().map(|h| Member::new(*h, 1))).expect("valid placement")
+    };
+    let p = build(vec![
+        node("a", &["X"]),
+        node("b", &["X"]),
+        node("c", &["X"]),
+    ]);
+    let joined = p
+        .next(vec![
+            node("a", &["X"]),
+            node("b", &["X"]),
+            node("c", &["X"]),
+            node("d", &["X"]),
+        ])
+        .expect("valid placement");
+    let (three, four) = (fresh(&["a", "b", "c"]), fresh(&["a", "b", "c", "d"]));
+    for n in names(2000) {
+        assert_eq!(own(&p, "X", &n), &**three.owner(&n).unwrap(), "{n}");
+        assert_eq!(own(&joined, "X", &n), &**four.owner(&n).unwrap(), "{n}");
+    }
+}
