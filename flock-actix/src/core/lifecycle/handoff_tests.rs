@@ -525,12 +525,7 @@ fn a_state_handed_over_for_a_queued_bird_starts_it_before_its_slice() {
         .collect();
     owned.push((b(), spec()));
     let queued = new.handle(Input::Owned(owned), 10);
-    assert!(
-        !queued
-            .iter()
-            .any(|e| matches!(e, Effect::Resume { .. } | Effect::Spawn { .. })),
-        "{queued:?}"
-    );
+    assert!(!started(&queued), "{queued:?}");
     let effects = new.handle(
         Input::HandedOff {
             name: b(),
@@ -589,12 +584,7 @@ fn an_announced_bird_is_resumed_from_its_state_before_the_set_is_known() {
             "{later:?}"
         );
         let slice = new.handle(Input::StartSlice, 31);
-        assert!(
-            !slice
-                .iter()
-                .any(|e| matches!(e, Effect::Spawn { .. } | Effect::Resume { .. })),
-            "{slice:?}"
-        );
+        assert!(!started(&slice), "{slice:?}");
     }
 }
 
@@ -604,12 +594,7 @@ fn an_announced_bird_this_node_does_not_own_is_not_started() {
     new.handle(Input::View(all_on("third")), 10);
     new.handle(announced(), 20);
     let effects = new.handle(handed(3), 21);
-    assert!(
-        !effects
-            .iter()
-            .any(|e| matches!(e, Effect::Resume { .. } | Effect::Spawn { .. })),
-        "{effects:?}"
-    );
+    assert!(!started(&effects), "{effects:?}");
 }
 
 #[test]
