@@ -208,7 +208,7 @@ impl Ring {
                     self.detector.remove(&name);
                     self.peer_gone(&name);
                 }
-                Effect::ViewChanged => self.rebuild_soon(ctx),
+                Effect::ViewChanged => self.rebuild_now(),
                 Effect::Forget(name) => {
                     tracing::info!(
                         "node {} forgets {name}: down for more than {} ms",
@@ -269,9 +269,22 @@ impl Ring {
         );
     }
 
+    /// Rebuilds at once: a member left or went down. Its link is gone
+    /// already, so until the view drops it too, callers would be routed to
+    /// a node they cannot reach (a call failed "unreachable" in a rolling
+    /// restart when this waited for the mailbox).
+    fn rebuild_now(&mut self) {
+        self.rebuild_due = false;
+        self.rebuild();
+        for waiter in self.view_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
+
     /// Rebuilds once the messages already queued are handled (`notify`
-    /// runs after the mailbox is drained), however many view changes they
-    /// bring.
+    /// runs after the mailbox is drained), however many link-ups they
+    /// bring. Only for members joining: until then callers keep using
+    /// the view they have, whose members are all still reachable.
     fn rebuild_soon(&mut self, ctx: &mut Context<Self>) {
         if !std::mem::replace(&mut self.rebuild_due, true) {
             ctx.notify(Rebuild);
@@ -470,7 +483,7 @@ impl Handler<LinkUp> for Ring {
                 return Box::pin(std::future::ready(()));
             }
         }
-        let (joined, effects) = self.membership.link_up(up.info.clone(), now);
+        let (joined, mut effects) = self.membership.link_up(up.info.clone(), now);
         if joined == Joined::Stale {
             self.refuse_stale(&up, known);
             return Box::pin(std::future::ready(()));
@@ -524,9 +537,12 @@ impl Handler<LinkUp> for Ring {
         }
         let kinds_changed = self.kinds.get(&name) != Some(&up.kinds);
         self.kinds.insert(name, up.kinds);
+        // A link-up adds a member (or a restarted one that hosts other kinds
+        // now): the rebuild waits for the rest of the burst.
+        let view_changed = effects.contains(&Effect::ViewChanged);
+        effects.retain(|e| *e != Effect::ViewChanged);
         self.apply(effects, ctx);
-        if kinds_changed {
-            // Same members, but a restarted peer hosts other kinds now.
+        if view_changed || kinds_changed {
             self.rebuild_soon(ctx);
         }
         self.when_view_holds_it()
@@ -553,13 +569,11 @@ impl Handler<Rebuild> for Ring {
     type Result = ();
 
     fn handle(&mut self, _: Rebuild, _: &mut Context<Self>) {
-        if std::mem::take(&mut self.rebuild_due) {
-            self.rebuild();
+        // Nothing due: a member's departure rebuilt in between.
+        if self.rebuild_due {
+            self.rebuild_now();
             // The hosts in the events' snapshot come from the view.
             self.node.events.publish(self.snapshot());
-        }
-        for waiter in self.view_waiters.drain(..) {
-            let _ = waiter.send(());
         }
     }
 }
