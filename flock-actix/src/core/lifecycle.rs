@@ -404,7 +404,9 @@ enum State {
     },
     Restarting,
     Stopping,
-    Broken(RemoteError),
+    /// Boxed: a rare state, and the error inline would size every bird's
+    /// entry (see `Local`).
+    Broken(Box<RemoteError>),
     /// Told to passivate: waits for its exit report and, for a kind with a
     /// state, the state (`state_due`); then `Passivated`, or handed to
     /// `hand_to` if it moved meanwhile.
@@ -424,11 +426,11 @@ struct Local {
     state: State,
     restarts: Restarts,
     /// A spec to start once the stopping instance is gone.
-    then_start: Option<BirdSpec>,
+    then_start: Option<Box<BirdSpec>>,
     /// When a message was last handed to it (kinds that passivate).
     last_active_ms: u64,
     /// The state taken when it passivated: it wakes from it.
-    saved: Option<Vec<u8>>,
+    saved: Option<Box<[u8]>>,
 }
 
 #[derive(Debug, Clone)]
@@ -590,7 +592,7 @@ impl<V: Owners> Lifecycle<V> {
                 error,
             } => {
                 if let Some(local) = self.instance_mut(&name, instance) {
-                    local.state = State::Broken(error);
+                    local.state = State::Broken(Box::new(error));
                     self.serve_waiters(&name, now_ms, &mut out);
                 }
             }
@@ -789,6 +791,22 @@ impl<V: Owners> Lifecycle<V> {
         if !self.queue.is_empty() {
             self.slice_asked = true;
             out.push(Effect::StartSliceLater);
+        } else {
+            self.release_queue();
+        }
+    }
+
+    /// Gives back what a large batch of starts left in the drained queue:
+    /// a map and a deque sized for the whole batch (≈ 130 B per bird of a
+    /// batch, kept for the node's life; docs/BENCHMARKS.md, "Stop 19").
+    /// Small ones are kept for the next start.
+    fn release_queue(&mut self) {
+        const KEEP: usize = 1024;
+        if self.queue.capacity() > KEEP {
+            self.queue = VecDeque::new();
+        }
+        if self.pending.is_empty() && self.pending.capacity() > KEEP {
+            self.pending = HashMap::new();
         }
     }
 
@@ -804,7 +822,7 @@ impl<V: Owners> Lifecycle<V> {
             return self.start(name, spec, now_ms, out);
         };
         match local.state {
-            State::Stopping => local.then_start = Some(spec),
+            State::Stopping => local.then_start = Some(Box::new(spec)),
             _ if local.spec == spec => {}
             // Still waiting for its state: it starts with the new spec.
             State::Awaiting { .. } => local.spec = spec,
@@ -816,7 +834,7 @@ impl<V: Owners> Lifecycle<V> {
                     instance: local.instance,
                 });
                 local.state = State::Stopping;
-                local.then_start = Some(spec);
+                local.then_start = Some(Box::new(spec));
             }
             State::Restarting | State::Broken(_) => self.start(name, spec, now_ms, out),
             // Another spec won while it slept: it wakes as that one (and
@@ -828,7 +846,7 @@ impl<V: Owners> Lifecycle<V> {
             // Already told to stop: that one ends, the new spec starts.
             State::Passivating { .. } => {
                 local.state = State::Stopping;
-                local.then_start = Some(spec);
+                local.then_start = Some(Box::new(spec));
             }
         }
     }
@@ -1021,7 +1039,7 @@ impl<V: Owners> Lifecycle<V> {
             }
             Some((State::Broken(e), _)) => out.push(Effect::Reply {
                 waiter: waiter.id,
-                error: e.clone(),
+                error: (**e).clone(),
             }),
             Some((State::Passivated, _)) => self.wake(name, waiter, now_ms, out),
             Some((State::Awaiting { .. }, _)) => {
@@ -1087,7 +1105,7 @@ impl<V: Owners> Lifecycle<V> {
                 let then = local.then_start.take();
                 self.birds.remove(&name);
                 match then {
-                    Some(spec) => self.start(name, spec, now_ms, out),
+                    Some(spec) => self.start(name, *spec, now_ms, out),
                     // Messages that waited on the stopping instance learn
                     // that the bird is gone or moved (or wait for its start).
                     None => self.serve_waiters(&name, now_ms, out),

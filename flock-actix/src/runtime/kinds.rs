@@ -43,19 +43,27 @@ pub(crate) struct HatchFailed {
 
 /// Lives in the task that runs the bird; reports how the task ended.
 ///
-/// The task is `async { ctx.into_future(bird).await; completed = true }`.
-/// actix's `ContextFut` resolves only when the context ran to its end while
+/// The task ([`BirdTask`]) runs `ctx.into_future(bird)` and sets `completed`
+/// when it resolves. actix's `ContextFut` resolves only when the context ran to its end while
 /// its task was alive: the bird stopped (its own `ctx.stop()`, or an ordered
 /// `StopBird`). A teardown (`System::stop`, an arbiter that stops, a dropped
 /// runtime) drops the task while it is pending; `ContextFut`'s own `Drop`
 /// then stops the context and runs `stopping`/`stopped`, so the bird itself
-/// cannot tell the two apart, but the task can: the line after the `await`
-/// never runs. A panic unwinds through the task and drops it while the
+/// cannot tell the two apart, but the task can: it never saw the context
+/// resolve. A panic unwinds through the task and drops it while the
 /// thread is panicking.
 struct ExitGuard {
     report: Option<(Arc<str>, u64)>,
-    to: Recipient<BirdExited>,
+    reports: Arc<Reports>,
     completed: bool,
+}
+
+/// Where a node's birds report how they ended: made once by the Registry
+/// and shared by all its birds (a `Recipient` per bird was two boxed
+/// senders, ≈ 190 bytes of heap per idle bird).
+pub(crate) struct Reports {
+    pub exits: Recipient<BirdExited>,
+    pub hatch_failures: Recipient<HatchFailed>,
 }
 
 impl Drop for ExitGuard {
@@ -68,7 +76,7 @@ impl Drop for ExitGuard {
             } else {
                 Exit::TornDown
             };
-            self.to.do_send(BirdExited {
+            self.reports.exits.do_send(BirdExited {
                 name,
                 instance,
                 exit,
@@ -231,8 +239,8 @@ pub(crate) struct Spawn<'a> {
     /// The state handed over by the previous owner, to resume from.
     pub state: Option<Vec<u8>>,
     pub instance: u64,
-    pub exits: Recipient<BirdExited>,
-    pub hatch_failures: Recipient<HatchFailed>,
+    /// Where the bird reports its exit or a failed hatch.
+    pub reports: Arc<Reports>,
     /// The node's context for `hatch`.
     pub nest: Arc<Nest>,
 }
@@ -326,52 +334,35 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
     })?;
     let guard = ExitGuard {
         report: Some((s.name.clone(), s.instance)),
-        to: s.exits,
+        reports: s.reports.clone(),
         completed: false,
     };
-    let name = s.name;
-    let instance = s.instance;
-    let (nest, hatch_failures) = (s.nest, s.hatch_failures);
     // A call handed over before a failed hatch sees the mailbox close:
     // answered `NotRunning` (retried) like a call cut by a stop, so the
     // retry learns why from the Registry.
     let stop_ordered = Arc::new(AtomicBool::new(false));
-    let hatch_refused = stop_ordered.clone();
-    let state = s.state;
+    let hatch = Hatch {
+        name: s.name,
+        instance: s.instance,
+        args,
+        state: s.state,
+        nest: s.nest,
+        reports: s.reports,
+        refused: stop_ordered.clone(),
+    };
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     // Runs on the bird's arbiter (the context is not `Send`, so it is built
     // there). Always a task of its own, also with `arbiters(0)`: a panicking
     // `hatch` then takes down only that task, never the Registry.
     let run = move || {
-        actix::spawn(async move {
-            // Moved in whole (not just the field the task writes).
-            let mut guard = guard;
-            let mut ctx = actix::Context::<T>::with_receiver(rx);
-            // Keeps the context alive when every `Addr` is dropped (the
-            // Registry going away), so that the context only completes when
-            // it is stopped.
-            ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
-            let hatched = match state {
-                Some(state) => T::resume_from(&name, args, &state, &nest),
-                None => T::hatch(&name, args, &nest),
-            };
-            let bird = match hatched {
-                Ok(bird) => bird,
-                Err(e) => {
-                    // Not an exit: the bird never ran.
-                    guard.report = None;
-                    hatch_refused.store(true, Ordering::Release);
-                    let reason = e.to_string();
-                    hatch_failures.do_send(HatchFailed {
-                        name,
-                        instance,
-                        reason,
-                    });
-                    return;
-                }
-            };
-            ctx.into_future(bird).await;
-            guard.completed = true;
+        let mut ctx = actix::Context::<T>::with_receiver(rx);
+        // Keeps the context alive when every `Addr` is dropped (the
+        // Registry going away), so that the context only completes when
+        // it is stopped.
+        ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
+        actix::spawn(BirdTask {
+            stage: Stage::Hatch(Box::new((ctx, hatch))),
+            guard,
         });
     };
     let bird = LocalBird {
@@ -380,4 +371,90 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
         stop_ordered,
     };
     Ok((bird, Box::new(run)))
+}
+
+/// What a bird's task needs until the bird hatched.
+struct Hatch<T: BirdKind> {
+    name: Arc<str>,
+    instance: u64,
+    args: T::Args,
+    state: Option<Vec<u8>>,
+    nest: Arc<Nest>,
+    reports: Arc<Reports>,
+    /// Set if `hatch` refused: the mailbox closes without a stop.
+    refused: Arc<AtomicBool>,
+}
+
+/// The task that runs one bird: hatches it on its first poll, then runs
+/// its context. Written out rather than as an `async` block, whose state
+/// machine kept the hatch's inputs (arguments, state, context, the
+/// reporting handles) beside the running context for the bird's whole
+/// life: ≈ 380 bytes per idle bird (docs/BENCHMARKS.md, "Stop 19"). Here
+/// the running context takes the place of the hatch's inputs (the two
+/// stages share the bytes of one enum, the rarely larger one boxed), and the
+/// task is a plain actor's task plus the guard.
+struct BirdTask<T: BirdKind> {
+    // Dropped before `guard`, like the `await`ed context before the guard
+    // in the `async` block this replaces: the bird's `stopped` has run when
+    // its exit is reported.
+    stage: Stage<T>,
+    guard: ExitGuard,
+}
+
+enum Stage<T: BirdKind> {
+    /// Boxed: the context and the arguments exist until the first poll
+    /// only, and inline they would size the task for the bird's life.
+    Hatch(Box<(actix::Context<T>, Hatch<T>)>),
+    Run(actix::dev::ContextFut<T, actix::Context<T>>),
+    Done,
+}
+
+// No field is ever pinned: the context future is `Unpin` and polled
+// through `Pin::new`, the hatch's inputs are moved out, never polled.
+impl<T: BirdKind> Unpin for BirdTask<T> {}
+
+impl<T: BirdKind> std::future::Future for BirdTask<T> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.stage, Stage::Done) {
+                Stage::Hatch(boxed) => {
+                    let (ctx, h) = *boxed;
+                    let hatched = match h.state {
+                        Some(state) => T::resume_from(&h.name, h.args, &state, &h.nest),
+                        None => T::hatch(&h.name, h.args, &h.nest),
+                    };
+                    match hatched {
+                        Ok(bird) => this.stage = Stage::Run(ctx.into_future(bird)),
+                        Err(e) => {
+                            // Not an exit: the bird never ran.
+                            this.guard.report = None;
+                            h.refused.store(true, Ordering::Release);
+                            h.reports.hatch_failures.do_send(HatchFailed {
+                                name: h.name,
+                                instance: h.instance,
+                                reason: e.to_string(),
+                            });
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                Stage::Run(mut fut) => {
+                    let polled = std::pin::Pin::new(&mut fut).poll(cx);
+                    this.stage = Stage::Run(fut);
+                    if polled.is_ready() {
+                        this.guard.completed = true;
+                    }
+                    return polled;
+                }
+                Stage::Done => return Poll::Ready(()),
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! removed) are all in the core; what is here is actix plumbing.
 
 use super::directory::{Directory, Running as RunningBird};
-use super::kinds::{BirdExited, HatchFailed, Spawn};
+use super::kinds::{BirdExited, HatchFailed, Reports, Spawn};
 use super::messages::{
     CallReply, HandoffAcked, HandoffIn, InboundCall, InboundCast, SetChanged, Unacked, ViewChanged,
 };
@@ -154,6 +154,8 @@ pub(crate) struct Registry {
     starts: starts::Starts,
     /// The core's timers, behind one actix timer (`registry/timers.rs`).
     timers: timers::Timers,
+    /// Where the birds report their exits (made on the first spawn).
+    reports: Option<Arc<Reports>>,
 }
 
 impl Registry {
@@ -185,6 +187,7 @@ impl Registry {
             reconcile_again: false,
             starts: Default::default(),
             timers: Default::default(),
+            reports: None,
         }
     }
 
@@ -348,6 +351,7 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> Option<Input<ViewRef>> {
         let (kind, args) = (spec.kind.as_str(), spec.args.as_slice());
+        let reports = self.reports(ctx);
         let Some(kind_table) = self.node.kinds.get(kind) else {
             tracing::error!(
                 "node {} cannot run bird {name}: kind {kind} is not registered here \
@@ -368,8 +372,7 @@ impl Registry {
             args,
             state,
             instance,
-            exits: ctx.address().recipient(),
-            hatch_failures: ctx.address().recipient(),
+            reports,
             nest: self.node.nest.clone(),
         });
         match spawned {
@@ -394,6 +397,18 @@ impl Registry {
                 })
             }
         }
+    }
+
+    /// Where this Registry's birds report their exits: made once, shared.
+    fn reports(&mut self, ctx: &mut Context<Self>) -> Arc<Reports> {
+        self.reports
+            .get_or_insert_with(|| {
+                Arc::new(Reports {
+                    exits: ctx.address().recipient(),
+                    hatch_failures: ctx.address().recipient(),
+                })
+            })
+            .clone()
     }
 
     /// The arbiter `name` runs on: a stable function of the name (its

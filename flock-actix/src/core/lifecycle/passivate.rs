@@ -128,7 +128,7 @@ impl<V: Owners> Lifecycle<V> {
         };
         if let State::Passivating { state_due, .. } = &mut local.state {
             *state_due = false;
-            local.saved = state;
+            local.saved = state.map(Vec::into_boxed_slice);
             self.passivation_done(name, now_ms, out);
         }
     }
@@ -167,7 +167,7 @@ impl<V: Owners> Lifecycle<V> {
                     return;
                 };
                 let kind = local.spec.kind.clone();
-                let state = local.saved.take();
+                let state = local.saved.take().map(Vec::from);
                 self.birds.remove(name);
                 out.push(Effect::SendState {
                     name: name.clone(),
@@ -203,7 +203,7 @@ impl<V: Owners> Lifecycle<V> {
         match (&mut local.state, hand_to) {
             (State::Passivated, to) => {
                 let kind = local.spec.kind.clone();
-                let state = local.saved.take();
+                let state = local.saved.take().map(Vec::from);
                 self.birds.remove(name);
                 if let Some(to) = to {
                     out.push(Effect::SendState {
@@ -232,7 +232,7 @@ impl<V: Owners> Lifecycle<V> {
             // Not worth a start: the sender is told at once.
             return out.push(super::wrong_kind(name, &waiter, &local.spec.kind));
         }
-        let state = local.saved.take();
+        let state = local.saved.take().map(Vec::from);
         let spec = local.spec.clone();
         let instance = self.next_instance;
         self.next_instance += 1;
