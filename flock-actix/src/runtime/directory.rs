@@ -25,12 +25,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
-/// A running bird.
+/// A running bird (a clone shares it).
+#[derive(Clone)]
 pub(crate) struct Running {
     pub bird: LocalBird,
 }
 
-type Map = HashMap<Arc<str>, Arc<Running>>;
+type Map = HashMap<Arc<str>, Running>;
 
 /// The data-link session of one authenticated control link.
 #[derive(Clone)]
@@ -95,7 +96,7 @@ impl Directory {
         self.sessions().get(id).cloned()
     }
 
-    pub(crate) fn insert(&self, name: Arc<str>, running: Arc<Running>) {
+    pub(crate) fn insert(&self, name: Arc<str>, running: Running) {
         self.write().insert(name, running);
     }
 
@@ -108,7 +109,7 @@ impl Directory {
     }
 
     /// The bird, if it runs here, is of `kind`, and its mailbox is open.
-    pub(crate) fn get(&self, name: &str, kind: &str) -> Option<Arc<Running>> {
+    pub(crate) fn get(&self, name: &str, kind: &str) -> Option<Running> {
         let running = self
             .birds
             .read()

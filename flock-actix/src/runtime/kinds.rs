@@ -130,15 +130,21 @@ impl<T: BirdKind> HasVTable for T {
     };
 }
 
-/// A running bird of some kind: its `Addr<T>` and its kind's table (two
-/// words per bird, so a node can hold many).
-pub(crate) struct LocalBird {
-    addr: Box<dyn Any + Send + Sync>,
+/// A running bird of some kind: its `Addr<T>`, its kind's table and the
+/// stop flag, in one allocation shared by the Registry, the directory and
+/// calls in flight (three allocations and an `Arc` around them before:
+/// ≈ 40 B more per bird, and malloc's overhead on each).
+#[derive(Clone)]
+pub(crate) struct LocalBird(Arc<Cell<dyn Any + Send + Sync>>);
+
+/// What a [`LocalBird`] shares; `A` is the `Addr<T>`, erased.
+struct Cell<A: ?Sized> {
     vtable: &'static VTable,
     /// Set once flock-actix asked the bird to stop: a call whose mailbox
     /// closes after that was not handled by a panic but cut by the stop,
     /// and is answered `NotRunning` (callers retry on the new owner).
-    stop_ordered: Arc<AtomicBool>,
+    stop_ordered: AtomicBool,
+    addr: A,
 }
 
 impl std::fmt::Debug for LocalBird {
@@ -150,7 +156,7 @@ impl std::fmt::Debug for LocalBird {
 impl LocalBird {
     /// The kind's wire tag.
     pub(crate) fn kind(&self) -> &'static str {
-        self.vtable.kind
+        self.0.vtable.kind
     }
 
     /// Calls the bird; the reply must come within `within`. A call that
@@ -166,14 +172,14 @@ impl LocalBird {
         within: Duration,
     ) -> crate::__private::CallFuture {
         let due = std::time::Instant::now() + within;
-        let call = (self.vtable.call)(&*self.addr, tag, payload, due)?;
-        let stop_ordered = self.stop_ordered.clone();
+        let call = (self.0.vtable.call)(&self.0.addr, tag, payload, due)?;
+        let cell = self.0.clone();
         let bird = name.to_owned();
         Ok(Box::pin(async move {
             match tokio::time::timeout(within, call).await {
                 Err(_) => Err(RemoteError::Timeout),
                 Ok(Err(RemoteError::BirdPanicked { .. }))
-                    if stop_ordered.load(Ordering::Acquire) =>
+                    if cell.stop_ordered.load(Ordering::Acquire) =>
                 {
                     Err(RemoteError::NotRunning { bird })
                 }
@@ -186,35 +192,35 @@ impl LocalBird {
     }
 
     pub(crate) fn cast(&self, tag: &str, payload: &[u8]) -> Result<(), RemoteError> {
-        (self.vtable.cast)(&*self.addr, tag, payload)
+        (self.0.vtable.cast)(&self.0.addr, tag, payload)
     }
 
     /// Asks the bird to stop (a Flock stop, not an exit of its own).
     pub(crate) fn stop(&self) {
-        self.stop_ordered.store(true, Ordering::Release);
-        (self.vtable.stop)(&*self.addr);
+        self.0.stop_ordered.store(true, Ordering::Release);
+        (self.0.vtable.stop)(&self.0.addr);
     }
 
     /// Stops the bird because it moved, taking its state if its kind has
     /// one (the future resolves once the bird handled its last message).
     pub(crate) fn hand_off(&self) -> crate::__private::StateFuture {
-        self.stop_ordered.store(true, Ordering::Release);
-        (self.vtable.hand_off)(&*self.addr)
+        self.0.stop_ordered.store(true, Ordering::Release);
+        (self.0.vtable.hand_off)(&self.0.addr)
     }
 
     /// Hands another instance's state to the running bird (its kind's
     /// conflict hook, [`crate::Handoff::merge`]).
     pub(crate) fn merge(&self, state: Vec<u8>) {
-        (self.vtable.merge)(&*self.addr, state)
+        (self.0.vtable.merge)(&self.0.addr, state)
     }
 
     pub(crate) fn connected(&self) -> bool {
-        (self.vtable.connected)(&*self.addr)
+        (self.0.vtable.connected)(&self.0.addr)
     }
 
     /// The typed address, if the bird is a `T`.
     pub(crate) fn addr<T: BirdKind>(&self) -> Option<Addr<T>> {
-        self.addr.downcast_ref::<Addr<T>>().cloned()
+        self.0.addr.downcast_ref::<Addr<T>>().cloned()
     }
 }
 
@@ -337,10 +343,12 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
         reports: s.reports.clone(),
         completed: false,
     };
-    // A call handed over before a failed hatch sees the mailbox close:
-    // answered `NotRunning` (retried) like a call cut by a stop, so the
-    // retry learns why from the Registry.
-    let stop_ordered = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
+    let bird = LocalBird(Arc::new(Cell {
+        vtable: &<T as HasVTable>::VTABLE,
+        stop_ordered: AtomicBool::new(false),
+        addr: Addr::<T>::new(tx),
+    }));
     let hatch = Hatch {
         name: s.name,
         instance: s.instance,
@@ -348,9 +356,8 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
         state: s.state,
         nest: s.nest,
         reports: s.reports,
-        refused: stop_ordered.clone(),
+        refused: bird.clone(),
     };
-    let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     // Runs on the bird's arbiter (the context is not `Send`, so it is built
     // there). Always a task of its own, also with `arbiters(0)`: a panicking
     // `hatch` then takes down only that task, never the Registry.
@@ -365,11 +372,6 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
             guard,
         });
     };
-    let bird = LocalBird {
-        addr: Box::new(Addr::new(tx)),
-        vtable: &<T as HasVTable>::VTABLE,
-        stop_ordered,
-    };
     Ok((bird, Box::new(run)))
 }
 
@@ -381,8 +383,11 @@ struct Hatch<T: BirdKind> {
     state: Option<Vec<u8>>,
     nest: Arc<Nest>,
     reports: Arc<Reports>,
-    /// Set if `hatch` refused: the mailbox closes without a stop.
-    refused: Arc<AtomicBool>,
+    /// Its stop flag is set if `hatch` refuses: a call handed over before
+    /// sees the mailbox close, and is answered `NotRunning` (retried) like
+    /// a call cut by a stop, so the retry learns why from the Registry.
+    /// Released once hatched.
+    refused: LocalBird,
 }
 
 /// The task that runs one bird: hatches it on its first poll, then runs
@@ -435,7 +440,7 @@ impl<T: BirdKind> std::future::Future for BirdTask<T> {
                         Err(e) => {
                             // Not an exit: the bird never ran.
                             this.guard.report = None;
-                            h.refused.store(true, Ordering::Release);
+                            h.refused.0.stop_ordered.store(true, Ordering::Release);
                             h.reports.hatch_failures.do_send(HatchFailed {
                                 name: h.name,
                                 instance: h.instance,

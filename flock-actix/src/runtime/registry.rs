@@ -125,7 +125,7 @@ pub(crate) struct Registry {
     /// The view epoch the core last heard of.
     epoch: u64,
     /// The instances told to run, by name.
-    live: HashMap<Name, (u64, Arc<RunningBird>)>,
+    live: HashMap<Name, (u64, RunningBird)>,
     waiting: HashMap<WaiterId, Waiting>,
     next_waiter: WaiterId,
     arbiters: Vec<ArbiterHandle>,
@@ -379,7 +379,7 @@ impl Registry {
             Ok((bird, start)) => {
                 self.queue_start(&name, start, ctx);
                 tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
-                let running = Arc::new(RunningBird { bird });
+                let running = RunningBird { bird };
                 self.directory.insert(name.clone(), running.clone());
                 self.live.insert(name, (instance, running));
                 telemetry::bird_started(self.live.len());
