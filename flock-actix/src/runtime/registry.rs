@@ -164,6 +164,7 @@ impl Registry {
         Registry {
             epoch: view.view.epoch,
             core: Lifecycle::new(node.name().to_string(), view, node.config.backoff)
+                .with_kinds(node.kinds.tags())
                 .with_handoff(
                     node.kinds.handoff_kinds(),
                     u64::try_from(node.config.handoff_wait.as_millis()).unwrap_or(u64::MAX),
