@@ -33,8 +33,8 @@ pub(crate) struct Running {
     pub bird: LocalBird,
 }
 
-/// Each running bird, with which start of it runs (the Registry's `instance`).
-type Map = HashMap<Arc<str>, (u64, Running)>;
+/// Each running bird (which start of it runs is in its handle).
+type Map = HashMap<Arc<str>, Running>;
 
 /// The data-link session of one authenticated control link.
 #[derive(Clone)]
@@ -103,10 +103,10 @@ impl Directory {
         self.birds.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `instance` of `name` runs; how many birds run here now.
-    pub(crate) fn insert(&self, name: Arc<str>, instance: u64, running: Running) -> usize {
+    /// `running` runs as `name`; how many birds run here now.
+    pub(crate) fn insert(&self, name: Arc<str>, running: Running) -> usize {
         let mut birds = self.write();
-        birds.insert(name, (instance, running));
+        birds.insert(name, running);
         birds.len()
     }
 
@@ -118,21 +118,21 @@ impl Directory {
     /// `instance` of `name`, if that is the one running here.
     pub(crate) fn instance(&self, name: &str, instance: u64) -> Option<Running> {
         match self.read().get(name) {
-            Some((i, running)) if *i == instance => Some(running.clone()),
+            Some(running) if running.bird.instance() == instance => Some(running.clone()),
             _ => None,
         }
     }
 
     /// Whichever instance of `name` runs here.
     pub(crate) fn any_instance(&self, name: &str) -> Option<Running> {
-        self.read().get(name).map(|(_, running)| running.clone())
+        self.read().get(name).cloned()
     }
 
     /// Takes `instance` of `name` out, if that is the one running here.
     pub(crate) fn remove(&self, name: &str, instance: u64) -> Option<Running> {
         let mut birds = self.write();
         match birds.get(name) {
-            Some((i, _)) if *i == instance => birds.remove(name).map(|(_, running)| running),
+            Some(running) if running.bird.instance() == instance => birds.remove(name),
             _ => None,
         }
     }
@@ -140,7 +140,7 @@ impl Directory {
     /// Takes every bird out, in name order (not hash order, like
     /// everything the simulation replays).
     pub(crate) fn drain(&self) -> Vec<(Arc<str>, Running)> {
-        let mut all: Vec<_> = self.write().drain().map(|(n, (_, r))| (n, r)).collect();
+        let mut all: Vec<_> = self.write().drain().collect();
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         all
     }

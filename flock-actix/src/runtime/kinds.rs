@@ -140,6 +140,9 @@ pub(crate) struct LocalBird(Arc<Cell<dyn Any + Send + Sync>>);
 /// What a [`LocalBird`] shares; `A` is the `Addr<T>`, erased.
 struct Cell<A: ?Sized> {
     vtable: &'static VTable,
+    /// Which start of the bird this is (the Registry's and the core's
+    /// `instance`), here rather than beside the handle in the directory.
+    instance: u64,
     /// Set once flock-actix asked the bird to stop: a call whose mailbox
     /// closes after that was not handled by a panic but cut by the stop,
     /// and is answered `NotRunning` (callers retry on the new owner).
@@ -154,6 +157,11 @@ impl std::fmt::Debug for LocalBird {
 }
 
 impl LocalBird {
+    /// Which start of the bird this is.
+    pub(crate) fn instance(&self) -> u64 {
+        self.0.instance
+    }
+
     /// The kind's wire tag.
     pub(crate) fn kind(&self) -> &'static str {
         self.0.vtable.kind
@@ -346,6 +354,7 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     let bird = LocalBird(Arc::new(Cell {
         vtable: &<T as HasVTable>::VTABLE,
+        instance: s.instance,
         stop_ordered: AtomicBool::new(false),
         addr: Addr::<T>::new(tx),
     }));

@@ -373,7 +373,7 @@ impl Registry {
                 self.queue_start(&name, start, ctx);
                 tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
                 let running = RunningBird { bird };
-                let live = self.directory.insert(name, instance, running);
+                let live = self.directory.insert(name, running);
                 telemetry::bird_started(live);
                 None
             }
