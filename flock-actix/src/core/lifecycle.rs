@@ -45,8 +45,8 @@
 use crate::core::crdt::BirdSpec;
 use crate::core::supervision::{Backoff, Restarts};
 use crate::wire::message::RemoteError;
-use std::collections::{HashMap, VecDeque};
 use spec::{Kinds, Spec};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 mod handoff;
@@ -54,9 +54,9 @@ mod handoff;
 mod handoff_tests;
 mod outgoing;
 mod passivate;
-mod spec;
 #[cfg(test)]
 mod passivate_tests;
+mod spec;
 #[cfg(test)]
 mod tests;
 

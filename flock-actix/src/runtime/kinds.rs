@@ -44,14 +44,14 @@ pub(crate) struct HatchFailed {
 /// Lives in the task that runs the bird; reports how the task ended.
 ///
 /// The task ([`BirdTask`]) runs `ctx.into_future(bird)` and sets `completed`
-/// when it resolves. actix's `ContextFut` resolves only when the context ran to its end while
-/// its task was alive: the bird stopped (its own `ctx.stop()`, or an ordered
-/// `StopBird`). A teardown (`System::stop`, an arbiter that stops, a dropped
-/// runtime) drops the task while it is pending; `ContextFut`'s own `Drop`
-/// then stops the context and runs `stopping`/`stopped`, so the bird itself
-/// cannot tell the two apart, but the task can: it never saw the context
-/// resolve. A panic unwinds through the task and drops it while the
-/// thread is panicking.
+/// when it resolves. actix's `ContextFut` resolves only when the context ran
+/// to its end while its task was alive: the bird stopped (its own
+/// `ctx.stop()`, or an ordered `StopBird`). A teardown (`System::stop`, an
+/// arbiter that stops, a dropped runtime) drops the task while it is
+/// pending; `ContextFut`'s own `Drop` then stops the context and runs
+/// `stopping`/`stopped`, so the bird itself cannot tell the two apart, but
+/// the task can: it never saw the context resolve. A panic unwinds through
+/// the task and drops it while the thread is panicking.
 struct ExitGuard {
     report: Option<(Arc<str>, u64)>,
     reports: Arc<Reports>,
@@ -404,9 +404,8 @@ struct Hatch<T: BirdKind> {
 /// machine kept the hatch's inputs (arguments, state, context, the
 /// reporting handles) beside the running context for the bird's whole
 /// life: ≈ 380 bytes per idle bird (docs/BENCHMARKS.md, "Stop 19"). Here
-/// the running context takes the place of the hatch's inputs (the two
-/// stages share the bytes of one enum, the rarely larger one boxed), and the
-/// task is a plain actor's task plus the guard.
+/// the hatch's inputs wait in a box that the first poll empties, and the
+/// task is the size of a plain actor's (the guard fits beside the context).
 struct BirdTask<T: BirdKind> {
     // Dropped before `guard`, like the `await`ed context before the guard
     // in the `async` block this replaces: the bird's `stopped` has run when

@@ -93,6 +93,9 @@ mod tests {
         assert!(Arc::ptr_eq(&a.kind, &b.kind));
         let c = Spec::new(&spec("x", &[1]), &kinds);
         let d = Spec::new(&spec("x", &[1]), &kinds);
-        assert!(!Arc::ptr_eq(&c.kind, &d.kind), "unregistered kinds are not interned");
+        assert!(
+            !Arc::ptr_eq(&c.kind, &d.kind),
+            "unregistered kinds are not interned"
+        );
     }
 }

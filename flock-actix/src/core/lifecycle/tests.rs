@@ -803,6 +803,12 @@ fn a_message_for_an_unknown_name_waits_for_the_owned_list_being_read() {
 fn a_birds_entry_stays_small() {
     let local = std::mem::size_of::<super::Local>();
     let state = std::mem::size_of::<super::State>();
-    assert!(state <= 16, "State is {state} bytes: box the new variant's data");
-    assert!(local <= 88, "Local is {local} bytes: box what few birds need");
+    assert!(
+        state <= 16,
+        "State is {state} bytes: box the new variant's data"
+    );
+    assert!(
+        local <= 88,
+        "Local is {local} bytes: box what few birds need"
+    );
 }
