@@ -414,6 +414,9 @@ struct BirdTask<T: BirdKind> {
     guard: ExitGuard,
 }
 
+// The large variant is the one that lives (boxing it would cost an
+// allocation per bird); the small ones are brief.
+#[allow(clippy::large_enum_variant)]
 enum Stage<T: BirdKind> {
     /// Boxed: the context and the arguments exist until the first poll
     /// only, and inline they would size the task for the bird's life.
