@@ -434,7 +434,7 @@ struct Passivating {
 }
 
 /// One bird of this node. Kept for every bird for its whole life, so kept
-/// small (≈ 100 bytes; 225 before stop 19, docs/ARCHITECTURE.md §36): the
+/// small (80 bytes; 225 before stop 19, docs/ARCHITECTURE.md §36): the
 /// spec compact, the states with data and what few birds need boxed.
 #[derive(Debug)]
 struct Local {
@@ -724,7 +724,7 @@ impl<V: Owners> Lifecycle<V> {
 
     /// The owner of `name`, per its kind when this node knows the kind.
     fn owner(&self, name: &str) -> Option<&str> {
-        let kind = (self.birds.get(name).map(|l| &*l.spec.kind))
+        let kind = (self.birds.get(name).map(|l| l.spec.kind()))
             .or_else(|| self.pending.get(name).map(|spec| spec.kind.as_str()));
         match kind {
             Some(kind) => self.view.owner_of_kind(kind, name),
@@ -1099,8 +1099,8 @@ impl<V: Owners> Lifecycle<V> {
         }
         match self.birds.get(name).map(|l| (&l.state, l)) {
             Some((State::Running { closed: false }, local)) => {
-                if waiter.kind != *local.spec.kind {
-                    return out.push(wrong_kind(name, &waiter, &local.spec.kind));
+                if waiter.kind != local.spec.kind() {
+                    return out.push(wrong_kind(name, &waiter, local.spec.kind()));
                 }
                 out.push(Effect::Deliver {
                     waiter: waiter.id,

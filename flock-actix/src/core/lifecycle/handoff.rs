@@ -121,7 +121,7 @@ impl<V: Owners> Lifecycle<V> {
                     return None;
                 };
                 let from = &awaiting.from;
-                let now_from = self.view.owner_without(&local.spec.kind, name, &self.me)?;
+                let now_from = self.view.owner_without(local.spec.kind(), name, &self.me)?;
                 (now_from != from && now_from != self.me && self.view.is_up(now_from))
                     .then(|| (name.clone(), now_from.to_owned()))
             })
@@ -269,7 +269,7 @@ impl<V: Owners> Lifecycle<V> {
     pub(super) fn hand_to(&self, name: &str, removed: bool) -> Option<String> {
         let local = self.birds.get(name);
         let kind = local
-            .map(|l| &*l.spec.kind)
+            .map(|l| l.spec.kind())
             .or_else(|| self.pending.get(name).map(|s| s.kind.as_str()))?;
         if removed || !self.handoff_kinds.contains(kind) {
             return None;

@@ -47,7 +47,7 @@ impl<V: Owners> Lifecycle<V> {
 
     fn idle_ms(&self, name: &str) -> Option<u64> {
         let local = self.birds.get(name)?;
-        self.passivate_after.get(&*local.spec.kind).copied()
+        self.passivate_after.get(local.spec.kind()).copied()
     }
 
     /// A started instance: its idle time starts now.
@@ -88,7 +88,7 @@ impl<V: Owners> Lifecycle<V> {
         let take_state = self
             .birds
             .get(&name)
-            .is_some_and(|l| self.handoff_kinds.contains(&*l.spec.kind));
+            .is_some_and(|l| self.handoff_kinds.contains(l.spec.kind()));
         let Some(local) = self.instance_mut(&name, instance) else {
             return;
         };
@@ -164,7 +164,7 @@ impl<V: Owners> Lifecycle<V> {
                 let Some(local) = self.birds.get_mut(name) else {
                     return;
                 };
-                let kind = local.spec.kind.to_string();
+                let kind = local.spec.kind().to_owned();
                 let state = local.take_saved();
                 self.birds.remove(name);
                 out.push(Effect::SendState {
@@ -200,7 +200,7 @@ impl<V: Owners> Lifecycle<V> {
         };
         match (&mut local.state, hand_to) {
             (State::Passivated, to) => {
-                let kind = local.spec.kind.to_string();
+                let kind = local.spec.kind().to_owned();
                 let state = local.take_saved();
                 self.birds.remove(name);
                 if let Some(to) = to {
@@ -226,9 +226,9 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.birds.get_mut(name) else {
             return;
         };
-        if waiter.kind != *local.spec.kind {
+        if waiter.kind != local.spec.kind() {
             // Not worth a start: the sender is told at once.
-            return out.push(super::wrong_kind(name, &waiter, &local.spec.kind));
+            return out.push(super::wrong_kind(name, &waiter, local.spec.kind()));
         }
         let state = local.take_saved();
         let spec = local.spec.to_spec();

@@ -5,13 +5,14 @@
 //! hosts many birds keeps one spec per bird for their whole life (to restart
 //! one, to hand it over, to tell a changed spec from the same), so the core
 //! keeps [`Spec`] instead: the kind shared with every bird of that kind (one
-//! `Arc<str>` per kind registered on the node, a fixed set), the arguments
-//! as a boxed slice; 32 bytes and one heap block (docs/ARCHITECTURE.md §36).
+//! `Arc<String>` per kind registered on the node, a fixed set: a thin
+//! pointer, where an `Arc<str>` would take two words), the arguments as a
+//! boxed slice; 24 bytes and one heap block (docs/ARCHITECTURE.md §36).
 //! A `BirdSpec` is made again only for an effect that carries one (a start,
 //! a handoff), as before.
 
 use crate::core::crdt::BirdSpec;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The kind tags registered on this node, shared by their birds' specs.
@@ -20,22 +21,22 @@ use std::sync::Arc;
 /// registered here (their birds cannot run here) get a string of their own,
 /// so nothing from the network grows this set.
 #[derive(Debug, Default)]
-pub(super) struct Kinds(HashSet<Arc<str>>);
+pub(super) struct Kinds(HashMap<String, Arc<String>>);
 
 impl Kinds {
     pub(super) fn new(tags: impl IntoIterator<Item = String>) -> Self {
-        Kinds(tags.into_iter().map(Arc::from).collect())
+        Kinds(tags.into_iter().map(|t| (t.clone(), Arc::new(t))).collect())
     }
 
-    fn share(&self, kind: &str) -> Arc<str> {
-        self.0.get(kind).cloned().unwrap_or_else(|| Arc::from(kind))
+    fn share(&self, kind: &str) -> Arc<String> {
+        (self.0.get(kind).cloned()).unwrap_or_else(|| Arc::new(kind.to_owned()))
     }
 }
 
 /// A [`BirdSpec`], compact: see the module's documentation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Spec {
-    pub(super) kind: Arc<str>,
+    kind: Arc<String>,
     args: Box<[u8]>,
 }
 
@@ -47,9 +48,14 @@ impl Spec {
         }
     }
 
+    /// The kind's wire tag.
+    pub(super) fn kind(&self) -> &str {
+        &self.kind
+    }
+
     /// Whether `spec` is this spec.
     pub(super) fn is(&self, spec: &BirdSpec) -> bool {
-        *self.kind == *spec.kind && *self.args == *spec.args
+        *self.kind == spec.kind && *self.args == *spec.args
     }
 
     /// The spec as effects carry it.
