@@ -11,7 +11,7 @@ use actix::{Addr, AsyncContext, Recipient};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A bird's mailbox capacity (actix's default for `Actor::start`).
@@ -130,8 +130,8 @@ impl<T: BirdKind> HasVTable for T {
     };
 }
 
-/// A running bird of some kind: its `Addr<T>`, its kind's table and the
-/// stop flag, in one allocation shared by the Registry, the directory and
+/// A running bird of some kind: its `Addr<T>`, its kind's table, its
+/// instance and the stop flag, in one allocation shared by the Registry, the directory and
 /// calls in flight (three allocations and an `Arc` around them before:
 /// ≈ 40 B more per bird, and malloc's overhead on each).
 #[derive(Clone)]
@@ -141,13 +141,27 @@ pub(crate) struct LocalBird(Arc<Cell<dyn Any + Send + Sync>>);
 struct Cell<A: ?Sized> {
     vtable: &'static VTable,
     /// Which start of the bird this is (the Registry's and the core's
-    /// `instance`), here rather than beside the handle in the directory.
-    instance: u64,
-    /// Set once flock-actix asked the bird to stop: a call whose mailbox
-    /// closes after that was not handled by a panic but cut by the stop,
-    /// and is answered `NotRunning` (callers retry on the new owner).
-    stop_ordered: AtomicBool,
+    /// `instance`; here rather than beside the handle in the directory),
+    /// and in [`STOP_ORDERED`] whether flock-actix asked it to stop: a call
+    /// whose mailbox closes after that was not handled by a panic but cut
+    /// by the stop, and is answered `NotRunning` (callers retry on the new
+    /// owner). One word for both, not two: 8 bytes per hosted bird.
+    instance: AtomicU64,
     addr: A,
+}
+
+/// The stop flag's bit in [`Cell::instance`]. Instances count starts on one
+/// node from 1 and never reach it.
+const STOP_ORDERED: u64 = 1 << 63;
+
+impl<A: ?Sized> Cell<A> {
+    fn order_stop(&self) {
+        self.instance.fetch_or(STOP_ORDERED, Ordering::Release);
+    }
+
+    fn stop_ordered(&self) -> bool {
+        self.instance.load(Ordering::Acquire) & STOP_ORDERED != 0
+    }
 }
 
 impl std::fmt::Debug for LocalBird {
@@ -159,7 +173,7 @@ impl std::fmt::Debug for LocalBird {
 impl LocalBird {
     /// Which start of the bird this is.
     pub(crate) fn instance(&self) -> u64 {
-        self.0.instance
+        self.0.instance.load(Ordering::Relaxed) & !STOP_ORDERED
     }
 
     /// The kind's wire tag.
@@ -186,9 +200,7 @@ impl LocalBird {
         Ok(Box::pin(async move {
             match tokio::time::timeout(within, call).await {
                 Err(_) => Err(RemoteError::Timeout),
-                Ok(Err(RemoteError::BirdPanicked { .. }))
-                    if cell.stop_ordered.load(Ordering::Acquire) =>
-                {
+                Ok(Err(RemoteError::BirdPanicked { .. })) if cell.stop_ordered() => {
                     Err(RemoteError::NotRunning { bird })
                 }
                 Ok(Err(RemoteError::BirdPanicked { .. })) => {
@@ -205,14 +217,14 @@ impl LocalBird {
 
     /// Asks the bird to stop (a Flock stop, not an exit of its own).
     pub(crate) fn stop(&self) {
-        self.0.stop_ordered.store(true, Ordering::Release);
+        self.0.order_stop();
         (self.0.vtable.stop)(&self.0.addr);
     }
 
     /// Stops the bird because it moved, taking its state if its kind has
     /// one (the future resolves once the bird handled its last message).
     pub(crate) fn hand_off(&self) -> crate::__private::StateFuture {
-        self.0.stop_ordered.store(true, Ordering::Release);
+        self.0.order_stop();
         (self.0.vtable.hand_off)(&self.0.addr)
     }
 
@@ -354,8 +366,7 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
     let bird = LocalBird(Arc::new(Cell {
         vtable: &<T as HasVTable>::VTABLE,
-        instance: s.instance,
-        stop_ordered: AtomicBool::new(false),
+        instance: AtomicU64::new(s.instance & !STOP_ORDERED),
         addr: Addr::<T>::new(tx),
     }));
     let hatch = Hatch {
@@ -451,7 +462,7 @@ impl<T: BirdKind> std::future::Future for BirdTask<T> {
                         Err(e) => {
                             // Not an exit: the bird never ran.
                             this.guard.report = None;
-                            h.refused.0.stop_ordered.store(true, Ordering::Release);
+                            h.refused.0.order_stop();
                             h.reports.hatch_failures.do_send(HatchFailed {
                                 name: h.name,
                                 instance: h.instance,
