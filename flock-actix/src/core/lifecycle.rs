@@ -45,6 +45,7 @@
 use crate::core::crdt::BirdSpec;
 use crate::core::supervision::{Backoff, Restarts};
 use crate::wire::message::RemoteError;
+use spec::{Kinds, Spec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ mod outgoing;
 mod passivate;
 #[cfg(test)]
 mod passivate_tests;
+mod spec;
 #[cfg(test)]
 mod tests;
 
@@ -392,43 +394,107 @@ enum State {
     Running {
         closed: bool,
     },
-    /// Moved here from `from`, a node that is up and may still run it:
-    /// waits for its state before it is started, at most until `until_ms`
-    /// (a `Handoff` timer is armed for it).
-    Awaiting {
-        from: String,
-        until_ms: u64,
-        /// A message waits for it and `from` was asked to hand this bird
-        /// over first ([`Effect::Want`]); asked once per wait.
-        wanted: bool,
-    },
+    /// Moved here from another node that is up and may still run it:
+    /// waits for its state before it is started (boxed, like every state
+    /// with data but `Running`: the state sizes every bird's entry).
+    Awaiting(Box<Awaiting>),
     Restarting,
     Stopping,
-    Broken(RemoteError),
+    /// Boxed: a rare state, and the error inline would size every bird's
+    /// entry (see `Local`).
+    Broken(Box<RemoteError>),
     /// Told to passivate: waits for its exit report and, for a kind with a
-    /// state, the state (`state_due`); then `Passivated`, or handed to
-    /// `hand_to` if it moved meanwhile.
-    Passivating {
-        exited: bool,
-        state_due: bool,
-        hand_to: Option<String>,
-    },
+    /// state, the state; then `Passivated`, or handed over if it moved
+    /// meanwhile.
+    Passivating(Box<Passivating>),
     /// Idle and stopped; `Local::saved` holds its state, if its kind has one.
     Passivated,
 }
 
+/// A bird moved here from `from`, a node that is up and may still run it:
+/// it waits for its state at most until `until_ms` (a `Handoff` timer is
+/// armed for it).
+#[derive(Debug, Clone, PartialEq)]
+struct Awaiting {
+    from: String,
+    until_ms: u64,
+    /// A message waits for it and `from` was asked to hand this bird over
+    /// first ([`Effect::Want`]); asked once per wait.
+    wanted: bool,
+}
+
+/// A bird told to passivate: it waits for its exit report and, for a kind
+/// with a state, the state (`state_due`); then it sleeps, or goes to
+/// `hand_to` if it moved meanwhile.
+#[derive(Debug, Clone, PartialEq)]
+struct Passivating {
+    exited: bool,
+    state_due: bool,
+    hand_to: Option<String>,
+}
+
+/// One bird of this node. Kept for every bird for its whole life, so kept
+/// small (80 bytes; 225 before stop 19, docs/ARCHITECTURE.md §36): the
+/// spec compact, the states with data and what few birds need boxed.
 #[derive(Debug)]
 struct Local {
-    spec: BirdSpec,
+    spec: Spec,
     instance: u64,
     state: State,
     restarts: Restarts,
-    /// A spec to start once the stopping instance is gone.
-    then_start: Option<BirdSpec>,
     /// When a message was last handed to it (kinds that passivate).
     last_active_ms: u64,
-    /// The state taken when it passivated: it wakes from it.
+    aside: Option<Box<Aside>>,
+}
+
+/// What few birds need: a spec to start once the stopping instance is
+/// gone; the state taken when it passivated (it wakes from it).
+#[derive(Debug, Default)]
+struct Aside {
+    then_start: Option<BirdSpec>,
     saved: Option<Vec<u8>>,
+}
+
+impl Local {
+    fn aside(&mut self) -> &mut Aside {
+        self.aside.get_or_insert_with(Default::default)
+    }
+
+    fn set_then_start(&mut self, spec: BirdSpec) {
+        self.aside().then_start = Some(spec);
+    }
+
+    fn take_then_start(&mut self) -> Option<BirdSpec> {
+        let spec = self.aside.as_mut()?.then_start.take();
+        self.tidy();
+        spec
+    }
+
+    fn set_saved(&mut self, state: Option<Vec<u8>>) {
+        match state {
+            Some(state) => self.aside().saved = Some(state),
+            None => {
+                self.take_saved();
+            }
+        }
+    }
+
+    fn take_saved(&mut self) -> Option<Vec<u8>> {
+        let state = self.aside.as_mut()?.saved.take();
+        self.tidy();
+        state
+    }
+
+    /// Frees the box once it holds nothing.
+    fn tidy(&mut self) {
+        if let Some(Aside {
+            then_start: None,
+            saved: None,
+        }) = self.aside.as_deref()
+        {
+            self.aside = None;
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -455,6 +521,8 @@ pub struct Lifecycle<V> {
     shut_down: bool,
     /// The view before the current one: where moved birds come from.
     prev_view: Option<V>,
+    /// The kinds registered on this node ([`Lifecycle::with_kinds`]).
+    kinds: Kinds,
     /// Kinds that hand their state over when they move.
     handoff_kinds: std::collections::HashSet<String>,
     /// An owned list was asked for and has not come yet.
@@ -492,6 +560,7 @@ impl<V: Owners> Lifecycle<V> {
             next_instance: 1,
             shut_down: false,
             prev_view: None,
+            kinds: Kinds::default(),
             handoff_kinds: Default::default(),
             reading_owned: false,
             handoff_wait_ms: HANDOFF_WAIT_MS,
@@ -502,6 +571,13 @@ impl<V: Owners> Lifecycle<V> {
             join: handoff::Join::Alone,
             passivate_after: HashMap::new(),
         }
+    }
+
+    /// The kinds registered on this node: their birds share one copy of
+    /// the kind's tag (any other kind works too, with a copy per bird).
+    pub fn with_kinds(mut self, tags: impl IntoIterator<Item = String>) -> Self {
+        self.kinds = Kinds::new(tags);
+        self
     }
 
     /// Birds of `kinds` hand their state over when they move; a new owner
@@ -590,7 +666,7 @@ impl<V: Owners> Lifecycle<V> {
                 error,
             } => {
                 if let Some(local) = self.instance_mut(&name, instance) {
-                    local.state = State::Broken(error);
+                    local.state = State::Broken(Box::new(error));
                     self.serve_waiters(&name, now_ms, &mut out);
                 }
             }
@@ -648,9 +724,8 @@ impl<V: Owners> Lifecycle<V> {
 
     /// The owner of `name`, per its kind when this node knows the kind.
     fn owner(&self, name: &str) -> Option<&str> {
-        let kind = (self.birds.get(name).map(|l| &l.spec))
-            .or_else(|| self.pending.get(name))
-            .map(|spec| spec.kind.as_str());
+        let kind = (self.birds.get(name).map(|l| l.spec.kind()))
+            .or_else(|| self.pending.get(name).map(|spec| spec.kind.as_str()));
         match kind {
             Some(kind) => self.view.owner_of_kind(kind, name),
             None => self.view.owner_of(name),
@@ -789,6 +864,22 @@ impl<V: Owners> Lifecycle<V> {
         if !self.queue.is_empty() {
             self.slice_asked = true;
             out.push(Effect::StartSliceLater);
+        } else {
+            self.release_queue();
+        }
+    }
+
+    /// Gives back what a large batch of starts left in the drained queue:
+    /// a map and a deque sized for the whole batch (≈ 130 B per bird of a
+    /// batch, kept for the node's life; docs/BENCHMARKS.md, "Stop 19").
+    /// Small ones are kept for the next start.
+    fn release_queue(&mut self) {
+        const KEEP: usize = 1024;
+        if self.queue.capacity() > KEEP {
+            self.queue = VecDeque::new();
+        }
+        if self.pending.is_empty() && self.pending.capacity() > KEEP {
+            self.pending = HashMap::new();
         }
     }
 
@@ -804,10 +895,10 @@ impl<V: Owners> Lifecycle<V> {
             return self.start(name, spec, now_ms, out);
         };
         match local.state {
-            State::Stopping => local.then_start = Some(spec),
-            _ if local.spec == spec => {}
+            State::Stopping => local.set_then_start(spec),
+            _ if local.spec.is(&spec) => {}
             // Still waiting for its state: it starts with the new spec.
-            State::Awaiting { .. } => local.spec = spec,
+            State::Awaiting(_) => local.spec = Spec::new(&spec, &self.kinds),
             State::Running { .. } => {
                 // The set now holds another spec for the name (a concurrent
                 // start elsewhere won): run that one instead.
@@ -816,19 +907,19 @@ impl<V: Owners> Lifecycle<V> {
                     instance: local.instance,
                 });
                 local.state = State::Stopping;
-                local.then_start = Some(spec);
+                local.set_then_start(spec);
             }
             State::Restarting | State::Broken(_) => self.start(name, spec, now_ms, out),
             // Another spec won while it slept: it wakes as that one (and
             // not from the old one's state).
             State::Passivated => {
-                local.spec = spec;
-                local.saved = None;
+                local.spec = Spec::new(&spec, &self.kinds);
+                local.set_saved(None);
             }
             // Already told to stop: that one ends, the new spec starts.
-            State::Passivating { .. } => {
+            State::Passivating(_) => {
                 local.state = State::Stopping;
-                local.then_start = Some(spec);
+                local.set_then_start(spec);
             }
         }
     }
@@ -850,14 +941,13 @@ impl<V: Owners> Lifecycle<V> {
         self.birds.insert(
             name.clone(),
             Local {
-                spec: spec.clone(),
+                spec: Spec::new(&spec, &self.kinds),
                 instance,
                 // Set by `launch` or `await_state` below.
                 state: State::Running { closed: false },
                 restarts,
-                then_start: None,
                 last_active_ms: now_ms,
-                saved: None,
+                aside: None,
             },
         );
         if fresh && let Some(state) = self.take_stashed(&name, now_ms) {
@@ -916,14 +1006,14 @@ impl<V: Owners> Lifecycle<V> {
             self.sent_to.insert(name.clone(), to.clone());
         }
         if let Some(local) = self.birds.get_mut(name) {
-            local.then_start = None;
+            local.take_then_start();
             match (local.state.clone(), hand_to) {
                 (State::Running { .. }, Some(to)) => {
                     out.push(Effect::HandOff {
                         name: name.clone(),
                         instance: Some(local.instance),
                         to,
-                        spec: Some(local.spec.clone()),
+                        spec: Some(local.spec.to_spec()),
                     });
                     local.state = State::Stopping;
                 }
@@ -937,7 +1027,7 @@ impl<V: Owners> Lifecycle<V> {
                 (State::Stopping, _) => {}
                 // Its state may be on its way here: the next owner waits
                 // for its own timeout rather than hatch from the arguments.
-                (State::Awaiting { .. }, _) => {
+                (State::Awaiting(_), _) => {
                     self.birds.remove(name);
                 }
                 (State::Restarting | State::Broken(_), to) => {
@@ -951,7 +1041,7 @@ impl<V: Owners> Lifecycle<V> {
                         });
                     }
                 }
-                (State::Passivated | State::Passivating { .. }, to) => {
+                (State::Passivated | State::Passivating(_), to) => {
                     self.stop_passivated(name, to, out);
                 }
             }
@@ -1009,8 +1099,8 @@ impl<V: Owners> Lifecycle<V> {
         }
         match self.birds.get(name).map(|l| (&l.state, l)) {
             Some((State::Running { closed: false }, local)) => {
-                if waiter.kind != local.spec.kind {
-                    return out.push(wrong_kind(name, &waiter, &local.spec.kind));
+                if waiter.kind != local.spec.kind() {
+                    return out.push(wrong_kind(name, &waiter, local.spec.kind()));
                 }
                 out.push(Effect::Deliver {
                     waiter: waiter.id,
@@ -1021,10 +1111,10 @@ impl<V: Owners> Lifecycle<V> {
             }
             Some((State::Broken(e), _)) => out.push(Effect::Reply {
                 waiter: waiter.id,
-                error: e.clone(),
+                error: (**e).clone(),
             }),
             Some((State::Passivated, _)) => self.wake(name, waiter, now_ms, out),
-            Some((State::Awaiting { .. }, _)) => {
+            Some((State::Awaiting(_), _)) => {
                 self.park(name, waiter, out);
                 self.want(name, out);
             }
@@ -1084,7 +1174,7 @@ impl<V: Owners> Lifecycle<V> {
         };
         match local.state {
             State::Stopping => {
-                let then = local.then_start.take();
+                let then = local.take_then_start();
                 self.birds.remove(&name);
                 match then {
                     Some(spec) => self.start(name, spec, now_ms, out),
@@ -1110,8 +1200,8 @@ impl<V: Owners> Lifecycle<V> {
                     timer: Timer::Restart { name, instance },
                 });
             }
-            State::Passivating { .. } => self.passivate_exited(name, now_ms, out),
-            State::Restarting | State::Broken(_) | State::Awaiting { .. } | State::Passivated => {}
+            State::Passivating(_) => self.passivate_exited(name, now_ms, out),
+            State::Restarting | State::Broken(_) | State::Awaiting(_) | State::Passivated => {}
         }
     }
 
@@ -1122,7 +1212,7 @@ impl<V: Owners> Lifecycle<V> {
         if local.instance != instance || local.state != State::Restarting {
             return;
         }
-        let spec = local.spec.clone();
+        let spec = local.spec.to_spec();
         if !self.owned_here(&name) {
             // Moved while it waited for its restart: its messages go after it.
             self.birds.remove(&name);

@@ -11,7 +11,7 @@ use actix::{Addr, AsyncContext, Recipient};
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A bird's mailbox capacity (actix's default for `Actor::start`).
@@ -43,19 +43,27 @@ pub(crate) struct HatchFailed {
 
 /// Lives in the task that runs the bird; reports how the task ended.
 ///
-/// The task is `async { ctx.into_future(bird).await; completed = true }`.
-/// actix's `ContextFut` resolves only when the context ran to its end while
-/// its task was alive: the bird stopped (its own `ctx.stop()`, or an ordered
-/// `StopBird`). A teardown (`System::stop`, an arbiter that stops, a dropped
-/// runtime) drops the task while it is pending; `ContextFut`'s own `Drop`
-/// then stops the context and runs `stopping`/`stopped`, so the bird itself
-/// cannot tell the two apart, but the task can: the line after the `await`
-/// never runs. A panic unwinds through the task and drops it while the
-/// thread is panicking.
+/// The task ([`BirdTask`]) runs `ctx.into_future(bird)` and sets `completed`
+/// when it resolves. actix's `ContextFut` resolves only when the context ran
+/// to its end while its task was alive: the bird stopped (its own
+/// `ctx.stop()`, or an ordered `StopBird`). A teardown (`System::stop`, an
+/// arbiter that stops, a dropped runtime) drops the task while it is
+/// pending; `ContextFut`'s own `Drop` then stops the context and runs
+/// `stopping`/`stopped`, so the bird itself cannot tell the two apart, but
+/// the task can: it never saw the context resolve. A panic unwinds through
+/// the task and drops it while the thread is panicking.
 struct ExitGuard {
     report: Option<(Arc<str>, u64)>,
-    to: Recipient<BirdExited>,
+    reports: Arc<Reports>,
     completed: bool,
+}
+
+/// Where a node's birds report how they ended: made once by the Registry
+/// and shared by all its birds (a `Recipient` per bird was two boxed
+/// senders, ≈ 190 bytes of heap per idle bird).
+pub(crate) struct Reports {
+    pub exits: Recipient<BirdExited>,
+    pub hatch_failures: Recipient<HatchFailed>,
 }
 
 impl Drop for ExitGuard {
@@ -68,7 +76,7 @@ impl Drop for ExitGuard {
             } else {
                 Exit::TornDown
             };
-            self.to.do_send(BirdExited {
+            self.reports.exits.do_send(BirdExited {
                 name,
                 instance,
                 exit,
@@ -122,15 +130,38 @@ impl<T: BirdKind> HasVTable for T {
     };
 }
 
-/// A running bird of some kind: its `Addr<T>` and its kind's table (two
-/// words per bird, so a node can hold many).
-pub(crate) struct LocalBird {
-    addr: Box<dyn Any + Send + Sync>,
+/// A running bird of some kind: its `Addr<T>`, its kind's table, its
+/// instance and the stop flag, in one allocation shared by the Registry, the directory and
+/// calls in flight (three allocations and an `Arc` around them before:
+/// ≈ 40 B more per bird, and malloc's overhead on each).
+#[derive(Clone)]
+pub(crate) struct LocalBird(Arc<Cell<dyn Any + Send + Sync>>);
+
+/// What a [`LocalBird`] shares; `A` is the `Addr<T>`, erased.
+struct Cell<A: ?Sized> {
     vtable: &'static VTable,
-    /// Set once flock-actix asked the bird to stop: a call whose mailbox
-    /// closes after that was not handled by a panic but cut by the stop,
-    /// and is answered `NotRunning` (callers retry on the new owner).
-    stop_ordered: Arc<AtomicBool>,
+    /// Which start of the bird this is (the Registry's and the core's
+    /// `instance`; here rather than beside the handle in the directory),
+    /// and in [`STOP_ORDERED`] whether flock-actix asked it to stop: a call
+    /// whose mailbox closes after that was not handled by a panic but cut
+    /// by the stop, and is answered `NotRunning` (callers retry on the new
+    /// owner). One word for both, not two: 8 bytes per hosted bird.
+    instance: AtomicU64,
+    addr: A,
+}
+
+/// The stop flag's bit in [`Cell::instance`]. Instances count starts on one
+/// node from 1 and never reach it.
+const STOP_ORDERED: u64 = 1 << 63;
+
+impl<A: ?Sized> Cell<A> {
+    fn order_stop(&self) {
+        self.instance.fetch_or(STOP_ORDERED, Ordering::Release);
+    }
+
+    fn stop_ordered(&self) -> bool {
+        self.instance.load(Ordering::Acquire) & STOP_ORDERED != 0
+    }
 }
 
 impl std::fmt::Debug for LocalBird {
@@ -140,9 +171,14 @@ impl std::fmt::Debug for LocalBird {
 }
 
 impl LocalBird {
+    /// Which start of the bird this is.
+    pub(crate) fn instance(&self) -> u64 {
+        self.0.instance.load(Ordering::Relaxed) & !STOP_ORDERED
+    }
+
     /// The kind's wire tag.
     pub(crate) fn kind(&self) -> &'static str {
-        self.vtable.kind
+        self.0.vtable.kind
     }
 
     /// Calls the bird; the reply must come within `within`. A call that
@@ -158,15 +194,13 @@ impl LocalBird {
         within: Duration,
     ) -> crate::__private::CallFuture {
         let due = std::time::Instant::now() + within;
-        let call = (self.vtable.call)(&*self.addr, tag, payload, due)?;
-        let stop_ordered = self.stop_ordered.clone();
+        let call = (self.0.vtable.call)(&self.0.addr, tag, payload, due)?;
+        let cell = self.0.clone();
         let bird = name.to_owned();
         Ok(Box::pin(async move {
             match tokio::time::timeout(within, call).await {
                 Err(_) => Err(RemoteError::Timeout),
-                Ok(Err(RemoteError::BirdPanicked { .. }))
-                    if stop_ordered.load(Ordering::Acquire) =>
-                {
+                Ok(Err(RemoteError::BirdPanicked { .. })) if cell.stop_ordered() => {
                     Err(RemoteError::NotRunning { bird })
                 }
                 Ok(Err(RemoteError::BirdPanicked { .. })) => {
@@ -178,35 +212,35 @@ impl LocalBird {
     }
 
     pub(crate) fn cast(&self, tag: &str, payload: &[u8]) -> Result<(), RemoteError> {
-        (self.vtable.cast)(&*self.addr, tag, payload)
+        (self.0.vtable.cast)(&self.0.addr, tag, payload)
     }
 
     /// Asks the bird to stop (a Flock stop, not an exit of its own).
     pub(crate) fn stop(&self) {
-        self.stop_ordered.store(true, Ordering::Release);
-        (self.vtable.stop)(&*self.addr);
+        self.0.order_stop();
+        (self.0.vtable.stop)(&self.0.addr);
     }
 
     /// Stops the bird because it moved, taking its state if its kind has
     /// one (the future resolves once the bird handled its last message).
     pub(crate) fn hand_off(&self) -> crate::__private::StateFuture {
-        self.stop_ordered.store(true, Ordering::Release);
-        (self.vtable.hand_off)(&*self.addr)
+        self.0.order_stop();
+        (self.0.vtable.hand_off)(&self.0.addr)
     }
 
     /// Hands another instance's state to the running bird (its kind's
     /// conflict hook, [`crate::Handoff::merge`]).
     pub(crate) fn merge(&self, state: Vec<u8>) {
-        (self.vtable.merge)(&*self.addr, state)
+        (self.0.vtable.merge)(&self.0.addr, state)
     }
 
     pub(crate) fn connected(&self) -> bool {
-        (self.vtable.connected)(&*self.addr)
+        (self.0.vtable.connected)(&self.0.addr)
     }
 
     /// The typed address, if the bird is a `T`.
     pub(crate) fn addr<T: BirdKind>(&self) -> Option<Addr<T>> {
-        self.addr.downcast_ref::<Addr<T>>().cloned()
+        self.0.addr.downcast_ref::<Addr<T>>().cloned()
     }
 }
 
@@ -231,8 +265,8 @@ pub(crate) struct Spawn<'a> {
     /// The state handed over by the previous owner, to resume from.
     pub state: Option<Vec<u8>>,
     pub instance: u64,
-    pub exits: Recipient<BirdExited>,
-    pub hatch_failures: Recipient<HatchFailed>,
+    /// Where the bird reports its exit or a failed hatch.
+    pub reports: Arc<Reports>,
     /// The node's context for `hatch`.
     pub nest: Arc<Nest>,
 }
@@ -326,58 +360,128 @@ fn spawn<T: BirdKind>(s: Spawn) -> Result<(LocalBird, Start), RemoteError> {
     })?;
     let guard = ExitGuard {
         report: Some((s.name.clone(), s.instance)),
-        to: s.exits,
+        reports: s.reports.clone(),
         completed: false,
     };
-    let name = s.name;
-    let instance = s.instance;
-    let (nest, hatch_failures) = (s.nest, s.hatch_failures);
-    // A call handed over before a failed hatch sees the mailbox close:
-    // answered `NotRunning` (retried) like a call cut by a stop, so the
-    // retry learns why from the Registry.
-    let stop_ordered = Arc::new(AtomicBool::new(false));
-    let hatch_refused = stop_ordered.clone();
-    let state = s.state;
     let (tx, rx) = actix::dev::channel::channel(BIRD_MAILBOX);
+    let bird = LocalBird(Arc::new(Cell {
+        vtable: &<T as HasVTable>::VTABLE,
+        instance: AtomicU64::new(s.instance & !STOP_ORDERED),
+        addr: Addr::<T>::new(tx),
+    }));
+    let hatch = Hatch {
+        name: s.name,
+        instance: s.instance,
+        args,
+        state: s.state,
+        nest: s.nest,
+        reports: s.reports,
+        refused: bird.clone(),
+    };
     // Runs on the bird's arbiter (the context is not `Send`, so it is built
     // there). Always a task of its own, also with `arbiters(0)`: a panicking
     // `hatch` then takes down only that task, never the Registry.
     let run = move || {
-        actix::spawn(async move {
-            // Moved in whole (not just the field the task writes).
-            let mut guard = guard;
-            let mut ctx = actix::Context::<T>::with_receiver(rx);
-            // Keeps the context alive when every `Addr` is dropped (the
-            // Registry going away), so that the context only completes when
-            // it is stopped.
-            ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
-            let hatched = match state {
-                Some(state) => T::resume_from(&name, args, &state, &nest),
-                None => T::hatch(&name, args, &nest),
-            };
-            let bird = match hatched {
-                Ok(bird) => bird,
-                Err(e) => {
-                    // Not an exit: the bird never ran.
-                    guard.report = None;
-                    hatch_refused.store(true, Ordering::Release);
-                    let reason = e.to_string();
-                    hatch_failures.do_send(HatchFailed {
-                        name,
-                        instance,
-                        reason,
-                    });
-                    return;
-                }
-            };
-            ctx.into_future(bird).await;
-            guard.completed = true;
+        let mut ctx = actix::Context::<T>::with_receiver(rx);
+        // Keeps the context alive when every `Addr` is dropped (the
+        // Registry going away), so that the context only completes when
+        // it is stopped.
+        ctx.spawn(actix::fut::wrap_future(std::future::pending::<()>()));
+        actix::spawn(BirdTask {
+            stage: Stage::Hatch(Box::new((ctx, hatch))),
+            guard,
         });
     };
-    let bird = LocalBird {
-        addr: Box::new(Addr::new(tx)),
-        vtable: &<T as HasVTable>::VTABLE,
-        stop_ordered,
-    };
     Ok((bird, Box::new(run)))
+}
+
+/// What a bird's task needs until the bird hatched.
+struct Hatch<T: BirdKind> {
+    name: Arc<str>,
+    instance: u64,
+    args: T::Args,
+    state: Option<Vec<u8>>,
+    nest: Arc<Nest>,
+    reports: Arc<Reports>,
+    /// Its stop flag is set if `hatch` refuses: a call handed over before
+    /// sees the mailbox close, and is answered `NotRunning` (retried) like
+    /// a call cut by a stop, so the retry learns why from the Registry.
+    /// Released once hatched.
+    refused: LocalBird,
+}
+
+/// The task that runs one bird: hatches it on its first poll, then runs
+/// its context. Written out rather than as an `async` block, whose state
+/// machine kept the hatch's inputs (arguments, state, context, the
+/// reporting handles) beside the running context for the bird's whole
+/// life: ≈ 380 bytes per idle bird (docs/BENCHMARKS.md, "Stop 19"). Here
+/// the hatch's inputs wait in a box that the first poll empties, and the
+/// task is the size of a plain actor's (the guard fits beside the context).
+struct BirdTask<T: BirdKind> {
+    // Dropped before `guard`, like the `await`ed context before the guard
+    // in the `async` block this replaces: the bird's `stopped` has run when
+    // its exit is reported.
+    stage: Stage<T>,
+    guard: ExitGuard,
+}
+
+// The large variant is the one that lives (boxing it would cost an
+// allocation per bird); the small ones are brief.
+#[allow(clippy::large_enum_variant)]
+enum Stage<T: BirdKind> {
+    /// Boxed: the context and the arguments exist until the first poll
+    /// only, and inline they would size the task for the bird's life.
+    Hatch(Box<(actix::Context<T>, Hatch<T>)>),
+    Run(actix::dev::ContextFut<T, actix::Context<T>>),
+    Done,
+}
+
+// No field is ever pinned: the context future is `Unpin` and polled
+// through `Pin::new`, the hatch's inputs are moved out, never polled.
+impl<T: BirdKind> Unpin for BirdTask<T> {}
+
+impl<T: BirdKind> std::future::Future for BirdTask<T> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.stage, Stage::Done) {
+                Stage::Hatch(boxed) => {
+                    let (ctx, h) = *boxed;
+                    let hatched = match h.state {
+                        Some(state) => T::resume_from(&h.name, h.args, &state, &h.nest),
+                        None => T::hatch(&h.name, h.args, &h.nest),
+                    };
+                    match hatched {
+                        Ok(bird) => this.stage = Stage::Run(ctx.into_future(bird)),
+                        Err(e) => {
+                            // Not an exit: the bird never ran.
+                            this.guard.report = None;
+                            h.refused.0.order_stop();
+                            h.reports.hatch_failures.do_send(HatchFailed {
+                                name: h.name,
+                                instance: h.instance,
+                                reason: e.to_string(),
+                            });
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                Stage::Run(mut fut) => {
+                    let polled = std::pin::Pin::new(&mut fut).poll(cx);
+                    this.stage = Stage::Run(fut);
+                    if polled.is_ready() {
+                        this.guard.completed = true;
+                    }
+                    return polled;
+                }
+                Stage::Done => return Poll::Ready(()),
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! removed) are all in the core; what is here is actix plumbing.
 
 use super::directory::{Directory, Running as RunningBird};
-use super::kinds::{BirdExited, HatchFailed, Spawn};
+use super::kinds::{BirdExited, HatchFailed, Reports, Spawn};
 use super::messages::{
     CallReply, HandoffAcked, HandoffIn, InboundCall, InboundCast, SetChanged, Unacked, ViewChanged,
 };
@@ -131,8 +131,6 @@ pub(crate) struct Registry {
     core: Lifecycle<ViewRef>,
     /// The view epoch the core last heard of.
     epoch: u64,
-    /// The instances told to run, by name.
-    live: HashMap<Name, (u64, Arc<RunningBird>)>,
     waiting: HashMap<WaiterId, Waiting>,
     next_waiter: WaiterId,
     arbiters: Vec<ArbiterHandle>,
@@ -161,6 +159,8 @@ pub(crate) struct Registry {
     starts: starts::Starts,
     /// The core's timers, behind one actix timer (`registry/timers.rs`).
     timers: timers::Timers,
+    /// Where the birds report their exits (made on the first spawn).
+    reports: Option<Arc<Reports>>,
 }
 
 impl Registry {
@@ -169,13 +169,13 @@ impl Registry {
         Registry {
             epoch: view.view.epoch,
             core: Lifecycle::new(node.name().to_string(), view, node.config.backoff)
+                .with_kinds(node.kinds.tags())
                 .with_handoff(
                     node.kinds.handoff_kinds(),
                     u64::try_from(node.config.handoff_wait.as_millis()).unwrap_or(u64::MAX),
                 )
                 .with_passivation(node.kinds.passivation()),
             node,
-            live: HashMap::new(),
             waiting: HashMap::new(),
             next_waiter: 1,
             arbiters,
@@ -192,6 +192,7 @@ impl Registry {
             reconcile_again: false,
             starts: Default::default(),
             timers: Default::default(),
+            reports: None,
         }
     }
 
@@ -278,12 +279,9 @@ impl Registry {
             }
             Effect::Want { name, from } => outgoing::want(&self.node, &name, &from),
             Effect::Stop { name, instance } => {
-                if self.live.get(&name).is_some_and(|(i, _)| *i == instance)
-                    && let Some((_, running)) = self.live.remove(&name)
-                {
-                    self.directory.remove(&name);
+                if let Some(running) = self.directory.remove(&name, instance) {
                     running.bird.stop();
-                    telemetry::bird_stopped("asked", self.live.len());
+                    telemetry::bird_stopped("asked", self.directory.len());
                 }
             }
             Effect::Merge {
@@ -291,9 +289,7 @@ impl Registry {
                 instance,
                 state,
             } => {
-                if let Some((i, running)) = self.live.get(&name)
-                    && *i == instance
-                {
+                if let Some(running) = self.directory.instance(&name, instance) {
                     tracing::info!(bird = %name, "bird {name}: another instance's state arrived; merging it");
                     running.bird.merge(state);
                 }
@@ -355,6 +351,7 @@ impl Registry {
         ctx: &mut Context<Self>,
     ) -> Option<Input<ViewRef>> {
         let (kind, args) = (spec.kind.as_str(), spec.args.as_slice());
+        let reports = self.reports(ctx);
         let Some(kind_table) = self.node.kinds.get(kind) else {
             tracing::error!(
                 "node {} cannot run bird {name}: kind {kind} is not registered here \
@@ -375,18 +372,16 @@ impl Registry {
             args,
             state,
             instance,
-            exits: ctx.address().recipient(),
-            hatch_failures: ctx.address().recipient(),
+            reports,
             nest: self.node.nest.clone(),
         });
         match spawned {
             Ok((bird, start)) => {
                 self.queue_start(&name, start, ctx);
                 tracing::debug!(node = %self.node.name(), bird = %name, kind, "bird {name} running on node {}", self.node.name());
-                let running = Arc::new(RunningBird { bird });
-                self.directory.insert(name.clone(), running.clone());
-                self.live.insert(name, (instance, running));
-                telemetry::bird_started(self.live.len());
+                let running = RunningBird { bird };
+                let live = self.directory.insert(name, running);
+                telemetry::bird_started(live);
                 None
             }
             Err(error) => {
@@ -401,6 +396,18 @@ impl Registry {
                 })
             }
         }
+    }
+
+    /// Where this Registry's birds report their exits: made once, shared.
+    fn reports(&mut self, ctx: &mut Context<Self>) -> Arc<Reports> {
+        self.reports
+            .get_or_insert_with(|| {
+                Arc::new(Reports {
+                    exits: ctx.address().recipient(),
+                    hatch_failures: ctx.address().recipient(),
+                })
+            })
+            .clone()
     }
 
     /// The arbiter `name` runs on: a stable function of the name (its
@@ -507,11 +514,7 @@ impl Registry {
         take_state: bool,
         ctx: &mut Context<Self>,
     ) -> Option<Input<ViewRef>> {
-        let running = match self.live.get(&name) {
-            Some((i, _)) if *i == instance => self.live.remove(&name).map(|(_, r)| r),
-            _ => None,
-        };
-        let Some(running) = running else {
+        let Some(running) = self.directory.remove(&name, instance) else {
             // Gone already: its exit report is on the way, with no state.
             return take_state.then_some(Input::StateSaved {
                 name,
@@ -519,8 +522,7 @@ impl Registry {
                 state: None,
             });
         };
-        self.directory.remove(&name);
-        telemetry::bird_stopped("passivated", self.live.len());
+        telemetry::bird_stopped("passivated", self.directory.len());
         tracing::debug!(node = %self.node.name(), bird = %name, "bird {name} idle: passivated");
         if !take_state {
             running.bird.stop();
@@ -543,8 +545,8 @@ impl Registry {
     /// its mailbox is closed.
     fn deliver(&mut self, waiter: WaiterId, name: &Name, instance: u64) -> Option<Input<ViewRef>> {
         let w = self.waiting.remove(&waiter)?;
-        let bird = match self.live.get(name) {
-            Some((i, running)) if *i == instance && running.bird.connected() => running.clone(),
+        let bird = match self.directory.instance(name, instance) {
+            Some(running) if running.bird.connected() => running,
             // Ending: its exit report is on the way; the message waits again.
             _ => {
                 let back = Input::Undeliverable {
@@ -677,13 +679,16 @@ impl Registry {
 
     fn shutdown(&mut self, ctx: &mut Context<Self>) {
         self.hand_off_all();
-        self.directory.clear();
+        // Out of the directory first (no call is handed to a bird that is
+        // stopping); the core's stops then find them gone, and they are
+        // stopped here, each once.
+        let live = self.directory.drain();
         self.feed(Input::Shutdown, ctx);
-        // In name order (not hash order), like everything the simulation replays.
-        let mut live: Vec<_> = self.live.drain().collect();
-        live.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (_, (_, running)) in live {
+        let mut hosted = live.len();
+        for (_, running) in live {
             running.bird.stop();
+            hosted -= 1;
+            telemetry::bird_stopped("asked", hosted);
         }
         ctx.stop();
     }
@@ -731,14 +736,8 @@ impl Handler<BirdExited> for Registry {
             return;
         }
         let name = exit.name;
-        if self
-            .live
-            .get(&name)
-            .is_some_and(|(i, _)| *i == exit.instance)
-        {
-            self.live.remove(&name);
-            self.directory.remove(&name);
-            telemetry::bird_stopped(telemetry::exit_label(&exit.exit), self.live.len());
+        if self.directory.remove(&name, exit.instance).is_some() {
+            telemetry::bird_stopped(telemetry::exit_label(&exit.exit), self.directory.len());
             match exit.exit {
                 Exit::Panicked => tracing::warn!(
                     node = %self.node.name(), bird = %name, exit = "panicked",
@@ -777,13 +776,11 @@ impl Handler<HatchFailed> for Registry {
             instance,
             reason,
         } = failed;
-        if self.live.get(&name).is_none_or(|(i, _)| *i != instance) {
+        if self.directory.remove(&name, instance).is_none() {
             // Stopped or replaced before its hatch ran: nobody waits for it.
             return;
         }
-        self.live.remove(&name);
-        self.directory.remove(&name);
-        telemetry::bird_stopped("hatch_failed", self.live.len());
+        telemetry::bird_stopped("hatch_failed", self.directory.len());
         tracing::error!(
             node = %self.node.name(), bird = %name, exit = "hatch_failed",
             "bird {name} cannot hatch on node {}: {reason}; it does not run here until \
@@ -995,7 +992,7 @@ impl<T: BirdKind> Handler<Resolve<T>> for Registry {
     type Result = Option<Addr<T>>;
 
     fn handle(&mut self, msg: Resolve<T>, _: &mut Context<Self>) -> Option<Addr<T>> {
-        let (_, running) = self.live.get(&msg.name)?;
+        let running = self.directory.any_instance(&msg.name)?;
         running
             .bird
             .connected()
@@ -1013,7 +1010,7 @@ impl Handler<Running> for Registry {
     type Result = MessageResult<Running>;
 
     fn handle(&mut self, _: Running, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.live.keys().map(|n| n.to_string()).collect())
+        MessageResult(self.directory.names())
     }
 }
 

@@ -10,7 +10,7 @@
 //! of, and its previous view says "here" (the bug the real-TCP join test
 //! found). The wait ends with the state (`HandedOff`), or at `until_ms`.
 
-use super::{BirdSpec, Effect, Lifecycle, MAX_STASHED, Name, Owners, State, Timer};
+use super::{Awaiting, BirdSpec, Effect, Lifecycle, MAX_STASHED, Name, Owners, State, Timer};
 
 /// Where this node is in joining a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,7 @@ impl<V: Owners> Lifecycle<V> {
     pub fn awaiting(&self) -> usize {
         self.birds
             .values()
-            .filter(|l| matches!(l.state, State::Awaiting { .. }))
+            .filter(|l| matches!(l.state, State::Awaiting(_)))
             .count()
     }
 
@@ -87,11 +87,11 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.birds.get_mut(&name) else {
             return;
         };
-        local.state = State::Awaiting {
+        local.state = State::Awaiting(Box::new(Awaiting {
             from,
             until_ms,
             wanted: false,
-        };
+        }));
         let instance = local.instance;
         out.push(Effect::Timer {
             at_ms: until_ms,
@@ -117,10 +117,11 @@ impl<V: Owners> Lifecycle<V> {
             .birds
             .iter()
             .filter_map(|(name, local)| {
-                let State::Awaiting { from, .. } = &local.state else {
+                let State::Awaiting(awaiting) = &local.state else {
                     return None;
                 };
-                let now_from = self.view.owner_without(&local.spec.kind, name, &self.me)?;
+                let from = &awaiting.from;
+                let now_from = self.view.owner_without(local.spec.kind(), name, &self.me)?;
                 (now_from != from && now_from != self.me && self.view.is_up(now_from))
                     .then(|| (name.clone(), now_from.to_owned()))
             })
@@ -142,11 +143,12 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.instance_mut(&name, instance) else {
             return;
         };
-        let State::Awaiting { until_ms, .. } = local.state else {
+        let State::Awaiting(awaiting) = &local.state else {
             return;
         };
+        let until_ms = awaiting.until_ms;
         if now_ms >= until_ms {
-            let spec = local.spec.clone();
+            let spec = local.spec.to_spec();
             return self.launch(name, spec, instance, None, now_ms, out);
         }
         // Early (a retargeted wait, or a timer that fired a tick early):
@@ -163,13 +165,13 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.birds.get_mut(name) else {
             return;
         };
-        if let State::Awaiting { from, wanted, .. } = &mut local.state
-            && !*wanted
+        if let State::Awaiting(awaiting) = &mut local.state
+            && !awaiting.wanted
         {
-            *wanted = true;
+            awaiting.wanted = true;
             out.push(Effect::Want {
                 name: name.clone(),
-                from: from.clone(),
+                from: awaiting.from.clone(),
             });
         }
     }
@@ -182,8 +184,8 @@ impl<V: Owners> Lifecycle<V> {
         out: &mut Vec<Effect>,
     ) {
         if let Some(local) = self.birds.get(&name) {
-            if matches!(local.state, State::Awaiting { .. }) {
-                let (spec, instance) = (local.spec.clone(), local.instance);
+            if matches!(local.state, State::Awaiting(_)) {
+                let (spec, instance) = (local.spec.to_spec(), local.instance);
                 self.launch(name, spec, instance, state, now_ms, out);
             } else if let (State::Running { closed: false }, Some(state)) = (&local.state, state) {
                 // Another instance ran meanwhile (a partition, or a state
@@ -267,8 +269,8 @@ impl<V: Owners> Lifecycle<V> {
     pub(super) fn hand_to(&self, name: &str, removed: bool) -> Option<String> {
         let local = self.birds.get(name);
         let kind = local
-            .map(|l| &l.spec.kind)
-            .or_else(|| self.pending.get(name).map(|s| &s.kind))?;
+            .map(|l| l.spec.kind())
+            .or_else(|| self.pending.get(name).map(|s| s.kind.as_str()))?;
         if removed || !self.handoff_kinds.contains(kind) {
             return None;
         }

@@ -18,7 +18,7 @@
 //!    ordinary handoff), waiting for it first if the bird is still
 //!    passivating; a removal from the set just forgets it.
 
-use super::{Effect, Lifecycle, Name, Owners, State, Timer, Waiter};
+use super::{Effect, Lifecycle, Name, Owners, Passivating, State, Timer, Waiter};
 
 impl<V: Owners> Lifecycle<V> {
     /// Birds of `kinds` are passivated after their idle time (ms).
@@ -32,7 +32,7 @@ impl<V: Owners> Lifecycle<V> {
     pub fn passivated(&self) -> impl Iterator<Item = &Name> {
         self.birds
             .iter()
-            .filter(|(_, l)| matches!(l.state, State::Passivated | State::Passivating { .. }))
+            .filter(|(_, l)| matches!(l.state, State::Passivated | State::Passivating(_)))
             .map(|(n, _)| n)
     }
 
@@ -47,7 +47,7 @@ impl<V: Owners> Lifecycle<V> {
 
     fn idle_ms(&self, name: &str) -> Option<u64> {
         let local = self.birds.get(name)?;
-        self.passivate_after.get(&local.spec.kind).copied()
+        self.passivate_after.get(local.spec.kind()).copied()
     }
 
     /// A started instance: its idle time starts now.
@@ -88,7 +88,7 @@ impl<V: Owners> Lifecycle<V> {
         let take_state = self
             .birds
             .get(&name)
-            .is_some_and(|l| self.handoff_kinds.contains(&l.spec.kind));
+            .is_some_and(|l| self.handoff_kinds.contains(l.spec.kind()));
         let Some(local) = self.instance_mut(&name, instance) else {
             return;
         };
@@ -103,11 +103,11 @@ impl<V: Owners> Lifecycle<V> {
                 timer: Timer::Idle { name, instance },
             });
         }
-        local.state = State::Passivating {
+        local.state = State::Passivating(Box::new(Passivating {
             exited: false,
             state_due: take_state,
             hand_to: None,
-        };
+        }));
         out.push(Effect::Passivate {
             name,
             instance,
@@ -126,9 +126,9 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.instance_mut(name, instance) else {
             return;
         };
-        if let State::Passivating { state_due, .. } = &mut local.state {
-            *state_due = false;
-            local.saved = state;
+        if let State::Passivating(passivating) = &mut local.state {
+            passivating.state_due = false;
+            local.set_saved(state);
             self.passivation_done(name, now_ms, out);
         }
     }
@@ -136,9 +136,9 @@ impl<V: Owners> Lifecycle<V> {
     /// The exit report of a passivating instance.
     pub(super) fn passivate_exited(&mut self, name: Name, now_ms: u64, out: &mut Vec<Effect>) {
         if let Some(local) = self.birds.get_mut(&name)
-            && let State::Passivating { exited, .. } = &mut local.state
+            && let State::Passivating(passivating) = &mut local.state
         {
-            *exited = true;
+            passivating.exited = true;
             self.passivation_done(&name, now_ms, out);
         }
     }
@@ -150,15 +150,13 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.birds.get_mut(name) else {
             return;
         };
-        let State::Passivating {
-            exited: true,
-            state_due: false,
-            hand_to,
-        } = &mut local.state
-        else {
+        let State::Passivating(passivating) = &mut local.state else {
             return;
         };
-        let moved = hand_to.take().is_some();
+        if !passivating.exited || passivating.state_due {
+            return;
+        }
+        let moved = passivating.hand_to.take().is_some();
         // Where it goes now: it may have moved on, or back here, meanwhile.
         let to = moved.then(|| self.owner(name)).flatten().map(str::to_owned);
         match to.filter(|to| *to != self.me) {
@@ -166,8 +164,8 @@ impl<V: Owners> Lifecycle<V> {
                 let Some(local) = self.birds.get_mut(name) else {
                     return;
                 };
-                let kind = local.spec.kind.clone();
-                let state = local.saved.take();
+                let kind = local.spec.kind().to_owned();
+                let state = local.take_saved();
                 self.birds.remove(name);
                 out.push(Effect::SendState {
                     name: name.clone(),
@@ -202,8 +200,8 @@ impl<V: Owners> Lifecycle<V> {
         };
         match (&mut local.state, hand_to) {
             (State::Passivated, to) => {
-                let kind = local.spec.kind.clone();
-                let state = local.saved.take();
+                let kind = local.spec.kind().to_owned();
+                let state = local.take_saved();
                 self.birds.remove(name);
                 if let Some(to) = to {
                     out.push(Effect::SendState {
@@ -215,7 +213,7 @@ impl<V: Owners> Lifecycle<V> {
                 }
             }
             // Its state is on its way here: it goes on to the new owner.
-            (State::Passivating { hand_to, .. }, Some(to)) => *hand_to = Some(to),
+            (State::Passivating(passivating), Some(to)) => passivating.hand_to = Some(to),
             // Nothing to hand over: its exit report ends it.
             (state, None) => *state = State::Stopping,
             (_, Some(_)) => {}
@@ -228,12 +226,12 @@ impl<V: Owners> Lifecycle<V> {
         let Some(local) = self.birds.get_mut(name) else {
             return;
         };
-        if waiter.kind != local.spec.kind {
+        if waiter.kind != local.spec.kind() {
             // Not worth a start: the sender is told at once.
-            return out.push(super::wrong_kind(name, &waiter, &local.spec.kind));
+            return out.push(super::wrong_kind(name, &waiter, local.spec.kind()));
         }
-        let state = local.saved.take();
-        let spec = local.spec.clone();
+        let state = local.take_saved();
+        let spec = local.spec.to_spec();
         let instance = self.next_instance;
         self.next_instance += 1;
         local.instance = instance;

@@ -169,11 +169,8 @@ impl Registry {
             spec,
         } = o;
         let running = match instance {
-            Some(i) if self.live.get(&name).is_some_and(|(l, _)| *l == i) => {
-                self.directory.remove(&name);
-                self.live.remove(&name).map(|(_, r)| r)
-            }
-            _ => None,
+            Some(i) => self.directory.remove(&name, i),
+            None => None,
         };
         // Unacknowledged since it was queued (`Effect::HandOff`); the clock
         // of its expiry restarts now that it is sent (a long queue must not
