@@ -10,6 +10,7 @@
 
 mod accept;
 mod data;
+mod direct;
 mod dispatch;
 mod io;
 mod outgoing;
@@ -36,6 +37,7 @@ use dispatch::Dispatched;
 pub(crate) use io::encode_frame;
 use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
 use outgoing::Data;
+pub(crate) use direct::{Direct, PeerLink};
 pub(crate) use outgoing::{OutCall, OutCast, Outgoing};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -192,6 +194,7 @@ impl Peer {
                 data: Data {
                     lanes: DataLanes::control_only(LanesConfig::default()),
                     links: HashMap::new(),
+                    direct: Arc::default(),
                     session: None,
                     alive: None,
                     drops: Default::default(),
@@ -324,6 +327,7 @@ impl Peer {
             info,
             kinds,
             peer: ctx.address(),
+            direct: self.data.direct.clone(),
             link: self.link,
             dialed: self.dialed.clone(),
         });
@@ -532,6 +536,7 @@ impl Actor for Peer {
         // The data links go with the control link: the ones we opened close
         // (their waiting messages fail), the ones the peer opened to us
         // close when `alive` drops.
+        self.data.direct.withdraw_all();
         let effects = self.data.lanes.close_all();
         self.apply(effects, ctx);
         if let Some(session) = self.data.session.take() {
