@@ -217,7 +217,11 @@ async fn casts_sent_while_a_data_link_reopens_are_never_overtaken_by_a_later_cal
     wait_until(Duration::from_secs(10), "the birds to answer", || async {
         for name in &remote {
             let addr = a.addr::<Seq>(name);
-            if addr.send_timeout(Seen, Duration::from_secs(1)).await.is_err() {
+            if addr
+                .send_timeout(Seen, Duration::from_secs(1))
+                .await
+                .is_err()
+            {
                 return false;
             }
         }
@@ -236,7 +240,8 @@ async fn casts_sent_while_a_data_link_reopens_are_never_overtaken_by_a_later_cal
         // later ones may go straight to the link.
         for k in 1..=PER_ROUND {
             for name in &remote {
-                a.addr::<Seq>(name).do_send(Next((round - 1) * PER_ROUND + k));
+                a.addr::<Seq>(name)
+                    .do_send(Next((round - 1) * PER_ROUND + k));
             }
             tokio::task::yield_now().await;
         }

@@ -3,10 +3,13 @@ use super::{DataLanes, Effect, LanesConfig, lane_of};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Brings a new queue to a phase.
+type Reach = fn(&mut LaneQueue<u32>);
+
 #[test]
 fn a_queue_takes_pushes_only_while_open() {
-    // (phase reached, push accepted)
-    let table: [(&str, fn(&mut LaneQueue<u32>), bool); 3] = [
+    // (phase, how it is reached, push accepted)
+    let table: [(&str, Reach, bool); 3] = [
         ("waiting", |_| {}, false),
         ("open", |q| q.open(), true),
         (
@@ -222,7 +225,10 @@ impl World {
             }
             Mail::Down(link) => self.lanes.failed(link, self.now),
             Mail::Idle { link, pushes } => {
-                let quiet = self.queues.get(&link).is_some_and(|q| q.quiet_since(pushes));
+                let quiet = self
+                    .queues
+                    .get(&link)
+                    .is_some_and(|q| q.quiet_since(pushes));
                 if !quiet {
                     return;
                 }

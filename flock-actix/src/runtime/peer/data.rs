@@ -10,9 +10,9 @@
 
 use super::super::directory::{DataSession, Directory};
 use super::super::node::{Node, nonce};
+use super::direct::{self, Queue};
 use super::dispatch::{self, Dispatched};
 use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
-use super::direct::{self, Queue};
 use super::outgoing::Drops;
 use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
 use crate::core::crdt::NodeName;

@@ -11,8 +11,8 @@
 //! thread, woken by the push that found it empty.
 
 use super::super::node::Node;
-use super::data::{DataOut, Drain};
 use super::Peer;
+use super::data::{DataOut, Drain};
 use super::outgoing::{Drops, OutCall, OutCast, Outgoing};
 use crate::core::data_links::direct::{Gate, LaneQueue, Pushed};
 use crate::core::data_links::lane_of;
@@ -39,21 +39,14 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Pushes `item` (routed by the `Peer`, or by a caller that was allowed
-    /// the direct path), waking the link if it was not draining. Not open or
-    /// full: `item` is handed back with why.
-    fn push(&self, item: Outgoing) -> Result<(), (Outgoing, Refused)> {
+    /// the direct path), waking the link if it was not draining.
+    fn push(&self, item: Outgoing) -> Pushed<Outgoing> {
         let bytes = item.bytes();
         let pushed = lock(&self.queue).push(bytes, item);
-        match pushed {
-            Pushed::Queued { wake } => {
-                if wake {
-                    self.out.do_send(Drain);
-                }
-                Ok(())
-            }
-            Pushed::NotOpen(item) => Err((item, Refused::NotOpen)),
-            Pushed::Full(item) => Err((item, Refused::Full)),
+        if let Pushed::Queued { wake: true } = pushed {
+            self.out.do_send(Drain);
         }
+        pushed
     }
 
     /// A message the `Peer` routed to this (up) link: its ticket is returned
@@ -61,30 +54,22 @@ impl Lane {
     /// closed meanwhile fails it as a closed link does.
     pub(crate) fn push_routed(&self, mut item: Outgoing, node: &Node, drops: &mut Drops) {
         let ticket = item.take_ticket();
-        if let Err((item, why)) = self.push(item) {
-            let now = node.now_ms();
-            item.fail(why.error(&self.queue), drops, now);
+        match self.push(item) {
+            Pushed::Queued { .. } => {}
+            Pushed::NotOpen(item) => item.fail(RemoteError::LinkClosed, drops, node.now_ms()),
+            Pushed::Full(item) => item.fail(self.full(), drops, node.now_ms()),
         }
         drop(ticket);
     }
-}
 
-enum Refused {
-    NotOpen,
-    Full,
-}
-
-impl Refused {
-    fn error(&self, queue: &Mutex<LaneQueue<Outgoing>>) -> RemoteError {
-        match self {
-            Refused::NotOpen => RemoteError::LinkClosed,
-            Refused::Full => RemoteError::Internal(format!(
-                "the data link's queue holds {} bytes not yet written, its bound \
-                 (data_queue_bytes): the owner reads slower than this node sends; retry \
-                 later or send less at once",
-                lock(queue).bytes()
-            )),
-        }
+    /// Why a push was refused at the bound.
+    fn full(&self) -> RemoteError {
+        RemoteError::Internal(format!(
+            "the data link's queue holds {} bytes not yet written, its bound \
+             (data_queue_bytes): the owner reads slower than this node sends; retry \
+             later or send less at once",
+            lock(&self.queue).bytes()
+        ))
     }
 }
 
@@ -140,11 +125,11 @@ impl Direct {
             return Some(item);
         };
         match lane.push(item) {
-            Ok(()) => None,
-            Err((item, Refused::NotOpen)) => Some(item),
-            Err((item, why @ Refused::Full)) => {
+            Pushed::Queued { .. } => None,
+            Pushed::NotOpen(item) => Some(item),
+            Pushed::Full(item) => {
                 let mut drops = self.drops.lock().unwrap_or_else(|e| e.into_inner());
-                item.fail(why.error(&lane.queue), &mut drops, node.now_ms());
+                item.fail(lane.full(), &mut drops, node.now_ms());
                 None
             }
         }
