@@ -217,6 +217,9 @@ impl Peer {
         }
         self.end_handshake();
         self.closing.set(true);
+        // Callers take the Peer's path again, which refuses what comes
+        // while the link closes, as before the direct path (§35).
+        self.data.direct.withdraw_all();
         self.writer.close();
         ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
     }
