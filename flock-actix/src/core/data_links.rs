@@ -35,6 +35,9 @@ pub mod age;
 #[cfg(test)]
 mod age_tests;
 pub mod auth;
+pub mod direct;
+#[cfg(test)]
+mod direct_tests;
 pub mod flow;
 #[cfg(test)]
 mod flow_tests;
@@ -163,6 +166,14 @@ impl<T> DataLanes<T> {
     /// How many messages wait for links to open.
     pub fn queued(&self) -> usize {
         self.queued
+    }
+
+    /// The lane link `link` serves, if it is up.
+    pub fn up_lane(&self, link: u64) -> Option<u32> {
+        self.slots.iter().find_map(|(lane, s)| match s {
+            Slot::Up { link: l, .. } if *l == link => Some(*lane),
+            _ => None,
+        })
     }
 
     /// The links opening or up.

@@ -3,7 +3,7 @@
 use super::deadline::{FirstPoll, Quick, within};
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
-use super::peer::{OutCall, OutCast, Peer};
+use super::peer::{OutCall, OutCast, PeerLink};
 use super::registry::Resolve;
 use super::replica::Lookup;
 use super::telemetry;
@@ -70,7 +70,7 @@ struct Routes<T: BirdKind> {
     /// The bird, when it last ran on this node.
     local: ArcSwapOption<Route<T>>,
     /// The link to the owner, when it last was another node.
-    link: ArcSwapOption<Route<Peer>>,
+    link: ArcSwapOption<LinkRoute>,
     /// For a kind that activates on demand: set once this address saw the
     /// bird registered, so later casts go straight out.
     activated: AtomicBool,
@@ -90,6 +90,19 @@ struct Route<A: Actor> {
 impl<A: Actor> Route<A> {
     fn valid_at(&self, epoch: u64) -> bool {
         self.epoch == epoch && self.addr.connected()
+    }
+}
+
+/// The link to the owner learned in the view of `epoch`, valid while the
+/// view is the same and the link's `Peer` runs.
+struct LinkRoute {
+    epoch: u64,
+    link: PeerLink,
+}
+
+impl LinkRoute {
+    fn valid_at(&self, epoch: u64) -> bool {
+        self.epoch == epoch && self.link.connected()
     }
 }
 
@@ -406,13 +419,17 @@ impl<T: BirdKind> FlockAddr<T> {
                 }
             }
             Ok(false) => match self.owner_link() {
-                Some(peer) => peer.addr.do_send(OutCast {
-                    shard: self.shard,
-                    bird: self.name.clone(),
-                    kind: T::KIND,
-                    tag,
-                    payload,
-                }),
+                Some(route) => route.link.cast(
+                    OutCast {
+                        shard: self.shard,
+                        bird: self.name.clone(),
+                        kind: T::KIND,
+                        tag,
+                        payload,
+                        ticket: None,
+                    },
+                    &self.node,
+                ),
                 None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
                     self.name
@@ -458,7 +475,7 @@ impl<T: BirdKind> FlockAddr<T> {
     }
 
     /// The link to the owner (another node), cached per view epoch.
-    fn owner_link(&self) -> Option<Arc<Route<Peer>>> {
+    fn owner_link(&self) -> Option<Arc<LinkRoute>> {
         let view = self.node.view.load();
         if let Some(route) = &*self.routes.link.load()
             && route.valid_at(view.epoch)
@@ -470,10 +487,9 @@ impl<T: BirdKind> FlockAddr<T> {
             .for_kind(T::KIND)
             .owner_of_shard(self.shard)
             .ok()?;
-        let route = Arc::new(Route {
+        let route = Arc::new(LinkRoute {
             epoch: view.epoch,
-            addr: self.node.link(owner)?,
-            quick: Quick::default(),
+            link: self.node.peer_link(owner)?,
         });
         // Racing callers store equal routes; the last one stays.
         self.routes.link.store(Some(route.clone()));
@@ -622,11 +638,15 @@ impl<T: BirdKind> FlockAddr<T> {
                 timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
                 forwarded: false,
                 reply: tx,
+                ticket: None,
             };
             let sent = if redirected {
-                self.node.link(&owner).map(|peer| peer.do_send(call))
+                self.node
+                    .peer_link(&owner)
+                    .map(|link| link.call(call, &self.node))
             } else {
-                self.owner_link().map(|route| route.addr.do_send(call))
+                self.owner_link()
+                    .map(|route| route.link.call(call, &self.node))
             };
             if sent.is_none() {
                 // Not sent: safe to retry once the view settles.

@@ -55,6 +55,10 @@ pub(crate) struct Directory {
     birds: Arc<RwLock<Map>>,
     /// The bird arbiters, in lane order (empty: birds on the Registry's).
     arbiters: Arc<[ArbiterHandle]>,
+    /// The arbiter the node was started on (the Registry's; with no bird
+    /// arbiters, the birds'): data links run there when there are no lanes
+    /// (§35).
+    home: Option<ArbiterHandle>,
     sessions: Arc<Mutex<HashMap<MacTag, DataSession>>>,
 }
 
@@ -62,6 +66,7 @@ impl Directory {
     pub(crate) fn new(arbiters: Vec<ArbiterHandle>) -> Self {
         Directory {
             arbiters: arbiters.into(),
+            home: actix::Arbiter::try_current(),
             ..Directory::default()
         }
     }
@@ -75,6 +80,11 @@ impl Directory {
     /// The bird arbiters, one per lane.
     pub(crate) fn arbiters(&self) -> &[ArbiterHandle] {
         &self.arbiters
+    }
+
+    /// The arbiter the node was started on, if known.
+    pub(crate) fn home(&self) -> Option<&ArbiterHandle> {
+        self.home.as_ref()
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<MacTag, DataSession>> {

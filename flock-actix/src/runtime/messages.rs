@@ -21,6 +21,8 @@ pub(crate) struct LinkUp {
     /// The kinds the peer hosts; `None` from a v1 peer (it hosts all).
     pub kinds: Option<std::collections::BTreeSet<String>>,
     pub peer: Addr<Peer>,
+    /// The callers' direct path to the peer's data links (§35).
+    pub direct: std::sync::Arc<super::peer::Direct>,
     pub link: u64,
     pub dialed: Option<String>,
 }

@@ -3,7 +3,7 @@
 
 use super::config::FlockConfig;
 use super::kinds::KindTable;
-use super::peer::Peer;
+use super::peer::{Peer, PeerLink};
 use super::registry::Registry;
 use super::replica::CrdtReplica;
 use super::ring::Ring;
@@ -38,7 +38,7 @@ pub(crate) struct Actors {
 }
 
 /// The links to peers that completed the handshake, by node name.
-pub(crate) type Links = HashMap<NodeName, Addr<Peer>>;
+pub(crate) type Links = HashMap<NodeName, PeerLink>;
 
 pub(crate) struct Node {
     pub config: FlockConfig,
@@ -203,6 +203,11 @@ impl Node {
     }
 
     pub(crate) fn link(&self, node: &str) -> Option<Addr<Peer>> {
+        self.links.load().get(node).map(|l| l.addr.clone())
+    }
+
+    /// The link to `node` with its callers' direct path (§35).
+    pub(crate) fn peer_link(&self, node: &str) -> Option<PeerLink> {
         self.links.load().get(node).cloned()
     }
 }

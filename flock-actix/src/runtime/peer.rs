@@ -10,6 +10,7 @@
 
 mod accept;
 mod data;
+mod direct;
 mod dispatch;
 mod io;
 mod outgoing;
@@ -32,6 +33,7 @@ use crate::wire::message::{Message, Nonce, RejectReason, RemoteError};
 pub(crate) use accept::accept;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
+pub(crate) use direct::{Direct, PeerLink};
 use dispatch::Dispatched;
 pub(crate) use io::encode_frame;
 use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
@@ -192,6 +194,7 @@ impl Peer {
                 data: Data {
                     lanes: DataLanes::control_only(LanesConfig::default()),
                     links: HashMap::new(),
+                    direct: Arc::default(),
                     session: None,
                     alive: None,
                     drops: Default::default(),
@@ -214,6 +217,9 @@ impl Peer {
         }
         self.end_handshake();
         self.closing.set(true);
+        // Callers take the Peer's path again, which refuses what comes
+        // while the link closes, as before the direct path (§35).
+        self.data.direct.withdraw_all();
         self.writer.close();
         ctx.run_later(CLOSE_LINGER, |_, ctx| ctx.stop());
     }
@@ -324,6 +330,7 @@ impl Peer {
             info,
             kinds,
             peer: ctx.address(),
+            direct: self.data.direct.clone(),
             link: self.link,
             dialed: self.dialed.clone(),
         });
@@ -532,6 +539,7 @@ impl Actor for Peer {
         // The data links go with the control link: the ones we opened close
         // (their waiting messages fail), the ones the peer opened to us
         // close when `alive` drops.
+        self.data.direct.withdraw_all();
         let effects = self.data.lanes.close_all();
         self.apply(effects, ctx);
         if let Some(session) = self.data.session.take() {

@@ -477,6 +477,7 @@ impl Registry {
             timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
             forwarded: true,
             reply: tx,
+            ticket: None,
         });
         telemetry::call_forwarded();
         let deadline = w.deadline;

@@ -144,7 +144,7 @@ impl CrdtReplica {
         // 10k-bird interval is ≈ 1 MB to encode, per peer before).
         let mut encoded: Vec<((u64, u64), bytes::Bytes)> = Vec::new();
         for (peer, msg) in self.sync.poll(now, self.replica.state()) {
-            let Some(link) = links.get(&peer.node) else {
+            let Some(link) = links.get(&peer.node).map(|l| &l.addr) else {
                 continue;
             };
             let SyncMessage::Deltas {
@@ -322,7 +322,7 @@ impl CrdtReplica {
             if self.no_digests.contains(&peer.node) {
                 continue;
             }
-            if let Some(link) = links.get(&peer.node) {
+            if let Some(link) = links.get(&peer.node).map(|l| &l.addr) {
                 self.send_to(
                     link,
                     &peer.node,

@@ -11,7 +11,7 @@
 use super::directory::Directory;
 use super::messages::{Begin, Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
 use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
-use super::peer::{Close, Frame, Peer};
+use super::peer::{Close, Direct, Frame, Peer, PeerLink};
 use super::replica::{PeerDown, PeerUp};
 use super::telemetry;
 use super::{MemberState, MemberView};
@@ -37,6 +37,7 @@ const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 struct Link {
     id: u64,
     peer: Addr<Peer>,
+    direct: Arc<Direct>,
     /// The name of the node that dialled this link.
     initiator: NodeName,
     /// When it came up (node clock, ms).
@@ -129,7 +130,13 @@ impl Ring {
         let links: Links = self
             .links
             .iter()
-            .map(|(name, l)| (name.clone(), l.peer.clone()))
+            .map(|(name, l)| {
+                let link = PeerLink {
+                    addr: l.peer.clone(),
+                    direct: l.direct.clone(),
+                };
+                (name.clone(), link)
+            })
             .collect();
         self.node.links.store(Arc::new(links));
     }
@@ -504,6 +511,7 @@ impl Handler<LinkUp> for Ring {
             Link {
                 id: up.link,
                 peer: up.peer.clone(),
+                direct: up.direct.clone(),
                 initiator,
                 since_ms: now,
             },

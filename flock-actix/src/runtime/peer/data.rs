@@ -10,6 +10,7 @@
 
 use super::super::directory::{DataSession, Directory};
 use super::super::node::{Node, nonce};
+use super::direct::{self, Queue};
 use super::dispatch::{self, Dispatched};
 use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
 use super::outgoing::Drops;
@@ -75,16 +76,31 @@ pub(crate) struct DataUp {
 #[rtype(result = "()")]
 pub(crate) struct DataDown(pub u64);
 
-/// A data link has nothing in flight and saw no traffic lately.
+/// A data link has nothing in flight and saw no traffic lately; its queue
+/// had seen `pushes` pushes (a push since makes the report stale, §35).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct DataIdle(pub u64);
+pub(crate) struct DataIdle {
+    pub link: u64,
+    pub pushes: u64,
+}
+
+/// Something was pushed into an empty queue: drain it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Drain;
+
+/// The most a data link takes from its queue per turn before it lets the
+/// other actors and timers of its thread run (a burst must not hold it).
+const DRAIN_BATCH: usize = 128;
 
 /// The opening end of a data link.
 pub(crate) struct DataOut {
     node: Arc<Node>,
     control: Addr<Peer>,
     link: u64,
+    /// What callers and the control `Peer` push for this link (§35).
+    queue: Queue,
     session: Session,
     shard: u32,
     addr: String,
@@ -115,6 +131,7 @@ impl DataOut {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         arbiter: Option<&ArbiterHandle>,
+        queue: Queue,
         node: Arc<Node>,
         control: Addr<Peer>,
         link: u64,
@@ -129,6 +146,7 @@ impl DataOut {
             node,
             control,
             link,
+            queue,
             session,
             shard,
             addr,
@@ -214,8 +232,37 @@ impl DataOut {
 
     fn check_idle(&mut self) {
         self.calls.retain(|_, tx| !tx.is_closed());
-        if !std::mem::take(&mut self.busy) && self.calls.is_empty() && !self.flow.holding() {
-            self.control.do_send(DataIdle(self.link));
+        let (queued, pushes) = {
+            let queue = direct::lock(&self.queue);
+            (!queue.is_empty(), queue.pushes())
+        };
+        if !std::mem::take(&mut self.busy)
+            && !queued
+            && self.calls.is_empty()
+            && !self.flow.holding()
+        {
+            self.control.do_send(DataIdle {
+                link: self.link,
+                pushes,
+            });
+        }
+    }
+
+    /// Takes a batch from the queue and sends it; while more is left, lets
+    /// the thread's other work run and comes back (a burst pushed by a
+    /// caller on another thread must not hold this one).
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        let mut batch = Vec::with_capacity(DRAIN_BATCH);
+        let more = direct::lock(&self.queue).take(DRAIN_BATCH, &mut batch);
+        for item in batch {
+            self.send(item, ctx);
+        }
+        if more {
+            ctx.spawn(
+                tokio::task::yield_now()
+                    .into_actor(self)
+                    .map(|(), act, ctx| act.drain(ctx)),
+            );
         }
     }
 
@@ -276,10 +323,15 @@ impl DataOut {
         };
         let max_frame = self.node.config.max_frame;
         let msg = match item {
-            Outgoing::Cast(msg) => {
+            Outgoing::Cast(cast) => {
+                let msg = cast.into_message();
                 if let Some(what) = oversize(&msg, max_frame) {
                     let now = self.node.now_ms();
-                    return Outgoing::oversized(&msg, what, &mut self.drops, now);
+                    let bird = match &msg {
+                        Message::Cast { bird, .. } => bird.as_str(),
+                        _ => "?",
+                    };
+                    return Outgoing::oversized(bird, what, &mut self.drops, now);
                 }
                 msg
             }
@@ -333,8 +385,11 @@ impl Actor for DataOut {
     fn stopped(&mut self, _: &mut Context<Self>) {
         // Held messages never left: their calls fail (not sent, so safe to
         // retry), their casts are counted and logged as dropped.
+        // Then what waits in the queue, closed now: a caller that still
+        // finds it takes the `Peer`'s path (§35).
         let now = self.node.now_ms();
-        for item in self.flow.close() {
+        let queued = direct::lock(&self.queue).close();
+        for item in self.flow.close().into_iter().chain(queued) {
             item.fail(RemoteError::LinkClosed, &mut self.drops, now);
         }
         if self.up && self.backlog.unsent() > 0 {
@@ -395,11 +450,11 @@ impl WriteHandler<Error> for DataOut {
     }
 }
 
-impl Handler<Outgoing> for DataOut {
+impl Handler<Drain> for DataOut {
     type Result = ();
 
-    fn handle(&mut self, item: Outgoing, ctx: &mut Context<Self>) {
-        self.send(item, ctx);
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) {
+        self.drain(ctx);
     }
 }
 

@@ -5,8 +5,10 @@
 use super::super::directory::DataSession;
 use super::super::telemetry;
 use super::data::{DataDown, DataIdle, DataOut, DataUp};
+use super::direct::{self, Direct, Lane, Ticket};
 use super::{Auth, Close, Peer, ReplyTx, accept};
 use crate::core::data_links::auth::Session;
+use crate::core::data_links::direct::LaneQueue;
 use crate::core::data_links::flow::Throttle;
 use crate::core::data_links::{DataLanes, Effect, LanesConfig};
 use crate::wire::message::{Message, RemoteError};
@@ -19,7 +21,10 @@ use tokio::sync::watch;
 /// The data links this control link opened (docs/ARCHITECTURE.md §26).
 pub(super) struct Data {
     pub(super) lanes: DataLanes<Outgoing>,
-    pub(super) links: HashMap<u64, Addr<DataOut>>,
+    pub(super) links: HashMap<u64, Arc<Lane>>,
+    /// What the callers share with this link: their direct path to the
+    /// data links (docs/ARCHITECTURE.md §35).
+    pub(super) direct: Arc<Direct>,
     pub(super) session: Option<Session>,
     /// Dropped when this link stops: the data links the peer opened to us
     /// in this session close then.
@@ -42,7 +47,7 @@ impl Default for Drops {
 }
 
 impl Drops {
-    fn cast(&mut self, msg: &Message, why: &RemoteError, now_ms: u64) {
+    fn cast(&mut self, bird: &str, why: &RemoteError, now_ms: u64) {
         let reason = match why {
             RemoteError::LinkClosed => "link_closed",
             RemoteError::Encode(_) => "oversize",
@@ -50,10 +55,6 @@ impl Drops {
         };
         telemetry::cast_dropped(reason);
         if let Some(n) = self.0.hit(now_ms) {
-            let bird = match msg {
-                Message::Cast { bird, .. } => bird.as_str(),
-                _ => "?",
-            };
             tracing::warn!(
                 "{n} cast(s) to remote birds dropped since the last report (the last to \
                  bird {bird}): {why}"
@@ -119,13 +120,13 @@ impl Peer {
             match effect {
                 Effect::Open { link, shard } => self.open_data_link(link, shard, ctx),
                 Effect::Send { link, item } => match self.data.links.get(&link) {
-                    Some(out) => out.do_send(item),
+                    Some(lane) => lane.push_routed(item, &self.node, &mut self.data.drops),
                     None => item.fail(RemoteError::LinkClosed, &mut self.data.drops, now),
                 },
                 Effect::Control(item) => self.send_control(item),
                 Effect::Close { link } => {
-                    if let Some(out) = self.data.links.remove(&link) {
-                        out.do_send(Close);
+                    if let Some(lane) = self.data.links.remove(&link) {
+                        lane.out.do_send(Close);
                     }
                 }
                 Effect::Fail(item) => item.fail(RemoteError::LinkClosed, &mut self.data.drops, now),
@@ -134,11 +135,20 @@ impl Peer {
     }
 
     fn open_data_link(&mut self, link: u64, shard: u32, ctx: &mut Context<Self>) {
+        let queue = Arc::new(std::sync::Mutex::new(LaneQueue::new(
+            self.node.config.data_queue_bytes,
+        )));
+        // On a bird arbiter, or with none (`arbiters(0)`) on the home
+        // arbiter where the birds and usually the callers run: never on the
+        // links arbiter, whose heartbeats a burst must not delay (§35).
+        let arbiters = self.directory.arbiters();
+        let arbiter = arbiters
+            .get(link as usize % arbiters.len().max(1))
+            .or(self.directory.home());
         let opened = match (&self.auth, &self.data.session) {
             (Auth::Up(info), Some(session)) if !self.closing.get() => DataOut::open(
-                self.directory
-                    .arbiters()
-                    .get(link as usize % self.directory.arbiters().len().max(1)),
+                arbiter,
+                queue.clone(),
                 self.node.clone(),
                 ctx.address(),
                 link,
@@ -151,7 +161,7 @@ impl Peer {
         };
         match opened {
             Some(out) => {
-                self.data.links.insert(link, out);
+                self.data.links.insert(link, Arc::new(Lane { queue, out }));
             }
             None => {
                 let effects = self.data.lanes.failed(link, self.node.now_ms());
@@ -168,7 +178,7 @@ impl Peer {
             return item.fail(why, &mut self.data.drops, now);
         }
         match item {
-            Outgoing::Cast(msg) => self.write(msg),
+            Outgoing::Cast(cast) => self.write(cast.into_message()),
             Outgoing::Call(call) => {
                 let id = self.next_call;
                 self.next_call += 1;
@@ -203,6 +213,8 @@ pub(crate) struct OutCall {
     /// caller's: the receiver answers `Moved` rather than forward again.
     pub forwarded: bool,
     pub reply: ReplyTx,
+    /// Held while the call is on the `Peer`'s path (§35).
+    pub ticket: Option<Ticket>,
 }
 
 impl OutCall {
@@ -219,6 +231,11 @@ impl OutCall {
         };
         (msg, self.reply)
     }
+
+    /// The bytes it takes, for the bounds on what waits.
+    fn bytes(&self) -> usize {
+        self.payload.len() + self.bird.len()
+    }
 }
 
 /// An outgoing cast (a `Cast` frame) to a bird of `shard`. Its names are
@@ -233,11 +250,13 @@ pub(crate) struct OutCast {
     pub kind: &'static str,
     pub tag: &'static str,
     pub payload: Vec<u8>,
+    /// Held while the cast is on the `Peer`'s path (§35).
+    pub ticket: Option<Ticket>,
 }
 
 impl OutCast {
     /// The `Cast` frame.
-    fn into_message(self) -> Message {
+    pub(super) fn into_message(self) -> Message {
         Message::Cast {
             bird: self.bird.to_string(),
             kind: self.kind.to_owned(),
@@ -248,11 +267,9 @@ impl OutCast {
 }
 
 /// A call or cast on its way to a link.
-#[derive(Message)]
-#[rtype(result = "()")]
 pub(crate) enum Outgoing {
     Call(OutCall),
-    Cast(Message),
+    Cast(OutCast),
 }
 
 impl Outgoing {
@@ -262,10 +279,18 @@ impl Outgoing {
         const ENVELOPE: usize = 64;
         ENVELOPE
             + match self {
-                Outgoing::Call(call) => call.payload.len() + call.bird.len(),
-                Outgoing::Cast(Message::Cast { payload, bird, .. }) => payload.len() + bird.len(),
-                Outgoing::Cast(_) => 0,
+                Outgoing::Call(call) => call.bytes(),
+                Outgoing::Cast(cast) => cast.payload.len() + cast.bird.len(),
             }
+    }
+
+    /// Its ticket, if it came by the `Peer`'s path: the `Peer` drops it
+    /// once the message is in its link's queue (§35).
+    pub(super) fn take_ticket(&mut self) -> Option<Ticket> {
+        match self {
+            Outgoing::Call(call) => call.ticket.take(),
+            Outgoing::Cast(cast) => cast.ticket.take(),
+        }
     }
 
     /// It cannot be sent: a call's caller hears why, a cast is dropped
@@ -275,14 +300,14 @@ impl Outgoing {
             Outgoing::Call(call) => {
                 let _ = call.reply.send(Err(e));
             }
-            Outgoing::Cast(msg) => drops.cast(&msg, &e, now_ms),
+            Outgoing::Cast(cast) => drops.cast(&cast.bird, &e, now_ms),
         }
     }
 
     /// A cast too large for the peer: dropped (counted, and logged through
     /// `drops`).
-    pub(super) fn oversized(msg: &Message, what: String, drops: &mut Drops, now_ms: u64) {
-        drops.cast(msg, &RemoteError::Encode(what), now_ms);
+    pub(super) fn oversized(bird: &str, what: String, drops: &mut Drops, now_ms: u64) {
+        drops.cast(bird, &RemoteError::Encode(what), now_ms);
     }
 }
 
@@ -311,7 +336,7 @@ impl Handler<OutCast> for Peer {
     fn handle(&mut self, cast: OutCast, ctx: &mut Context<Self>) {
         if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
             let shard = cast.shard;
-            self.send_out(shard, Outgoing::Cast(cast.into_message()), ctx);
+            self.send_out(shard, Outgoing::Cast(cast), ctx);
         }
     }
 }
@@ -324,6 +349,14 @@ impl Handler<DataUp> for Peer {
             .data
             .lanes
             .up(up.link, up.lanes, up.lane, self.node.now_ms());
+        // Published before the waiting messages are pushed: they hold their
+        // tickets until they are in the queue, so no caller goes direct
+        // ahead of them.
+        if let Some(lane) = self.data.lanes.up_lane(up.link)
+            && let Some(link) = self.data.links.get(&up.link)
+        {
+            self.data.direct.publish(up.lanes, lane, link.clone());
+        }
         self.apply(effects, ctx);
     }
 }
@@ -342,8 +375,27 @@ impl Handler<DataDown> for Peer {
 impl Handler<DataIdle> for Peer {
     type Result = ();
 
-    fn handle(&mut self, DataIdle(link): DataIdle, ctx: &mut Context<Self>) {
-        let effects = self.data.lanes.idle(link, self.node.now_ms());
+    fn handle(&mut self, DataIdle { link, pushes }: DataIdle, ctx: &mut Context<Self>) {
+        let Some(lane) = self.data.links.get(&link).cloned() else {
+            return;
+        };
+        // Decided under the queue's lock: a caller pushing meanwhile either
+        // made the report stale (kept) or finds the queue closed and takes
+        // the `Peer`'s path (core::data_links::direct).
+        let effects = {
+            let mut queue = direct::lock(&lane.queue);
+            if !queue.quiet_since(pushes) {
+                return;
+            }
+            let effects = self.data.lanes.idle(link, self.node.now_ms());
+            if effects
+                .iter()
+                .any(|e| matches!(e, Effect::Close { link: l } if *l == link))
+            {
+                queue.close();
+            }
+            effects
+        };
         self.apply(effects, ctx);
     }
 }
