@@ -83,16 +83,9 @@ async fn a_cast_burst_far_above_the_unsent_bound_all_arrives_over_data_links() {
     })
     .await;
     let (a, b) = (&nodes[0].flock, &nodes[1].flock);
-    let mut remote = Vec::new();
-    for i in 0.. {
-        let name = format!("{}:{i}", unique("slow"));
-        if a.owner_of(&name).as_deref() == Ok(b.name()) {
-            a.start::<Slow>(&name, ()).await.unwrap();
-            remote.push(name);
-            if remote.len() == 4 {
-                break;
-            }
-        }
+    let remote = names_owned_by(a, b.name(), "slow", 4);
+    for name in &remote {
+        a.start::<Slow>(name, ()).await.unwrap();
     }
     wait_until(Duration::from_secs(10), "the birds to answer", || async {
         taken(a, &remote).await == Some(0)

@@ -203,16 +203,9 @@ async fn casts_sent_while_a_data_link_reopens_are_never_overtaken_by_a_later_cal
     })
     .await;
     let (a, b) = (&nodes[0].flock, &nodes[1].flock);
-    let mut remote = Vec::new();
-    for i in 0.. {
-        let name = format!("{}:{i}", unique("reopen"));
-        if a.owner_of(&name).as_deref() == Ok(b.name()) {
-            a.start::<Seq>(&name, ()).await.unwrap();
-            remote.push(name);
-            if remote.len() == 4 {
-                break;
-            }
-        }
+    let remote = names_owned_by(a, b.name(), "reopen", 4);
+    for name in &remote {
+        a.start::<Seq>(name, ()).await.unwrap();
     }
     wait_until(Duration::from_secs(10), "the birds to answer", || async {
         for name in &remote {

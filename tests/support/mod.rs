@@ -252,6 +252,16 @@ pub fn names(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix}:{i}")).collect()
 }
 
+/// `n` fresh names (`prefix-K:i`) that `owner` owns in `via`'s view.
+pub fn names_owned_by(via: &Flock, owner: &str, prefix: &str, n: usize) -> Vec<String> {
+    let prefix = unique(prefix);
+    (0..)
+        .map(|i| format!("{prefix}:{i}"))
+        .filter(|name| via.owner_of(name).as_deref() == Ok(owner))
+        .take(n)
+        .collect()
+}
+
 /// Starts an `Echo` bird for every name through `flock`.
 pub async fn start_all(flock: &Flock, names: &[String]) {
     for n in names {
