@@ -12,7 +12,7 @@
 //! | `flock_registry_birds` | gauge | | birds in this node's replica of the registry |
 //! | `flock_bird_starts_total` | counter | | bird instances hatched here (first starts, moves in) |
 //! | `flock_bird_restarts_total` | counter | | restarts after a panic |
-//! | `flock_bird_stops_total` | counter | `reason` = `removed`, `moved`, `asked`, `shutdown` | instances stopped here |
+//! | `flock_bird_stops_total` | counter | `reason` = `asked` (removed, moved away, or stopped at shutdown), `passivated`, `hatch_failed`, `completed`, `panicked`, `torn_down` | instances stopped here |
 //! | `flock_calls_total` | counter | `path` = `local`/`remote`, `outcome` = `ok` or an error kind | calls made through a `FlockAddr` on this node |
 //! | `flock_call_duration_seconds` | histogram | `path` | time from `send` to the answer, retries included |
 //! | `flock_casts_total` | counter | `path` | casts sent |
