@@ -308,7 +308,12 @@ impl CrdtReplica {
             .anti_entropy
             .digest_interval_ms
             .saturating_mul(6);
-        if !self.digest_gate.tick(self.generation, now, max_defer) {
+        // Quiet means unchanged for one anti-entropy retry (2 s by default).
+        let quiet = self.node.config.anti_entropy.retry_ms;
+        if !self
+            .digest_gate
+            .tick(self.generation, now, quiet, max_defer)
+        {
             return;
         }
         let due = self.sync.digests_due(now);

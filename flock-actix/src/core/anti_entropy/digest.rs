@@ -222,6 +222,8 @@ pub fn repair(mine: &BirdMap, buckets: u32, ranges: &[u32], part: &BirdMap) -> B
 pub struct DigestGate {
     /// The replica's change counter at the last tick.
     seen: u64,
+    /// When the counter last moved.
+    changed_at: Option<u64>,
     /// Since when digests have been held back, if they are.
     held_since: Option<u64>,
     /// The last tick's answer.
@@ -231,9 +233,20 @@ pub struct DigestGate {
 impl DigestGate {
     /// Called on every anti-entropy tick with the replica's change counter
     /// (bumped by every join and local change): whether digests may be sent
-    /// and answered until the next tick.
-    pub fn tick(&mut self, generation: u64, now_ms: u64, max_defer_ms: u64) -> bool {
-        let quiet = generation == self.seen;
+    /// and answered until the next tick. The registry counts as quiet once
+    /// the counter has not moved for `quiet_ms`: a registry that converges
+    /// in bursts (the tail of a million births reaching three hosts) has
+    /// single quiet ticks, and each let a digest through that differed by
+    /// what was still on its way — at 1 M birds those repairs delayed the
+    /// hosts' births by ≈ 12 s (BENCHMARKS "Stop 19, at the end").
+    pub fn tick(&mut self, generation: u64, now_ms: u64, quiet_ms: u64, max_defer_ms: u64) -> bool {
+        if generation != self.seen {
+            self.changed_at = Some(now_ms);
+        }
+        let quiet = generation == self.seen
+            && self
+                .changed_at
+                .is_none_or(|t| now_ms >= t.saturating_add(quiet_ms));
         self.seen = generation;
         self.open = if quiet {
             self.held_since = None;

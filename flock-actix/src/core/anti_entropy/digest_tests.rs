@@ -244,7 +244,32 @@ fn digests_wait_while_the_replica_changes_but_not_longer_than_the_bound() {
         (6, 1_800, false, "changing again"),
     ];
     for (generation, now, want, what) in table {
-        assert_eq!(gate.tick(generation, now, 1_000), want, "{what}");
+        assert_eq!(gate.tick(generation, now, 0, 1_000), want, "{what}");
         assert_eq!(gate.is_open(), want);
+    }
+}
+
+#[test]
+fn digests_wait_until_the_replica_has_been_quiet_for_the_quiet_time() {
+    let mut gate = DigestGate::default();
+    // (generation, now, open): ticks 200 ms apart, quiet time 500 ms,
+    // bound 2 s.
+    let table = [
+        (0, 0, true, "quiet from the start"),
+        (1, 200, false, "changed"),
+        (1, 400, false, "one quiet tick is not enough"),
+        (1, 600, false, "400 ms since the change"),
+        (1, 800, true, "600 ms since the change"),
+        (2, 1_000, false, "a burst again"),
+        (2, 1_200, false, "a gap in the burst"),
+        (3, 1_400, false, "the burst goes on"),
+        (3, 1_600, false, "a gap again"),
+        (4, 2_800, false, "still changing, held since 1,000"),
+        (4, 3_000, true, "the bound passed: they go all the same"),
+        (4, 3_200, false, "quiet for 400 ms only: held again"),
+        (4, 3_400, true, "quiet for 600 ms"),
+    ];
+    for (generation, now, want, what) in table {
+        assert_eq!(gate.tick(generation, now, 500, 2_000), want, "{what}");
     }
 }
