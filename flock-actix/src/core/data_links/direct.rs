@@ -12,10 +12,10 @@
 //!   an up link is pushed into the same [`LaneQueue`] the callers push into,
 //!   so the link writes in push order, whoever pushed.
 //! - **The direct path waits for the `Peer` to be empty.** A message sent
-//!   to the `Peer` takes a *ticket* (a count per peer, [`Gate`]) that the
+//!   to the `Peer` takes a *ticket* (a count per peer) that the
 //!   `Peer` returns only once it has pushed the message into its link's
 //!   queue (or written it on the control link, or failed it). A caller goes
-//!   direct only while no ticket is out ([`Gate::may_go_direct`]) *and* the
+//!   direct only while no ticket is out ([`may_go_direct`]) *and* the
 //!   lane's queue is open. A message that waits in the `Peer`'s mailbox or
 //!   in its queue for an opening link thus holds every later message of
 //!   every sender on the `Peer`'s path behind it, whatever thread the
@@ -33,21 +33,13 @@
 
 use std::collections::VecDeque;
 
-/// The tickets out for one peer: messages sent to the `Peer` that it has not
-/// yet handed to a link, written or failed. The shell keeps this in an
+/// Whether a caller may push into an open lane queue, given the tickets out
+/// for its peer (messages sent to the `Peer` that it has not yet handed to
+/// a link, written or failed): only while no message sent to the `Peer`
+/// before it is still on the `Peer`'s side. The shell keeps the count in an
 /// atomic; the rule is here so that the tests run it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Gate {
-    /// Tickets out.
-    pub out: usize,
-}
-
-impl Gate {
-    /// A caller may push into an open lane queue only while no message
-    /// sent to the `Peer` before it is still on the `Peer`'s side.
-    pub fn may_go_direct(out: usize) -> bool {
-        out == 0
-    }
+pub fn may_go_direct(tickets_out: usize) -> bool {
+    tickets_out == 0
 }
 
 /// Where a lane queue is in its link's life.
@@ -139,7 +131,7 @@ impl<T> LaneQueue<T> {
         }
     }
 
-    /// A caller's push (it checked [`Gate::may_go_direct`]), or the
+    /// A caller's push (it checked [`may_go_direct`]), or the
     /// `Peer`'s for a message it routed to this (up) link: accepted only
     /// while open, and within the bound.
     pub fn push(&mut self, bytes: usize, item: T) -> Pushed<T> {

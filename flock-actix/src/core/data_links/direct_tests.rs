@@ -1,4 +1,4 @@
-use super::direct::{Gate, LaneQueue, Phase, Pushed};
+use super::direct::{LaneQueue, Phase, Pushed, may_go_direct};
 use super::{DataLanes, Effect, LanesConfig, lane_of};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -101,8 +101,8 @@ fn an_idle_report_is_stale_once_anything_was_pushed() {
 
 #[test]
 fn the_direct_path_waits_for_every_ticket() {
-    assert!(Gate::may_go_direct(0));
-    assert!(!Gate::may_go_direct(1));
+    assert!(may_go_direct(0));
+    assert!(!may_go_direct(1));
 }
 
 /// A message: (sender, bird's shard, sequence of that sender to that bird).
@@ -192,7 +192,7 @@ impl World {
         *seq += 1;
         let mut msg = (sender, shard, *seq);
         let lane = lane_of(shard, self.lanes_count);
-        if Gate::may_go_direct(self.tickets)
+        if may_go_direct(self.tickets)
             && let Some(queue) = self
                 .published
                 .get(&lane)

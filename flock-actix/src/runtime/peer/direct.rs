@@ -14,7 +14,7 @@ use super::super::node::Node;
 use super::Peer;
 use super::data::{DataOut, Drain};
 use super::outgoing::{Drops, OutCall, OutCast, Outgoing};
-use crate::core::data_links::direct::{Gate, LaneQueue, Pushed};
+use crate::core::data_links::direct::{LaneQueue, Pushed, may_go_direct};
 use crate::core::data_links::lane_of;
 use crate::wire::message::RemoteError;
 use actix::Addr;
@@ -82,7 +82,7 @@ struct Table {
 /// What the callers of one control link share with its `Peer`.
 #[derive(Default)]
 pub(crate) struct Direct {
-    /// Tickets out (`core::data_links::direct::Gate`).
+    /// Tickets out (`core::data_links::direct::may_go_direct`).
     tickets: AtomicUsize,
     table: ArcSwapOption<Table>,
     /// The casts the direct path drops at a full queue.
@@ -113,7 +113,7 @@ impl Direct {
     /// no ticket is out and its lane's link is up. Otherwise the message
     /// comes back, for the `Peer` (with a [`Ticket`]).
     pub(crate) fn send(&self, shard: u32, item: Outgoing, node: &Node) -> Option<Outgoing> {
-        if !Gate::may_go_direct(self.tickets.load(Ordering::Acquire)) {
+        if !may_go_direct(self.tickets.load(Ordering::Acquire)) {
             return Some(item);
         }
         let table = self.table.load();
