@@ -366,6 +366,29 @@ fn full_state_in_flight_is_not_resent_before_retry() {
 }
 
 #[test]
+fn an_unacknowledged_part_is_re_sent_after_one_retry_time_then_after_two() {
+    let mut a = Node::new("a", 10);
+    let b = rid("b", 1);
+    a.ae.peer_up(&b);
+    a.add("x", 1);
+    assert_eq!(a.poll(0).len(), 1);
+    // Retry times 1 s (the config): sent again at 1 s, then every 2 s —
+    // the receiver is most likely busy with another transfer (§16.1).
+    let schedule = [
+        (999, false),
+        (1_000, true),
+        (2_999, false),
+        (3_000, true),
+        (4_999, false),
+        (5_000, true),
+        (7_000, true),
+    ];
+    for (now, resent) in schedule {
+        assert_eq!(!a.poll(now).is_empty(), resent, "at {now} ms");
+    }
+}
+
+#[test]
 fn late_delta_ack_does_not_complete_a_pending_full_state() {
     let mut a = Node::new("a", 10);
     let b = rid("b", 1);
