@@ -53,6 +53,7 @@ mod handoff;
 #[cfg(test)]
 mod handoff_tests;
 mod outgoing;
+pub mod pace;
 mod passivate;
 #[cfg(test)]
 mod passivate_tests;

@@ -13,7 +13,8 @@ use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, Inbound, SyncMessage, digest};
 use crate::core::crdt::{
-    Added, BirdMap, BirdSpec, Changes, CounterExhausted, ForgedOwnDots, NodeName, Replica, ReplicaId,
+    Added, BirdMap, BirdSpec, Changes, CounterExhausted, ForgedOwnDots, NodeName, Replica,
+    ReplicaId,
 };
 use crate::error::Error;
 use crate::wire::message::Message;
@@ -906,9 +907,10 @@ impl Handler<OwnedBy> for CrdtReplica {
         // table of the last kind is kept: names of one kind come in runs,
         // and a kind lookup hashes the kind's name.
         let mut table: Option<(&str, &crate::core::placement::Placement)> = None;
+        // Specs read in place too: no second lookup per owned name.
         let owned = state
-            .kinds()
-            .filter(|&(name, kind)| {
+            .specs()
+            .filter(|&(name, kind, _)| {
                 let t = match table {
                     Some((k, t)) if k == kind => t,
                     _ => {
@@ -919,7 +921,13 @@ impl Handler<OwnedBy> for CrdtReplica {
                 };
                 t.owner(name).is_ok_and(|o| o == me)
             })
-            .filter_map(|(name, _)| Some((Arc::from(name), state.get(name)?)))
+            .map(|(name, kind, args)| {
+                let spec = BirdSpec {
+                    kind: kind.to_owned(),
+                    args: args.to_vec(),
+                };
+                (Arc::from(name), spec)
+            })
             .collect();
         MessageResult((owned, state.len(), self.generation))
     }

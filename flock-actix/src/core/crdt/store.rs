@@ -405,6 +405,15 @@ impl Store {
         })
     }
 
+    /// Every stored dot as its interned replica and counter (cheap to sort
+    /// and compare: two dots are equal exactly when these are).
+    pub fn dot_keys(&self) -> Vec<(u32, u64)> {
+        self.slots()
+            .iter()
+            .flat_map(|s| self.dots_in(&s.0).iter().map(|d| (d.replica, d.counter)))
+            .collect()
+    }
+
     /// The dots stored under `name`, read in place.
     pub fn dots_of<'a>(&'a self, name: &str) -> impl Iterator<Item = Dot> + 'a {
         self.slots()
@@ -430,6 +439,15 @@ impl Store {
             .filter_map(|s| self.winner(&s.0).map(|d| (&*s.0.name, self.kind(d.kind))))
     }
 
+    /// Every name with its visible kind and start arguments (the
+    /// winner's), read in place.
+    pub fn specs(&self) -> impl Iterator<Item = (&str, &str, &[u8])> + '_ {
+        self.slots().iter().filter_map(|s| {
+            self.winner(&s.0)
+                .map(|d| (&*s.0.name, self.kind(d.kind), d.args.as_slice()))
+        })
+    }
+
     /// The winning `(dot, entry)` of `name`: highest `(ts, dot)`.
     pub fn winner_of(&self, name: &str) -> Option<(Dot, Entry)> {
         let slot = self.slots().get(name)?;
@@ -450,7 +468,9 @@ impl Store {
             counter: dot.counter,
             ts: entry.ts,
             replica: tables.replicas.intern(&dot.replica),
-            kind: tables.kinds.intern_by(entry.spec.kind.as_str(), |k| Arc::from(k)),
+            kind: tables
+                .kinds
+                .intern_by(entry.spec.kind.as_str(), |k| Arc::from(k)),
             args: entry.spec.args.into(),
         }
     }
