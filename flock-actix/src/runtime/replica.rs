@@ -122,6 +122,9 @@ impl CrdtReplica {
             }
             None => (None, Changes::default()),
         };
+        // A focused transfer that goes a retry time without a part has
+        // stalled; another may go on.
+        let focus_stale_ms = node.config.anti_entropy.retry_ms;
         Ok(CrdtReplica {
             replica,
             sync,
@@ -129,7 +132,7 @@ impl CrdtReplica {
             relay: VecDeque::new(),
             inbound: Inbound::new(),
             parked: std::collections::BTreeMap::new(),
-            assembler: Assembler::new(),
+            assembler: Assembler::with_focus(focus_stale_ms),
             durable,
             restored,
             generation: 0,
@@ -722,12 +725,27 @@ impl CrdtReplica {
                 seq,
                 part,
             } => {
+                // What the sender shows about its own dots counts at once,
+                // even in a part held back: another peer's full state may
+                // be parked for exactly that (a joining node's first
+                // transfer, from a host, names a client's million dots).
+                if self.replica.vouch(&from, &part) {
+                    self.retry_parked(Some(&from.node));
+                }
                 let ack = Message::SyncChunkAck { session, index };
+                let now = self.node.now_ms();
                 match self
                     .assembler
-                    .on_chunk(&from, session, index, last, seq, part)
+                    .on_chunk(&from, session, index, last, seq, part, now)
                 {
                     Assembled::Ignored => return,
+                    Assembled::Held => {
+                        tracing::trace!(
+                            "part {index} of {}'s full state held: another transfer has the focus",
+                            from.node
+                        );
+                        return;
+                    }
                     Assembled::Pending => {
                         peer.do_send(Frame(ack));
                         return;

@@ -37,10 +37,15 @@ struct Node {
 
 impl Node {
     fn new(name: &str, max_buffered: usize) -> Self {
+        let config = config(max_buffered);
         Self {
             replica: Replica::new(rid(name, 1)),
-            ae: AntiEntropy::new(config(max_buffered)).unwrap(),
-            assembler: Rx::default(),
+            // As the runtime: one multi-part transfer at a time.
+            assembler: Rx {
+                assembler: Assembler::with_focus(config.retry_ms),
+                ..Rx::default()
+            },
+            ae: AntiEntropy::new(config).unwrap(),
         }
     }
 
@@ -78,6 +83,9 @@ impl Node {
 struct Rx {
     assembler: Assembler,
     inbound: Inbound,
+    /// The receiver's clock (a held transfer loses nothing to it but
+    /// time; see `Assembler::with_focus`).
+    now: u64,
 }
 
 /// The receiver side, as the runtime does it: join (a full state once all
@@ -109,8 +117,11 @@ fn receive(
             last,
             seq,
             part,
-        } => match rx.assembler.on_chunk(from, session, index, last, seq, part) {
-            Assembled::Ignored => None,
+        } => match rx
+            .assembler
+            .on_chunk(from, session, index, last, seq, part, rx.now)
+        {
+            Assembled::Ignored | Assembled::Held => None,
             Assembled::Pending => Some(SyncMessage::ChunkAck { session, index }),
             Assembled::Complete { state, seq } => {
                 replica.join(from, &state).unwrap();
@@ -641,6 +652,7 @@ impl Cluster {
                 // Messages to a dead incarnation are lost with it.
                 let Some(i) = self.index_of(&to) else { return };
                 let node = &mut self.nodes[i];
+                node.assembler.now = self.now;
                 if let Some(ack) = receive(&mut node.replica, &mut node.assembler, &from, &msg) {
                     self.net.push(Msg::Ack {
                         from: to,

@@ -284,6 +284,16 @@ impl Replica {
         Ok(changes)
     }
 
+    /// Takes what `from` shows about its own dots in `msg` (a part of a full
+    /// state, which is joined only once all its parts are in) as vouched
+    /// for now: claims of other peers about those dots, cut off and parked
+    /// until `from` showed them, may apply at once. Returns whether trust
+    /// grew. The sender speaks only for its own dots, exactly as a join of
+    /// `msg` would take them.
+    pub fn vouch(&mut self, from: &ReplicaId, msg: &BirdMap) -> bool {
+        self.trust.vouch(from, msg)
+    }
+
     /// The link to `node` is down: claims about its dots that peers relay
     /// are accepted until it speaks again (see the trust rule).
     pub fn peer_down(&mut self, node: &str) {
