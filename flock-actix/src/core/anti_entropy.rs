@@ -448,7 +448,16 @@ impl Interval {
             if interval.to > acked && interval.bytes.saturating_add(*bytes) > budget {
                 break;
             }
-            interval.delta.join_delta(delta);
+            // The first delta is copied, not joined into the empty map: a
+            // join interns, looks up and sorts every name again, and most
+            // intervals are one buffered delta (a part of a `start_many`
+            // is cut to nearly the budget). Same map: joining into the
+            // bottom element changes nothing.
+            if interval.to == acked {
+                interval.delta = delta.clone();
+            } else {
+                interval.delta.join_delta(delta);
+            }
             interval.bytes = interval.bytes.saturating_add(*bytes);
             interval.to = seq;
         }
