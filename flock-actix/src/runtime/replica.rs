@@ -265,21 +265,24 @@ impl CrdtReplica {
             return;
         };
         let SetChanged {
-            mut upserts,
-            mut removed,
-            ..
+            upserts, removed, ..
         } = changed;
         let generation = self.generation;
-        while !upserts.is_empty() || !removed.is_empty() {
-            let rest_up = upserts.split_off(upserts.len().min(NOTIFY_SLICE));
-            let rest_rm = removed.split_off(removed.len().min(NOTIFY_SLICE));
+        // Each name is moved once. (Cutting with `split_off` copied the
+        // whole rest at every slice: a full state of 1 M names spent 5 s
+        // of a joining node's replica in `memmove`, O(n² / slice).)
+        let (mut upserts, mut removed) = (upserts.into_iter(), removed.into_iter());
+        loop {
+            let up: Vec<_> = upserts.by_ref().take(NOTIFY_SLICE).collect();
+            let rm: Vec<_> = removed.by_ref().take(NOTIFY_SLICE).collect();
+            if up.is_empty() && rm.is_empty() {
+                return;
+            }
             actors.registry.do_send(SetChanged {
-                upserts,
-                removed,
+                upserts: up,
+                removed: rm,
                 generation,
             });
-            upserts = rest_up;
-            removed = rest_rm;
         }
     }
 
