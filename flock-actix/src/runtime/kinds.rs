@@ -211,6 +211,31 @@ impl LocalBird {
         }))
     }
 
+    /// Calls the bird as [`LocalBird::call`] does, without a timer and
+    /// without its name: the link that polls the reply ends it at its
+    /// deadline with its own deadline queue (one timer per link, not one
+    /// per call; `core::deadlines`), and names the bird in its errors.
+    pub(crate) fn call_untimed(
+        &self,
+        tag: &str,
+        payload: &[u8],
+        within: Duration,
+    ) -> crate::__private::CallFuture {
+        let due = std::time::Instant::now() + within;
+        let call = (self.0.vtable.call)(&self.0.addr, tag, payload, due)?;
+        let cell = self.0.clone();
+        Ok(Box::pin(async move {
+            match call.await {
+                Err(RemoteError::BirdPanicked { .. }) if cell.stop_ordered() => {
+                    Err(RemoteError::NotRunning {
+                        bird: String::new(),
+                    })
+                }
+                result => result,
+            }
+        }))
+    }
+
     pub(crate) fn cast(&self, tag: &str, payload: &[u8]) -> Result<(), RemoteError> {
         (self.0.vtable.cast)(&self.0.addr, tag, payload)
     }
