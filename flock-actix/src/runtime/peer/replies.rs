@@ -79,3 +79,119 @@ fn fire<A: Answers>(act: &mut A, ctx: &mut Context<A>) {
         arm(act, at, ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Instant;
+
+    type Answered = Rc<RefCell<Vec<(u64, Result<Vec<u8>, RemoteError>, Instant)>>>;
+
+    /// A link that answers into a list.
+    struct Link {
+        replies: Replies,
+        answered: Answered,
+        started: Instant,
+    }
+
+    impl Actor for Link {
+        type Context = Context<Self>;
+    }
+
+    impl Answers for Link {
+        fn replies(&mut self) -> &mut Replies {
+            &mut self.replies
+        }
+        fn answer(&mut self, (id, result): Reply) {
+            self.answered
+                .borrow_mut()
+                .push((id, result, Instant::now()));
+        }
+        fn now_ms(&self) -> u64 {
+            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }
+    }
+
+    /// Hands the link a call answered after `after` (never if `None`), due
+    /// `due_ms` from now.
+    #[derive(actix::Message)]
+    #[rtype(result = "()")]
+    struct Call {
+        id: u64,
+        after: Option<Duration>,
+        due_ms: u64,
+    }
+
+    impl Handler<Call> for Link {
+        type Result = ();
+        fn handle(&mut self, c: Call, ctx: &mut Context<Self>) {
+            let id = c.id;
+            let reply: std::pin::Pin<Box<dyn std::future::Future<Output = Reply>>> = match c.after {
+                Some(after) => Box::pin(async move {
+                    tokio::time::sleep(after).await;
+                    (id, Ok(vec![1]))
+                }),
+                None => Box::pin(std::future::pending()),
+            };
+            let due_ms = self.now_ms() + c.due_ms;
+            answer(self, Dispatched::Pending { reply, due_ms, id }, ctx);
+        }
+    }
+
+    #[test]
+    fn each_call_ends_at_its_deadline_or_its_answer_whichever_first_with_one_timer() {
+        actix::System::new().block_on(async {
+            let answered = Answered::default();
+            let started = Instant::now();
+            let link = Link::create({
+                let answered = answered.clone();
+                move |_| Link {
+                    replies: Replies::default(),
+                    answered,
+                    started,
+                }
+            });
+            // Out of order: a later deadline first, then an earlier one
+            // (re-arms the link's one timer), and calls answered in time.
+            for (id, after, due_ms) in [
+                (1, None, 300),
+                (2, None, 100),
+                (3, Some(Duration::from_millis(20)), 200),
+                (4, Some(Duration::from_millis(400)), 150),
+            ] {
+                link.send(Call { id, after, due_ms }).await.unwrap();
+            }
+            let limit = Instant::now() + Duration::from_secs(5);
+            while answered.borrow().len() < 4 {
+                assert!(Instant::now() < limit, "not all answered");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            // Nothing answered twice (a cancelled reply future stays quiet).
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let answered = answered.borrow();
+            let order: Vec<(u64, bool)> =
+                answered.iter().map(|(id, r, _)| (*id, r.is_ok())).collect();
+            assert_eq!(order, [(3, true), (2, false), (4, false), (1, false)]);
+            for (id, result, at) in answered.iter() {
+                let due = match id {
+                    1 => 300,
+                    2 => 100,
+                    4 => 150,
+                    _ => continue,
+                };
+                assert_eq!(result, &Err(RemoteError::Timeout));
+                let at = at.duration_since(started);
+                assert!(
+                    at >= Duration::from_millis(due),
+                    "call {id} ended early: {at:?}"
+                );
+                assert!(
+                    at < Duration::from_millis(due + 150),
+                    "call {id} ended late: {at:?}"
+                );
+            }
+        });
+    }
+}
