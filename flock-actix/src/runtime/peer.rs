@@ -502,24 +502,21 @@ impl Peer {
             return;
         }
         self.heard();
-        let Some(actors) = self.node.actors() else {
-            return;
-        };
-        let node = &self.node;
-        match dispatch::user_message(
-            &self.directory,
-            actors,
-            msg,
-            || node.now_ms(),
-            || ctx.address().recipient(),
-        ) {
-            Ok(done) => replies::answer(self, done, ctx),
-            Err((id, result)) => {
-                if let Some(tx) = self.calls.remove(&id) {
-                    let _ = tx.send(result.map(|reply| reply.to_vec()));
-                }
-            }
+        if let Some((id, result)) = replies::hand_over(self, msg, ctx)
+            && let Some(tx) = self.calls.remove(&id)
+        {
+            let _ = tx.send(result.map(|reply| reply.to_vec()));
         }
+    }
+}
+
+impl replies::Dispatches for Peer {
+    fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    fn node(&self) -> &Node {
+        &self.node
     }
 }
 
@@ -528,19 +525,8 @@ impl replies::Answers for Peer {
         &mut self.replies
     }
 
-    fn answer(&mut self, (id, result): dispatch::Reply) {
-        let result = match result {
-            Ok(reply) => {
-                match io::oversize_payload("Reply", reply.len(), self.node.config.max_frame) {
-                    Some(what) => {
-                        tracing::warn!("not sending to {}: {what}", self.peer_name());
-                        Err(RemoteError::Encode(what))
-                    }
-                    None => Ok(reply),
-                }
-            }
-            err => err,
-        };
+    fn answer(&mut self, reply: dispatch::Reply) {
+        let (id, result) = replies::sized(reply, self.node.config.max_frame, &self.peer_name());
         self.writer.write(Outbound::Reply(id, result));
     }
 

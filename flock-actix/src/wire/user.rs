@@ -362,43 +362,31 @@ fn put_uint(dst: &mut BytesMut, n: u64) {
 }
 
 fn put_str(dst: &mut BytesMut, s: &str) {
-    let n = s.len();
-    match n {
-        0..=31 => dst.put_u8(0xa0 | n as u8),
-        32..=0xff => {
-            dst.put_u8(0xd9);
-            dst.put_u8(n as u8);
-        }
-        0x100..=0xffff => {
-            dst.put_u8(0xda);
-            dst.put_u16(n as u16);
-        }
-        // A frame is at most u32::MAX bytes (the codec refuses more).
-        _ => {
-            dst.put_u8(0xdb);
-            dst.put_u32(u32::try_from(n).unwrap_or(u32::MAX));
-        }
+    match s.len() {
+        n @ 0..=31 => dst.put_u8(0xa0 | n as u8),
+        n => put_len(dst, n, [0xd9, 0xda, 0xdb]),
     }
     dst.put_slice(s.as_bytes());
 }
 
 fn put_bin(dst: &mut BytesMut, b: &[u8]) {
-    let n = b.len();
-    match n {
-        0..=0xff => {
-            dst.put_u8(0xc4);
-            dst.put_u8(n as u8);
-        }
-        0x100..=0xffff => {
-            dst.put_u8(0xc5);
-            dst.put_u16(n as u16);
-        }
-        _ => {
-            dst.put_u8(0xc6);
-            dst.put_u32(u32::try_from(n).unwrap_or(u32::MAX));
-        }
-    }
+    put_len(dst, b.len(), [0xc4, 0xc5, 0xc6]);
     dst.put_slice(b);
+}
+
+/// The smallest of a family's 8-, 16- and 32-bit length headers for `n`
+/// (a frame is at most `u32::MAX` bytes: the codec refuses more).
+fn put_len(dst: &mut BytesMut, n: usize, [m8, m16, m32]: [u8; 3]) {
+    if let Ok(n) = u8::try_from(n) {
+        dst.put_u8(m8);
+        dst.put_u8(n);
+    } else if let Ok(n) = u16::try_from(n) {
+        dst.put_u8(m16);
+        dst.put_u16(n);
+    } else {
+        dst.put_u8(m32);
+        dst.put_u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
 }
 
 #[cfg(test)]

@@ -11,10 +11,10 @@
 use super::super::directory::{DataSession, Directory};
 use super::super::node::{Node, nonce};
 use super::direct::{self, Queue};
-use super::dispatch::{self, Reply};
-use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize_payload};
+use super::dispatch::Reply;
+use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide};
 use super::outgoing::Drops;
-use super::replies::{self, Answers, Replies};
+use super::replies::{self, Answers, Dispatches, Replies};
 use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
 use crate::core::crdt::NodeName;
 use crate::core::data_links::age::{self, Ages, Stamper, Verdict};
@@ -616,23 +616,20 @@ impl DataIn {
 
     fn route(&mut self, msg: UserIn, ctx: &mut Context<Self>) {
         let Some(msg) = self.aged(msg) else { return };
-        let Some(actors) = self.node.actors() else {
-            return;
-        };
-        let node = &self.node;
-        match dispatch::user_message(
-            &self.directory,
-            actors,
-            msg,
-            || node.now_ms(),
-            || ctx.address().recipient(),
-        ) {
-            Ok(done) => replies::answer(self, done, ctx),
-            Err(_) => {
-                tracing::warn!("closing {}: unexpected Reply", self.label.borrow());
-                ctx.stop();
-            }
+        if replies::hand_over(self, msg, ctx).is_some() {
+            tracing::warn!("closing {}: unexpected Reply", self.label.borrow());
+            ctx.stop();
         }
+    }
+}
+
+impl Dispatches for DataIn {
+    fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    fn node(&self) -> &Node {
+        &self.node
     }
 }
 
@@ -641,14 +638,8 @@ impl Answers for DataIn {
         &mut self.replies
     }
 
-    fn answer(&mut self, (id, result): Reply) {
-        let result = match result {
-            Ok(reply) => match oversize_payload("Reply", reply.len(), self.node.config.max_frame) {
-                Some(what) => Err(RemoteError::Encode(what)),
-                None => Ok(reply),
-            },
-            err => err,
-        };
+    fn answer(&mut self, reply: Reply) {
+        let (id, result) = replies::sized(reply, self.node.config.max_frame, &self.label.borrow());
         self.writer.write(Outbound::Reply(id, result));
     }
 

@@ -9,9 +9,14 @@
 //! taken it, and the bird skips it past its time anyway, `__private::Slot`)
 //! and answers `Timeout`, as the per-call timer did.
 
-use super::dispatch::{Dispatched, Reply};
+use super::super::directory::Directory;
+use super::super::node::Node;
+use super::Frame;
+use super::dispatch::{self, Dispatched, Reply, ReplyIn};
+use super::io::oversize_payload;
 use crate::core::timers::TimerQueue;
 use crate::wire::message::RemoteError;
+use crate::wire::user::UserIn;
 use actix::prelude::*;
 use std::time::Duration;
 
@@ -30,6 +35,39 @@ pub(crate) trait Answers: Actor<Context = Context<Self>> {
     fn answer(&mut self, reply: Reply);
     /// The node's clock, in ms.
     fn now_ms(&self) -> u64;
+}
+
+/// A link that hands inbound calls and casts to birds.
+pub(crate) trait Dispatches: Answers + Handler<Frame> {
+    fn directory(&self) -> &Directory;
+    fn node(&self) -> &Node;
+}
+
+/// Hands an inbound call or cast to its bird and answers the call (see
+/// [`answer`]); a reply is given back, for the link's own callers.
+pub(crate) fn hand_over<A: Dispatches>(
+    act: &mut A,
+    msg: UserIn,
+    ctx: &mut Context<A>,
+) -> Option<ReplyIn> {
+    let done = {
+        let node = act.node();
+        let actors = node.actors()?;
+        dispatch::user_message(
+            act.directory(),
+            actors,
+            msg,
+            || node.now_ms(),
+            || ctx.address().recipient(),
+        )
+    };
+    match done {
+        Ok(done) => {
+            answer(act, done, ctx);
+            None
+        }
+        Err(reply) => Some(reply),
+    }
 }
 
 /// Answers a dispatched call: at once, or once its bird replies or its
@@ -51,6 +89,21 @@ pub(crate) fn answer<A: Answers>(act: &mut A, done: Dispatched, ctx: &mut Contex
             }
         }
         Dispatched::Done => {}
+    }
+}
+
+/// A reply the peer would refuse for its size becomes an `Encode` error
+/// (the link stays up, the caller hears why).
+pub(crate) fn sized((id, result): Reply, max_frame: usize, peer: &str) -> Reply {
+    match result {
+        Ok(reply) => match oversize_payload("Reply", reply.len(), max_frame) {
+            Some(what) => {
+                tracing::warn!("not sending to {peer}: {what}");
+                (id, Err(RemoteError::Encode(what)))
+            }
+            None => (id, Ok(reply)),
+        },
+        err => (id, err),
     }
 }
 
