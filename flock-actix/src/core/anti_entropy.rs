@@ -241,6 +241,12 @@ pub enum SyncMessage {
     },
 }
 
+/// A chunk part re-sent without an acknowledgement waits up to
+/// `2^MAX_CHUNK_BACKOFF_SHIFT` retry times before the next retry (4 s with
+/// the default `retry_ms`): fewer useless re-sends to a receiver busy with
+/// another transfer, and at most that long a pause once it is free.
+const MAX_CHUNK_BACKOFF_SHIFT: u32 = 1;
+
 /// A full-state transfer to one peer, under way.
 #[derive(Debug, Clone)]
 struct Outgoing {
@@ -252,8 +258,9 @@ struct Outgoing {
     /// Whether the part flagged `last` has been cut.
     all_cut: bool,
     /// Parts sent and not acknowledged, kept for retransmission (at most
-    /// `chunk_window` of them): index → (last send, last flag, part).
-    in_flight: BTreeMap<u32, (u64, bool, BirdMap)>,
+    /// `chunk_window` of them): index → (last send, times sent again, last
+    /// flag, part).
+    in_flight: BTreeMap<u32, (u64, u32, bool, BirdMap)>,
 }
 
 impl Outgoing {
@@ -266,9 +273,18 @@ impl Outgoing {
         config: &AntiEntropyConfig,
         out: &mut Vec<SyncMessage>,
     ) {
-        for (&index, (at, last, part)) in &mut self.in_flight {
-            if now_ms >= at.saturating_add(config.retry_ms) {
+        for (&index, (at, resent, last, part)) in &mut self.in_flight {
+            // A part unacknowledged after a retry is most likely held by a
+            // receiver taking another peer's transfer first (§16.1), not
+            // lost (links are TCP; a reconnect starts a new transfer): the
+            // next retries wait longer, so held senders cost that receiver
+            // less decoding while it works.
+            let wait = config
+                .retry_ms
+                .saturating_mul(1 << (*resent).min(MAX_CHUNK_BACKOFF_SHIFT));
+            if now_ms >= at.saturating_add(wait) {
                 *at = now_ms;
+                *resent = resent.saturating_add(1);
                 out.push(SyncMessage::Chunk {
                     session: self.session,
                     index,
@@ -291,7 +307,7 @@ impl Outgoing {
                 seq: self.seq,
                 part: part.clone(),
             });
-            self.in_flight.insert(index, (now_ms, last, part));
+            self.in_flight.insert(index, (now_ms, 0, last, part));
         }
     }
 }
@@ -432,7 +448,16 @@ impl Interval {
             if interval.to > acked && interval.bytes.saturating_add(*bytes) > budget {
                 break;
             }
-            interval.delta.join_delta(delta);
+            // The first delta is copied, not joined into the empty map: a
+            // join interns, looks up and sorts every name again, and most
+            // intervals are one buffered delta (a part of a `start_many`
+            // is cut to nearly the budget). Same map: joining into the
+            // bottom element changes nothing.
+            if interval.to == acked {
+                interval.delta = delta.clone();
+            } else {
+                interval.delta.join_delta(delta);
+            }
             interval.bytes = interval.bytes.saturating_add(*bytes);
             interval.to = seq;
         }

@@ -35,8 +35,10 @@ mod starts;
 mod timers;
 
 /// How often the Registry re-reads the whole owned set, as a safety net for
-/// any change notification that raced with a view change.
-const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// any change notification that raced with a view change; put off while a
+/// bulk recording streams in (`core::lifecycle::pace`).
+const RECONCILE_EVERY: Duration =
+    Duration::from_millis(crate::core::lifecycle::pace::RECONCILE_EVERY_MS);
 
 /// The node's published view, as the core's placement, with the links up
 /// when it was read: a node is "up" for a handoff while this node has a
@@ -154,6 +156,8 @@ pub(crate) struct Registry {
     /// An owned list is being read; another is wanted after it.
     reconciling: bool,
     reconcile_again: bool,
+    /// Whether a periodic reconciliation is due (set changes counted).
+    pace: crate::core::lifecycle::pace::Pace,
     /// Birds prepared and not handed to their arbiters yet
     /// (`registry/starts.rs`).
     starts: starts::Starts,
@@ -190,6 +194,7 @@ impl Registry {
             set_generation: 0,
             reconciling: false,
             reconcile_again: false,
+            pace: Default::default(),
             starts: Default::default(),
             timers: Default::default(),
             reports: None,
@@ -699,7 +704,11 @@ impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(RECONCILE_EVERY, |act, ctx| act.request_reconcile(ctx));
+        ctx.run_interval(RECONCILE_EVERY, |act, ctx| {
+            if act.pace.due(act.node.now_ms()) {
+                act.request_reconcile(ctx);
+            }
+        });
     }
 }
 
@@ -719,6 +728,8 @@ impl Handler<SetChanged> for Registry {
 
     fn handle(&mut self, changed: SetChanged, ctx: &mut Context<Self>) {
         self.set_generation = self.set_generation.max(changed.generation);
+        self.pace
+            .changed(changed.upserts.len() + changed.removed.len());
         self.feed(
             Input::SetChanged {
                 upserts: changed.upserts,

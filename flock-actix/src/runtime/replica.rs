@@ -12,7 +12,10 @@ use super::node::{Node, View};
 use super::peer::{Close, Frame, RawFrame, encode_frame};
 use super::telemetry;
 use crate::core::anti_entropy::{AntiEntropy, Assembled, Assembler, Inbound, SyncMessage, digest};
-use crate::core::crdt::{BirdMap, BirdSpec, Changes, ForgedOwnDots, NodeName, Replica, ReplicaId};
+use crate::core::crdt::{
+    Added, BirdMap, BirdSpec, Changes, CounterExhausted, ForgedOwnDots, NodeName, Replica,
+    ReplicaId,
+};
 use crate::error::Error;
 use crate::wire::message::Message;
 use actix::prelude::*;
@@ -119,6 +122,9 @@ impl CrdtReplica {
             }
             None => (None, Changes::default()),
         };
+        // A focused transfer that goes a retry time without a part has
+        // stalled; another may go on.
+        let focus_stale_ms = node.config.anti_entropy.retry_ms;
         Ok(CrdtReplica {
             replica,
             sync,
@@ -126,7 +132,7 @@ impl CrdtReplica {
             relay: VecDeque::new(),
             inbound: Inbound::new(),
             parked: std::collections::BTreeMap::new(),
-            assembler: Assembler::new(),
+            assembler: Assembler::with_focus(focus_stale_ms),
             durable,
             restored,
             generation: 0,
@@ -560,24 +566,26 @@ impl Handler<InsertMany> for CrdtReplica {
     type Result = MessageResult<InsertMany>;
 
     fn handle(&mut self, InsertMany(birds): InsertMany, _: &mut Context<Self>) -> Self::Result {
-        let mut batch = BirdMap::default();
-        let mut upserts = Vec::with_capacity(birds.len());
         let now = self.node.config.wall_ms();
+        let (batch, outcomes) = self
+            .replica
+            .add_new(birds.iter().map(|(name, spec)| (&**name, spec)), now);
+        let mut upserts = Vec::with_capacity(birds.len());
         let results = birds
             .into_iter()
-            .map(|(name, spec)| {
-                if self.replica.state().contains(&name) {
-                    return Err(Error::AlreadyExists {
-                        name: name.to_string(),
-                    });
+            .zip(outcomes)
+            .map(|((name, spec), added)| match added {
+                Added::New => {
+                    upserts.push((name, spec));
+                    Ok(())
                 }
-                let delta = self.replica.add(&name, spec.clone(), now).map_err(|e| {
-                    tracing::error!("node {}: {e}", self.node.name());
-                    Error::Stopped
-                })?;
-                batch.join_delta(&delta);
-                upserts.push((name, spec));
-                Ok(())
+                Added::Exists => Err(Error::AlreadyExists {
+                    name: name.to_string(),
+                }),
+                Added::Exhausted => {
+                    tracing::error!("node {}: {CounterExhausted}", self.node.name());
+                    Err(Error::Stopped)
+                }
             })
             .collect();
         self.local(
@@ -717,12 +725,27 @@ impl CrdtReplica {
                 seq,
                 part,
             } => {
+                // What the sender shows about its own dots counts at once,
+                // even in a part held back: another peer's full state may
+                // be parked for exactly that (a joining node's first
+                // transfer, from a host, names a client's million dots).
+                if self.replica.vouch(&from, &part) {
+                    self.retry_parked(Some(&from.node));
+                }
                 let ack = Message::SyncChunkAck { session, index };
+                let now = self.node.now_ms();
                 match self
                     .assembler
-                    .on_chunk(&from, session, index, last, seq, part)
+                    .on_chunk(&from, session, index, last, seq, part, now)
                 {
                     Assembled::Ignored => return,
+                    Assembled::Held => {
+                        tracing::trace!(
+                            "part {index} of {}'s full state held: another transfer has the focus",
+                            from.node
+                        );
+                        return;
+                    }
                     Assembled::Pending => {
                         peer.do_send(Frame(ack));
                         return;
@@ -902,9 +925,10 @@ impl Handler<OwnedBy> for CrdtReplica {
         // table of the last kind is kept: names of one kind come in runs,
         // and a kind lookup hashes the kind's name.
         let mut table: Option<(&str, &crate::core::placement::Placement)> = None;
+        // Specs read in place too: no second lookup per owned name.
         let owned = state
-            .kinds()
-            .filter(|&(name, kind)| {
+            .specs()
+            .filter(|&(name, kind, _)| {
                 let t = match table {
                     Some((k, t)) if k == kind => t,
                     _ => {
@@ -915,7 +939,13 @@ impl Handler<OwnedBy> for CrdtReplica {
                 };
                 t.owner(name).is_ok_and(|o| o == me)
             })
-            .filter_map(|(name, _)| Some((Arc::from(name), state.get(name)?)))
+            .map(|(name, kind, args)| {
+                let spec = BirdSpec {
+                    kind: kind.to_owned(),
+                    args: args.to_vec(),
+                };
+                (Arc::from(name), spec)
+            })
             .collect();
         MessageResult((owned, state.len(), self.generation))
     }

@@ -168,6 +168,10 @@ pub enum Assembled {
     Ignored,
     /// Buffered, or a duplicate of a part already held: acknowledge it.
     Pending,
+    /// A part of a transfer that must wait while another peer's transfer
+    /// has the focus (see [`Assembler::with_focus`]): not buffered and not
+    /// acknowledged, so its sender sends it again after its retry time.
+    Held,
     /// The last missing part: here is the whole state, to join, and the
     /// sender's `seq` it covers. Acknowledge the chunk after joining.
     Complete {
@@ -211,12 +215,56 @@ impl Incoming {
 #[derive(Debug, Default)]
 pub struct Assembler {
     incoming: BTreeMap<NodeName, Incoming>,
+    /// With a focus: the peer whose multi-part transfer is being taken, and
+    /// when its last part came. `None` inside: no transfer has it.
+    focus: Option<(NodeName, u64)>,
+    /// How long a focused transfer may go without a part before another
+    /// may take the focus; `None`: no focus, every transfer at once.
+    stale_ms: Option<u64>,
 }
 
 impl Assembler {
-    /// No transfer under way.
+    /// No transfer under way; every transfer is taken as its parts come.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No transfer under way; multi-part transfers are taken one at a
+    /// time.
+    ///
+    /// A node that joins a cluster gets a full state from every peer at
+    /// once; taken side by side, the transfers share the receiver and all
+    /// finish at about the same time, so the node holds the registry only
+    /// when all of them are in (issue #10: 1 M birds, four transfers of a
+    /// million names). Taken one at a time, the first finishes in a
+    /// fraction of that, and the others, which mostly repeat it, follow.
+    /// Parts of the others are [`Assembled::Held`]: their senders send them
+    /// again after their retry time. A transfer that goes `stale_ms`
+    /// without a part loses the focus (its sender stalled or left), so no
+    /// transfer waits forever. A transfer of one part is never held: it
+    /// costs nothing to buffer, and small registries keep their latency.
+    pub fn with_focus(stale_ms: u64) -> Self {
+        Self {
+            stale_ms: Some(stale_ms),
+            ..Self::default()
+        }
+    }
+
+    /// Whether a new part of a transfer from `node` may be taken now, and
+    /// if so gives that transfer the focus.
+    fn admit(&mut self, node: &NodeName, now_ms: u64) -> bool {
+        let Some(stale_ms) = self.stale_ms else {
+            return true;
+        };
+        let free = match &self.focus {
+            None => true,
+            Some((holder, _)) if holder == node => true,
+            Some((_, at)) => now_ms >= at.saturating_add(stale_ms),
+        };
+        if free {
+            self.focus = Some((node.clone(), now_ms));
+        }
+        free
     }
 
     /// Number of peers with a transfer under way (for tests and metrics).
@@ -224,7 +272,8 @@ impl Assembler {
         self.incoming.values().filter(|i| !i.done).count()
     }
 
-    /// Takes part `index` of transfer `session` from `from`.
+    /// Takes part `index` of transfer `session` from `from`, at `now_ms`.
+    #[allow(clippy::too_many_arguments)] // the chunk's fields, and the time
     pub fn on_chunk(
         &mut self,
         from: &ReplicaId,
@@ -233,22 +282,36 @@ impl Assembler {
         last: bool,
         seq: u64,
         part: BirdMap,
+        now_ms: u64,
     ) -> Assembled {
         if index >= MAX_CHUNKS {
             return Assembled::Ignored;
         }
         let key = (from.incarnation, session);
+        let known = self.incoming.get(&from.node).map(|s| {
+            let same = key == (s.incarnation, s.session);
+            (
+                key < (s.incarnation, s.session),
+                same && (s.done || s.got.contains(&index)),
+            )
+        });
+        match known {
+            Some((true, _)) => return Assembled::Ignored,
+            // Acknowledged again whether or not it has the focus: its sender
+            // lost the first acknowledgement.
+            Some((false, true)) => return Assembled::Pending,
+            _ => {}
+        }
+        let whole = index == 0 && last;
+        if !whole && !self.admit(&from.node, now_ms) {
+            return Assembled::Held;
+        }
         let slot = self
             .incoming
             .entry(from.node.clone())
             .or_insert_with(|| Incoming::new(from, session, seq));
-        match key.cmp(&(slot.incarnation, slot.session)) {
-            std::cmp::Ordering::Less => return Assembled::Ignored,
-            std::cmp::Ordering::Greater => *slot = Incoming::new(from, session, seq),
-            std::cmp::Ordering::Equal => {}
-        }
-        if slot.done || slot.got.contains(&index) {
-            return Assembled::Pending;
+        if key > (slot.incarnation, slot.session) {
+            *slot = Incoming::new(from, session, seq);
         }
         // A part past the one flagged last (or a second, different last)
         // contradicts the sender; it cannot be placed, so it is not taken.
@@ -274,6 +337,9 @@ impl Assembler {
         match slot.last {
             Some(l) if slot.got.len() as u64 == u64::from(l) + 1 => {
                 slot.done = true;
+                if self.focus.as_ref().is_some_and(|(n, _)| *n == from.node) {
+                    self.focus = None;
+                }
                 Assembled::Complete {
                     seq: slot.seq,
                     state: std::mem::take(&mut slot.state),
@@ -286,6 +352,9 @@ impl Assembler {
     /// Drops what is buffered from a node that left the cluster.
     pub fn forget(&mut self, node: &str) {
         self.incoming.remove(node);
+        if self.focus.as_ref().is_some_and(|(n, _)| &**n == node) {
+            self.focus = None;
+        }
     }
 }
 

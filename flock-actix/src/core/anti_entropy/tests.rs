@@ -37,10 +37,15 @@ struct Node {
 
 impl Node {
     fn new(name: &str, max_buffered: usize) -> Self {
+        let config = config(max_buffered);
         Self {
             replica: Replica::new(rid(name, 1)),
-            ae: AntiEntropy::new(config(max_buffered)).unwrap(),
-            assembler: Rx::default(),
+            // As the runtime: one multi-part transfer at a time.
+            assembler: Rx {
+                assembler: Assembler::with_focus(config.retry_ms),
+                ..Rx::default()
+            },
+            ae: AntiEntropy::new(config).unwrap(),
         }
     }
 
@@ -78,6 +83,9 @@ impl Node {
 struct Rx {
     assembler: Assembler,
     inbound: Inbound,
+    /// The receiver's clock (a held transfer loses nothing to it but
+    /// time; see `Assembler::with_focus`).
+    now: u64,
 }
 
 /// The receiver side, as the runtime does it: join (a full state once all
@@ -109,8 +117,11 @@ fn receive(
             last,
             seq,
             part,
-        } => match rx.assembler.on_chunk(from, session, index, last, seq, part) {
-            Assembled::Ignored => None,
+        } => match rx
+            .assembler
+            .on_chunk(from, session, index, last, seq, part, rx.now)
+        {
+            Assembled::Ignored | Assembled::Held => None,
             Assembled::Pending => Some(SyncMessage::ChunkAck { session, index }),
             Assembled::Complete { state, seq } => {
                 replica.join(from, &state).unwrap();
@@ -352,6 +363,29 @@ fn full_state_in_flight_is_not_resent_before_retry() {
             }
         )]
     ));
+}
+
+#[test]
+fn an_unacknowledged_part_is_re_sent_after_one_retry_time_then_after_two() {
+    let mut a = Node::new("a", 10);
+    let b = rid("b", 1);
+    a.ae.peer_up(&b);
+    a.add("x", 1);
+    assert_eq!(a.poll(0).len(), 1);
+    // Retry times 1 s (the config): sent again at 1 s, then every 2 s —
+    // the receiver is most likely busy with another transfer (§16.1).
+    let schedule = [
+        (999, false),
+        (1_000, true),
+        (2_999, false),
+        (3_000, true),
+        (4_999, false),
+        (5_000, true),
+        (7_000, true),
+    ];
+    for (now, resent) in schedule {
+        assert_eq!(!a.poll(now).is_empty(), resent, "at {now} ms");
+    }
 }
 
 #[test]
@@ -641,6 +675,7 @@ impl Cluster {
                 // Messages to a dead incarnation are lost with it.
                 let Some(i) = self.index_of(&to) else { return };
                 let node = &mut self.nodes[i];
+                node.assembler.now = self.now;
                 if let Some(ack) = receive(&mut node.replica, &mut node.assembler, &from, &msg) {
                     self.net.push(Msg::Ack {
                         from: to,

@@ -23,7 +23,7 @@ pub use context::CausalContext;
 pub use dot::{Dot, NodeName, ReplicaId};
 pub use map::{BirdMap, BirdSpec, Changes, Entry, MapSize};
 pub use name::{MAX_NAME_BYTES, check_bird_name};
-pub use replica::{CounterExhausted, ForgedOwnDots, Replica};
+pub use replica::{Added, CounterExhausted, ForgedOwnDots, Replica};
 
 #[cfg(test)]
 mod tests;

@@ -39,6 +39,8 @@ pub type DotList = Vec<(Dot, Entry)>;
 struct Interner<T: Eq + Hash + Clone> {
     items: Vec<T>,
     index: HashMap<T, u32>,
+    /// The index interned last (see `intern_by`).
+    last: u32,
 }
 
 impl<T: Eq + Hash + Clone> Default for Interner<T> {
@@ -46,13 +48,33 @@ impl<T: Eq + Hash + Clone> Default for Interner<T> {
         Self {
             items: Vec::new(),
             index: HashMap::new(),
+            last: 0,
         }
     }
 }
 
 impl<T: Eq + Hash + Clone> Interner<T> {
     fn intern(&mut self, value: &T) -> u32 {
+        self.intern_by(value, T::clone)
+    }
+
+    /// Interns the value `value` stands for, made by `make` only if new:
+    /// a kind is looked up by its `&str`, with no `Arc` made per entry.
+    /// The last value interned is tried first: entries come in runs of one
+    /// replica and one kind (a batch of starts, a peer's delta), and an
+    /// equality test is cheaper than hashing the value.
+    fn intern_by<Q>(&mut self, value: &Q, make: impl FnOnce(&Q) -> T) -> u32
+    where
+        Q: Eq + Hash + ?Sized,
+        T: Borrow<Q>,
+    {
+        if let Some(last) = self.items.get(self.last as usize)
+            && last.borrow() == value
+        {
+            return self.last;
+        }
         if let Some(&i) = self.index.get(value) {
+            self.last = i;
             return i;
         }
         // More distinct values than fit in memory otherwise: every value
@@ -61,8 +83,10 @@ impl<T: Eq + Hash + Clone> Interner<T> {
             .ok()
             .filter(|&i| i < MANY)
             .expect("fewer than 2^32 - 2 interned values");
+        let value = make(value);
         self.items.push(value.clone());
-        self.index.insert(value.clone(), i);
+        self.index.insert(value, i);
+        self.last = i;
         i
     }
 
@@ -381,6 +405,15 @@ impl Store {
         })
     }
 
+    /// Every stored dot as its interned replica and counter (cheap to sort
+    /// and compare: two dots are equal exactly when these are).
+    pub fn dot_keys(&self) -> Vec<(u32, u64)> {
+        self.slots()
+            .iter()
+            .flat_map(|s| self.dots_in(&s.0).iter().map(|d| (d.replica, d.counter)))
+            .collect()
+    }
+
     /// The dots stored under `name`, read in place.
     pub fn dots_of<'a>(&'a self, name: &str) -> impl Iterator<Item = Dot> + 'a {
         self.slots()
@@ -406,6 +439,15 @@ impl Store {
             .filter_map(|s| self.winner(&s.0).map(|d| (&*s.0.name, self.kind(d.kind))))
     }
 
+    /// Every name with its visible kind and start arguments (the
+    /// winner's), read in place.
+    pub fn specs(&self) -> impl Iterator<Item = (&str, &str, &[u8])> + '_ {
+        self.slots().iter().filter_map(|s| {
+            self.winner(&s.0)
+                .map(|d| (&*s.0.name, self.kind(d.kind), d.args.as_slice()))
+        })
+    }
+
     /// The winning `(dot, entry)` of `name`: highest `(ts, dot)`.
     pub fn winner_of(&self, name: &str) -> Option<(Dot, Entry)> {
         let slot = self.slots().get(name)?;
@@ -421,13 +463,14 @@ impl Store {
     }
 
     fn intern(&mut self, dot: Dot, entry: Entry) -> Stored {
-        let kind: Arc<str> = entry.spec.kind.into();
         let tables = &mut self.inner_mut().tables;
         Stored {
             counter: dot.counter,
             ts: entry.ts,
             replica: tables.replicas.intern(&dot.replica),
-            kind: tables.kinds.intern(&kind),
+            kind: tables
+                .kinds
+                .intern_by(entry.spec.kind.as_str(), |k| Arc::from(k)),
             args: entry.spec.args.into(),
         }
     }

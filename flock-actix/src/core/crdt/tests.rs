@@ -658,3 +658,75 @@ fn removal_without_marker_is_still_found() {
     assert_eq!(changes.removed, vec!["x".to_owned()]);
     assert!(b.state().contains("y"));
 }
+
+/// `add_new` against what it replaces: for each name, `contains` then
+/// `add`, the deltas joined with `join_delta`.
+fn add_one_by_one(
+    r: &mut Replica,
+    birds: &[(&str, BirdSpec)],
+    now_ms: u64,
+) -> (BirdMap, Vec<Added>) {
+    let mut batch = BirdMap::default();
+    let outcomes = birds
+        .iter()
+        .map(|(name, spec)| {
+            if r.state().contains(name) {
+                return Added::Exists;
+            }
+            match r.add(name, spec.clone(), now_ms) {
+                Ok(delta) => {
+                    batch.join_delta(&delta);
+                    Added::New
+                }
+                Err(CounterExhausted) => Added::Exhausted,
+            }
+        })
+        .collect();
+    (batch, outcomes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Batches of starts, with names repeated within and across batches,
+    /// some removed between batches, and a peer's adds joined in between:
+    /// `add_new` leaves the same state and returns the same delta and
+    /// outcomes as adding one name at a time.
+    #[test]
+    fn adding_a_batch_is_adding_each_new_name_in_turn(
+        batches in prop::collection::vec(
+            (prop::collection::vec((0..6usize, 0..3u8), 0..12), 0..6usize, any::<bool>()),
+            1..6,
+        ),
+        exhaust_at in prop::option::of(0..30u64),
+    ) {
+        let me = rid("n1", 1);
+        let (mut bulk, mut single) = (Replica::new(me.clone()), Replica::new(me.clone()));
+        let mut peer = Replica::new(rid("n2", 1));
+        if let Some(left) = exhaust_at {
+            bulk.set_minted(u64::MAX - left);
+            single.set_minted(u64::MAX - left);
+        }
+        let names = ["a", "b", "c", "d", "e", "f"];
+        for (i, (birds, removed, peer_adds)) in batches.iter().enumerate() {
+            let now = 10 * i as u64;
+            let birds: Vec<(&str, BirdSpec)> =
+                birds.iter().map(|&(n, k)| (names[n], spec(k))).collect();
+            let (got, got_outcomes) = bulk.add_new(birds.iter().map(|(n, s)| (*n, s)), now);
+            let (want, want_outcomes) = add_one_by_one(&mut single, &birds, now);
+            prop_assert_eq!(got_outcomes, want_outcomes);
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(bulk.state(), single.state());
+            prop_assert_eq!(bulk.last_ts(), single.last_ts());
+            // What happens between batches: a stop, a peer's start.
+            bulk.remove(names[*removed]);
+            single.remove(names[*removed]);
+            if *peer_adds {
+                let delta = peer.add(names[(*removed + 1) % 6], spec(9), now).unwrap();
+                bulk.join(&rid("n2", 1), &delta).unwrap();
+                single.join(&rid("n2", 1), &delta).unwrap();
+            }
+            prop_assert_eq!(bulk.state(), single.state());
+        }
+    }
+}

@@ -104,19 +104,22 @@ impl Trust {
 
     /// Records what `sender` showed about itself in `msg`: its incarnation
     /// (every older one of its node is dead) and its own highest dot.
-    pub(crate) fn vouch(&mut self, sender: &ReplicaId, msg: &BirdMap) {
+    /// Returns whether claims about its dots are accepted further now.
+    pub(crate) fn vouch(&mut self, sender: &ReplicaId, msg: &BirdMap) -> bool {
         if self.me.as_ref() == Some(sender) {
-            return;
+            return false;
         }
         self.saw_incarnation(sender);
         if self.is_dead(sender) {
-            return;
+            return false;
         }
         let shown = msg.max_counter_of(sender);
         let mine = self.vouched.entry(sender.clone()).or_insert(0);
-        if shown > *mine {
+        let grew = shown > *mine;
+        if grew {
             *mine = shown;
         }
+        grew
     }
 
     /// `replica` is alive and talks to this node: from now on claims about

@@ -123,6 +123,41 @@ fn a_removal_that_overtakes_the_add_it_removes_applies_when_sent_again() {
 }
 
 #[test]
+fn what_a_sender_shows_of_its_own_dots_in_a_part_vouches_for_others_claims_before_its_transfer_completes()
+ {
+    // A client minted two birds; host b holds them; joiner c links to the
+    // client (so trusts claims about it only as far as it has shown them).
+    let mut client = Replica::new(rid("client", 1));
+    let mut b = Replica::new(rid("n2", 1));
+    let mut c = Replica::new(rid("n3", 1));
+    for (i, name) in ["x", "y"].into_iter().enumerate() {
+        let add = client.add(name, spec(1), i as u64 + 1).unwrap();
+        b.join(&client.id().clone(), &add).unwrap();
+    }
+    c.saw(client.id());
+    let host_state = b.state().clone();
+    assert!(c.join(b.id(), &host_state).unwrap().clipped_claims());
+    assert!(!c.state().contains("x"));
+    // The first part of the client's own transfer: its context alone.
+    let mut first_part = BirdMap::new();
+    first_part.ctx = client.state().context().clone();
+    assert!(c.vouch(client.id(), &first_part), "trust grew");
+    assert!(!c.vouch(client.id(), &first_part), "nothing new shown");
+    assert!(c.state().is_empty(), "a part alone is never joined");
+    // The host's parked state now applies in full.
+    let changes = checked_join(&mut c, &b.id().clone(), &host_state);
+    assert!(!changes.clipped_claims());
+    assert_eq!(changes.added, vec!["x".to_owned(), "y".to_owned()]);
+    // A liar's part vouches only for the liar.
+    assert!(!c.vouch(&liar(), &claim(client.id(), 1 << 40)));
+    assert!(
+        c.join(&liar(), &claim(client.id(), 1 << 40))
+            .unwrap()
+            .clipped_claims()
+    );
+}
+
+#[test]
 fn a_relayed_delta_of_a_restarted_node_applies_in_full() {
     let mut old = Replica::new(rid("n1", 1));
     let mut b = Replica::new(rid("n2", 1));

@@ -764,6 +764,40 @@ fn an_owned_list_read_before_a_later_change_starts_what_it_lists_and_stops_nothi
 }
 
 #[test]
+fn a_reconciliation_queues_only_what_would_change() {
+    let mut c = core();
+    running(&mut c, &["same", "respec", "stopping"]);
+    // "stopping" is told to stop (a new spec arrived): the list's spec
+    // for it is not what runs once it is gone, so it is queued again.
+    c.handle(
+        Input::SetChanged {
+            upserts: vec![(name("stopping"), spec(7))],
+            removed: vec![],
+        },
+        1,
+    );
+    c.handle(Input::StartSlice, 1);
+    assert_eq!(c.queued(), 0);
+    let table: [(&str, u8, bool); 4] = [
+        // (name, spec in the list, queued by the reconciliation)
+        ("same", 0, false),
+        ("respec", 1, true),
+        ("stopping", 0, true),
+        ("new", 0, true),
+    ];
+    let owned = table.iter().map(|(n, s, _)| (name(n), spec(*s))).collect();
+    let effects = c.handle(Input::Owned(owned), 2);
+    let want = table.iter().filter(|(_, _, q)| *q).count();
+    assert_eq!(c.queued(), want, "{effects:?}");
+    // Only "same" is left alone: nothing at all queued for it.
+    let mut quiet = core();
+    running(&mut quiet, &["same"]);
+    let effects = quiet.handle(Input::Owned(vec![(name("same"), spec(0))]), 2);
+    assert!(effects.is_empty(), "{effects:?}");
+    assert_eq!(quiet.queued(), 0);
+}
+
+#[test]
 fn a_message_for_an_unknown_name_waits_for_the_owned_list_being_read() {
     let mut c = core();
     c.handle(Input::ReadingOwned, 0);

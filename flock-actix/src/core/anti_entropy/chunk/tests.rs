@@ -78,13 +78,13 @@ fn assemble(from: &ReplicaId, seq: u64, parts: &[(u32, BirdMap, bool)]) -> BirdM
     let mut assembler = Assembler::new();
     let mut complete = None;
     for (index, part, last) in parts.iter().chain(parts) {
-        match assembler.on_chunk(from, 1, *index, *last, seq, part.clone()) {
+        match assembler.on_chunk(from, 1, *index, *last, seq, part.clone(), 0) {
             Assembled::Complete { seq: s, state } => {
                 assert_eq!(s, seq);
                 assert!(complete.replace(state).is_none(), "completed twice");
             }
             Assembled::Pending => {}
-            Assembled::Ignored => panic!("part {index} ignored"),
+            Assembled::Ignored | Assembled::Held => panic!("part {index} not taken"),
         }
     }
     assert_eq!(assembler.pending(), 0);
@@ -197,41 +197,174 @@ fn a_newer_transfer_replaces_an_unfinished_older_one_and_stale_parts_are_ignored
     let mut assembler = Assembler::new();
     let part = BirdMap::default();
     assert_eq!(
-        assembler.on_chunk(&from, 1, 0, false, 4, part.clone()),
+        assembler.on_chunk(&from, 1, 0, false, 4, part.clone(), 0),
         Assembled::Pending
     );
     assert_eq!(assembler.pending(), 1);
     // Transfer 2 starts over; transfer 1's parts are stale now.
     assert_eq!(
-        assembler.on_chunk(&from, 2, 1, true, 9, part.clone()),
+        assembler.on_chunk(&from, 2, 1, true, 9, part.clone(), 0),
         Assembled::Pending
     );
     assert_eq!(
-        assembler.on_chunk(&from, 1, 1, true, 4, part.clone()),
+        assembler.on_chunk(&from, 1, 1, true, 4, part.clone(), 0),
         Assembled::Ignored
     );
     assert_eq!(
-        assembler.on_chunk(&rid("a", 2), 5, 0, true, 4, part.clone()),
+        assembler.on_chunk(&rid("a", 2), 5, 0, true, 4, part.clone(), 0),
         Assembled::Ignored,
         "an older incarnation"
     );
     assert_eq!(
-        assembler.on_chunk(&from, 2, 2, false, 9, part.clone()),
+        assembler.on_chunk(&from, 2, 2, false, 9, part.clone(), 0),
         Assembled::Ignored,
         "past the part flagged last"
     );
     assert_eq!(
-        assembler.on_chunk(&from, 2, MAX_CHUNKS, false, 9, part.clone()),
+        assembler.on_chunk(&from, 2, MAX_CHUNKS, false, 9, part.clone(), 0),
         Assembled::Ignored
     );
     assert!(matches!(
-        assembler.on_chunk(&from, 2, 0, false, 9, part.clone()),
+        assembler.on_chunk(&from, 2, 0, false, 9, part.clone(), 0),
         Assembled::Complete { seq: 9, .. }
     ));
     assert_eq!(
-        assembler.on_chunk(&from, 2, 0, false, 9, part),
+        assembler.on_chunk(&from, 2, 0, false, 9, part, 0),
         Assembled::Pending,
         "a duplicate after completion is only acknowledged"
     );
     assert_eq!(assembler.pending(), 0);
+}
+
+/// One step of a focus scenario: at `now`, part `index` (flagged `last`)
+/// of session 1 from node `from` arrives; what the assembler makes of it.
+struct Step {
+    now: u64,
+    from: &'static str,
+    index: u32,
+    last: bool,
+    expect: &'static str,
+}
+
+fn outcome(a: &Assembled) -> &'static str {
+    match a {
+        Assembled::Ignored => "ignored",
+        Assembled::Pending => "pending",
+        Assembled::Held => "held",
+        Assembled::Complete { .. } => "complete",
+    }
+}
+
+fn run_focus_scenario(stale_ms: u64, steps: &[Step]) {
+    let mut assembler = Assembler::with_focus(stale_ms);
+    for (i, s) in steps.iter().enumerate() {
+        let got = assembler.on_chunk(
+            &rid(s.from, 1),
+            1,
+            s.index,
+            s.last,
+            0,
+            BirdMap::default(),
+            s.now,
+        );
+        assert_eq!(
+            outcome(&got),
+            s.expect,
+            "step {i}: part {} of {}",
+            s.index,
+            s.from
+        );
+    }
+}
+
+const fn step(now: u64, from: &'static str, index: u32, last: bool, expect: &'static str) -> Step {
+    Step {
+        now,
+        from,
+        index,
+        last,
+        expect,
+    }
+}
+
+#[test]
+fn multi_part_transfers_are_taken_one_at_a_time() {
+    run_focus_scenario(
+        2_000,
+        &[
+            // a's transfer takes the focus; b's parts wait (not buffered,
+            // not acknowledged: b sends them again after its retry time).
+            step(0, "a", 0, false, "pending"),
+            step(1, "b", 0, false, "held"),
+            step(2, "b", 1, false, "held"),
+            step(3, "a", 1, false, "pending"),
+            // A duplicate of a part a already gave is acknowledged again.
+            step(4, "a", 0, false, "pending"),
+            step(5, "a", 2, true, "complete"),
+            // a is done: b's retransmission takes the focus now.
+            step(2_001, "b", 0, false, "pending"),
+            step(2_002, "c", 0, false, "held"),
+            step(2_003, "b", 1, true, "complete"),
+            // A duplicate of a's done transfer is acknowledged, whoever
+            // has the focus.
+            step(2_004, "c", 0, false, "pending"),
+            step(2_005, "a", 1, false, "pending"),
+        ],
+    );
+}
+
+#[test]
+fn a_transfer_of_one_part_is_never_held() {
+    run_focus_scenario(
+        2_000,
+        &[
+            step(0, "a", 0, false, "pending"),
+            // A small registry's whole state in one part: joined at once.
+            step(1, "b", 0, true, "complete"),
+            step(2, "a", 1, true, "complete"),
+        ],
+    );
+}
+
+#[test]
+fn a_stalled_transfer_loses_the_focus_after_the_stale_time_and_keeps_its_parts() {
+    run_focus_scenario(
+        2_000,
+        &[
+            step(0, "a", 0, false, "pending"),
+            step(1_999, "b", 0, false, "held"),
+            // a went 2 s without a part: b may go on.
+            step(2_000, "b", 0, false, "pending"),
+            step(2_001, "a", 1, false, "held"),
+            step(2_002, "b", 1, true, "complete"),
+            // a's part 0 was kept: its transfer completes with part 1.
+            step(4_000, "a", 1, true, "complete"),
+        ],
+    );
+}
+
+#[test]
+fn without_a_focus_every_transfer_is_taken_at_once() {
+    let mut assembler = Assembler::new();
+    let part = BirdMap::default();
+    for from in ["a", "b", "c"] {
+        assert_eq!(
+            assembler.on_chunk(&rid(from, 1), 1, 0, false, 0, part.clone(), 0),
+            Assembled::Pending
+        );
+    }
+    assert_eq!(assembler.pending(), 3);
+}
+
+#[test]
+fn a_departed_senders_focus_is_released_at_once() {
+    let mut assembler = Assembler::with_focus(2_000);
+    let part = BirdMap::default();
+    let on = |a: &mut Assembler, from: &str, now| {
+        a.on_chunk(&rid(from, 1), 1, 0, false, 0, part.clone(), now)
+    };
+    assert_eq!(on(&mut assembler, "a", 0), Assembled::Pending);
+    assert_eq!(on(&mut assembler, "b", 1), Assembled::Held);
+    assembler.forget("a");
+    assert_eq!(on(&mut assembler, "b", 2), Assembled::Pending);
 }
