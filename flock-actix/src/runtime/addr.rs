@@ -97,6 +97,8 @@ impl<A: Actor> Route<A> {
 /// view is the same and the link's `Peer` runs.
 struct LinkRoute {
     epoch: u64,
+    /// The owner (another node) in that view.
+    owner: NodeName,
     link: PeerLink,
 }
 
@@ -392,7 +394,8 @@ impl<T: BirdKind> FlockAddr<T> {
         {
             return tracing::warn!("cast dropped: {e}");
         }
-        if let Some(route) = self.local_route(self.node.view.load().epoch) {
+        let epoch = self.node.view.load().epoch;
+        if let Some(route) = self.local_route(epoch) {
             telemetry::cast_sent(telemetry::Path::Local);
             return route.addr.do_send(msg);
         }
@@ -404,6 +407,11 @@ impl<T: BirdKind> FlockAddr<T> {
         // A constant of the kind: no user code runs on the cast path.
         if T::ACTIVATES && !self.routes.activated.load(Ordering::Acquire) {
             return self.activating_cast(tag, payload);
+        }
+        // The common remote case: the link learned in this view.
+        if let Some(route) = self.cached_link(epoch) {
+            telemetry::cast_sent(telemetry::Path::Remote);
+            return route.link.cast(self.out_cast(tag, payload), &self.node);
         }
         let owned_here = self.owned_here();
         telemetry::cast_sent(telemetry::Path::of(matches!(owned_here, Ok(true))));
@@ -419,23 +427,24 @@ impl<T: BirdKind> FlockAddr<T> {
                 }
             }
             Ok(false) => match self.owner_link() {
-                Some(route) => route.link.cast(
-                    OutCast {
-                        shard: self.shard,
-                        bird: self.name.clone(),
-                        kind: T::KIND,
-                        tag,
-                        payload,
-                        ticket: None,
-                    },
-                    &self.node,
-                ),
+                Some(route) => route.link.cast(self.out_cast(tag, payload), &self.node),
                 None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
                     self.name
                 ),
             },
             Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.name),
+        }
+    }
+
+    fn out_cast(&self, tag: &'static str, payload: Vec<u8>) -> OutCast {
+        OutCast {
+            shard: self.shard,
+            bird: self.name.clone(),
+            kind: T::KIND,
+            tag,
+            payload,
+            ticket: None,
         }
     }
 
@@ -474,13 +483,21 @@ impl<T: BirdKind> FlockAddr<T> {
         Ok(true)
     }
 
+    /// The cached link to the owner, if still valid in the view of
+    /// `epoch`: the owner is then another node, and neither the placement
+    /// nor the link table need asking (one load per cast or call).
+    fn cached_link(&self, epoch: u64) -> Option<Arc<LinkRoute>> {
+        self.routes
+            .link
+            .load_full()
+            .filter(|route| route.valid_at(epoch))
+    }
+
     /// The link to the owner (another node), cached per view epoch.
     fn owner_link(&self) -> Option<Arc<LinkRoute>> {
         let view = self.node.view.load();
-        if let Some(route) = &*self.routes.link.load()
-            && route.valid_at(view.epoch)
-        {
-            return Some(route.clone());
+        if let Some(route) = self.cached_link(view.epoch) {
+            return Some(route);
         }
         let owner = view
             .placement
@@ -489,6 +506,7 @@ impl<T: BirdKind> FlockAddr<T> {
             .ok()?;
         let route = Arc::new(LinkRoute {
             epoch: view.epoch,
+            owner: owner.clone(),
             link: self.node.peer_link(owner)?,
         });
         // Racing callers store equal routes; the last one stays.
@@ -612,9 +630,18 @@ impl<T: BirdKind> FlockAddr<T> {
             return Outcome::Fail(Error::Stopped);
         };
         let redirected = to.is_some();
-        let owner = match to.map_or_else(|| self.owner_name(), |to| Ok(to.into())) {
-            Ok(o) => o,
-            Err(e) => return Outcome::Fail(e),
+        // The link learned in this view names the owner: no placement
+        // lookup on the common remote path.
+        let cached = match to {
+            None => self.cached_link(self.node.view.load().epoch),
+            Some(_) => None,
+        };
+        let owner = match (&cached, to) {
+            (Some(route), _) => route.owner.clone(),
+            (None, to) => match to.map_or_else(|| self.owner_name(), |to| Ok(to.into())) {
+                Ok(o) => o,
+                Err(e) => return Outcome::Fail(e),
+            },
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let (tx, rx) = oneshot::channel();
@@ -645,7 +672,8 @@ impl<T: BirdKind> FlockAddr<T> {
                     .peer_link(&owner)
                     .map(|link| link.call(call, &self.node))
             } else {
-                self.owner_link()
+                cached
+                    .or_else(|| self.owner_link())
                     .map(|route| route.link.call(call, &self.node))
             };
             if sent.is_none() {

@@ -165,4 +165,15 @@ impl Directory {
         let running = self.any_instance(name)?;
         (running.bird.kind() == kind && running.bird.connected()).then_some(running)
     }
+
+    /// As [`Directory::get`], with the bird's name as the directory holds
+    /// it (shared, not copied: a link names the bird in an error reply).
+    pub(crate) fn get_named(&self, name: &str, kind: &str) -> Option<(Arc<str>, Running)> {
+        let (name, running) = {
+            let birds = self.read();
+            let (name, running) = birds.get_key_value(name)?;
+            (name.clone(), running.clone())
+        };
+        (running.bird.kind() == kind && running.bird.connected()).then_some((name, running))
+    }
 }

@@ -193,9 +193,7 @@ impl LocalBird {
         payload: &[u8],
         within: Duration,
     ) -> crate::__private::CallFuture {
-        let due = std::time::Instant::now() + within;
-        let call = (self.0.vtable.call)(&self.0.addr, tag, payload, due)?;
-        let cell = self.0.clone();
+        let (call, cell) = self.start_call(tag, payload, within)?;
         let bird = name.to_owned();
         Ok(Box::pin(async move {
             match tokio::time::timeout(within, call).await {
@@ -207,6 +205,43 @@ impl LocalBird {
                     Err(RemoteError::BirdPanicked { bird })
                 }
                 Ok(result) => result,
+            }
+        }))
+    }
+
+    /// Hands the call to the bird (which skips it past `within`); its
+    /// reply, and the bird's cell for the stop flag.
+    fn start_call(
+        &self,
+        tag: &str,
+        payload: &[u8],
+        within: Duration,
+    ) -> Result<(crate::bird::BoxedCall, Arc<Cell<dyn Any + Send + Sync>>), RemoteError> {
+        let due = std::time::Instant::now() + within;
+        let call = (self.0.vtable.call)(&self.0.addr, tag, payload, due)?;
+        Ok((call, self.0.clone()))
+    }
+
+    /// Calls the bird as [`LocalBird::call`] does, without a timer and
+    /// without its name: the link that polls the reply ends it at its
+    /// deadline with its own deadline queue (one timer per link, not one
+    /// per call; `runtime::peer::replies`), and names the bird in its
+    /// errors.
+    pub(crate) fn call_untimed(
+        &self,
+        tag: &str,
+        payload: &[u8],
+        within: Duration,
+    ) -> crate::__private::CallFuture {
+        let (call, cell) = self.start_call(tag, payload, within)?;
+        Ok(Box::pin(async move {
+            match call.await {
+                Err(RemoteError::BirdPanicked { .. }) if cell.stop_ordered() => {
+                    Err(RemoteError::NotRunning {
+                        bird: String::new(),
+                    })
+                }
+                result => result,
             }
         }))
     }

@@ -14,6 +14,7 @@ mod direct;
 mod dispatch;
 mod io;
 mod outgoing;
+mod replies;
 
 use super::directory::Directory;
 use super::messages::{
@@ -30,11 +31,11 @@ use crate::core::membership::NodeInfo;
 use crate::error::Error;
 use crate::net::BoxStream;
 use crate::wire::message::{Message, Nonce, RejectReason, RemoteError};
+use crate::wire::user::UserIn;
 pub(crate) use accept::accept;
 use actix::io::{FramedWrite, WriteHandler};
 use actix::prelude::*;
 pub(crate) use direct::{Direct, PeerLink};
-use dispatch::Dispatched;
 pub(crate) use io::encode_frame;
 use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
 use outgoing::Data;
@@ -102,6 +103,8 @@ pub(crate) struct Peer {
     calls: HashMap<u64, ReplyTx>,
     next_call: u64,
     last_heard_report: u64,
+    /// The peer's calls handed to birds and not answered yet.
+    replies: replies::Replies,
     /// Set when the peer refused our protocol version but speaks an older
     /// one we speak too: the Ring dials again offering it.
     redial_at: Option<u32>,
@@ -187,6 +190,7 @@ impl Peer {
                 calls: HashMap::new(),
                 next_call: 1,
                 last_heard_report: 0,
+                replies: Default::default(),
                 redial_at: None,
 
                 hello_nonce,
@@ -428,12 +432,6 @@ impl Peer {
             }
             return;
         }
-        let msg = match dispatch::user_message(&self.directory, actors, msg, || {
-            ctx.address().recipient()
-        }) {
-            Ok(done) => return self.answer(done, ctx),
-            Err(msg) => msg,
-        };
         match msg {
             Message::Heartbeat { seq } => self.write(Message::HeartbeatAck { seq }),
             Message::HeartbeatAck { .. } => {}
@@ -468,11 +466,8 @@ impl Peer {
                 from: info.id.clone(),
                 seq,
             }),
-            Message::Reply { id, result } => {
-                if let Some(tx) = self.calls.remove(&id) {
-                    let _ = tx.send(result);
-                }
-            }
+            // A user frame in a form the fast reader leaves to the general
+            // decoder arrives as a user frame too (`wire::user::decode`).
             // An authenticated peer refusing us after all: it already knows
             // a newer process by our name (see the Ring). Never silent.
             Message::Reject { reason } => {
@@ -500,15 +495,43 @@ impl Peer {
 }
 
 impl Peer {
-    /// Answers a call handed to its bird, on this link.
-    fn answer(&mut self, done: Dispatched, ctx: &mut Context<Self>) {
-        match done {
-            Dispatched::Reply(reply) => self.write(reply),
-            Dispatched::Pending(reply) => {
-                ctx.spawn(reply.into_actor(self).map(|reply, act, _| act.write(reply)));
-            }
-            Dispatched::Done => {}
+    /// A call, cast or reply from the peer (`wire::user`, read without
+    /// copies): a call or cast to its bird, a reply to its caller.
+    fn route_user(&mut self, msg: UserIn, ctx: &mut Context<Self>) {
+        if self.closing.get() {
+            return;
         }
+        self.heard();
+        if let Some((id, result)) = replies::hand_over(self, msg, ctx)
+            && let Some(tx) = self.calls.remove(&id)
+        {
+            let _ = tx.send(result.map(|reply| reply.to_vec()));
+        }
+    }
+}
+
+impl replies::Dispatches for Peer {
+    fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    fn node(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl replies::Answers for Peer {
+    fn replies(&mut self) -> &mut replies::Replies {
+        &mut self.replies
+    }
+
+    fn answer(&mut self, reply: dispatch::Reply) {
+        let (id, result) = replies::sized(reply, self.node.config.max_frame, &self.peer_name());
+        self.writer.write(Outbound::Reply(id, result));
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.node.now_ms()
     }
 }
 
@@ -581,6 +604,8 @@ impl StreamHandler<Result<Inbound, Error>> for Peer {
             Ok(_) if self.closing.get() => {}
             Ok(Inbound::Frame(msg)) if matches!(self.auth, Auth::Up(_)) => self.route(msg, ctx),
             Ok(Inbound::Frame(msg)) => self.handshake(msg, ctx),
+            Ok(Inbound::User(msg)) if matches!(self.auth, Auth::Up(_)) => self.route_user(msg, ctx),
+            Ok(Inbound::User(msg)) => self.handshake(msg.into_message(), ctx),
             Ok(Inbound::Sync(frame)) if matches!(self.auth, Auth::Up(_)) => {
                 self.route_sync(frame, ctx)
             }
@@ -635,7 +660,10 @@ impl Handler<Frame> for Peer {
 
     fn handle(&mut self, Frame(msg): Frame, _: &mut Context<Self>) {
         if matches!(self.auth, Auth::Up(_)) && !self.closing.get() {
-            self.write(msg);
+            match msg {
+                Message::Reply { id, result } => replies::Answers::answer(self, (id, result)),
+                other => self.write(other),
+            }
         }
     }
 }

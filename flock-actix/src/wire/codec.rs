@@ -162,19 +162,24 @@ impl Decoder for FrameCodec {
     }
 }
 
-impl Encoder<&Message> for FrameCodec {
-    type Error = Error;
-
-    /// Encodes the message straight into `dst` behind a placeholder header,
-    /// then patches the length in (no intermediate buffer). A message larger
-    /// than the cap gives [`crate::error::LinkError::FrameTooLarge`] and leaves `dst` unchanged.
-    fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<()> {
+impl FrameCodec {
+    /// Appends one frame whose body `write` appends (for the user frames
+    /// written from borrowed parts, `wire::user`): the same header, cap
+    /// and errors as [`Encoder::encode`], and `dst` unchanged on error.
+    pub(crate) fn encode_with(
+        &self,
+        dst: &mut BytesMut,
+        write: impl FnOnce(&mut BytesMut),
+    ) -> Result<()> {
         let start = dst.len();
         dst.put_u32(0);
-        if let Err(e) = msg.encode_into(dst) {
-            dst.truncate(start);
-            return Err(e);
-        }
+        write(dst);
+        self.patch_len(dst, start)
+    }
+
+    /// Writes the length of the frame that starts at `start` into its
+    /// header, or takes the frame out if it is above the cap.
+    fn patch_len(&self, dst: &mut BytesMut, start: usize) -> Result<()> {
         let size = dst.len() - start - HEADER_LEN;
         let max = self.max_frame();
         if size > max {
@@ -188,6 +193,23 @@ impl Encoder<&Message> for FrameCodec {
         let len = (size as u32).to_be_bytes();
         dst[start..start + HEADER_LEN].copy_from_slice(&len);
         Ok(())
+    }
+}
+
+impl Encoder<&Message> for FrameCodec {
+    type Error = Error;
+
+    /// Encodes the message straight into `dst` behind a placeholder header,
+    /// then patches the length in (no intermediate buffer). A message larger
+    /// than the cap gives [`crate::error::LinkError::FrameTooLarge`] and leaves `dst` unchanged.
+    fn encode(&mut self, msg: &Message, dst: &mut BytesMut) -> Result<()> {
+        let start = dst.len();
+        dst.put_u32(0);
+        if let Err(e) = msg.encode_into(dst) {
+            dst.truncate(start);
+            return Err(e);
+        }
+        self.patch_len(dst, start)
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod message;
 pub(crate) mod payload;
+pub(crate) mod user;
 
 pub use codec::FrameCodec;
 pub use message::{MemberInfo, MemberStatus, Message, RejectReason, RemoteError};

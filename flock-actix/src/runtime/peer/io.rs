@@ -6,7 +6,8 @@ use super::super::telemetry;
 use crate::error::Error;
 use crate::net::BoxStream;
 use crate::wire::codec::FrameCodec;
-use crate::wire::message::Message;
+use crate::wire::message::{Message, RemoteError};
+use crate::wire::user::{self, UserIn};
 use bytes::{Bytes, BytesMut};
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -39,6 +40,8 @@ fn shrink(buf: &mut BytesMut) {
 pub(crate) enum Inbound {
     /// A well-formed frame.
     Frame(Message),
+    /// A call, cast or reply, read without copies (`wire::user`).
+    User(UserIn),
     /// A registry transfer frame (see [`Message::is_bulk_sync`]), not
     /// decoded yet: the replica decodes it on its own arbiter, so a
     /// megabyte of sync never holds up the heartbeats read on this one.
@@ -122,7 +125,11 @@ impl Decoder for ReadCodec {
                 Ok(Some(body)) if Message::is_bulk_sync(&body) => {
                     Some(Inbound::Sync(body.freeze()))
                 }
-                Ok(Some(body)) => self.result(Message::decode(&body).map(Some), src),
+                Ok(Some(body)) => match user::decode(body.freeze()) {
+                    Ok(Ok(user)) => Some(Inbound::User(user)),
+                    Ok(Err(msg)) => Some(Inbound::Frame(msg)),
+                    Err(e) => self.result(Err(e), src),
+                },
                 Ok(None) => None,
                 Err(e) => self.result(Err(e), src),
             }
@@ -153,13 +160,14 @@ pub(crate) fn oversize(msg: &Message, max_frame: usize) -> Option<String> {
         Message::Reply { result: Ok(b), .. } => b.len(),
         _ => 0,
     };
+    oversize_payload(msg.name(), payload_len, max_frame)
+}
+
+/// Why a call, cast or reply (`what`) of `payload_len` bytes must not be
+/// sent, as [`oversize`] says it.
+pub(crate) fn oversize_payload(what: &str, payload_len: usize, max_frame: usize) -> Option<String> {
     let max = max_frame.saturating_sub(ENVELOPE_SLACK);
-    (payload_len > max).then(|| {
-        format!(
-            "a {} of {payload_len} bytes exceeds max_frame {max}",
-            msg.name()
-        )
-    })
+    (payload_len > max).then(|| format!("a {what} of {payload_len} bytes exceeds max_frame {max}"))
 }
 
 /// What a link writes: a message it encodes, or a frame encoded elsewhere
@@ -168,6 +176,12 @@ pub(crate) enum Outbound {
     Msg(Message),
     /// A whole frame, length header included (see [`encode_frame`]).
     Raw(Bytes),
+    /// A call, written from its parts (no envelope strings, `wire::user`).
+    Call(super::outgoing::CallFrame),
+    /// A cast, written from its parts.
+    Cast(super::outgoing::CastFrame),
+    /// The answer to call `id`.
+    Reply(u64, Result<Vec<u8>, RemoteError>),
 }
 
 /// Encodes `msg` as one frame of at most `max_frame` bytes (header
@@ -312,13 +326,35 @@ impl WriteCodec {
                 ),
             });
         }
-        let msg = match out {
-            Outbound::Msg(msg) => msg,
+        let written = match &out {
+            Outbound::Msg(_) => None,
             Outbound::Raw(frame) => {
                 // Sized by the replica against the same cap.
-                dst.extend_from_slice(&frame);
+                dst.extend_from_slice(frame);
                 return Ok(());
             }
+            Outbound::Call(call) => Some(("Call", self.inner.encode_with(dst, |b| call.write(b)))),
+            Outbound::Cast(cast) => Some(("Cast", self.inner.encode_with(dst, |b| cast.write(b)))),
+            Outbound::Reply(id, Ok(reply)) => Some((
+                "Reply",
+                self.inner
+                    .encode_with(dst, |b| user::write_reply_ok(*id, reply, b)),
+            )),
+            Outbound::Reply(..) => None,
+        };
+        if let Some((what, result)) = written {
+            return match result {
+                Err(e @ Error::Link(crate::error::LinkError::FrameTooLarge { .. })) => {
+                    self.oversized(what, &e);
+                    Ok(())
+                }
+                other => other,
+            };
+        }
+        let msg = match out {
+            Outbound::Msg(msg) => msg,
+            Outbound::Reply(id, result) => Message::Reply { id, result },
+            _ => return Ok(()),
         };
         let before = dst.len();
         match self.inner.encode(&msg, dst) {

@@ -6,12 +6,13 @@ use super::super::directory::DataSession;
 use super::super::telemetry;
 use super::data::{DataDown, DataIdle, DataOut, DataUp};
 use super::direct::{self, Direct, Lane, Ticket};
+use super::io::{Outbound, oversize_payload};
 use super::{Auth, Close, Peer, ReplyTx, accept};
 use crate::core::data_links::auth::Session;
 use crate::core::data_links::direct::LaneQueue;
 use crate::core::data_links::flow::Throttle;
 use crate::core::data_links::{DataLanes, Effect, LanesConfig};
-use crate::wire::message::{Message, RemoteError};
+use crate::wire::{self, message::RemoteError};
 use actix::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -177,8 +178,15 @@ impl Peer {
             let why = RemoteError::Internal("link not up".into());
             return item.fail(why, &mut self.data.drops, now);
         }
+        let max_frame = self.node.config.max_frame;
         match item {
-            Outgoing::Cast(cast) => self.write(cast.into_message()),
+            Outgoing::Cast(cast) => {
+                let frame = cast.into_frame();
+                match frame.oversize(max_frame) {
+                    Some(what) => tracing::warn!("not sending to {}: {what}", self.peer_name()),
+                    None => self.writer.write(Outbound::Cast(frame)),
+                }
+            }
             Outgoing::Call(call) => {
                 let id = self.next_call;
                 self.next_call += 1;
@@ -188,9 +196,14 @@ impl Peer {
                 if self.calls.len() >= 1024 && id.is_multiple_of(1024) {
                     self.calls.retain(|_, tx| !tx.is_closed());
                 }
-                let (msg, reply) = call.into_parts(id);
+                let (frame, reply) = call.into_frame(id);
+                if let Some(what) = frame.oversize(max_frame) {
+                    tracing::warn!("not sending to {}: {what}", self.peer_name());
+                    let _ = reply.send(Err(RemoteError::Encode(what)));
+                    return;
+                }
                 self.calls.insert(id, reply);
-                self.write(msg);
+                self.writer.write(Outbound::Call(frame));
             }
         }
     }
@@ -219,17 +232,17 @@ pub(crate) struct OutCall {
 
 impl OutCall {
     /// The `Call` frame with request id `id`, and where its reply goes.
-    pub(super) fn into_parts(self, id: u64) -> (Message, ReplyTx) {
-        let msg = Message::Call {
+    pub(super) fn into_frame(self, id: u64) -> (CallFrame, ReplyTx) {
+        let frame = CallFrame {
             id,
-            bird: self.bird.to_string(),
-            kind: self.kind.into_owned(),
-            msg: self.tag.into_owned(),
+            bird: self.bird,
+            kind: self.kind,
+            tag: self.tag,
             payload: self.payload,
             timeout_ms: self.timeout_ms,
             forwarded: self.forwarded,
         };
-        (msg, self.reply)
+        (frame, self.reply)
     }
 
     /// The bytes it takes, for the bounds on what waits.
@@ -256,13 +269,70 @@ pub(crate) struct OutCast {
 
 impl OutCast {
     /// The `Cast` frame.
-    pub(super) fn into_message(self) -> Message {
-        Message::Cast {
-            bird: self.bird.to_string(),
-            kind: self.kind.to_owned(),
-            msg: self.tag.to_owned(),
+    pub(super) fn into_frame(self) -> CastFrame {
+        CastFrame {
+            bird: self.bird,
+            kind: self.kind,
+            tag: self.tag,
             payload: self.payload,
         }
+    }
+}
+
+/// A `Call` frame in parts, written by the link's encoder straight into its
+/// buffer (`wire::user`): no envelope `String`s (issue #12, §37).
+pub(crate) struct CallFrame {
+    id: u64,
+    bird: Arc<str>,
+    kind: Cow<'static, str>,
+    tag: Cow<'static, str>,
+    payload: Vec<u8>,
+    timeout_ms: u32,
+    forwarded: bool,
+}
+
+impl CallFrame {
+    pub(super) fn write(&self, dst: &mut bytes::BytesMut) {
+        wire::user::write_call(
+            &wire::user::CallOut {
+                id: self.id,
+                bird: &self.bird,
+                kind: &self.kind,
+                msg: &self.tag,
+                payload: &self.payload,
+                timeout_ms: self.timeout_ms,
+                forwarded: self.forwarded,
+            },
+            dst,
+        );
+    }
+
+    /// Why it must not be sent, if it is too large for the peer.
+    pub(super) fn oversize(&self, max_frame: usize) -> Option<String> {
+        oversize_payload("Call", self.payload.len(), max_frame)
+    }
+}
+
+/// A `Cast` frame in parts (see [`CallFrame`]).
+pub(crate) struct CastFrame {
+    bird: Arc<str>,
+    kind: &'static str,
+    tag: &'static str,
+    payload: Vec<u8>,
+}
+
+impl CastFrame {
+    pub(super) fn write(&self, dst: &mut bytes::BytesMut) {
+        wire::user::write_cast(&self.bird, self.kind, self.tag, &self.payload, dst);
+    }
+
+    /// Why it must not be sent, if it is too large for the peer.
+    pub(super) fn oversize(&self, max_frame: usize) -> Option<String> {
+        oversize_payload("Cast", self.payload.len(), max_frame)
+    }
+
+    pub(super) fn bird(&self) -> &str {
+        &self.bird
     }
 }
 
