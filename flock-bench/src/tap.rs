@@ -65,6 +65,9 @@ pub fn init_logger() {
     let inner = env_logger::Builder::new()
         .filter_level(log::LevelFilter::Error)
         .parse_env("RUST_LOG")
+        // Milliseconds: the scale benches' timelines (a transfer joined,
+        // a bird count answered) are read from these lines.
+        .format_timestamp_millis()
         .build();
     let max = inner.filter().max(log::LevelFilter::Info);
     if log::set_logger(Box::leak(Box::new(Tap { inner }))).is_ok() {

@@ -763,6 +763,10 @@ impl CrdtReplica {
                         if let Ok(changes) = &joined
                             && changes.clipped_claims()
                         {
+                            tracing::debug!(
+                                "claims of {}'s full state cut off (not shown by their origin yet); parked",
+                                from.node
+                            );
                             self.park(&from, &state);
                         }
                         (ack, seq, joined, None)
