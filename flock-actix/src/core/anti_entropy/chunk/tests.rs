@@ -305,9 +305,10 @@ fn multi_part_transfers_are_taken_one_at_a_time() {
             step(2_001, "b", 0, false, "pending"),
             step(2_002, "c", 0, false, "held"),
             step(2_003, "b", 1, true, "complete"),
+            // b is done: c's retransmission takes the focus.
+            step(2_004, "c", 0, false, "pending"),
             // A duplicate of a's done transfer is acknowledged, whoever
             // has the focus.
-            step(2_004, "c", 0, false, "pending"),
             step(2_005, "a", 1, false, "pending"),
         ],
     );
