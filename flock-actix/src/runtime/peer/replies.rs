@@ -20,12 +20,39 @@ use crate::wire::user::UserIn;
 use actix::prelude::*;
 use std::time::Duration;
 
+/// Most calls one link holds handed to birds and not answered yet. An
+/// honest peer stays far below it (its callers wait for their answers, and
+/// data links' flow control bounds what is in flight); a peer that floods
+/// calls with long deadlines to a bird that does not answer would
+/// otherwise pile up one reply future per call for as long as the
+/// deadlines last. Calls past it are answered at once with an error, and
+/// not handed to the bird.
+pub(crate) const MAX_PENDING_CALLS: usize = 65_536;
+
 /// A link's unanswered calls, by deadline.
-#[derive(Default)]
 pub(crate) struct Replies {
     /// Each call's id, and its reply future (set once spawned).
     due: TimerQueue<(u64, Option<SpawnHandle>)>,
     timer: Option<SpawnHandle>,
+    /// At most this many in `due` ([`MAX_PENDING_CALLS`]; lower in tests).
+    cap: usize,
+}
+
+impl Default for Replies {
+    fn default() -> Self {
+        Self {
+            due: TimerQueue::default(),
+            timer: None,
+            cap: MAX_PENDING_CALLS,
+        }
+    }
+}
+
+impl Replies {
+    /// Whether a call handed over now would go past the bound.
+    fn full(&self) -> bool {
+        self.due.len() >= self.cap
+    }
 }
 
 /// A link that answers calls: the control `Peer` and `DataIn`.
@@ -50,6 +77,11 @@ pub(crate) fn hand_over<A: Dispatches>(
     msg: UserIn,
     ctx: &mut Context<A>,
 ) -> Option<ReplyIn> {
+    if let UserIn::Call(call) = &msg
+        && !admit_call(act, call.id, call.bird.as_str())
+    {
+        return None;
+    }
     let done = {
         let node = act.node();
         let actors = node.actors()?;
@@ -68,6 +100,27 @@ pub(crate) fn hand_over<A: Dispatches>(
         }
         Err(reply) => Some(reply),
     }
+}
+
+/// Whether call `id` to `bird` may be handed to its bird: no if the link
+/// already holds [`MAX_PENDING_CALLS`] unanswered, and then the call is
+/// answered with an error at once.
+fn admit_call<A: Answers>(act: &mut A, id: u64, bird: &str) -> bool {
+    if !act.replies().full() {
+        return true;
+    }
+    let cap = act.replies().cap;
+    tracing::warn!(
+        "refusing call {id} to bird {bird}: {cap} calls on this link are already waiting \
+         for their birds (a peer flooding calls, or birds that do not answer)"
+    );
+    act.answer((
+        id,
+        Err(RemoteError::Internal(format!(
+            "too many calls in flight on the owner's link ({cap}); not delivered"
+        ))),
+    ));
+    false
 }
 
 /// Answers a dispatched call: at once, or once its bird replies or its
@@ -191,6 +244,56 @@ mod tests {
             let due_ms = self.now_ms() + c.due_ms;
             answer(self, Dispatched::Pending { reply, due_ms, id }, ctx);
         }
+    }
+
+    /// Asks the link whether one more call may be handed over.
+    #[derive(actix::Message)]
+    #[rtype(result = "bool")]
+    struct Admit(u64);
+
+    impl Handler<Admit> for Link {
+        type Result = bool;
+        fn handle(&mut self, Admit(id): Admit, _: &mut Context<Self>) -> bool {
+            admit_call(self, id, "flooded")
+        }
+    }
+
+    #[test]
+    fn calls_past_the_links_bound_are_answered_with_an_error_and_not_handed_over() {
+        actix::System::new().block_on(async {
+            let answered = Answered::default();
+            let started = Instant::now();
+            let link = Link::create({
+                let answered = answered.clone();
+                move |_| Link {
+                    replies: Replies {
+                        cap: 2,
+                        ..Replies::default()
+                    },
+                    answered,
+                    started,
+                }
+            });
+            assert!(link.send(Admit(1)).await.unwrap());
+            // Two calls whose birds never answer, due in an hour.
+            for id in [1, 2] {
+                let call = Call {
+                    id,
+                    after: None,
+                    due_ms: 3_600_000,
+                };
+                link.send(call).await.unwrap();
+            }
+            assert!(!link.send(Admit(3)).await.unwrap(), "past the bound");
+            let answered = answered.borrow();
+            assert_eq!(answered.len(), 1, "only the refused call is answered");
+            let (id, result, _) = &answered[0];
+            assert_eq!(*id, 3);
+            assert!(
+                matches!(result, Err(RemoteError::Internal(why)) if why.contains("too many calls")),
+                "{result:?}"
+            );
+        });
     }
 
     #[test]
