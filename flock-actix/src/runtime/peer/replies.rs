@@ -246,6 +246,25 @@ mod tests {
         }
     }
 
+    /// A link holding at most `cap` unanswered calls; what it answers, and
+    /// when it started.
+    fn start_link(cap: usize) -> (Addr<Link>, Answered, Instant) {
+        let answered = Answered::default();
+        let started = Instant::now();
+        let link = Link::create({
+            let answered = answered.clone();
+            move |_| Link {
+                replies: Replies {
+                    cap,
+                    ..Replies::default()
+                },
+                answered,
+                started,
+            }
+        });
+        (link, answered, started)
+    }
+
     /// Asks the link whether one more call may be handed over.
     #[derive(actix::Message)]
     #[rtype(result = "bool")]
@@ -261,19 +280,7 @@ mod tests {
     #[test]
     fn calls_past_the_links_bound_are_answered_with_an_error_and_not_handed_over() {
         actix::System::new().block_on(async {
-            let answered = Answered::default();
-            let started = Instant::now();
-            let link = Link::create({
-                let answered = answered.clone();
-                move |_| Link {
-                    replies: Replies {
-                        cap: 2,
-                        ..Replies::default()
-                    },
-                    answered,
-                    started,
-                }
-            });
+            let (link, answered, _) = start_link(2);
             assert!(link.send(Admit(1)).await.unwrap());
             // Two calls whose birds never answer, due in an hour.
             for id in [1, 2] {
@@ -299,16 +306,7 @@ mod tests {
     #[test]
     fn each_call_ends_at_its_deadline_or_its_answer_whichever_first_with_one_timer() {
         actix::System::new().block_on(async {
-            let answered = Answered::default();
-            let started = Instant::now();
-            let link = Link::create({
-                let answered = answered.clone();
-                move |_| Link {
-                    replies: Replies::default(),
-                    answered,
-                    started,
-                }
-            });
+            let (link, answered, started) = start_link(MAX_PENDING_CALLS);
             // Out of order: a later deadline first, then an earlier one
             // (re-arms the link's one timer), and calls answered in time.
             for (id, after, due_ms) in [
