@@ -309,6 +309,7 @@ fn remote_errors() -> Vec<(&'static str, RemoteError)> {
                 reason: "this node has no `Db` in its nest".into(),
             },
         ),
+        ("not_sent", RemoteError::NotSent),
     ]
 }
 
@@ -420,6 +421,7 @@ fn remote_error_variant(error: &RemoteError) -> &'static str {
         RemoteError::WrongKind { .. } => "wrong_kind",
         RemoteError::LinkClosed => "link_closed",
         RemoteError::HatchFailed { .. } => "hatch_failed",
+        RemoteError::NotSent => "not_sent",
     }
 }
 

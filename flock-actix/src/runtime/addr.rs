@@ -721,6 +721,10 @@ impl<T: BirdKind> FlockAddr<T> {
             Err(RemoteError::LinkClosed) => Outcome::Fail(Error::Unreachable {
                 node: owner.to_string(),
             }),
+            // It never left this node: safe to retry once the view settles.
+            Err(RemoteError::NotSent) => Outcome::Retry(Error::Unreachable {
+                node: owner.to_string(),
+            }),
             Err(RemoteError::NotFound { .. }) if !local && self.known_here().await => {
                 // The owner has not heard of the bird yet; we have.
                 Outcome::Retry(self.timed_out(timeout))
@@ -757,7 +761,7 @@ impl<T: BirdKind> FlockAddr<T> {
                 expected,
                 actual,
             },
-            RemoteError::LinkClosed => Error::Unreachable { node: owner },
+            RemoteError::LinkClosed | RemoteError::NotSent => Error::Unreachable { node: owner },
             RemoteError::HatchFailed { reason, .. } => Error::HatchFailed {
                 name,
                 node: owner,

@@ -15,6 +15,7 @@ mod dispatch;
 mod io;
 mod outgoing;
 mod replies;
+mod settle;
 
 use super::directory::Directory;
 use super::messages::{
@@ -40,6 +41,7 @@ pub(crate) use io::encode_frame;
 use io::{Inbound, Outbound, ReadCodec, WriteCodec, WriteSide, oversize};
 use outgoing::Data;
 pub(crate) use outgoing::{OutCall, OutCast, Outgoing};
+pub(crate) use settle::AckLeave;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -105,6 +107,11 @@ pub(crate) struct Peer {
     last_heard_report: u64,
     /// The peer's calls handed to birds and not answered yet.
     replies: replies::Replies,
+    /// Who waits for this link to hold nothing (a leave, §39).
+    settling: settle::Settling,
+    /// The peer is leaving and this node acknowledges (or acknowledged)
+    /// it: no new call is written to it (§39).
+    peer_leaving: bool,
     /// Set when the peer refused our protocol version but speaks an older
     /// one we speak too: the Ring dials again offering it.
     redial_at: Option<u32>,
@@ -191,6 +198,8 @@ impl Peer {
                 next_call: 1,
                 last_heard_report: 0,
                 replies: Default::default(),
+                settling: Default::default(),
+                peer_leaving: false,
                 redial_at: None,
 
                 hello_nonce,
@@ -506,6 +515,7 @@ impl Peer {
             && let Some(tx) = self.calls.remove(&id)
         {
             let _ = tx.send(result.map(|reply| reply.to_vec()));
+            self.check_settled();
         }
     }
 }

@@ -471,6 +471,9 @@ impl Registry {
         let Some((peer, bird)) = forward else {
             return reply.send(Err(error));
         };
+        // Answered if the call is not sent on: the caller's own routing
+        // then decides where to try next, as if it had not been forwarded.
+        let unsent = error.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let remaining = w.deadline.saturating_duration_since(Instant::now());
         peer.do_send(OutCall {
@@ -488,6 +491,9 @@ impl Registry {
         let deadline = w.deadline;
         actix::spawn(async move {
             reply.send(match tokio::time::timeout_at(deadline, rx).await {
+                // Not sent on (the owner's link closed, or it is leaving):
+                // `NotSent` itself would not decode on an earlier build.
+                Ok(Ok(Err(RemoteError::NotSent))) => Err(unsent),
                 Ok(Ok(result)) => result,
                 // The link closed with it in flight: it may have run.
                 Ok(Err(_)) => Err(RemoteError::LinkClosed),

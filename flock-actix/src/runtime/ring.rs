@@ -11,7 +11,7 @@
 use super::directory::Directory;
 use super::messages::{Begin, Gossip, Heard, LinkDown, LinkUp, PeerLeft, PeerLeftAck, ViewChanged};
 use super::node::{Links, MAX_UNAUTHENTICATED, Node, View};
-use super::peer::{Close, Direct, Frame, Peer, PeerLink};
+use super::peer::{AckLeave, Close, Direct, Frame, Peer, PeerLink};
 use super::replica::{PeerDown, PeerUp};
 use super::telemetry;
 use super::{MemberState, MemberView};
@@ -697,9 +697,10 @@ impl Handler<PeerLeft> for Ring {
         self.detector.remove(&id.node);
         let effects = self.membership.peer_left(&id.node, self.node.now_ms());
         // Rebuild now (the effects hold ViewChanged), so the Registry starts
-        // the leaver's birds before we acknowledge.
+        // the leaver's birds and no new call goes to the leaver; the link
+        // acknowledges once the calls already sent there are answered (§39).
         self.apply(effects, ctx);
-        peer.do_send(Frame(Message::LeaveAck { id }));
+        peer.do_send(AckLeave(id));
     }
 }
 

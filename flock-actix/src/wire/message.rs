@@ -496,6 +496,13 @@ pub enum RemoteError {
         /// What `hatch` said.
         reason: String,
     },
+    /// The call never left this node: its link closed (or was not up)
+    /// before the call was written, so nothing was delivered and it is
+    /// safe to try again. Produced locally by the link, never sent by a
+    /// node of this build (a forwarding node that could not send a call on
+    /// answers the `Moved` it would have answered without forwarding).
+    #[error("the call was not sent: the link to the owner closed first")]
+    NotSent,
 }
 
 /// `Reply::result` with its `Ok` bytes as a MessagePack `bin` (serde has no

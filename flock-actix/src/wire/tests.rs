@@ -76,6 +76,7 @@ fn remote_error() -> impl Strategy<Value = RemoteError> {
             actual
         }),
         Just(RemoteError::LinkClosed),
+        Just(RemoteError::NotSent),
     ]
 }
 

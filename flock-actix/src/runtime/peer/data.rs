@@ -15,6 +15,7 @@ use super::dispatch::Reply;
 use super::io::{Backlog, Inbound, Outbound, ReadCodec, WriteCodec, WriteSide};
 use super::outgoing::Drops;
 use super::replies::{self, Answers, Dispatches, Replies};
+use super::settle::{self, Settling};
 use super::{Close, Frame, MAX_UNSENT_FRAMES, Outgoing, Peer, ReplyTx};
 use crate::core::crdt::NodeName;
 use crate::core::data_links::age::{self, Ages, Stamper, Verdict};
@@ -126,6 +127,8 @@ pub(crate) struct DataOut {
     stamper: Stamper,
     /// The buffer a turn takes its batch into (empty between turns).
     batch: Vec<Outgoing>,
+    /// Who waits for this link to hold nothing (a leave, §39).
+    pub(super) settling: Settling,
 }
 
 impl DataOut {
@@ -168,6 +171,7 @@ impl DataOut {
             drops: Drops::default(),
             stamper: Stamper::default(),
             batch: Vec::with_capacity(DRAIN_BATCH),
+            settling: Settling::default(),
         };
         Some(match arbiter {
             Some(arbiter) => DataOut::start_in_arbiter(arbiter, make),
@@ -256,7 +260,7 @@ impl DataOut {
     /// Takes a batch from the queue and sends it; while more is left, lets
     /// the thread's other work run and comes back (a burst pushed by a
     /// caller on another thread must not hold this one).
-    fn drain(&mut self, ctx: &mut Context<Self>) {
+    pub(super) fn drain(&mut self, ctx: &mut Context<Self>) {
         // The batch's buffer is kept from turn to turn: a turn per call is
         // the common case at low load, and a fresh buffer of 128 messages
         // (≈ 15 KB) per turn was a malloc and a free per call.
@@ -266,6 +270,7 @@ impl DataOut {
             self.send(item, ctx);
         }
         self.batch = batch;
+        self.check_settled();
         if more {
             ctx.spawn(
                 tokio::task::yield_now()
@@ -281,7 +286,7 @@ impl DataOut {
         self.busy = true;
         if self.writer.is_none() || !self.up {
             let now = self.node.now_ms();
-            return item.fail(RemoteError::LinkClosed, &mut self.drops, now);
+            return item.fail(RemoteError::NotSent, &mut self.drops, now);
         }
         let bytes = item.bytes();
         match self.flow.offer(bytes, item, self.backlog.unsent()) {
@@ -321,14 +326,23 @@ impl DataOut {
                     if act.flow.holding() {
                         act.wait_for_room(ctx);
                     }
+                    act.check_settled();
                 }),
         );
+    }
+
+    /// Whether this link holds nothing: nothing queued by callers, nothing
+    /// held for room, no call unanswered.
+    pub(super) fn check_settled(&mut self) {
+        let idle = !self.flow.holding() && direct::lock(&self.queue).is_empty();
+        let calls = &mut self.calls;
+        self.settling.check(|| idle && settle::answered(calls));
     }
 
     fn write(&mut self, item: Outgoing) {
         let Some(writer) = self.writer.as_mut() else {
             let now = self.node.now_ms();
-            return item.fail(RemoteError::LinkClosed, &mut self.drops, now);
+            return item.fail(RemoteError::NotSent, &mut self.drops, now);
         };
         let max_frame = self.node.config.max_frame;
         let out = match item {
@@ -395,7 +409,7 @@ impl Actor for DataOut {
         let now = self.node.now_ms();
         let queued = direct::lock(&self.queue).close();
         for item in self.flow.close().into_iter().chain(queued) {
-            item.fail(RemoteError::LinkClosed, &mut self.drops, now);
+            item.fail(RemoteError::NotSent, &mut self.drops, now);
         }
         if self.up && self.backlog.unsent() > 0 {
             tracing::warn!(
@@ -421,6 +435,7 @@ impl StreamHandler<Result<Inbound, Error>> for DataOut {
                 if let Some(tx) = self.calls.remove(&id) {
                     let _ = tx.send(result.map(|reply| reply.to_vec()));
                 }
+                self.check_settled();
             }
             Ok(Inbound::Frame(Message::DataChallenge {
                 lanes,

@@ -56,7 +56,7 @@ impl Lane {
         let ticket = item.take_ticket();
         match self.push(item) {
             Pushed::Queued { .. } => {}
-            Pushed::NotOpen(item) => item.fail(RemoteError::LinkClosed, drops, node.now_ms()),
+            Pushed::NotOpen(item) => item.fail(RemoteError::NotSent, drops, node.now_ms()),
             Pushed::Full(item) => item.fail(self.full(), drops, node.now_ms()),
         }
         drop(ticket);

@@ -50,7 +50,7 @@ impl Default for Drops {
 impl Drops {
     fn cast(&mut self, bird: &str, why: &RemoteError, now_ms: u64) {
         let reason = match why {
-            RemoteError::LinkClosed => "link_closed",
+            RemoteError::LinkClosed | RemoteError::NotSent => "link_closed",
             RemoteError::Encode(_) => "oversize",
             _ => "refused",
         };
@@ -122,7 +122,7 @@ impl Peer {
                 Effect::Open { link, shard } => self.open_data_link(link, shard, ctx),
                 Effect::Send { link, item } => match self.data.links.get(&link) {
                     Some(lane) => lane.push_routed(item, &self.node, &mut self.data.drops),
-                    None => item.fail(RemoteError::LinkClosed, &mut self.data.drops, now),
+                    None => item.fail(RemoteError::NotSent, &mut self.data.drops, now),
                 },
                 Effect::Control(item) => self.send_control(item),
                 Effect::Close { link } => {
@@ -130,9 +130,10 @@ impl Peer {
                         lane.out.do_send(Close);
                     }
                 }
-                Effect::Fail(item) => item.fail(RemoteError::LinkClosed, &mut self.data.drops, now),
+                Effect::Fail(item) => item.fail(RemoteError::NotSent, &mut self.data.drops, now),
             }
         }
+        self.check_settled();
     }
 
     fn open_data_link(&mut self, link: u64, shard: u32, ctx: &mut Context<Self>) {
@@ -175,8 +176,7 @@ impl Peer {
     fn send_control(&mut self, item: Outgoing) {
         if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
             let now = self.node.now_ms();
-            let why = RemoteError::Internal("link not up".into());
-            return item.fail(why, &mut self.data.drops, now);
+            return item.fail(RemoteError::NotSent, &mut self.data.drops, now);
         }
         let max_frame = self.node.config.max_frame;
         match item {
@@ -390,10 +390,8 @@ impl Handler<OutCall> for Peer {
         if call.reply.is_closed() {
             return;
         }
-        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() {
-            let _ = call
-                .reply
-                .send(Err(RemoteError::Internal("link not up".into())));
+        if !matches!(self.auth, Auth::Up(_)) || self.closing.get() || self.peer_leaving {
+            let _ = call.reply.send(Err(RemoteError::NotSent));
             return;
         }
         self.send_out(call.shard, Outgoing::Call(call), ctx);
@@ -424,6 +422,7 @@ impl Handler<DataUp> for Peer {
         // ahead of them.
         if let Some(lane) = self.data.lanes.up_lane(up.link)
             && let Some(link) = self.data.links.get(&up.link)
+            && !self.peer_leaving
         {
             self.data.direct.publish(up.lanes, lane, link.clone());
         }
