@@ -699,83 +699,22 @@ impl Message {
 ///
 /// Errors: [`Error::Decode`] if `frame` does not start with that prefix.
 pub fn peek_version(frame: &[u8]) -> Result<u32> {
-    let mut r = PrefixReader { rest: frame };
-    if r.byte()? != 0x81 {
-        return Err(not_a_hello());
+    let mut r = super::mpack::Cursor::new(frame);
+    let hello = r.byte() == Some(0x81)
+        && r.str_len()
+            .and_then(|len| r.bytes(len))
+            .is_some_and(|name| name == b"Hello" || name == b"Challenge")
+        && r.array_len().is_some_and(|n| n > 0);
+    if !hello {
+        return Err(Error::Decode(
+            "the first frame is not a Hello or Challenge".into(),
+        ));
     }
-    let name = r.str()?;
-    if name != b"Hello" && name != b"Challenge" {
-        return Err(not_a_hello());
-    }
-    if r.array_len()? == 0 {
-        return Err(not_a_hello());
-    }
-    let version = r.uint()?;
+    let version = r.uint().ok_or_else(|| {
+        Error::Decode("the protocol version is missing or not an unsigned integer".into())
+    })?;
     u32::try_from(version)
         .map_err(|_| Error::Decode(format!("protocol version {version} is out of range")))
-}
-
-fn not_a_hello() -> Error {
-    Error::Decode("the first frame is not a Hello or Challenge".into())
-}
-
-/// Just enough of a MessagePack reader for [`peek_version`]; independent of
-/// serde so the frozen prefix stays readable whatever the rest becomes.
-struct PrefixReader<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> PrefixReader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.rest.len() < n {
-            return Err(Error::Decode("the first frame is truncated".into()));
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-
-    fn byte(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn be(&mut self, n: usize) -> Result<u64> {
-        Ok(self
-            .take(n)?
-            .iter()
-            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-    }
-
-    fn str(&mut self) -> Result<&'a [u8]> {
-        let len = match self.byte()? {
-            m @ 0xa0..=0xbf => usize::from(m & 0x1f),
-            0xd9 => self.be(1)? as usize,
-            _ => return Err(not_a_hello()),
-        };
-        self.take(len)
-    }
-
-    fn array_len(&mut self) -> Result<u64> {
-        match self.byte()? {
-            m @ 0x90..=0x9f => Ok(u64::from(m & 0x0f)),
-            0xdc => self.be(2),
-            0xdd => self.be(4),
-            _ => Err(not_a_hello()),
-        }
-    }
-
-    fn uint(&mut self) -> Result<u64> {
-        match self.byte()? {
-            m @ 0x00..=0x7f => Ok(u64::from(m)),
-            0xcc => self.be(1),
-            0xcd => self.be(2),
-            0xce => self.be(4),
-            0xcf => self.be(8),
-            _ => Err(Error::Decode(
-                "the protocol version is not an unsigned integer".into(),
-            )),
-        }
-    }
 }
 
 impl From<SyncMessage> for Message {

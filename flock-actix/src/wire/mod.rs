@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod message;
+mod mpack;
 pub(crate) mod payload;
 pub(crate) mod user;
 

@@ -19,6 +19,7 @@
 //! only ever agree with the old decoder or step aside (proptests below).
 
 use super::message::{Message, RemoteError};
+use super::mpack::Cursor;
 use crate::error::Result;
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -168,7 +169,10 @@ const REPLY_OK: &[u8] = b"\x81\xa5Reply\x92";
 /// one (another message, another form of one, or malformed): then
 /// [`Message::decode`] is the judge. Never panics.
 pub(crate) fn read(frame: &Bytes) -> Option<UserIn> {
-    let mut r = Reader { frame, at: 0 };
+    let mut r = Reader {
+        frame,
+        cur: Cursor::new(frame),
+    };
     let user = if r.prefix(CALL) {
         UserIn::Call(CallIn {
             id: r.uint()?,
@@ -199,7 +203,7 @@ pub(crate) fn read(frame: &Bytes) -> Option<UserIn> {
     } else {
         return None;
     };
-    (r.at == frame.len()).then_some(user)
+    r.cur.at_end().then_some(user)
 }
 
 /// Reads a frame body: a user frame without copies when it is one in its
@@ -211,88 +215,40 @@ pub(crate) fn decode(frame: Bytes) -> Result<std::result::Result<UserIn, Message
     Message::decode(&frame).map(UserIn::from_message)
 }
 
+/// A [`Cursor`] over a frame whose strings and payloads are taken as
+/// slices of the frame's `Bytes`.
 struct Reader<'a> {
     frame: &'a Bytes,
-    at: usize,
+    cur: Cursor<'a>,
 }
 
 impl Reader<'_> {
     fn prefix(&mut self, p: &[u8]) -> bool {
-        let ok = self.frame.get(self.at..self.at + p.len()) == Some(p);
-        if ok {
-            self.at += p.len();
-        }
-        ok
-    }
-
-    fn take(&mut self, n: usize) -> Option<std::ops::Range<usize>> {
-        let end = self.at.checked_add(n)?;
-        if end > self.frame.len() {
-            return None;
-        }
-        let range = self.at..end;
-        self.at = end;
-        Some(range)
-    }
-
-    fn byte(&mut self) -> Option<u8> {
-        let r = self.take(1)?;
-        Some(self.frame[r.start])
-    }
-
-    fn be(&mut self, n: usize) -> Option<u64> {
-        let r = self.take(n)?;
-        Some(
-            self.frame[r]
-                .iter()
-                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
-        )
+        self.cur.prefix(p)
     }
 
     fn uint(&mut self) -> Option<u64> {
-        match self.byte()? {
-            m @ 0x00..=0x7f => Some(u64::from(m)),
-            0xcc => self.be(1),
-            0xcd => self.be(2),
-            0xce => self.be(4),
-            0xcf => self.be(8),
-            _ => None,
-        }
+        self.cur.uint()
     }
 
     fn bool(&mut self) -> Option<bool> {
-        match self.byte()? {
-            0xc2 => Some(false),
-            0xc3 => Some(true),
-            _ => None,
-        }
+        self.cur.bool()
     }
 
     /// A slice of the frame of a declared length (bounded by the frame:
     /// a hostile length is refused here, nothing is allocated).
     fn slice(&mut self, len: u64) -> Option<Bytes> {
-        let r = self.take(usize::try_from(len).ok()?)?;
+        let r = self.cur.take(usize::try_from(len).ok()?)?;
         Some(self.frame.slice(r))
     }
 
     fn str(&mut self) -> Option<Name> {
-        let len = match self.byte()? {
-            m @ 0xa0..=0xbf => u64::from(m & 0x1f),
-            0xd9 => self.be(1)?,
-            0xda => self.be(2)?,
-            0xdb => self.be(4)?,
-            _ => return None,
-        };
+        let len = self.cur.str_len()?;
         Name::new(self.slice(len)?)
     }
 
     fn bin(&mut self) -> Option<Bytes> {
-        let len = match self.byte()? {
-            0xc4 => self.be(1)?,
-            0xc5 => self.be(2)?,
-            0xc6 => self.be(4)?,
-            _ => return None,
-        };
+        let len = self.cur.bin_len()?;
         self.slice(len)
     }
 }
