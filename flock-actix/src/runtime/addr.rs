@@ -13,7 +13,7 @@ use crate::core::crdt::{NodeName, check_bird_name};
 use crate::core::routing;
 use crate::error::{Error, Result};
 use crate::wire::message::RemoteError;
-use crate::wire::payload;
+use crate::wire::payload::{self, Payload};
 use actix::{Actor, Addr, MailboxError, Message};
 use arc_swap::ArcSwapOption;
 use std::marker::PhantomData;
@@ -399,14 +399,14 @@ impl<T: BirdKind> FlockAddr<T> {
             telemetry::cast_sent(telemetry::Path::Local);
             return route.addr.do_send(msg);
         }
-        let payload = match payload::encode(&msg) {
+        let payload = match payload::encode_small(&msg) {
             Ok(p) => p,
             Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
         };
         let tag = <T as Accepts<M>>::TAG;
         // A constant of the kind: no user code runs on the cast path.
         if T::ACTIVATES && !self.routes.activated.load(Ordering::Acquire) {
-            return self.activating_cast(tag, payload);
+            return self.activating_cast(tag, payload.into_vec());
         }
         // The common remote case: the link learned in this view.
         if let Some(route) = self.cached_link(epoch) {
@@ -422,7 +422,7 @@ impl<T: BirdKind> FlockAddr<T> {
                         bird: self.name.clone(),
                         kind: T::KIND.to_owned(),
                         tag: tag.to_owned(),
-                        payload,
+                        payload: payload.into_vec(),
                     });
                 }
             }
@@ -437,7 +437,7 @@ impl<T: BirdKind> FlockAddr<T> {
         }
     }
 
-    fn out_cast(&self, tag: &'static str, payload: Vec<u8>) -> OutCast {
+    fn out_cast(&self, tag: &'static str, payload: Payload) -> OutCast {
         OutCast {
             shard: self.shard,
             bird: self.name.clone(),

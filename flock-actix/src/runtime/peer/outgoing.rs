@@ -12,6 +12,7 @@ use crate::core::data_links::auth::Session;
 use crate::core::data_links::direct::LaneQueue;
 use crate::core::data_links::flow::Throttle;
 use crate::core::data_links::{DataLanes, Effect, LanesConfig};
+use crate::wire::payload::Payload;
 use crate::wire::{self, message::RemoteError};
 use actix::prelude::*;
 use std::borrow::Cow;
@@ -262,7 +263,7 @@ pub(crate) struct OutCast {
     pub bird: Arc<str>,
     pub kind: &'static str,
     pub tag: &'static str,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     /// Held while the cast is on the `Peer`'s path (§35).
     pub ticket: Option<Ticket>,
 }
@@ -318,7 +319,7 @@ pub(crate) struct CastFrame {
     bird: Arc<str>,
     kind: &'static str,
     tag: &'static str,
-    payload: Vec<u8>,
+    payload: Payload,
 }
 
 impl CastFrame {
@@ -466,5 +467,18 @@ impl Handler<DataIdle> for Peer {
             effects
         };
         self.apply(effects, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inline payload must not make every queued message larger: a
+    /// link's queue holds `Outgoing`s by value.
+    #[test]
+    fn a_cast_with_its_inline_payload_is_no_larger_than_a_call() {
+        let (cast, call) = (size_of::<OutCast>(), size_of::<OutCall>());
+        assert!(cast <= call, "OutCast is {cast} bytes, OutCall {call}");
     }
 }
