@@ -1,6 +1,6 @@
 //! `FlockAddr<T>`: the address of a bird by name, wherever it runs.
 
-use super::deadline::{FirstPoll, Quick, within};
+use super::deadline::{Due, FirstPoll, Quick, deadline_after, within};
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
 use super::peer::{OutCall, OutCast, PeerLink};
@@ -217,18 +217,21 @@ impl<T: BirdKind> FlockAddr<T> {
         // Per call, so TRACE, and made and instrumented only when TRACE is
         // on: a disabled span still records its fields for the `log` crate
         // and enters and exits on every poll, which a local call notices
-        // (issue #12).
-        let span = if tracing::level_enabled!(tracing::Level::TRACE) {
-            tracing::trace_span!("flock_call", bird = %self.0.name, kind = T::KIND)
-        } else {
-            tracing::Span::none()
-        };
+        // (issue #12). No `Span` exists at all unless TRACE is on, and the
+        // call's future is built where it is awaited (the instrumented one
+        // boxed, so the common one sizes the state).
         let started = Instant::now();
-        let call = self.send_untimed(msg, started, timeout);
-        let (path, result) = if span.is_disabled() {
-            call.await
+        let (path, result) = if tracing::level_enabled!(tracing::Level::TRACE) {
+            let span = tracing::trace_span!("flock_call", bird = %self.0.name, kind = T::KIND);
+            if span.is_disabled() {
+                self.send_untimed(msg, started, timeout).await
+            } else {
+                Box::pin(self.send_untimed(msg, started, timeout))
+                    .instrument(span)
+                    .await
+            }
         } else {
-            call.instrument(span).await
+            self.send_untimed(msg, started, timeout).await
         };
         telemetry::call_done(path, result.as_ref().err(), started);
         result
@@ -251,7 +254,7 @@ impl<T: BirdKind> FlockAddr<T> {
         {
             return (self.path(), Err(e));
         }
-        let deadline = deadline_after(started, timeout);
+        let due = Due::after(started, timeout);
         let epoch = self.0.node.view.epoch();
         // The cached route is there only for a kind that takes the typed
         // path and a bird owned here in this view: one load decides.
@@ -265,14 +268,14 @@ impl<T: BirdKind> FlockAddr<T> {
             },
         };
         if let Some(route) = route {
-            match self.send_typed(&route, msg, deadline, timeout).await {
+            match self.send_typed(&route, msg, due, timeout).await {
                 Typed::Done(result) => return (path, result),
                 Typed::Unhandled(unhandled) => msg = unhandled,
             }
         }
         (
             path,
-            Box::pin(self.send_encoded(msg, deadline, timeout)).await,
+            Box::pin(self.send_encoded(msg, due.instant(), timeout)).await,
         )
     }
 
@@ -308,7 +311,7 @@ impl<T: BirdKind> FlockAddr<T> {
         &self,
         route: &Route<T>,
         msg: M,
-        deadline: Instant,
+        due: Due,
         timeout: Duration,
     ) -> Typed<M, M::Result>
     where
@@ -323,7 +326,7 @@ impl<T: BirdKind> FlockAddr<T> {
         let addr = &route.addr;
         let first = route.quick.first_poll();
         let request = std::pin::pin!(addr.send(slot));
-        let mut call = within(deadline, request, first);
+        let mut call = within(due, request, first);
         let answer = (&mut call).await;
         route.quick.learn(first, call.armed());
         match answer {
@@ -683,7 +686,7 @@ impl<T: BirdKind> FlockAddr<T> {
         }
         // Over a link or through the Registry: never answered by the
         // caller's next turn, so the timer is armed at once.
-        let result = match within(deadline, rx, FirstPoll::Arm).await {
+        let result = match within(Due::at(deadline), rx, FirstPoll::Arm).await {
             Err(_) => return Outcome::Fail(self.timed_out(timeout)),
             Ok(Err(_)) if local => return Outcome::Fail(Error::Stopped),
             // The link closed with the call in flight: it may have been
@@ -764,13 +767,6 @@ impl<T: BirdKind> FlockAddr<T> {
             other => Error::Remote(other.to_string()),
         }
     }
-}
-
-/// `now + timeout`, or about a century from now for timeouts so long that
-/// the sum would overflow (`Duration::MAX` means "no deadline", not a panic).
-fn deadline_after(now: Instant, timeout: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
 }
 
 /// A kind that overrides [`Bird::activate`](crate::Bird::activate) but is
