@@ -127,14 +127,6 @@ impl<T: BirdKind> std::fmt::Debug for FlockAddr<T> {
     }
 }
 
-/// What the typed local path made of a call.
-enum Typed<M, R> {
-    Done(Result<R>),
-    /// Cut from the mailbox unhandled (an ordered stop or move): to be
-    /// sent again on the encoded path.
-    Unhandled(M),
-}
-
 enum Outcome {
     Done(Vec<u8>),
     Retry(Error),
@@ -188,13 +180,15 @@ impl<T: BirdKind> FlockAddr<T> {
     ///
     /// # Errors
     /// See [`FlockAddr::send_timeout`].
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result>
+    // Not an `async fn`: a layer of future less to build and move on every
+    // call (issue #12); the future is `send_timeout`'s.
+    pub fn send<M>(&self, msg: M) -> impl Future<Output = Result<M::Result>> + '_
     where
         T: Accepts<M>,
         M: Message + Wire,
         M::Result: Wire,
     {
-        self.send_timeout(msg, self.0.node.config.call_timeout).await
+        self.send_timeout(msg, self.0.node.config.call_timeout)
     }
 
     /// Sends `msg` and waits at most `timeout` for the reply.
@@ -267,10 +261,37 @@ impl<T: BirdKind> FlockAddr<T> {
                 Err(e) => return (telemetry::Path::Remote, Err(e)),
             },
         };
+        // The typed path is written out here rather than in a function of
+        // its own: each `async fn` layer is a future built and moved on
+        // every call (issue #12).
         if let Some(route) = route {
-            match self.send_typed(&route, msg, due, timeout).await {
-                Typed::Done(result) => return (path, result),
-                Typed::Unhandled(unhandled) => msg = unhandled,
+            // In a slot: a message an ordered stop or move cut from the
+            // mailbox unhandled is still there, and is sent again (the
+            // encoded path waits for the bird's next instance).
+            let (slot, mine) = Slot::new(msg);
+            let first = route.quick.first_poll();
+            let request = std::pin::pin!(route.addr.send(slot));
+            let mut call = within(due, request, first);
+            let answer = (&mut call).await;
+            route.quick.learn(first, call.armed());
+            match answer {
+                // Dropping the request at the deadline is what keeps the
+                // bird from handling it late: actix skips a message whose
+                // caller is gone.
+                Err(_) | Ok(Err(MailboxError::Timeout)) => {
+                    return (path, Err(self.timed_out(timeout)));
+                }
+                Ok(Ok(reply)) => return (path, Ok(reply)),
+                Ok(Err(MailboxError::Closed)) => match mine.take() {
+                    Some(unhandled) => msg = unhandled,
+                    None => {
+                        // Taken and not answered: the bird panicked in its
+                        // handler.
+                        Box::pin(mailbox_closed(&route.addr)).await;
+                        let name = self.0.name.to_string();
+                        return (path, Err(Error::BirdPanicked { name }));
+                    }
+                },
             }
         }
         (
@@ -304,56 +325,6 @@ impl<T: BirdKind> FlockAddr<T> {
             return Ok((path, None));
         }
         Ok((path, self.resolve_local(view.epoch).await))
-    }
-
-    /// Sends `msg` to the bird's mailbox on this node, typed.
-    async fn send_typed<M>(
-        &self,
-        route: &Route<T>,
-        msg: M,
-        due: Due,
-        timeout: Duration,
-    ) -> Typed<M, M::Result>
-    where
-        T: Accepts<M>,
-        M: Message + Wire,
-        M::Result: Wire,
-    {
-        // In a slot: a message an ordered stop or move cut from the
-        // mailbox unhandled is still there, and is sent again (the encoded
-        // path waits for the bird's next instance).
-        let (slot, mine) = Slot::new(msg);
-        let addr = &route.addr;
-        let first = route.quick.first_poll();
-        let request = std::pin::pin!(addr.send(slot));
-        let mut call = within(due, request, first);
-        let answer = (&mut call).await;
-        route.quick.learn(first, call.armed());
-        match answer {
-            // Dropping the request at the deadline is what keeps the bird
-            // from handling it late: actix skips a message whose caller
-            // is gone.
-            Err(_) | Ok(Err(MailboxError::Timeout)) => Typed::Done(Err(self.timed_out(timeout))),
-            Ok(Ok(reply)) => Typed::Done(Ok(reply)),
-            Ok(Err(MailboxError::Closed)) => match mine.take() {
-                Some(unhandled) => Typed::Unhandled(unhandled),
-                None => {
-                    // Taken and not answered: the bird panicked in its
-                    // handler. The reply channel can close a moment
-                    // before the mailbox does; wait for the mailbox so the
-                    // next call sees the bird gone.
-                    for _ in 0..50 {
-                        if !addr.connected() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Typed::Done(Err(Error::BirdPanicked {
-                        name: self.0.name.to_string(),
-                    }))
-                }
-            },
-        }
     }
 
     /// Encodes `msg`, calls, decodes the reply.
@@ -789,5 +760,17 @@ fn warn_undeclared_activation<T: BirdKind>(name: &str) {
              its birds are not activated on demand; add `activate` to its #[flock_bird(..)]",
             T::KIND
         );
+    }
+}
+
+/// Waits (up to 50 ms) for the mailbox of a bird that panicked in its
+/// handler to close: the reply channel can close a moment before the
+/// mailbox does, and the next call should see the bird gone.
+async fn mailbox_closed<A: Actor>(addr: &Addr<A>) {
+    for _ in 0..50 {
+        if !addr.connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
