@@ -309,7 +309,10 @@ impl<T: BirdKind> FlockAddr<T> {
     /// the Registry if the bird is owned here and its kind takes that path.
     async fn typed_route(&self) -> Result<(telemetry::Path, Option<Arc<Route<T>>>)> {
         let view = self.0.node.view.load_full();
-        let owner = view.placement.for_kind(T::KIND).owner_of_shard(self.0.shard);
+        let owner = view
+            .placement
+            .for_kind(T::KIND)
+            .owner_of_shard(self.0.shard);
         let here = matches!(owner, Ok(o) if **o == **self.0.node.name());
         let path = telemetry::Path::of(here);
         // Kinds that hand their state over skip the typed fast path: it
@@ -459,7 +462,8 @@ impl<T: BirdKind> FlockAddr<T> {
     /// `epoch`: the owner is then another node, and neither the placement
     /// nor the link table need asking (one load per cast or call).
     fn cached_link(&self, epoch: u64) -> Option<Arc<LinkRoute>> {
-        self.0.routes
+        self.0
+            .routes
             .link
             .load_full()
             .filter(|route| route.valid_at(epoch))
@@ -506,7 +510,8 @@ impl<T: BirdKind> FlockAddr<T> {
     /// view of `epoch`. Only a bird owned here in that view, of a kind that
     /// takes the typed path, is ever cached (`typed_route`).
     fn local_route(&self, epoch: u64) -> Option<Arc<Route<T>>> {
-        self.0.routes
+        self.0
+            .routes
             .local
             .load_full()
             .filter(|route| route.valid_at(epoch))
@@ -640,7 +645,8 @@ impl<T: BirdKind> FlockAddr<T> {
                 ticket: None,
             };
             let sent = if redirected {
-                self.0.node
+                self.0
+                    .node
                     .peer_link(&owner)
                     .map(|link| link.call(call, &self.0.node))
             } else {

@@ -202,7 +202,12 @@ mod tests {
     async fn a_future_that_never_finishes_times_out_at_its_deadline() {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(30);
-        let out = within(Due::at(deadline), std::future::pending::<()>(), FirstPoll::Yield).await;
+        let out = within(
+            Due::at(deadline),
+            std::future::pending::<()>(),
+            FirstPoll::Yield,
+        )
+        .await;
         assert_eq!(out, Err(Elapsed));
         assert!(Instant::now() >= deadline);
     }
@@ -220,7 +225,11 @@ mod tests {
         rx: tokio::sync::oneshot::Receiver<u8>,
         first: FirstPoll,
     ) -> Within<tokio::sync::oneshot::Receiver<u8>> {
-        within(Due::after(Instant::now(), Duration::from_secs(5)), rx, first)
+        within(
+            Due::after(Instant::now(), Duration::from_secs(5)),
+            rx,
+            first,
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -289,7 +298,9 @@ mod tests {
             tx.send(1).is_err()
         });
         assert_eq!(
-            within(Due::at(deadline), rx, FirstPoll::Arm).await.map(|_| ()),
+            within(Due::at(deadline), rx, FirstPoll::Arm)
+                .await
+                .map(|_| ()),
             Err(Elapsed)
         );
         assert!(
@@ -302,7 +313,34 @@ mod tests {
     async fn a_deadline_already_passed_times_out_without_a_timer() {
         let deadline = Instant::now();
         tokio::time::advance(Duration::from_millis(1)).await;
-        let out = within(Due::at(deadline), std::future::pending::<()>(), FirstPoll::Yield).await;
+        let out = within(
+            Due::at(deadline),
+            std::future::pending::<()>(),
+            FirstPoll::Yield,
+        )
+        .await;
         assert_eq!(out, Err(Elapsed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_added_up_late_still_counts_from_the_calls_start() {
+        let start = Instant::now();
+        let mut call = within(
+            Due::after(start, Duration::from_millis(10)),
+            std::future::pending::<()>(),
+            FirstPoll::Yield,
+        );
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut call).poll(&mut cx).is_pending());
+        // A long turn before the second poll: the deadline passed in it.
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert_eq!(Pin::new(&mut call).poll(&mut cx), Poll::Ready(Err(Elapsed)));
+    }
+
+    #[test]
+    fn a_timeout_too_long_to_add_is_about_a_century() {
+        let now = Instant::now();
+        let due = Due::after(now, Duration::MAX).instant();
+        assert!(due > now + Duration::from_secs(99 * 365 * 24 * 3600));
     }
 }

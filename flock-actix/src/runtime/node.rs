@@ -272,6 +272,7 @@ pub(crate) fn nonce() -> crate::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::core::crdt::ReplicaId;
 
     fn node() -> Node {
@@ -290,6 +291,18 @@ mod tests {
             crate::nest::Nest::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_epoch_read_alone_follows_every_published_view() {
+        let n = node();
+        assert_eq!(n.view.epoch(), 0);
+        for epoch in [1, 2, 7] {
+            let placement = n.view.load().placement.clone();
+            n.view.store(std::sync::Arc::new(View { epoch, placement }));
+            assert_eq!(n.view.epoch(), epoch);
+            assert_eq!(n.view.load().epoch, epoch);
+        }
     }
 
     #[test]

@@ -225,3 +225,38 @@ pub(crate) fn members(up: usize, down: usize) {
 pub(crate) fn member_event(event: &'static str) {
     counter!("flock_member_events_total", "event" => event).increment(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::time::Duration;
+
+    /// The durations recorded for `flock_call_duration_seconds`.
+    fn durations(recorder: &DebuggingRecorder) -> Vec<f64> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "flock_call_duration_seconds")
+            .flat_map(|(.., value)| match value {
+                DebugValue::Histogram(samples) => samples,
+                _ => vec![],
+            })
+            .map(|s| s.into_inner())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_duration_is_read_from_the_clock_when_a_recorder_takes_it() {
+        let recorder = DebuggingRecorder::new();
+        let started = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        metrics::with_local_recorder(&recorder, || {
+            call_done(Path::Local, None, started);
+            call_done(Path::Remote, Some(&Error::Stopped), started);
+        });
+        assert_eq!(durations(&recorder), vec![0.03, 0.03]);
+    }
+}
