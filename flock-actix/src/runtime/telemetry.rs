@@ -26,7 +26,7 @@
 use crate::core::lifecycle::Exit;
 use crate::error::Error;
 use crate::wire::message::Message;
-use metrics::{counter, gauge, histogram};
+use metrics::{Key, Label, Level, Metadata, counter, gauge, histogram};
 
 /// Where a call or cast went.
 #[derive(Debug, Clone, Copy)]
@@ -101,14 +101,8 @@ pub(crate) fn call_done(path: Path, error: Option<&Error>, started: tokio::time:
     // costs a `Vec` of labels per call (issue #12), so the answered calls,
     // nearly all of them, take these arms.
     match (path, error) {
-        (Path::Local, None) => {
-            counter!("flock_calls_total", "path" => "local", "outcome" => "ok").increment(1);
-            histogram!("flock_call_duration_seconds", "path" => "local").record(seconds);
-        }
-        (Path::Remote, None) => {
-            counter!("flock_calls_total", "path" => "remote", "outcome" => "ok").increment(1);
-            histogram!("flock_call_duration_seconds", "path" => "remote").record(seconds);
-        }
+        (Path::Local, None) => answered(&LOCAL_OK, &LOCAL_DURATION, seconds),
+        (Path::Remote, None) => answered(&REMOTE_OK, &REMOTE_DURATION, seconds),
         (path, Some(e)) => {
             let outcome = e.kind_label();
             counter!("flock_calls_total", "path" => path.label(), "outcome" => outcome)
@@ -116,6 +110,39 @@ pub(crate) fn call_done(path: Path, error: Option<&Error>, started: tokio::time:
             histogram!("flock_call_duration_seconds", "path" => path.label()).record(seconds);
         }
     }
+}
+
+/// The keys of an answered call's two metrics, built at compile time as
+/// `counter!`/`histogram!` build them from literal labels.
+static LOCAL_OK: Key = Key::from_static_parts("flock_calls_total", &LOCAL_OK_LABELS);
+static REMOTE_OK: Key = Key::from_static_parts("flock_calls_total", &REMOTE_OK_LABELS);
+static LOCAL_DURATION: Key =
+    Key::from_static_parts("flock_call_duration_seconds", &LOCAL_DURATION_LABELS);
+static REMOTE_DURATION: Key =
+    Key::from_static_parts("flock_call_duration_seconds", &REMOTE_DURATION_LABELS);
+static LOCAL_OK_LABELS: [Label; 2] = [
+    Label::from_static_parts("path", "local"),
+    Label::from_static_parts("outcome", "ok"),
+];
+static REMOTE_OK_LABELS: [Label; 2] = [
+    Label::from_static_parts("path", "remote"),
+    Label::from_static_parts("outcome", "ok"),
+];
+static LOCAL_DURATION_LABELS: [Label; 1] = [Label::from_static_parts("path", "local")];
+static REMOTE_DURATION_LABELS: [Label; 1] = [Label::from_static_parts("path", "remote")];
+/// What the macros give a metric of this module.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// An answered call: its counter and its duration, under one look-up of
+/// the recorder (the two macros look it up once each; issue #12).
+fn answered(calls: &'static Key, duration: &'static Key, seconds: Since) {
+    metrics::with_recorder(|recorder| {
+        recorder.register_counter(calls, &METADATA).increment(1);
+        recorder
+            .register_histogram(duration, &METADATA)
+            .record(seconds);
+    });
 }
 
 /// The seconds since an instant, read from the clock only when converted:
