@@ -1,6 +1,6 @@
 //! `FlockAddr<T>`: the address of a bird by name, wherever it runs.
 
-use super::deadline::{FirstPoll, Quick, within};
+use super::deadline::{Due, FirstPoll, Quick, deadline_after, within};
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
 use super::peer::{OutCall, OutCast, PeerLink};
@@ -54,17 +54,21 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_millis(50);
 ///     counter.send_timeout(Total, Duration::from_millis(500)).await
 /// }
 /// ```
-pub struct FlockAddr<T: BirdKind> {
+pub struct FlockAddr<T: BirdKind>(Arc<Shared<T>>);
+
+/// What the clones of one address share: cloning an address is one
+/// reference count, as for an actix `Addr` (issue #12).
+struct Shared<T: BirdKind> {
     node: Arc<Node>,
     name: Arc<str>,
     shard: u32,
     /// Whether `name` follows the naming rules, checked once (the error is
     /// built again, rarely, by the call that returns it).
     name_ok: bool,
-    routes: Arc<Routes<T>>,
+    routes: Routes<T>,
 }
 
-/// What the clones of one address learn and share: the routes, each read
+/// What the clones of one address learn: the routes, each read
 /// with one atomic load (no lock on the call path, issue #12).
 struct Routes<T: BirdKind> {
     /// The bird, when it last ran on this node.
@@ -110,31 +114,17 @@ impl LinkRoute {
 
 impl<T: BirdKind> Clone for FlockAddr<T> {
     fn clone(&self) -> Self {
-        FlockAddr {
-            node: self.node.clone(),
-            name: self.name.clone(),
-            shard: self.shard,
-            name_ok: self.name_ok,
-            routes: self.routes.clone(),
-        }
+        FlockAddr(self.0.clone())
     }
 }
 
 impl<T: BirdKind> std::fmt::Debug for FlockAddr<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlockAddr")
-            .field("name", &self.name)
-            .field("shard", &self.shard)
+            .field("name", &self.0.name)
+            .field("shard", &self.0.shard)
             .finish_non_exhaustive()
     }
-}
-
-/// What the typed local path made of a call.
-enum Typed<M, R> {
-    Done(Result<R>),
-    /// Cut from the mailbox unhandled (an ordered stop or move): to be
-    /// sent again on the encoded path.
-    Unhandled(M),
 }
 
 enum Outcome {
@@ -149,22 +139,22 @@ enum Outcome {
 impl<T: BirdKind> FlockAddr<T> {
     pub(crate) fn new(node: Arc<Node>, name: &str) -> Self {
         let shard = node.view.load().placement.shard_of(name);
-        FlockAddr {
+        FlockAddr(Arc::new(Shared {
             node,
             name: name.into(),
             shard,
             name_ok: check_bird_name(name).is_ok(),
-            routes: Arc::new(Routes {
+            routes: Routes {
                 local: ArcSwapOption::empty(),
                 link: ArcSwapOption::empty(),
                 activated: AtomicBool::new(false),
-            }),
-        }
+            },
+        }))
     }
 
     /// The bird's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     /// The node that owns the bird in this node's current view.
@@ -177,11 +167,11 @@ impl<T: BirdKind> FlockAddr<T> {
 
     /// The owner in the current view, without copying its name.
     fn owner_name(&self) -> Result<NodeName> {
-        let view = self.node.view.load();
+        let view = self.0.node.view.load();
         Ok(view
             .placement
             .for_kind(T::KIND)
-            .owner_of_shard(self.shard)?
+            .owner_of_shard(self.0.shard)?
             .clone())
     }
 
@@ -190,13 +180,15 @@ impl<T: BirdKind> FlockAddr<T> {
     ///
     /// # Errors
     /// See [`FlockAddr::send_timeout`].
-    pub async fn send<M>(&self, msg: M) -> Result<M::Result>
+    // Not an `async fn`: a layer of future less to build and move on every
+    // call (issue #12); the future is `send_timeout`'s.
+    pub fn send<M>(&self, msg: M) -> impl Future<Output = Result<M::Result>> + '_
     where
         T: Accepts<M>,
         M: Message + Wire,
         M::Result: Wire,
     {
-        self.send_timeout(msg, self.node.config.call_timeout).await
+        self.send_timeout(msg, self.0.node.config.call_timeout)
     }
 
     /// Sends `msg` and waits at most `timeout` for the reply.
@@ -219,20 +211,23 @@ impl<T: BirdKind> FlockAddr<T> {
         // Per call, so TRACE, and made and instrumented only when TRACE is
         // on: a disabled span still records its fields for the `log` crate
         // and enters and exits on every poll, which a local call notices
-        // (issue #12).
-        let span = if tracing::level_enabled!(tracing::Level::TRACE) {
-            tracing::trace_span!("flock_call", bird = %self.name, kind = T::KIND)
-        } else {
-            tracing::Span::none()
-        };
+        // (issue #12). No `Span` exists at all unless TRACE is on, and the
+        // call's future is built where it is awaited (the instrumented one
+        // boxed, so the common one sizes the state).
         let started = Instant::now();
-        let call = self.send_untimed(msg, started, timeout);
-        let (path, result) = if span.is_disabled() {
-            call.await
+        let (path, result) = if tracing::level_enabled!(tracing::Level::TRACE) {
+            let span = tracing::trace_span!("flock_call", bird = %self.0.name, kind = T::KIND);
+            if span.is_disabled() {
+                self.send_untimed(msg, started, timeout).await
+            } else {
+                Box::pin(self.send_untimed(msg, started, timeout))
+                    .instrument(span)
+                    .await
+            }
         } else {
-            call.instrument(span).await
+            self.send_untimed(msg, started, timeout).await
         };
-        telemetry::call_done(path, result.as_ref().err(), started.elapsed());
+        telemetry::call_done(path, result.as_ref().err(), started);
         result
     }
 
@@ -248,13 +243,13 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        if !self.name_ok
-            && let Err(e) = check_bird_name(&self.name)
+        if !self.0.name_ok
+            && let Err(e) = check_bird_name(&self.0.name)
         {
             return (self.path(), Err(e));
         }
-        let deadline = deadline_after(started, timeout);
-        let epoch = self.node.view.load().epoch;
+        let due = Due::after(started, timeout);
+        let epoch = self.0.node.view.epoch();
         // The cached route is there only for a kind that takes the typed
         // path and a bird owned here in this view: one load decides.
         let (path, route) = match self.local_route(epoch) {
@@ -266,15 +261,42 @@ impl<T: BirdKind> FlockAddr<T> {
                 Err(e) => return (telemetry::Path::Remote, Err(e)),
             },
         };
+        // The typed path is written out here rather than in a function of
+        // its own: each `async fn` layer is a future built and moved on
+        // every call (issue #12).
         if let Some(route) = route {
-            match self.send_typed(&route, msg, deadline, timeout).await {
-                Typed::Done(result) => return (path, result),
-                Typed::Unhandled(unhandled) => msg = unhandled,
+            // In a slot: a message an ordered stop or move cut from the
+            // mailbox unhandled is still there, and is sent again (the
+            // encoded path waits for the bird's next instance).
+            let (slot, mine) = Slot::new(msg);
+            let first = route.quick.first_poll();
+            let request = std::pin::pin!(route.addr.send(slot));
+            let mut call = within(due, request, first);
+            let answer = (&mut call).await;
+            route.quick.learn(first, call.armed());
+            match answer {
+                // Dropping the request at the deadline is what keeps the
+                // bird from handling it late: actix skips a message whose
+                // caller is gone.
+                Err(_) | Ok(Err(MailboxError::Timeout)) => {
+                    return (path, Err(self.timed_out(timeout)));
+                }
+                Ok(Ok(reply)) => return (path, Ok(reply)),
+                Ok(Err(MailboxError::Closed)) => match mine.take() {
+                    Some(unhandled) => msg = unhandled,
+                    None => {
+                        // Taken and not answered: the bird panicked in its
+                        // handler.
+                        Box::pin(mailbox_closed(&route.addr)).await;
+                        let name = self.0.name.to_string();
+                        return (path, Err(Error::BirdPanicked { name }));
+                    }
+                },
             }
         }
         (
             path,
-            Box::pin(self.send_encoded(msg, deadline, timeout)).await,
+            Box::pin(self.send_encoded(msg, due.instant(), timeout)).await,
         )
     }
 
@@ -286,16 +308,19 @@ impl<T: BirdKind> FlockAddr<T> {
     /// The route of the typed local path when the cache had none: asks
     /// the Registry if the bird is owned here and its kind takes that path.
     async fn typed_route(&self) -> Result<(telemetry::Path, Option<Arc<Route<T>>>)> {
-        let view = self.node.view.load_full();
-        let owner = view.placement.for_kind(T::KIND).owner_of_shard(self.shard);
-        let here = matches!(owner, Ok(o) if **o == **self.node.name());
+        let view = self.0.node.view.load_full();
+        let owner = view
+            .placement
+            .for_kind(T::KIND)
+            .owner_of_shard(self.0.shard);
+        let here = matches!(owner, Ok(o) if **o == **self.0.node.name());
         let path = telemetry::Path::of(here);
         // Kinds that hand their state over skip the typed fast path: it
         // consumes the message, so a call that races the bird's move could
         // not be retried on the new owner (the encoded path retries it).
         // Kinds that passivate skip it too: the Registry must see every
         // message to know when a bird is idle.
-        if T::HANDS_OFF || self.node.kinds.passivate_after(T::KIND).is_some() {
+        if T::HANDS_OFF || self.0.node.kinds.passivate_after(T::KIND).is_some() {
             return Ok((path, None));
         }
         owner?;
@@ -303,56 +328,6 @@ impl<T: BirdKind> FlockAddr<T> {
             return Ok((path, None));
         }
         Ok((path, self.resolve_local(view.epoch).await))
-    }
-
-    /// Sends `msg` to the bird's mailbox on this node, typed.
-    async fn send_typed<M>(
-        &self,
-        route: &Route<T>,
-        msg: M,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Typed<M, M::Result>
-    where
-        T: Accepts<M>,
-        M: Message + Wire,
-        M::Result: Wire,
-    {
-        // In a slot: a message an ordered stop or move cut from the
-        // mailbox unhandled is still there, and is sent again (the encoded
-        // path waits for the bird's next instance).
-        let (slot, mine) = Slot::new(msg);
-        let addr = &route.addr;
-        let first = route.quick.first_poll();
-        let request = std::pin::pin!(addr.send(slot));
-        let mut call = within(deadline, request, first);
-        let answer = (&mut call).await;
-        route.quick.learn(first, call.armed());
-        match answer {
-            // Dropping the request at the deadline is what keeps the bird
-            // from handling it late: actix skips a message whose caller
-            // is gone.
-            Err(_) | Ok(Err(MailboxError::Timeout)) => Typed::Done(Err(self.timed_out(timeout))),
-            Ok(Ok(reply)) => Typed::Done(Ok(reply)),
-            Ok(Err(MailboxError::Closed)) => match mine.take() {
-                Some(unhandled) => Typed::Unhandled(unhandled),
-                None => {
-                    // Taken and not answered: the bird panicked in its
-                    // handler. The reply channel can close a moment
-                    // before the mailbox does; wait for the mailbox so the
-                    // next call sees the bird gone.
-                    for _ in 0..50 {
-                        if !addr.connected() {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Typed::Done(Err(Error::BirdPanicked {
-                        name: self.name.to_string(),
-                    }))
-                }
-            },
-        }
     }
 
     /// Encodes `msg`, calls, decodes the reply.
@@ -375,7 +350,7 @@ impl<T: BirdKind> FlockAddr<T> {
             Error::Decode(format!(
                 "reply to {} from bird {}: {e}",
                 <T as Accepts<M>>::TAG,
-                self.name
+                self.0.name
             ))
         })
     }
@@ -389,37 +364,37 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        if !self.name_ok
-            && let Err(e) = check_bird_name(&self.name)
+        if !self.0.name_ok
+            && let Err(e) = check_bird_name(&self.0.name)
         {
             return tracing::warn!("cast dropped: {e}");
         }
-        let epoch = self.node.view.load().epoch;
+        let epoch = self.0.node.view.epoch();
         if let Some(route) = self.local_route(epoch) {
             telemetry::cast_sent(telemetry::Path::Local);
             return route.addr.do_send(msg);
         }
         let payload = match payload::encode_small(&msg) {
             Ok(p) => p,
-            Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.name),
+            Err(e) => return tracing::warn!("cast to bird {} not sent: {e}", self.0.name),
         };
         let tag = <T as Accepts<M>>::TAG;
         // A constant of the kind: no user code runs on the cast path.
-        if T::ACTIVATES && !self.routes.activated.load(Ordering::Acquire) {
+        if T::ACTIVATES && !self.0.routes.activated.load(Ordering::Acquire) {
             return self.activating_cast(tag, payload.into_vec());
         }
         // The common remote case: the link learned in this view.
         if let Some(route) = self.cached_link(epoch) {
             telemetry::cast_sent(telemetry::Path::Remote);
-            return route.link.cast(self.out_cast(tag, payload), &self.node);
+            return route.link.cast(self.out_cast(tag, payload), &self.0.node);
         }
         let owned_here = self.owned_here();
         telemetry::cast_sent(telemetry::Path::of(matches!(owned_here, Ok(true))));
         match owned_here {
             Ok(true) => {
-                if let Some(actors) = self.node.actors() {
+                if let Some(actors) = self.0.node.actors() {
                     actors.registry.do_send(InboundCast {
-                        bird: self.name.clone(),
+                        bird: self.0.name.clone(),
                         kind: T::KIND.to_owned(),
                         tag: tag.to_owned(),
                         payload: payload.into_vec(),
@@ -427,20 +402,20 @@ impl<T: BirdKind> FlockAddr<T> {
                 }
             }
             Ok(false) => match self.owner_link() {
-                Some(route) => route.link.cast(self.out_cast(tag, payload), &self.node),
+                Some(route) => route.link.cast(self.out_cast(tag, payload), &self.0.node),
                 None => tracing::warn!(
                     "cast to bird {} dropped: its owner is unreachable",
-                    self.name
+                    self.0.name
                 ),
             },
-            Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.name),
+            Err(e) => tracing::warn!("cast to bird {} dropped: {e}", self.0.name),
         }
     }
 
     fn out_cast(&self, tag: &'static str, payload: Payload) -> OutCast {
         OutCast {
-            shard: self.shard,
-            bird: self.name.clone(),
+            shard: self.0.shard,
+            bird: self.0.name.clone(),
             kind: T::KIND,
             tag,
             payload,
@@ -455,11 +430,11 @@ impl<T: BirdKind> FlockAddr<T> {
     /// the bird activates are not ordered among themselves.
     fn activating_cast(&self, tag: &'static str, payload: Vec<u8>) {
         let this = self.clone();
-        let timeout = self.node.config.call_timeout;
+        let timeout = self.0.node.config.call_timeout;
         actix::spawn(async move {
             let deadline = deadline_after(Instant::now(), timeout);
             if let Err(e) = this.call(tag, payload, deadline, timeout).await {
-                tracing::warn!("cast to bird {} dropped: {e}", this.name);
+                tracing::warn!("cast to bird {} dropped: {e}", this.0.name);
             }
         });
     }
@@ -471,15 +446,15 @@ impl<T: BirdKind> FlockAddr<T> {
             return Ok(false);
         }
         if !T::ACTIVATES {
-            warn_undeclared_activation::<T>(&self.name);
+            warn_undeclared_activation::<T>(&self.0.name);
             return Ok(false);
         }
-        let Some(args) = T::activate(&self.name) else {
+        let Some(args) = T::activate(&self.0.name) else {
             return Ok(false);
         };
         *tried = true;
-        super::flock::ensure::<T>(&self.node, &self.name, args).await?;
-        tracing::debug!(bird = %self.name, kind = T::KIND, "bird {} activated on demand", self.name);
+        super::flock::ensure::<T>(&self.0.node, &self.0.name, args).await?;
+        tracing::debug!(bird = %self.0.name, kind = T::KIND, "bird {} activated on demand", self.0.name);
         Ok(true)
     }
 
@@ -487,7 +462,8 @@ impl<T: BirdKind> FlockAddr<T> {
     /// `epoch`: the owner is then another node, and neither the placement
     /// nor the link table need asking (one load per cast or call).
     fn cached_link(&self, epoch: u64) -> Option<Arc<LinkRoute>> {
-        self.routes
+        self.0
+            .routes
             .link
             .load_full()
             .filter(|route| route.valid_at(epoch))
@@ -495,37 +471,37 @@ impl<T: BirdKind> FlockAddr<T> {
 
     /// The link to the owner (another node), cached per view epoch.
     fn owner_link(&self) -> Option<Arc<LinkRoute>> {
-        let view = self.node.view.load();
+        let view = self.0.node.view.load();
         if let Some(route) = self.cached_link(view.epoch) {
             return Some(route);
         }
         let owner = view
             .placement
             .for_kind(T::KIND)
-            .owner_of_shard(self.shard)
+            .owner_of_shard(self.0.shard)
             .ok()?;
         let route = Arc::new(LinkRoute {
             epoch: view.epoch,
             owner: owner.clone(),
-            link: self.node.peer_link(owner)?,
+            link: self.0.node.peer_link(owner)?,
         });
         // Racing callers store equal routes; the last one stays.
-        self.routes.link.store(Some(route.clone()));
+        self.0.routes.link.store(Some(route.clone()));
         Some(route)
     }
 
     fn owned_here(&self) -> Result<bool> {
-        let view = self.node.view.load();
+        let view = self.0.node.view.load();
         Ok(view
             .placement
             .for_kind(T::KIND)
-            .owner_of_shard(self.shard)?
-            == self.node.name())
+            .owner_of_shard(self.0.shard)?
+            == self.0.node.name())
     }
 
     fn timed_out(&self, after: Duration) -> Error {
         Error::Timeout {
-            name: self.name.to_string(),
+            name: self.0.name.to_string(),
             after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
         }
     }
@@ -534,7 +510,8 @@ impl<T: BirdKind> FlockAddr<T> {
     /// view of `epoch`. Only a bird owned here in that view, of a kind that
     /// takes the typed path, is ever cached (`typed_route`).
     fn local_route(&self, epoch: u64) -> Option<Arc<Route<T>>> {
-        self.routes
+        self.0
+            .routes
             .local
             .load_full()
             .filter(|route| route.valid_at(epoch))
@@ -544,10 +521,10 @@ impl<T: BirdKind> FlockAddr<T> {
     /// view of `epoch`: asks the Registry (once per view, or after a
     /// restart) and caches the answer.
     async fn resolve_local(&self, epoch: u64) -> Option<Arc<Route<T>>> {
-        let registry = self.node.actors()?.registry.clone();
+        let registry = self.0.node.actors()?.registry.clone();
         let addr = registry
             .send(Resolve::<T> {
-                name: self.name.clone(),
+                name: self.0.name.clone(),
                 _kind: PhantomData,
             })
             .await
@@ -557,7 +534,7 @@ impl<T: BirdKind> FlockAddr<T> {
             addr,
             quick: Quick::default(),
         });
-        self.routes.local.store(Some(route.clone()));
+        self.0.routes.local.store(Some(route.clone()));
         Some(route)
     }
 
@@ -590,7 +567,7 @@ impl<T: BirdKind> FlockAddr<T> {
                     continue;
                 }
                 Outcome::Done(reply) => {
-                    self.routes.activated.store(true, Ordering::Release);
+                    self.0.routes.activated.store(true, Ordering::Release);
                     return Ok(reply);
                 }
                 Outcome::Fail(e @ Error::NotFound { .. }) => {
@@ -626,14 +603,14 @@ impl<T: BirdKind> FlockAddr<T> {
         timeout: Duration,
         (to, redirects): (Option<String>, u32),
     ) -> Outcome {
-        let Some(actors) = self.node.actors() else {
+        let Some(actors) = self.0.node.actors() else {
             return Outcome::Fail(Error::Stopped);
         };
         let redirected = to.is_some();
         // The link learned in this view names the owner: no placement
         // lookup on the common remote path.
         let cached = match to {
-            None => self.cached_link(self.node.view.load().epoch),
+            None => self.cached_link(self.0.node.view.epoch()),
             Some(_) => None,
         };
         let owner = match (&cached, to) {
@@ -645,10 +622,10 @@ impl<T: BirdKind> FlockAddr<T> {
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let (tx, rx) = oneshot::channel();
-        let local = *owner == **self.node.name();
+        let local = *owner == **self.0.node.name();
         if local {
             actors.registry.do_send(InboundCall {
-                bird: self.name.clone(),
+                bird: self.0.name.clone(),
                 kind: T::KIND.to_owned(),
                 tag: tag.to_owned(),
                 payload,
@@ -657,8 +634,8 @@ impl<T: BirdKind> FlockAddr<T> {
             });
         } else {
             let call = OutCall {
-                bird: self.name.clone(),
-                shard: self.shard,
+                bird: self.0.name.clone(),
+                shard: self.0.shard,
                 kind: T::KIND.into(),
                 tag: tag.into(),
                 payload,
@@ -668,13 +645,14 @@ impl<T: BirdKind> FlockAddr<T> {
                 ticket: None,
             };
             let sent = if redirected {
-                self.node
+                self.0
+                    .node
                     .peer_link(&owner)
-                    .map(|link| link.call(call, &self.node))
+                    .map(|link| link.call(call, &self.0.node))
             } else {
                 cached
                     .or_else(|| self.owner_link())
-                    .map(|route| route.link.call(call, &self.node))
+                    .map(|route| route.link.call(call, &self.0.node))
             };
             if sent.is_none() {
                 // Not sent: safe to retry once the view settles.
@@ -685,7 +663,7 @@ impl<T: BirdKind> FlockAddr<T> {
         }
         // Over a link or through the Registry: never answered by the
         // caller's next turn, so the timer is armed at once.
-        let result = match within(deadline, rx, FirstPoll::Arm).await {
+        let result = match within(Due::at(deadline), rx, FirstPoll::Arm).await {
             Err(_) => return Outcome::Fail(self.timed_out(timeout)),
             Ok(Err(_)) if local => return Outcome::Fail(Error::Stopped),
             // The link closed with the call in flight: it may have been
@@ -704,8 +682,8 @@ impl<T: BirdKind> FlockAddr<T> {
                 let next = routing::after_moved(routing::Calling {
                     named: &named,
                     tried: &owner,
-                    me: self.node.name(),
-                    reachable: self.node.link(&named).is_some(),
+                    me: self.0.node.name(),
+                    reachable: self.0.node.link(&named).is_some(),
                     redirects,
                 });
                 match next {
@@ -734,18 +712,18 @@ impl<T: BirdKind> FlockAddr<T> {
     }
 
     async fn known_here(&self) -> bool {
-        let Some(actors) = self.node.actors() else {
+        let Some(actors) = self.0.node.actors() else {
             return false;
         };
         matches!(
-            actors.replica.send(Lookup(self.name.clone())).await,
+            actors.replica.send(Lookup(self.0.name.clone())).await,
             Ok(Some(_))
         )
     }
 
     fn error(&self, e: RemoteError, owner: NodeName) -> Error {
         let owner = owner.to_string();
-        let name = self.name.to_string();
+        let name = self.0.name.to_string();
         match e {
             RemoteError::NotFound { .. } => Error::NotFound { name },
             RemoteError::UnknownKind { kind } => Error::UnknownKind { kind, node: owner },
@@ -772,13 +750,6 @@ impl<T: BirdKind> FlockAddr<T> {
     }
 }
 
-/// `now + timeout`, or about a century from now for timeouts so long that
-/// the sum would overflow (`Duration::MAX` means "no deadline", not a panic).
-fn deadline_after(now: Instant, timeout: Duration) -> Instant {
-    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
-    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
-}
-
 /// A kind that overrides [`Bird::activate`](crate::Bird::activate) but is
 /// not declared `#[flock_bird(activate)]` never activates (the flag is what
 /// the message paths read, so that no user code runs on every cast). That
@@ -799,5 +770,17 @@ fn warn_undeclared_activation<T: BirdKind>(name: &str) {
              its birds are not activated on demand; add `activate` to its #[flock_bird(..)]",
             T::KIND
         );
+    }
+}
+
+/// Waits (up to 50 ms) for the mailbox of a bird that panicked in its
+/// handler to close: the reply channel can close a moment before the
+/// mailbox does, and the next call should see the bird gone.
+async fn mailbox_closed<A: Actor>(addr: &Addr<A>) {
+    for _ in 0..50 {
+        if !addr.connected() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }

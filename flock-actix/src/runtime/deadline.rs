@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// The deadline passed before the future finished.
@@ -34,11 +35,48 @@ pub(crate) enum FirstPoll {
     Arm,
 }
 
-/// `fut`, or [`Elapsed`] once `deadline` has passed.
-pub(crate) fn within<F: Future + Unpin>(deadline: Instant, fut: F, first: FirstPoll) -> Within<F> {
+/// A call's deadline: `after` past `from`. Kept as the two and added up
+/// only when a timer is armed or the deadline checked, which a call
+/// answered by its second poll never needs (the sum, with its overflow
+/// checks, is tens of instructions of a local call; issue #12).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due {
+    from: Instant,
+    after: Duration,
+}
+
+impl Due {
+    /// `after` past `from`.
+    pub(crate) fn after(from: Instant, after: Duration) -> Self {
+        Due { from, after }
+    }
+
+    /// At `deadline`.
+    pub(crate) fn at(deadline: Instant) -> Self {
+        Due {
+            from: deadline,
+            after: Duration::ZERO,
+        }
+    }
+
+    /// The deadline.
+    pub(crate) fn instant(self) -> Instant {
+        deadline_after(self.from, self.after)
+    }
+}
+
+/// `now + timeout`, or about a century from now for timeouts so long that
+/// the sum would overflow (`Duration::MAX` means "no deadline", not a panic).
+pub(crate) fn deadline_after(now: Instant, timeout: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(timeout.min(CENTURY)).unwrap_or(now)
+}
+
+/// `fut`, or [`Elapsed`] once `due` has passed.
+pub(crate) fn within<F: Future + Unpin>(due: Due, fut: F, first: FirstPoll) -> Within<F> {
     Within {
         fut,
-        deadline,
+        due,
         first,
         timer: Timer::Unarmed,
     }
@@ -47,7 +85,7 @@ pub(crate) fn within<F: Future + Unpin>(deadline: Instant, fut: F, first: FirstP
 /// The future of [`within`].
 pub(crate) struct Within<F> {
     fut: F,
-    deadline: Instant,
+    due: Due,
     first: FirstPoll,
     timer: Timer,
 }
@@ -135,10 +173,11 @@ impl<F: Future + Unpin> Future for Within<F> {
                 Poll::Pending
             }
             Timer::Unarmed | Timer::Yielded => {
-                if Instant::now() >= this.deadline {
+                let deadline = this.due.instant();
+                if Instant::now() >= deadline {
                     return Poll::Ready(Err(Elapsed));
                 }
-                let mut sleep = Box::pin(tokio::time::sleep_until(this.deadline));
+                let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
                 let fired = sleep.as_mut().poll(cx).is_ready();
                 this.timer = Timer::Armed(sleep);
                 if fired {
@@ -158,13 +197,17 @@ impl<F: Future + Unpin> Future for Within<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(start_paused = true)]
     async fn a_future_that_never_finishes_times_out_at_its_deadline() {
         let start = Instant::now();
         let deadline = start + Duration::from_millis(30);
-        let out = within(deadline, std::future::pending::<()>(), FirstPoll::Yield).await;
+        let out = within(
+            Due::at(deadline),
+            std::future::pending::<()>(),
+            FirstPoll::Yield,
+        )
+        .await;
         assert_eq!(out, Err(Elapsed));
         assert!(Instant::now() >= deadline);
     }
@@ -182,7 +225,11 @@ mod tests {
         rx: tokio::sync::oneshot::Receiver<u8>,
         first: FirstPoll,
     ) -> Within<tokio::sync::oneshot::Receiver<u8>> {
-        within(Instant::now() + Duration::from_secs(5), rx, first)
+        within(
+            Due::after(Instant::now(), Duration::from_secs(5)),
+            rx,
+            first,
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -235,7 +282,7 @@ mod tests {
     async fn a_future_answered_by_another_task_wins() {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let deadline = Instant::now() + Duration::from_millis(30);
-        let call = within(deadline, rx, FirstPoll::Yield);
+        let call = within(Due::at(deadline), rx, FirstPoll::Yield);
         // Answered by a task queued before the caller's second poll.
         tokio::spawn(async move { tx.send(7).unwrap() });
         let out = call.await;
@@ -251,7 +298,9 @@ mod tests {
             tx.send(1).is_err()
         });
         assert_eq!(
-            within(deadline, rx, FirstPoll::Arm).await.map(|_| ()),
+            within(Due::at(deadline), rx, FirstPoll::Arm)
+                .await
+                .map(|_| ()),
             Err(Elapsed)
         );
         assert!(
@@ -264,7 +313,34 @@ mod tests {
     async fn a_deadline_already_passed_times_out_without_a_timer() {
         let deadline = Instant::now();
         tokio::time::advance(Duration::from_millis(1)).await;
-        let out = within(deadline, std::future::pending::<()>(), FirstPoll::Yield).await;
+        let out = within(
+            Due::at(deadline),
+            std::future::pending::<()>(),
+            FirstPoll::Yield,
+        )
+        .await;
         assert_eq!(out, Err(Elapsed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_added_up_late_still_counts_from_the_calls_start() {
+        let start = Instant::now();
+        let mut call = within(
+            Due::after(start, Duration::from_millis(10)),
+            std::future::pending::<()>(),
+            FirstPoll::Yield,
+        );
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut call).poll(&mut cx).is_pending());
+        // A long turn before the second poll: the deadline passed in it.
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert_eq!(Pin::new(&mut call).poll(&mut cx), Poll::Ready(Err(Elapsed)));
+    }
+
+    #[test]
+    fn a_timeout_too_long_to_add_is_about_a_century() {
+        let now = Instant::now();
+        let due = Due::after(now, Duration::MAX).instant();
+        assert!(due > now + Duration::from_secs(99 * 365 * 24 * 3600));
     }
 }

@@ -485,6 +485,16 @@ impl<T: BirdKind> std::future::Future for BirdTask<T> {
         use std::task::Poll;
         let this = self.get_mut();
         loop {
+            // The running bird is polled in place: moving its context out
+            // and back costs two copies of a few hundred bytes per poll,
+            // a poll per message (issue #12).
+            if let Stage::Run(fut) = &mut this.stage {
+                let polled = std::pin::Pin::new(fut).poll(cx);
+                if polled.is_ready() {
+                    this.guard.completed = true;
+                }
+                return polled;
+            }
             match std::mem::replace(&mut this.stage, Stage::Done) {
                 Stage::Hatch(boxed) => {
                     let (ctx, h) = *boxed;
@@ -507,15 +517,9 @@ impl<T: BirdKind> std::future::Future for BirdTask<T> {
                         }
                     }
                 }
-                Stage::Run(mut fut) => {
-                    let polled = std::pin::Pin::new(&mut fut).poll(cx);
-                    this.stage = Stage::Run(fut);
-                    if polled.is_ready() {
-                        this.guard.completed = true;
-                    }
-                    return polled;
-                }
-                Stage::Done => return Poll::Ready(()),
+                // Polled above; `Done` is taken as well, for a task polled
+                // again after it finished.
+                Stage::Run(_) | Stage::Done => return Poll::Ready(()),
             }
         }
     }

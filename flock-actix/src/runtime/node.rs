@@ -14,7 +14,7 @@ use crate::core::placement::{HostedMember, KindPlacement, Member};
 use actix::Addr;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 // tokio's `Instant` is the system's monotonic clock, except under a paused
@@ -28,6 +28,44 @@ pub(crate) struct View {
     pub epoch: u64,
     /// One table per distinct set of nodes hosting a kind.
     pub placement: KindPlacement,
+}
+
+/// The published [`View`], and its epoch in an atomic of its own: the hot
+/// path of a local call compares its cached route's epoch with one plain
+/// load instead of an `ArcSwap` load (issue #12). `store` publishes the
+/// view before its epoch, so an epoch read is never newer than the view.
+pub(crate) struct ViewCell {
+    view: ArcSwap<View>,
+    epoch: AtomicU64,
+}
+
+impl ViewCell {
+    fn new(view: View) -> Self {
+        ViewCell {
+            epoch: AtomicU64::new(view.epoch),
+            view: ArcSwap::from_pointee(view),
+        }
+    }
+
+    pub(crate) fn load(&self) -> arc_swap::Guard<std::sync::Arc<View>> {
+        self.view.load()
+    }
+
+    pub(crate) fn load_full(&self) -> std::sync::Arc<View> {
+        self.view.load_full()
+    }
+
+    /// Publishes `view` (only the Ring does).
+    pub(crate) fn store(&self, view: std::sync::Arc<View>) {
+        let epoch = view.epoch;
+        self.view.store(view);
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// The epoch of the view last published.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
 }
 
 /// The node's actors.
@@ -49,7 +87,7 @@ pub(crate) struct Node {
     /// The context every `hatch` on this node gets.
     pub nest: std::sync::Arc<crate::nest::Nest>,
     /// Published by the Ring actor, read lock-free by `FlockAddr`s.
-    pub view: ArcSwap<View>,
+    pub view: ViewCell,
     /// Published by the Ring actor, read lock-free by callers and the replica.
     pub links: ArcSwap<Links>,
     pub actors: OnceLock<Actors>,
@@ -104,7 +142,7 @@ impl Node {
             kinds,
             nest: std::sync::Arc::new(nest),
             events: super::events::EventHub::default(),
-            view: ArcSwap::from_pointee(View {
+            view: ViewCell::new(View {
                 epoch: 0,
                 placement,
             }),
@@ -234,6 +272,7 @@ pub(crate) fn nonce() -> crate::Result<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::core::crdt::ReplicaId;
 
     fn node() -> Node {
@@ -252,6 +291,18 @@ mod tests {
             crate::nest::Nest::default(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_epoch_read_alone_follows_every_published_view() {
+        let n = node();
+        assert_eq!(n.view.epoch(), 0);
+        for epoch in [1, 2, 7] {
+            let placement = n.view.load().placement.clone();
+            n.view.store(std::sync::Arc::new(View { epoch, placement }));
+            assert_eq!(n.view.epoch(), epoch);
+            assert_eq!(n.view.load().epoch, epoch);
+        }
     }
 
     #[test]

@@ -26,8 +26,7 @@
 use crate::core::lifecycle::Exit;
 use crate::error::Error;
 use crate::wire::message::Message;
-use metrics::{counter, gauge, histogram};
-use std::time::Duration;
+use metrics::{Key, Label, Level, Metadata, counter, gauge, histogram};
 
 /// Where a call or cast went.
 #[derive(Debug, Clone, Copy)]
@@ -94,27 +93,67 @@ pub(crate) fn describe() {
     });
 }
 
-/// A call finished, with `error` or not, after `elapsed`.
-pub(crate) fn call_done(path: Path, error: Option<&Error>, elapsed: Duration) {
-    let seconds = elapsed.as_secs_f64();
+/// A call started at `started` finished now, with `error` or not.
+pub(crate) fn call_done(path: Path, error: Option<&Error>, started: tokio::time::Instant) {
+    // The clock is read only if a recorder takes the value (see `Since`).
+    let seconds = Since(started);
     // Literal labels make static metric keys: a label computed at run time
     // costs a `Vec` of labels per call (issue #12), so the answered calls,
     // nearly all of them, take these arms.
     match (path, error) {
-        (Path::Local, None) => {
-            counter!("flock_calls_total", "path" => "local", "outcome" => "ok").increment(1);
-            histogram!("flock_call_duration_seconds", "path" => "local").record(seconds);
-        }
-        (Path::Remote, None) => {
-            counter!("flock_calls_total", "path" => "remote", "outcome" => "ok").increment(1);
-            histogram!("flock_call_duration_seconds", "path" => "remote").record(seconds);
-        }
+        (Path::Local, None) => answered(&LOCAL_OK, &LOCAL_DURATION, seconds),
+        (Path::Remote, None) => answered(&REMOTE_OK, &REMOTE_DURATION, seconds),
         (path, Some(e)) => {
             let outcome = e.kind_label();
             counter!("flock_calls_total", "path" => path.label(), "outcome" => outcome)
                 .increment(1);
             histogram!("flock_call_duration_seconds", "path" => path.label()).record(seconds);
         }
+    }
+}
+
+/// The keys of an answered call's two metrics, built at compile time as
+/// `counter!`/`histogram!` build them from literal labels.
+static LOCAL_OK: Key = Key::from_static_parts("flock_calls_total", &LOCAL_OK_LABELS);
+static REMOTE_OK: Key = Key::from_static_parts("flock_calls_total", &REMOTE_OK_LABELS);
+static LOCAL_DURATION: Key =
+    Key::from_static_parts("flock_call_duration_seconds", &LOCAL_DURATION_LABELS);
+static REMOTE_DURATION: Key =
+    Key::from_static_parts("flock_call_duration_seconds", &REMOTE_DURATION_LABELS);
+static LOCAL_OK_LABELS: [Label; 2] = [
+    Label::from_static_parts("path", "local"),
+    Label::from_static_parts("outcome", "ok"),
+];
+static REMOTE_OK_LABELS: [Label; 2] = [
+    Label::from_static_parts("path", "remote"),
+    Label::from_static_parts("outcome", "ok"),
+];
+static LOCAL_DURATION_LABELS: [Label; 1] = [Label::from_static_parts("path", "local")];
+static REMOTE_DURATION_LABELS: [Label; 1] = [Label::from_static_parts("path", "remote")];
+/// What the macros give a metric of this module.
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
+
+/// An answered call: its counter and its duration, under one look-up of
+/// the recorder (the two macros look it up once each; issue #12).
+fn answered(calls: &'static Key, duration: &'static Key, seconds: Since) {
+    metrics::with_recorder(|recorder| {
+        recorder.register_counter(calls, &METADATA).increment(1);
+        recorder
+            .register_histogram(duration, &METADATA)
+            .record(seconds);
+    });
+}
+
+/// The seconds since an instant, read from the clock only when converted:
+/// a histogram converts its value only if a recorder is installed, so
+/// without one a call reads the clock once (for its deadline), not twice
+/// (a clock read is ≈ 25 ns of a ≈ 700 ns local call; issue #12).
+struct Since(tokio::time::Instant);
+
+impl metrics::IntoF64 for Since {
+    fn into_f64(self) -> f64 {
+        self.0.elapsed().as_secs_f64()
     }
 }
 
@@ -212,4 +251,39 @@ pub(crate) fn members(up: usize, down: usize) {
 /// A member changed state (`"up"`, `"down"`, `"left"`).
 pub(crate) fn member_event(event: &'static str) {
     counter!("flock_member_events_total", "event" => event).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use std::time::Duration;
+
+    /// The durations recorded for `flock_call_duration_seconds`.
+    fn durations(recorder: &DebuggingRecorder) -> Vec<f64> {
+        recorder
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "flock_call_duration_seconds")
+            .flat_map(|(.., value)| match value {
+                DebugValue::Histogram(samples) => samples,
+                _ => vec![],
+            })
+            .map(|s| s.into_inner())
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_duration_is_read_from_the_clock_when_a_recorder_takes_it() {
+        let recorder = DebuggingRecorder::new();
+        let started = tokio::time::Instant::now();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        metrics::with_local_recorder(&recorder, || {
+            call_done(Path::Local, None, started);
+            call_done(Path::Remote, Some(&Error::Stopped), started);
+        });
+        assert_eq!(durations(&recorder), vec![0.03, 0.03]);
+    }
 }
