@@ -322,6 +322,31 @@ impl BirdMap {
         self.join_impl(other, false, true)
     }
 
+    /// [`join`](Self::join) of a state taken by value. Into an empty
+    /// store (a node that joins the cluster takes its first full state) the
+    /// other side's store is moved in, less the dots my context has seen,
+    /// instead of being rebuilt name by name: a million names joined in a
+    /// pass over slots rather than a million lookups, copies and inserts.
+    /// The same state and changes as `join` (proptest
+    /// `joining_a_state_by_value_equals_joining_it_by_reference`).
+    pub(crate) fn join_owned(&mut self, other: BirdMap) -> Changes {
+        if !self.store.is_empty() {
+            return self.join(&other);
+        }
+        let BirdMap { mut store, ctx } = other;
+        let seen = &self.ctx;
+        store.retain_dots(|replica, counter| !seen.contains_dot(replica, counter));
+        // Every name left gains a winner; nothing else had one.
+        let mut changes = Changes {
+            added: store.keys().map(str::to_owned).collect(),
+            inflated: !store.is_empty(),
+            ..Changes::default()
+        };
+        self.store = store;
+        changes.inflated |= self.ctx.join(&ctx);
+        changes
+    }
+
     fn join_impl(&mut self, other: &BirdMap, keep_markers: bool, force_scan: bool) -> Changes {
         // Decided against the state before the join: it reads my store and
         // context as they were.
