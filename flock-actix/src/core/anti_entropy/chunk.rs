@@ -27,7 +27,7 @@
 //! it. `tests::a_transfer_cut_from_a_changing_state_lies_between_its_start_and_end`
 //! checks this law.
 
-use crate::core::crdt::store::DotsRef;
+use crate::core::crdt::store::{DotsRef, Store};
 use crate::core::crdt::{BirdMap, CausalContext, Dot, Entry, NodeName, ReplicaId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -211,7 +211,10 @@ struct Incoming {
     seq: u64,
     got: BTreeSet<u32>,
     last: Option<u32>,
-    state: BirdMap,
+    /// The context so far: `C0` and the dots of the names received.
+    ctx: CausalContext,
+    /// The names of each part received, made one when the last arrives.
+    parts: Vec<Store>,
     /// Complete and handed over: later duplicates are only acknowledged.
     done: bool,
 }
@@ -224,7 +227,8 @@ impl Incoming {
             seq,
             got: BTreeSet::new(),
             last: None,
-            state: BirdMap::default(),
+            ctx: CausalContext::default(),
+            parts: Vec::new(),
             done: false,
         }
     }
@@ -345,10 +349,11 @@ impl Assembler {
         if last {
             slot.last = Some(index);
         }
-        // The part's names are moved in, not materialized and interned
-        // again (a million per transfer); their dots join the context as
-        // `C0 ∪ their dots` (module docs). A touch marker means nothing in
-        // a full state.
+        // The part's names are kept as they came, not materialized and
+        // interned again (a million per transfer), and made one store in
+        // one pass when the last part is in; their dots join the context
+        // as `C0 ∪ their dots` (module docs). A touch marker means nothing
+        // in a full state.
         let BirdMap {
             store: mut names,
             ctx,
@@ -356,16 +361,16 @@ impl Assembler {
         names.drop_markers();
         for (_, dots) in names.views() {
             for d in dots.iter() {
-                if !slot.state.ctx.contains_dot(d.replica, d.counter) {
-                    slot.state.ctx.insert(Dot {
+                if !slot.ctx.contains_dot(d.replica, d.counter) {
+                    slot.ctx.insert(Dot {
                         replica: d.replica.clone(),
                         counter: d.counter,
                     });
                 }
             }
         }
-        slot.state.store.absorb(names);
-        slot.state.ctx.join(&ctx);
+        slot.parts.push(names);
+        slot.ctx.join(&ctx);
         match slot.last {
             Some(l) if slot.got.len() as u64 == u64::from(l) + 1 => {
                 slot.done = true;
@@ -374,7 +379,10 @@ impl Assembler {
                 }
                 Assembled::Complete {
                     seq: slot.seq,
-                    state: std::mem::take(&mut slot.state),
+                    state: BirdMap {
+                        store: Store::concat(std::mem::take(&mut slot.parts)),
+                        ctx: std::mem::take(&mut slot.ctx),
+                    },
                 }
             }
             _ => Assembled::Pending,
@@ -390,5 +398,7 @@ impl Assembler {
     }
 }
 
+#[cfg(test)]
+mod steps;
 #[cfg(test)]
 mod tests;

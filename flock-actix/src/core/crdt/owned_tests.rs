@@ -131,6 +131,42 @@ proptest! {
         prop_assert_eq!(absorbed.len(), expected.len());
     }
 
+    /// Parts made one store equal inserting each part's names in turn,
+    /// whether they overlap (the general path) or are disjoint runs in any
+    /// order (the one-pass path, as a transfer's parts cut from a store).
+    #[test]
+    fn parts_made_one_equal_inserting_each_in_turn(
+        parts in prop::collection::vec(raw_store(), 0..4),
+        whole in raw_store(),
+        cuts in prop::collection::vec(0..NAMES.len(), 0..3),
+        shuffle in any::<u64>(),
+    ) {
+        let mut expected = Store::default();
+        for part in &parts {
+            for (name, list) in part.iter() {
+                expected.insert(name, list);
+            }
+        }
+        prop_assert_eq!(listed(&Store::concat(parts)), listed(&expected));
+
+        // Disjoint runs of one store, in a shuffled order.
+        let mut bounds: Vec<&str> = cuts.iter().map(|&c| NAMES[c]).collect();
+        bounds.sort_unstable();
+        bounds.dedup();
+        let mut runs = Vec::new();
+        let mut after = None;
+        for b in bounds.iter().copied().chain(std::iter::once(NAMES[NAMES.len() - 1])) {
+            runs.push(whole.copy_range(after, b));
+            after = Some(b);
+        }
+        let n = runs.len();
+        runs.rotate_left(shuffle as usize % n);
+        if shuffle % 2 == 1 {
+            runs.reverse();
+        }
+        prop_assert_eq!(listed(&Store::concat(runs)), listed(&whole));
+    }
+
     /// A range copied slot by slot holds exactly the names of that range,
     /// each with its dots, and what is copied reads the same in place.
     #[test]
