@@ -770,6 +770,13 @@ impl CrdtReplica {
                 }
                 let ack = Message::SyncChunkAck { session, index };
                 let now = self.node.now_ms();
+                if index == 0 {
+                    tracing::debug!(
+                        "node {} got the first part of transfer {session} from {}",
+                        self.node.name(),
+                        from.node
+                    );
+                }
                 match self
                     .assembler
                     .on_chunk(&from, session, index, last, seq, part, now)
@@ -788,11 +795,24 @@ impl CrdtReplica {
                     }
                     Assembled::Complete { seq, state } => {
                         tracing::debug!(
-                            "joining the full state of {} ({} birds, up to its seq {seq})",
+                            "node {} joining the full state of {} ({} birds, up to its seq {seq})",
+                            self.node.name(),
                             from.node,
                             state.len()
                         );
+                        let started = std::time::Instant::now();
                         let joined = self.join_whole(&from, state);
+                        if let Ok(changes) = &joined {
+                            // The changes are told to the Registry below;
+                            // the join's own time is what the log shows.
+                            tracing::debug!(
+                                "node {} joined the full state of {} in {} ms ({} added)",
+                                self.node.name(),
+                                from.node,
+                                started.elapsed().as_millis(),
+                                changes.added.len()
+                            );
+                        }
                         (ack, seq, joined, None)
                     }
                 }
