@@ -266,11 +266,22 @@ impl BirdMap {
     /// Whether every dot and floor of this map lies within what `trust`
     /// accepts now (see [`super::trust`]).
     pub(crate) fn within(&self, trust: &Trust) -> bool {
+        // Stored dots come in long runs of one replica (a batch of starts,
+        // a peer's whole state): its limit, three tree lookups, is looked
+        // up once per run rather than once per dot (a million per state).
+        let mut last: Option<(&ReplicaId, u64)> = None;
         self.ctx.within(trust)
-            && self
-                .store
-                .dots()
-                .all(|(_, replica, counter, _)| counter <= trust.limit(replica))
+            && self.store.dots().all(|(_, replica, counter, _)| {
+                let limit = match last {
+                    Some((r, limit)) if r == replica => limit,
+                    _ => {
+                        let limit = trust.limit(replica);
+                        last = Some((replica, limit));
+                        limit
+                    }
+                };
+                counter <= limit
+            })
     }
 
     /// The part of this map that `trust` accepts now: the restricted
