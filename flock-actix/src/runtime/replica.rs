@@ -516,16 +516,7 @@ impl CrdtReplica {
             && changes.replaced.is_empty()
             && changes.added.len() == state.len()
         {
-            let upserts = state
-                .specs()
-                .map(|(name, kind, args)| {
-                    let spec = BirdSpec {
-                        kind: kind.to_owned(),
-                        args: args.to_vec(),
-                    };
-                    (Arc::from(name), spec)
-                })
-                .collect();
+            let upserts = state.specs().map(BirdSpec::named).collect();
             return SetChanged {
                 upserts,
                 removed: Vec::new(),
@@ -990,13 +981,7 @@ impl Handler<OwnedBy> for CrdtReplica {
                 };
                 t.owner(name).is_ok_and(|o| o == me)
             })
-            .map(|(name, kind, args)| {
-                let spec = BirdSpec {
-                    kind: kind.to_owned(),
-                    args: args.to_vec(),
-                };
-                (Arc::from(name), spec)
-            })
+            .map(BirdSpec::named)
             .collect();
         MessageResult((owned, state.len(), self.generation))
     }

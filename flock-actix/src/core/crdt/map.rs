@@ -62,6 +62,7 @@ use super::store::Store;
 use super::trust::Trust;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// What the runtime needs to start a bird anywhere: its kind's wire tag and
 /// its serialized start arguments.
@@ -72,6 +73,18 @@ pub struct BirdSpec {
     /// The start arguments, serialized by the bird's kind.
     #[serde(with = "serde_bytes")]
     pub args: Vec<u8>,
+}
+
+impl BirdSpec {
+    /// A name and its spec copied out of the store's view read in place
+    /// (`BirdMap::specs`), the name shared: what the Registry is told.
+    pub(crate) fn named((name, kind, args): (&str, &str, &[u8])) -> (Arc<str>, BirdSpec) {
+        let spec = BirdSpec {
+            kind: kind.to_owned(),
+            args: args.to_vec(),
+        };
+        (Arc::from(name), spec)
+    }
 }
 
 /// One add of a bird: the spec plus the timestamp used to order concurrent adds.

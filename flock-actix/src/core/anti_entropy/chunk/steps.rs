@@ -176,17 +176,7 @@ fn a_transfer_of_many_names_step_by_step() {
     let new_join = secs(t);
     let t = Instant::now();
     assert_eq!(changes.added.len(), replica.state().len());
-    let list: Vec<(Arc<str>, BirdSpec)> = replica
-        .state()
-        .specs()
-        .map(|(name, kind, args)| {
-            let spec = BirdSpec {
-                kind: kind.to_owned(),
-                args: args.to_vec(),
-            };
-            (Arc::from(name), spec)
-        })
-        .collect();
+    let list: Vec<(Arc<str>, BirdSpec)> = replica.state().specs().map(BirdSpec::named).collect();
     let new_notify = secs(t);
     assert_eq!(replica.state(), old_replica.state());
     assert_eq!(list, old_list);
