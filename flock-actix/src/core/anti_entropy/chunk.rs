@@ -27,6 +27,7 @@
 //! it. `tests::a_transfer_cut_from_a_changing_state_lies_between_its_start_and_end`
 //! checks this law.
 
+use crate::core::crdt::store::{DotsRef, Store};
 use crate::core::crdt::{BirdMap, CausalContext, Dot, Entry, NodeName, ReplicaId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,32 +63,49 @@ pub(super) fn dot_bound(dot: &Dot) -> usize {
 
 /// Cost bound of a name with its dot list.
 pub(super) fn name_bound(name: &str, list: &[(Dot, Entry)]) -> usize {
+    name_bound_of(
+        name,
+        list.iter()
+            .map(|(dot, entry)| (&dot.replica, entry.spec.kind.len(), entry.spec.args.len())),
+    )
+}
+
+/// Cost bound of a name with its dots read in place (the same bound as
+/// [`name_bound`], with nothing materialized).
+pub(super) fn name_bound_in_place(name: &str, dots: DotsRef<'_>) -> usize {
+    name_bound_of(
+        name,
+        dots.iter().map(|d| (d.replica, d.kind.len(), d.args.len())),
+    )
+}
+
+/// Cost bound of a name whose dots are given as `(replica, kind length,
+/// arguments length)`.
+fn name_bound_of<'a>(
+    name: &str,
+    dots: impl Iterator<Item = (&'a ReplicaId, usize, usize)>,
+) -> usize {
     str_bound(name.len())
         + 5
-        + list
-            .iter()
-            .map(|(dot, entry)| {
+        + dots
+            .map(|(replica, kind, args)| {
                 // (dot, entry): array headers, the dot, the spec, ts.
-                4 + replica_bound(&dot.replica)
-                    + 9
-                    + str_bound(entry.spec.kind.len())
-                    + str_bound(entry.spec.args.len())
-                    + 9
+                4 + replica_bound(replica) + 9 + str_bound(kind) + str_bound(args) + 9
             })
             .sum::<usize>()
 }
 
 /// An upper bound of the encoded size of `map`'s items (its names and
 /// context), without the envelope: what decides whether a delta interval
-/// fits in one frame. One pass over the map.
+/// fits in one frame. One pass over the map, read in place.
 pub(crate) fn size_bound(map: &BirdMap) -> usize {
     let ctx = &map.ctx;
     ctx.vv.keys().map(vv_entry_bound).sum::<usize>()
         + ctx.cloud.iter().map(dot_bound).sum::<usize>()
         + map
             .store
-            .iter()
-            .map(|(name, list)| name_bound(name, &list))
+            .views()
+            .map(|(name, dots)| name_bound_in_place(name, dots))
             .sum::<usize>()
 }
 
@@ -140,18 +158,21 @@ impl Cursor {
             let dot = self.ctx_rest.cloud.pop_first().expect("peeked");
             part.ctx.cloud.insert(dot);
         }
+        // The names: sized in place, then copied slot by slot in one go
+        // (materializing each name, then interning it again into the part,
+        // kept the sender's replica busy for seconds per million names).
         let mut last = None;
         let mut full = false;
-        for (name, list) in state.store.iter_after(self.after.as_deref()) {
-            if !fits(name_bound(name, &list)) {
+        for (name, dots) in state.store.views_after(self.after.as_deref()) {
+            if !fits(name_bound_in_place(name, dots)) {
                 full = true;
                 break;
             }
-            part.store.insert(name, list);
-            last = Some(name.to_owned());
+            last = Some(name);
         }
-        if last.is_some() {
-            self.after = last;
+        if let Some(last) = last {
+            part.store = state.store.copy_range(self.after.as_deref(), last);
+            self.after = Some(last.to_owned());
         }
         if full {
             return (part, false);
@@ -190,7 +211,10 @@ struct Incoming {
     seq: u64,
     got: BTreeSet<u32>,
     last: Option<u32>,
-    state: BirdMap,
+    /// The context so far: `C0` and the dots of the names received.
+    ctx: CausalContext,
+    /// The names of each part received, made one when the last arrives.
+    parts: Vec<Store>,
     /// Complete and handed over: later duplicates are only acknowledged.
     done: bool,
 }
@@ -203,7 +227,8 @@ impl Incoming {
             seq,
             got: BTreeSet::new(),
             last: None,
-            state: BirdMap::default(),
+            ctx: CausalContext::default(),
+            parts: Vec::new(),
             done: false,
         }
     }
@@ -324,16 +349,28 @@ impl Assembler {
         if last {
             slot.last = Some(index);
         }
-        for (name, list) in part.store.iter() {
-            if list.is_empty() {
-                continue;
+        // The part's names are kept as they came, not materialized and
+        // interned again (a million per transfer), and made one store in
+        // one pass when the last part is in; their dots join the context
+        // as `C0 ∪ their dots` (module docs). A touch marker means nothing
+        // in a full state.
+        let BirdMap {
+            store: mut names,
+            ctx,
+        } = part;
+        names.drop_markers();
+        for (_, dots) in names.views() {
+            for d in dots.iter() {
+                if !slot.ctx.contains_dot(d.replica, d.counter) {
+                    slot.ctx.insert(Dot {
+                        replica: d.replica.clone(),
+                        counter: d.counter,
+                    });
+                }
             }
-            for (dot, _) in &list {
-                slot.state.ctx.insert(dot.clone());
-            }
-            slot.state.store.insert(name, list);
         }
-        slot.state.ctx.join(&part.ctx);
+        slot.parts.push(names);
+        slot.ctx.join(&ctx);
         match slot.last {
             Some(l) if slot.got.len() as u64 == u64::from(l) + 1 => {
                 slot.done = true;
@@ -342,7 +379,10 @@ impl Assembler {
                 }
                 Assembled::Complete {
                     seq: slot.seq,
-                    state: std::mem::take(&mut slot.state),
+                    state: BirdMap {
+                        store: Store::concat(std::mem::take(&mut slot.parts)),
+                        ctx: std::mem::take(&mut slot.ctx),
+                    },
                 }
             }
             _ => Assembled::Pending,
@@ -358,5 +398,7 @@ impl Assembler {
     }
 }
 
+#[cfg(test)]
+mod steps;
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,8 @@ pub use name::{MAX_NAME_BYTES, check_bird_name};
 pub use replica::{Added, CounterExhausted, ForgedOwnDots, Replica};
 
 #[cfg(test)]
+mod owned_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trust_tests;

@@ -257,6 +257,36 @@ impl Replica {
         other: &BirdMap,
         force_scan: bool,
     ) -> Result<Changes, ForgedOwnDots> {
+        let clipped = self.admit(from, other)?;
+        Ok(self.join_admitted(other, clipped, force_scan))
+    }
+
+    /// [`join`](Self::join) of a whole state taken by value: into an empty
+    /// store (a node that joins the cluster) it is moved in rather than
+    /// rebuilt name by name (`BirdMap::join_owned`). The state is given
+    /// back when it was not moved in (claims cut off, or a store already
+    /// holding names), e.g. to be parked and joined again later.
+    ///
+    /// # Errors
+    /// As [`join`](Self::join).
+    pub fn join_owned(
+        &mut self,
+        from: &ReplicaId,
+        other: BirdMap,
+    ) -> Result<(Changes, Option<BirdMap>), ForgedOwnDots> {
+        let clipped = self.admit(from, &other)?;
+        if clipped || !self.state.store.is_empty() {
+            let changes = self.join_admitted(&other, clipped, false);
+            return Ok((changes, Some(other)));
+        }
+        self.last_ts = self.last_ts.max(other.max_ts());
+        Ok((self.state.join_owned(other), None))
+    }
+
+    /// The trust rule's checks before a join: refuses forged own dots,
+    /// takes what the sender shows of its own, and says whether claims
+    /// must be cut off.
+    fn admit(&mut self, from: &ReplicaId, other: &BirdMap) -> Result<bool, ForgedOwnDots> {
         let claimed = other.max_counter_of(&self.id);
         if claimed > self.minted {
             return Err(ForgedOwnDots {
@@ -266,7 +296,10 @@ impl Replica {
             });
         }
         self.trust.vouch(from, other);
-        let clipped = !other.within(&self.trust);
+        Ok(!other.within(&self.trust))
+    }
+
+    fn join_admitted(&mut self, other: &BirdMap, clipped: bool, force_scan: bool) -> Changes {
         let restricted;
         let accepted = if clipped {
             restricted = other.restrict(&self.trust);
@@ -281,7 +314,7 @@ impl Replica {
             self.state.join(accepted)
         };
         changes.clipped = clipped;
-        Ok(changes)
+        changes
     }
 
     /// Takes what `from` shows about its own dots in `msg` (a part of a full

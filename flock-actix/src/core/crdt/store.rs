@@ -246,6 +246,39 @@ impl Tables {
     }
 }
 
+/// Where another store's interned replicas and kinds are in this one's
+/// tables (interned there as needed): to move slots between stores.
+struct Remap {
+    replicas: Vec<u32>,
+    kinds: Vec<u32>,
+}
+
+impl Remap {
+    fn new(into: &mut Tables, from: &Tables) -> Self {
+        Remap {
+            replicas: from
+                .replicas
+                .items
+                .iter()
+                .map(|r| into.replicas.intern(r))
+                .collect(),
+            kinds: from
+                .kinds
+                .items
+                .iter()
+                .map(|k| into.kinds.intern(k))
+                .collect(),
+        }
+    }
+
+    fn apply(&self, d: &mut Stored) {
+        if d.kind != MARKER && d.kind != MANY {
+            d.replica = self.replicas[d.replica as usize];
+            d.kind = self.kinds[d.kind as usize];
+        }
+    }
+}
+
 /// Heap bytes of one name's slot besides its name and arguments (for
 /// memory accounting: `flock-bench registry_layout`).
 pub const SLOT_BYTES: usize = std::mem::size_of::<SlotInner>();
@@ -381,6 +414,235 @@ impl Store {
         self.slots()
             .range::<str, _>((from, Bound::Unbounded))
             .map(|s| (&*s.0.name, self.list(&s.0)))
+    }
+
+    /// The names after `after` (all with `None`), each with its dots read
+    /// in place, in name order: what a sender needs to size a chunk part
+    /// without materializing a single name.
+    pub fn views_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, DotsRef<'a>)> + 'a {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.slots()
+            .range::<str, _>((from, Bound::Unbounded))
+            .map(|s| {
+                let dots = DotsRef {
+                    store: self,
+                    dots: self.dots_in(&s.0),
+                };
+                (&*s.0.name, dots)
+            })
+    }
+
+    /// Every name with its dots read in place, in name order.
+    pub fn views(&self) -> impl Iterator<Item = (&str, DotsRef<'_>)> + '_ {
+        self.views_after(None)
+    }
+
+    /// A copy of the names after `after` up to and including `through`,
+    /// slot by slot: no name is materialized and re-interned, and the
+    /// copy's tables hold only the replicas and kinds its dots use. What
+    /// a sender cuts a chunk part with (a million names per transfer).
+    pub fn copy_range(&self, after: Option<&str>, through: &str) -> Store {
+        let Some(inner) = self.inner.as_deref() else {
+            return Store::default();
+        };
+        if after.is_some_and(|a| a >= through) {
+            return Store::default();
+        }
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let range = (from, Bound::Included(through));
+        let mut tables = Tables::default();
+        // Old index → new, for the few replicas and kinds of this store.
+        let mut replicas: Vec<Option<u32>> = vec![None; inner.tables.replicas.len()];
+        let mut kinds: Vec<Option<u32>> = vec![None; inner.tables.kinds.len()];
+        let mut remap = |d: &Stored| -> Stored {
+            let mut d = d.clone();
+            if d.kind != MARKER && d.kind != MANY {
+                let r = &mut replicas[d.replica as usize];
+                d.replica = *r.get_or_insert_with(|| {
+                    tables.replicas.intern(inner.tables.replicas.get(d.replica))
+                });
+                let k = &mut kinds[d.kind as usize];
+                d.kind =
+                    *k.get_or_insert_with(|| tables.kinds.intern(inner.tables.kinds.get(d.kind)));
+            }
+            d
+        };
+        let mut many = BTreeMap::new();
+        let slots: BTreeSet<Slot> = inner
+            .slots
+            .range::<str, _>(range)
+            .map(|s| {
+                if s.0.one.kind == MANY
+                    && let Some(list) = inner.many.get(&s.0.name)
+                {
+                    let list: Box<[Stored]> = list.iter().map(&mut remap).collect();
+                    many.insert(s.0.name.clone(), list);
+                }
+                Slot(Box::new(SlotInner {
+                    name: s.0.name.clone(),
+                    one: remap(&s.0.one),
+                }))
+            })
+            .collect();
+        if slots.is_empty() {
+            return Store::default();
+        }
+        tables.collected_at = tables.len();
+        Store {
+            inner: Some(Box::new(Inner {
+                slots,
+                many,
+                tables,
+            })),
+        }
+    }
+
+    /// Drops the touch markers (names with no dot): what a full state
+    /// means by the same map.
+    pub fn drop_markers(&mut self) {
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return;
+        };
+        inner.slots.retain(|s| s.0.one.kind != MARKER);
+        if inner.slots.is_empty() {
+            self.inner = None;
+        }
+    }
+
+    /// Keeps only the dots for which `keep(replica, counter)` holds, drops
+    /// the names left with none (and touch markers), and sorts each
+    /// remaining name's dots by dot: what joining this store into an empty
+    /// one whose context has seen the dropped dots gives (see
+    /// `BirdMap::join_owned`). Slot by slot, nothing materialized.
+    pub fn retain_dots(&mut self, mut keep: impl FnMut(&ReplicaId, u64) -> bool) {
+        let Some(inner) = self.inner.as_deref_mut() else {
+            return;
+        };
+        let tables = &inner.tables;
+        let many = &mut inner.many;
+        let slots = std::mem::take(&mut inner.slots);
+        inner.slots = slots
+            .into_iter()
+            .filter_map(|mut slot| {
+                match slot.0.one.kind {
+                    MARKER => return None,
+                    MANY => {}
+                    _ => {
+                        let d = &slot.0.one;
+                        return keep(tables.replicas.get(d.replica), d.counter).then_some(slot);
+                    }
+                }
+                let list = many.remove(&slot.0.name).unwrap_or_default();
+                let mut list: Vec<Stored> = list
+                    .into_vec()
+                    .into_iter()
+                    .filter(|d| keep(tables.replicas.get(d.replica), d.counter))
+                    .collect();
+                // Stable, as the join's: equal dots keep their order.
+                list.sort_by(|a, b| {
+                    (tables.replicas.get(a.replica), a.counter)
+                        .cmp(&(tables.replicas.get(b.replica), b.counter))
+                });
+                match list.len() {
+                    0 => None,
+                    1 => {
+                        slot.0.one = list.pop().expect("one");
+                        Some(slot)
+                    }
+                    _ => {
+                        many.insert(slot.0.name.clone(), list.into_boxed_slice());
+                        Some(slot)
+                    }
+                }
+            })
+            .collect();
+        if inner.slots.is_empty() {
+            self.inner = None;
+        }
+    }
+
+    /// Moves every name of `other` in, replacing a name stored already
+    /// (as [`insert`](Self::insert) would): slot by slot, with no name
+    /// materialized.
+    pub fn absorb(&mut self, other: Store) {
+        let Some(mut theirs) = other.inner else {
+            return;
+        };
+        let Some(mine) = self.inner.as_deref_mut() else {
+            self.inner = Some(theirs);
+            return;
+        };
+        let remap = Remap::new(&mut mine.tables, &theirs.tables);
+        for (name, mut list) in std::mem::take(&mut theirs.many) {
+            list.iter_mut().for_each(|d| remap.apply(d));
+            mine.many.insert(name, list);
+        }
+        for mut slot in std::mem::take(&mut theirs.slots) {
+            remap.apply(&mut slot.0.one);
+            if slot.0.one.kind != MANY {
+                mine.many.remove(&slot.0.name);
+            }
+            mine.slots.replace(slot);
+        }
+        self.maybe_collect();
+    }
+
+    /// The stores `parts` made one, a name in several taking the list of
+    /// the last part that has it (as [`absorb`](Self::absorb)ing each in
+    /// turn). When the parts hold disjoint runs of names, in any order (the
+    /// parts of one transfer), the tree is built in one sorted pass over
+    /// all their slots: absorbing each part into the growing whole cost a
+    /// rebuild or an insert per name, a million per transfer.
+    pub fn concat(parts: Vec<Store>) -> Store {
+        let inners: Vec<Box<Inner>> = parts
+            .into_iter()
+            .filter_map(|p| p.inner)
+            .filter(|i| !i.slots.is_empty())
+            .collect();
+        let mut order: Vec<usize> = (0..inners.len()).collect();
+        order.sort_by(|&a, &b| inners[a].slots.first().cmp(&inners[b].slots.first()));
+        let disjoint = order
+            .windows(2)
+            .all(|w| inners[w[0]].slots.last() < inners[w[1]].slots.first());
+        if !disjoint {
+            let mut out = Store::default();
+            for inner in inners {
+                out.absorb(Store { inner: Some(inner) });
+            }
+            return out;
+        }
+        let total = inners.iter().map(|i| i.slots.len()).sum();
+        let mut slots = Vec::with_capacity(total);
+        let mut many = BTreeMap::new();
+        let mut tables = Tables::default();
+        let mut inners: Vec<Option<Box<Inner>>> = inners.into_iter().map(Some).collect();
+        for i in order {
+            let mut inner = inners[i].take().expect("each part once");
+            let remap = Remap::new(&mut tables, &inner.tables);
+            for (name, mut list) in std::mem::take(&mut inner.many) {
+                list.iter_mut().for_each(|d| remap.apply(d));
+                many.insert(name, list);
+            }
+            for mut slot in std::mem::take(&mut inner.slots) {
+                remap.apply(&mut slot.0.one);
+                slots.push(slot);
+            }
+        }
+        if slots.is_empty() {
+            return Store::default();
+        }
+        tables.collected_at = tables.len();
+        Store {
+            inner: Some(Box::new(Inner {
+                // Sorted already: collecting builds the tree in one pass.
+                slots: slots.into_iter().collect(),
+                many,
+                tables,
+            })),
+        }
     }
 
     /// Every name, in order.
@@ -598,6 +860,52 @@ struct SpecRef<'a> {
 struct EntryRef<'a> {
     spec: SpecRef<'a>,
     ts: u64,
+}
+
+/// One name's dots, read in place (see [`Store::views_after`]).
+#[derive(Clone, Copy)]
+pub struct DotsRef<'a> {
+    store: &'a Store,
+    dots: &'a [Stored],
+}
+
+/// One stored dot read in place: its replica, counter and entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DotView<'a> {
+    /// The replica that minted the dot.
+    pub replica: &'a ReplicaId,
+    /// Its counter.
+    pub counter: u64,
+    /// The entry's kind.
+    pub kind: &'a str,
+    /// The entry's start arguments.
+    pub args: &'a [u8],
+    /// The entry's timestamp.
+    pub ts: u64,
+}
+
+impl<'a> DotsRef<'a> {
+    /// The dots, in their stored order.
+    pub fn iter(&self) -> impl Iterator<Item = DotView<'a>> + 'a {
+        let store = self.store;
+        self.dots.iter().map(move |d| DotView {
+            replica: store.replica(d.replica),
+            counter: d.counter,
+            kind: store.kind(d.kind),
+            args: d.args.as_slice(),
+            ts: d.ts,
+        })
+    }
+
+    /// Number of dots (0 for a touch marker).
+    pub fn len(&self) -> usize {
+        self.dots.len()
+    }
+
+    /// Whether this is a touch marker (no dot).
+    pub fn is_empty(&self) -> bool {
+        self.dots.is_empty()
+    }
 }
 
 /// One name's dot list, serialized as `Vec<(Dot, Entry)>`.
