@@ -313,19 +313,22 @@ impl Assembler {
             return Assembled::Ignored;
         }
         let key = (from.incarnation, session);
-        let known = self.incoming.get(&from.node).map(|s| {
-            let same = key == (s.incarnation, s.session);
-            (
-                key < (s.incarnation, s.session),
-                same && (s.done || s.got.contains(&index)),
-            )
+        let seen = self.incoming.get(&from.node).map(|s| {
+            let theirs = (s.incarnation, s.session);
+            if key < theirs {
+                Seen::Older
+            } else if key == theirs && (s.done || s.got.contains(&index)) {
+                Seen::Taken
+            } else {
+                Seen::New
+            }
         });
-        match known {
-            Some((true, _)) => return Assembled::Ignored,
+        match seen {
+            Some(Seen::Older) => return Assembled::Ignored,
             // Acknowledged again whether or not it has the focus: its sender
             // lost the first acknowledgement.
-            Some((false, true)) => return Assembled::Pending,
-            _ => {}
+            Some(Seen::Taken) => return Assembled::Pending,
+            Some(Seen::New) | None => {}
         }
         let whole = index == 0 && last;
         if !whole && !self.admit(&from.node, now_ms) {
@@ -374,16 +377,15 @@ impl Assembler {
         match slot.last {
             Some(l) if slot.got.len() as u64 == u64::from(l) + 1 => {
                 slot.done = true;
-                if self.focus.as_ref().is_some_and(|(n, _)| *n == from.node) {
-                    self.focus = None;
-                }
-                Assembled::Complete {
+                let complete = Assembled::Complete {
                     seq: slot.seq,
                     state: BirdMap {
                         store: Store::concat(std::mem::take(&mut slot.parts)),
                         ctx: std::mem::take(&mut slot.ctx),
                     },
-                }
+                };
+                self.release_focus(&from.node);
+                complete
             }
             _ => Assembled::Pending,
         }
@@ -392,10 +394,26 @@ impl Assembler {
     /// Drops what is buffered from a node that left the cluster.
     pub fn forget(&mut self, node: &str) {
         self.incoming.remove(node);
+        self.release_focus(node);
+    }
+
+    /// `node`'s transfer ended (complete, or its node left): another may
+    /// take the focus at once.
+    fn release_focus(&mut self, node: &str) {
         if self.focus.as_ref().is_some_and(|(n, _)| &**n == node) {
             self.focus = None;
         }
     }
+}
+
+/// What the assembler already knows of a part's transfer.
+enum Seen {
+    /// An earlier transfer (incarnation, session) than the one under way.
+    Older,
+    /// This part of the transfer under way, or of one already complete.
+    Taken,
+    /// A part not taken yet, or a newer transfer.
+    New,
 }
 
 #[cfg(test)]
