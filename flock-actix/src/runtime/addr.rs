@@ -342,7 +342,7 @@ impl<T: BirdKind> FlockAddr<T> {
         M: Message + Wire,
         M::Result: Wire,
     {
-        let payload = payload::encode(&msg).map_err(|e| Error::Encode(e.to_string()))?;
+        let payload = payload::encode_small(&msg).map_err(|e| Error::Encode(e.to_string()))?;
         let reply = self
             .call(<T as Accepts<M>>::TAG, payload, deadline, timeout)
             .await?;
@@ -433,7 +433,7 @@ impl<T: BirdKind> FlockAddr<T> {
         let timeout = self.0.node.config.call_timeout;
         actix::spawn(async move {
             let deadline = deadline_after(Instant::now(), timeout);
-            if let Err(e) = this.call(tag, payload, deadline, timeout).await {
+            if let Err(e) = this.call(tag, payload.into(), deadline, timeout).await {
                 tracing::warn!("cast to bird {} dropped: {e}", this.0.name);
             }
         });
@@ -543,7 +543,7 @@ impl<T: BirdKind> FlockAddr<T> {
     async fn call(
         &self,
         tag: &'static str,
-        payload: Vec<u8>,
+        payload: Payload,
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Vec<u8>> {
@@ -598,7 +598,7 @@ impl<T: BirdKind> FlockAddr<T> {
     async fn attempt(
         &self,
         tag: &'static str,
-        payload: Vec<u8>,
+        payload: Payload,
         deadline: Instant,
         timeout: Duration,
         (to, redirects): (Option<String>, u32),
@@ -628,7 +628,7 @@ impl<T: BirdKind> FlockAddr<T> {
                 bird: self.0.name.clone(),
                 kind: T::KIND.to_owned(),
                 tag: tag.to_owned(),
-                payload,
+                payload: payload.into_vec(),
                 timeout: remaining,
                 reply: CallReply::Local(tx),
             });

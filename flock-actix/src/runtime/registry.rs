@@ -481,7 +481,7 @@ impl Registry {
             shard: self.node.view.load().placement.shard_of(bird),
             kind: w.kind.into(),
             tag: w.tag.into(),
-            payload: w.payload,
+            payload: w.payload.into(),
             timeout_ms: u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX),
             forwarded: true,
             reply: tx,

@@ -28,9 +28,9 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String
     Ok(buf)
 }
 
-/// Payloads up to this many bytes stay inside an outgoing cast: a small
-/// cast costs no allocation on the caller's thread and no free on the
-/// link's (the payload's `Vec`, allocated on one thread and freed on
+/// Payloads up to this many bytes stay inside an outgoing call or cast: a
+/// small message costs no allocation on the caller's thread and no free on
+/// the link's (the payload's `Vec`, allocated on one thread and freed on
 /// another, was most of a cast's allocator time, issue #12). 48 covers a
 /// message of a few fields, and keeps a queued cast within the size of a
 /// queued call.

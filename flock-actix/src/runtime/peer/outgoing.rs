@@ -221,7 +221,7 @@ pub(crate) struct OutCall {
     /// forwards a call it received for a bird that moved.
     pub kind: Cow<'static, str>,
     pub tag: Cow<'static, str>,
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     pub timeout_ms: u32,
     /// Already forwarded once by a node whose view was newer than the
     /// caller's: the receiver answers `Moved` rather than forward again.
@@ -287,7 +287,7 @@ pub(crate) struct CallFrame {
     bird: Arc<str>,
     kind: Cow<'static, str>,
     tag: Cow<'static, str>,
-    payload: Vec<u8>,
+    payload: Payload,
     timeout_ms: u32,
     forwarded: bool,
 }
