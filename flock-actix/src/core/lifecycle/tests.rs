@@ -418,6 +418,10 @@ pub(super) struct Harness {
     /// The state last handed back for each name: a woken bird resumes
     /// from it.
     saved: BTreeMap<Name, Vec<u8>>,
+    /// The instance each `saved` state came from: the state of an older
+    /// instance that arrives late (its passivation was overtaken by an
+    /// exit, a wake and a newer passivation) replaces nothing.
+    saved_from: BTreeMap<Name, u64>,
     pub(super) now: u64,
     view: View,
     /// Instances told to run whose exit was not reported yet.
@@ -648,7 +652,14 @@ impl Harness {
             Op::StateSaved(i) if !self.passivating.is_empty() => {
                 let (name, instance) = self.passivating.remove(i % self.passivating.len());
                 let state = vec![u8::try_from(instance % 256).unwrap_or(0)];
-                self.saved.insert(name.clone(), state.clone());
+                if self
+                    .saved_from
+                    .get(&name)
+                    .is_none_or(|&from| from < instance)
+                {
+                    self.saved_from.insert(name.clone(), instance);
+                    self.saved.insert(name.clone(), state.clone());
+                }
                 Input::StateSaved {
                     name,
                     instance,
