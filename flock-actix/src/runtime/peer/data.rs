@@ -334,9 +334,11 @@ impl DataOut {
     /// Whether this link holds nothing: nothing queued by callers, nothing
     /// held for room, no call unanswered.
     pub(super) fn check_settled(&mut self) {
-        let idle = !self.flow.holding() && direct::lock(&self.queue).is_empty();
-        let calls = &mut self.calls;
-        self.settling.check(|| idle && settle::answered(calls));
+        // Looked at only while a leave waits: this runs on every reply,
+        // and the queue's lock is shared with the callers.
+        let (flow, queue, calls) = (&self.flow, &self.queue, &mut self.calls);
+        self.settling
+            .check(|| !flow.holding() && direct::lock(queue).is_empty() && settle::answered(calls));
     }
 
     fn write(&mut self, item: Outgoing) {
