@@ -268,6 +268,9 @@ pub fn mem_actix_main(args: &[String]) {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = rss_bytes();
         let heap_before = crate::tap::HEAP.load(Relaxed);
+        if let Some(m) = crate::birds::mallinfo() {
+            eprintln!("ACTIX MALLINFO pid {} rss {before} {m}", std::process::id());
+        }
         let mut addrs = Vec::with_capacity(n);
         for _ in 0..n {
             addrs.push(Sink::start_in_arbiter(&arbiter.handle(), |_| Sink {
@@ -282,6 +285,9 @@ pub fn mem_actix_main(args: &[String]) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = rss_bytes();
         let heap_after = crate::tap::HEAP.load(Relaxed);
+        if let Some(m) = crate::birds::mallinfo() {
+            eprintln!("ACTIX MALLINFO pid {} rss {after} {m}", std::process::id());
+        }
         println!("MEM {before} {after} {heap_before} {heap_after}");
         std::mem::forget(addrs);
     });

@@ -81,6 +81,22 @@ pub fn rss_bytes() -> u64 {
     rss_untrimmed()
 }
 
+/// With `FLOCK_MALLINFO` set: glibc's own account of this process's heap
+/// (`mallinfo2`), as one line's fields, for splitting an RSS figure into
+/// bytes in use (`uord`, chunk headers and rounding included), free bytes the
+/// arenas keep (`ford`: holes between live chunks that `malloc_trim` cannot
+/// hand back) and large blocks mapped on their own (`hblkhd`).
+pub fn mallinfo() -> Option<String> {
+    std::env::var_os("FLOCK_MALLINFO")?;
+    #[allow(unsafe_code)]
+    // SAFETY: mallinfo2 only reads the allocator's counters.
+    let m = unsafe { libc::mallinfo2() };
+    Some(format!(
+        "arena {} uord {} ford {} hblkhd {} ordblks {}",
+        m.arena, m.uordblks, m.fordblks, m.hblkhd, m.ordblks
+    ))
+}
+
 /// The resident set size as the kernel reports it, freed heap pages the
 /// allocator keeps included (its high-water mark).
 pub fn rss_untrimmed() -> u64 {

@@ -286,6 +286,13 @@ pub fn serve_stdin(names: Option<tokio::sync::mpsc::Sender<String>>) {
                     rss_bytes(),
                     crate::tap::HEAP.load(Relaxed)
                 );
+                if let Some(m) = mallinfo() {
+                    eprintln!(
+                        "MALLINFO pid {} rss {} {m}",
+                        std::process::id(),
+                        rss_bytes()
+                    );
+                }
             }
         }
         std::process::exit(0);
