@@ -189,7 +189,7 @@ fn _assert_handler_bound<T: Handler<StopBird>>() {}
 /// its way into the envelope; issue #12). Only a slot dropped unhandled
 /// does more: it leaves the message in a process-wide store under the
 /// call's ticket, where the caller, told by its reply channel that the
-/// mailbox closed, looks for it ([`Slot::handed_back`]). actix drops an
+/// mailbox closed, looks for it (`Slot::handed_back`). actix drops an
 /// envelope's message before its reply channel, so the message is in the
 /// store by the time the caller hears.
 ///
