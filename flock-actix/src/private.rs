@@ -179,65 +179,142 @@ fn _assert_handler_bound<T: Handler<StopBird>>() {}
 
 /// A message for the typed local fast path, in a slot the bird's handler
 /// takes it from: if the bird stops before it handles it (a stop or a move
-/// ordered meanwhile drops the rest of its mailbox), the message is still in
-/// the slot and the caller sends it again, on the encoded path, instead of
-/// failing the call as if the bird had panicked.
+/// ordered meanwhile drops the rest of its mailbox), the slot hands the
+/// message back to its caller, who sends it again, on the encoded path,
+/// instead of failing the call as if the bird had panicked.
 ///
-/// A remote call's message travels in a slot too, owned by the mailbox and
-/// with the time past which the bird skips it (see [`call`]).
+/// The message travels in the slot itself, inside actix's envelope: no
+/// allocation and no shared state per call, and the slot stays as small as
+/// the shared one it replaced (a larger one is copied by `memcpy` calls on
+/// its way into the envelope; issue #12). Only a slot dropped unhandled
+/// does more: it leaves the message in a process-wide store under the
+/// call's ticket, where the caller, told by its reply channel that the
+/// mailbox closed, looks for it (`Slot::handed_back`). actix drops an
+/// envelope's message before its reply channel, so the message is in the
+/// store by the time the caller hears.
+///
+/// A remote call's message travels in a slot too, with the time past which
+/// the bird skips it (see [`call`]).
 pub struct Slot<M> {
-    msg: Held<M>,
-    due: Option<std::time::Instant>,
+    msg: Option<M>,
+    way: Way<M>,
 }
 
-enum Held<M> {
-    /// Shared with the caller, who takes it back if it was not handled.
-    Shared(std::sync::Arc<std::sync::Mutex<Option<M>>>),
-    /// The mailbox's alone.
-    Owned(M),
+enum Way<M> {
+    /// A remote call's: skipped if the bird gets to it at `due` or later.
+    Due(std::time::Instant),
+    /// A local call's: handed back under `ticket` if dropped unhandled.
+    /// `give` is `hand_back::<M>`, named here so that `Slot` needs no
+    /// bounds on `M` (its `Drop` could not add them).
+    Back { ticket: u64, give: fn(u64, M) },
 }
 
 impl<M> Slot<M> {
-    /// A slot holding `msg`, and the caller's handle on it.
-    pub(crate) fn new(msg: M) -> (Self, Self) {
-        let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(msg)));
-        let shared = |slot| Slot {
-            msg: Held::Shared(slot),
-            due: None,
-        };
-        (shared(slot.clone()), shared(slot))
+    /// A local call's slot holding `msg`: handed back under `ticket` if it
+    /// is dropped unhandled.
+    pub(crate) fn back(msg: M, ticket: u64) -> Self
+    where
+        M: Send + 'static,
+    {
+        Slot {
+            msg: Some(msg),
+            way: Way::Back {
+                ticket,
+                give: hand_back::<M>,
+            },
+        }
     }
 
     /// `msg` alone, skipped if the bird gets to it at `due` or later.
     fn due(msg: M, due: std::time::Instant) -> Self {
         Slot {
-            msg: Held::Owned(msg),
-            due: Some(due),
+            msg: Some(msg),
+            way: Way::Due(due),
         }
     }
 
-    /// The message, if no handler took it.
-    pub(crate) fn take(&self) -> Option<M> {
-        match &self.msg {
-            Held::Shared(slot) => slot.lock().unwrap_or_else(|e| e.into_inner()).take(),
-            Held::Owned(_) => None,
+    /// The message of the call numbered `ticket` if its slot was dropped
+    /// unhandled; `None` if a handler took it.
+    pub(crate) fn handed_back(ticket: u64) -> Option<M>
+    where
+        M: Send + 'static,
+    {
+        let held = lock_handed_back().held.remove(&ticket)?;
+        // Older than that, it may be another call's whose ticket repeats.
+        if held.at.elapsed() >= KEPT_FOR {
+            return None;
         }
+        held.msg.downcast::<M>().ok().map(|msg| *msg)
     }
 
     /// What the handler handles: nothing if the message is past its time.
-    fn into_msg(self) -> Option<M> {
-        if self.due.is_some_and(|due| std::time::Instant::now() >= due) {
+    fn into_msg(mut self) -> Option<M> {
+        if let Way::Due(due) = self.way
+            && std::time::Instant::now() >= due
+        {
             return None;
         }
-        match self.msg {
-            Held::Owned(msg) => Some(msg),
-            shared => Slot {
-                msg: shared,
-                due: None,
-            }
-            .take(),
+        self.msg.take()
+    }
+}
+
+impl<M> Drop for Slot<M> {
+    fn drop(&mut self) {
+        // A handler took the message, or it is a remote call's: nothing to
+        // do (the common case: one branch).
+        if let Way::Back { ticket, give } = self.way
+            && let Some(msg) = self.msg.take()
+        {
+            give(ticket, msg);
         }
     }
+}
+
+/// Local calls' messages dropped unhandled, by ticket, until their caller
+/// takes them: at once, when it is next polled.
+struct HandedBack {
+    held: std::collections::BTreeMap<u64, Held>,
+    /// Purge the entries older than [`KEPT_FOR`] when this many are held
+    /// (doubling, so that a stop that drops a long mailbox costs linear
+    /// time, not quadratic).
+    purge_at: usize,
+}
+
+struct Held {
+    at: std::time::Instant,
+    msg: Box<dyn std::any::Any + Send>,
+}
+
+/// How long a message handed back waits for its caller. Its caller looks
+/// as soon as it is polled again, so only the message of a caller that
+/// has gone (it timed out or was cancelled, and the bird's mailbox dropped
+/// the message after) waits this long, and is then dropped.
+const KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The fewest entries that trigger a purge.
+const PURGE_AT: usize = 64;
+
+static HANDED_BACK: std::sync::Mutex<HandedBack> = std::sync::Mutex::new(HandedBack {
+    held: std::collections::BTreeMap::new(),
+    purge_at: PURGE_AT,
+});
+
+fn lock_handed_back() -> std::sync::MutexGuard<'static, HandedBack> {
+    HANDED_BACK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keeps a local call's unhandled message for its caller.
+fn hand_back<M: Send + 'static>(ticket: u64, msg: M) {
+    let at = std::time::Instant::now();
+    let msg = Box::new(msg);
+    let mut store = lock_handed_back();
+    if store.held.len() >= store.purge_at {
+        store
+            .held
+            .retain(|_, held| at.duration_since(held.at) < KEPT_FOR);
+        store.purge_at = (store.held.len() * 2).max(PURGE_AT);
+    }
+    store.held.insert(ticket, Held { at, msg });
 }
 
 impl<M: Message> Message for Slot<M> {
@@ -274,4 +351,26 @@ where
     M: Message,
 {
     SlotResponse(slot.into_msg().map(|msg| bird.handle(msg, ctx)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slot;
+    use crate::runtime::deadline::Caller;
+
+    #[test]
+    fn a_local_slot_dropped_unhandled_hands_its_message_back_once() {
+        let ticket = Caller::next().ticket();
+        drop(Slot::back(String::from("cut"), ticket));
+        assert_eq!(Slot::<String>::handed_back(ticket).as_deref(), Some("cut"));
+        assert_eq!(Slot::<String>::handed_back(ticket), None);
+    }
+
+    #[test]
+    fn a_local_slot_whose_message_was_taken_hands_nothing_back() {
+        let ticket = Caller::next().ticket();
+        let slot = Slot::back(5u8, ticket);
+        assert_eq!(slot.into_msg(), Some(5));
+        assert_eq!(Slot::<u8>::handed_back(ticket), None);
+    }
 }

@@ -1,6 +1,6 @@
 //! `FlockAddr<T>`: the address of a bird by name, wherever it runs.
 
-use super::deadline::{Due, FirstPoll, Quick, deadline_after, within};
+use super::deadline::{Caller, Due, FirstPoll, Quick, deadline_after, within};
 use super::messages::{CallReply, InboundCall, InboundCast};
 use super::node::Node;
 use super::peer::{OutCall, OutCast, PeerLink};
@@ -78,6 +78,12 @@ struct Routes<T: BirdKind> {
     /// For a kind that activates on demand: set once this address saw the
     /// bird registered, so later casts go straight out.
     activated: AtomicBool,
+    /// Whether calls through the local route from a thread are answered by
+    /// their second poll (runtime/deadline.rs): the bird runs on that
+    /// thread. Here rather than in the route, so that a call need not hold
+    /// the route (two reference counts) until it is answered; forgotten
+    /// when a new route is stored.
+    quick: Quick,
 }
 
 /// An address learned in the view of `epoch`: of the bird when it runs on
@@ -86,9 +92,6 @@ struct Routes<T: BirdKind> {
 struct Route<A: Actor> {
     epoch: u64,
     addr: Addr<A>,
-    /// Whether calls through it from a thread are answered by their second
-    /// poll (runtime/deadline.rs): the bird runs on that thread.
-    quick: Quick,
 }
 
 impl<A: Actor> Route<A> {
@@ -148,6 +151,7 @@ impl<T: BirdKind> FlockAddr<T> {
                 local: ArcSwapOption::empty(),
                 link: ArcSwapOption::empty(),
                 activated: AtomicBool::new(false),
+                quick: Quick::default(),
             },
         }))
     }
@@ -234,7 +238,7 @@ impl<T: BirdKind> FlockAddr<T> {
     /// A call, and which path it took (for the metrics).
     async fn send_untimed<M>(
         &self,
-        mut msg: M,
+        msg: M,
         started: Instant,
         timeout: Duration,
     ) -> (telemetry::Path, Result<M::Result>)
@@ -250,54 +254,84 @@ impl<T: BirdKind> FlockAddr<T> {
         }
         let due = Due::after(started, timeout);
         let epoch = self.0.node.view.epoch();
+        let caller = Caller::next();
+        // In a slot: a message an ordered stop or move cuts from the
+        // mailbox unhandled is handed back, and sent again (the encoded
+        // path waits for the bird's next instance).
+        let slot = move |msg: M| Slot::back(msg, caller.ticket());
         // The cached route is there only for a kind that takes the typed
-        // path and a bird owned here in this view: one load decides.
-        let (path, route) = match self.local_route(epoch) {
-            Some(route) => (telemetry::Path::Local, Some(route)),
+        // path and a bird owned here in this view: one load decides. It is
+        // read under the load's guard, not cloned: the request needs the
+        // route only to be sent (issue #12).
+        let mut local = self.0.routes.local.load();
+        let mut path = telemetry::Path::Local;
+        if !local.as_ref().is_some_and(|route| route.valid_at(epoch)) {
+            drop(local);
             // Boxed, like the encoded path below: rare, and their futures
             // would make the common one larger to build and move.
-            None => match Box::pin(self.typed_route()).await {
-                Ok(found) => found,
+            match Box::pin(self.typed_route()).await {
+                // Resolved and cached: read back from the cache below.
+                Ok((found, Some(_))) => path = found,
+                Ok((found, None)) => {
+                    let deadline = due.instant();
+                    let result = Box::pin(self.send_encoded(msg, deadline, timeout)).await;
+                    return (found, result);
+                }
                 Err(e) => return (telemetry::Path::Remote, Err(e)),
+            }
+            local = self.0.routes.local.load();
+        }
+        let Some(route) = local.as_ref().filter(|route| route.valid_at(epoch)) else {
+            // Replaced by a newer view's since it was resolved: the encoded
+            // path finds the bird wherever it is now.
+            drop(local);
+            let result = Box::pin(self.send_encoded(msg, due.instant(), timeout)).await;
+            return (path, result);
+        };
+        // Sent here, where the request is pinned, so that it is built in
+        // place rather than moved (a `memcpy` call per call).
+        let request = std::pin::pin!(route.addr.send(slot(msg)));
+        let route = Arc::as_ptr(route).addr();
+        drop(local);
+        let quick = &self.0.routes.quick;
+        let first = quick.first_poll(caller);
+        let mut call = within(due, request, first);
+        let answer = (&mut call).await;
+        quick.learn(caller, first, call.armed());
+        let msg = match answer {
+            // Dropping the request at the deadline is what keeps the bird
+            // from handling it late: actix skips a message whose caller is
+            // gone.
+            Err(_) | Ok(Err(MailboxError::Timeout)) => {
+                return (path, Err(self.timed_out(timeout)));
+            }
+            Ok(Ok(reply)) => return (path, Ok(reply)),
+            Ok(Err(MailboxError::Closed)) => match Slot::<M>::handed_back(caller.ticket()) {
+                Some(unhandled) => unhandled,
+                None => {
+                    // Taken and not answered: the bird panicked in its
+                    // handler.
+                    Box::pin(self.mailbox_closed(route)).await;
+                    let name = self.0.name.to_string();
+                    return (path, Err(Error::BirdPanicked { name }));
+                }
             },
         };
-        // The typed path is written out here rather than in a function of
-        // its own: each `async fn` layer is a future built and moved on
-        // every call (issue #12).
-        if let Some(route) = route {
-            // In a slot: a message an ordered stop or move cut from the
-            // mailbox unhandled is still there, and is sent again (the
-            // encoded path waits for the bird's next instance).
-            let (slot, mine) = Slot::new(msg);
-            let first = route.quick.first_poll();
-            let request = std::pin::pin!(route.addr.send(slot));
-            let mut call = within(due, request, first);
-            let answer = (&mut call).await;
-            route.quick.learn(first, call.armed());
-            match answer {
-                // Dropping the request at the deadline is what keeps the
-                // bird from handling it late: actix skips a message whose
-                // caller is gone.
-                Err(_) | Ok(Err(MailboxError::Timeout)) => {
-                    return (path, Err(self.timed_out(timeout)));
-                }
-                Ok(Ok(reply)) => return (path, Ok(reply)),
-                Ok(Err(MailboxError::Closed)) => match mine.take() {
-                    Some(unhandled) => msg = unhandled,
-                    None => {
-                        // Taken and not answered: the bird panicked in its
-                        // handler.
-                        Box::pin(mailbox_closed(&route.addr)).await;
-                        let name = self.0.name.to_string();
-                        return (path, Err(Error::BirdPanicked { name }));
-                    }
-                },
-            }
-        }
         (
             path,
             Box::pin(self.send_encoded(msg, due.instant(), timeout)).await,
         )
+    }
+
+    /// Waits (up to 50 ms) for the mailbox of a bird that panicked in its
+    /// handler to close, if `route` (its address, as a number) is still
+    /// the cached one: the reply channel can close a moment before the
+    /// mailbox does, and the next call should see the bird gone.
+    async fn mailbox_closed(&self, route: usize) {
+        let cached = self.0.routes.local.load_full();
+        if let Some(cached) = cached.filter(|r| Arc::as_ptr(r).addr() == route) {
+            mailbox_closed(&cached.addr).await;
+        }
     }
 
     /// The path a call takes, for the metrics, when not the cached one.
@@ -370,9 +404,12 @@ impl<T: BirdKind> FlockAddr<T> {
             return tracing::warn!("cast dropped: {e}");
         }
         let epoch = self.0.node.view.epoch();
-        if let Some(route) = self.local_route(epoch) {
-            telemetry::cast_sent(telemetry::Path::Local);
-            return route.addr.do_send(msg);
+        {
+            let local = self.0.routes.local.load();
+            if let Some(route) = local.as_ref().filter(|r| r.valid_at(epoch)) {
+                telemetry::cast_sent(telemetry::Path::Local);
+                return route.addr.do_send(msg);
+            }
         }
         let payload = match payload::encode_small(&msg) {
             Ok(p) => p,
@@ -506,17 +543,6 @@ impl<T: BirdKind> FlockAddr<T> {
         }
     }
 
-    /// The cached route to the bird on this node, if still valid in the
-    /// view of `epoch`. Only a bird owned here in that view, of a kind that
-    /// takes the typed path, is ever cached (`typed_route`).
-    fn local_route(&self, epoch: u64) -> Option<Arc<Route<T>>> {
-        self.0
-            .routes
-            .local
-            .load_full()
-            .filter(|route| route.valid_at(epoch))
-    }
-
     /// The address of the bird running on this node, owned here in the
     /// view of `epoch`: asks the Registry (once per view, or after a
     /// restart) and caches the answer.
@@ -529,12 +555,9 @@ impl<T: BirdKind> FlockAddr<T> {
             })
             .await
             .ok()??;
-        let route = Arc::new(Route {
-            epoch,
-            addr,
-            quick: Quick::default(),
-        });
+        let route = Arc::new(Route { epoch, addr });
         self.0.routes.local.store(Some(route.clone()));
+        self.0.routes.quick.forget();
         Some(route)
     }
 

@@ -15,6 +15,7 @@
 //! calls arm at once ([`FirstPoll::Arm`]); [`Quick`] remembers which kind a
 //! route's calls are.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,20 +114,20 @@ impl Default for Quick {
 }
 
 impl Quick {
-    /// What the first poll of a call from this thread does.
-    pub(crate) fn first_poll(&self) -> FirstPoll {
+    /// What the first poll of a call from `caller` does.
+    pub(crate) fn first_poll(&self, caller: Caller) -> FirstPoll {
         match self.0.load(Ordering::Relaxed) {
             UNKNOWN => FirstPoll::Yield,
-            t if t == thread_key() => FirstPoll::Yield,
+            t if t == caller.key => FirstPoll::Yield,
             _ => FirstPoll::Arm,
         }
     }
 
-    /// Learns from a finished call whether calls from this thread are
-    /// answered without a timer.
-    pub(crate) fn learn(&self, first: FirstPoll, armed: bool) {
+    /// Learns from a finished call of `caller` whether calls from its
+    /// thread are answered without a timer.
+    pub(crate) fn learn(&self, caller: Caller, first: FirstPoll, armed: bool) {
         let learned = match (first, armed) {
-            (FirstPoll::Yield, false) => thread_key(),
+            (FirstPoll::Yield, false) => caller.key,
             (FirstPoll::Yield, true) => NONE,
             // Armed at once: nothing learned (the answer may have come
             // soon, but the timer was already paid for).
@@ -136,15 +137,52 @@ impl Quick {
             self.0.store(learned, Ordering::Relaxed);
         }
     }
+
+    /// Forgets what it learned (the route now leads to another instance,
+    /// which may run on another thread).
+    pub(crate) fn forget(&self) {
+        self.0.store(UNKNOWN, Ordering::Relaxed);
+    }
 }
 
-/// A small number naming the current thread (never [`NONE`] or [`UNKNOWN`]).
-fn thread_key() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static KEY: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+/// The thread making a call, and the call's number: what a local call
+/// needs of its thread, read with one thread-local access (issue #12).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller {
+    /// A small number naming the thread (never [`NONE`] or [`UNKNOWN`]).
+    key: u64,
+    /// The thread's count of calls, this one included.
+    call: u64,
+}
+
+impl Caller {
+    /// The current thread, for a new call.
+    pub(crate) fn next() -> Caller {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        thread_local! {
+            // Const-initialized: no lazy-init check on each access; the
+            // key is taken on the thread's first call (0: none yet).
+            static THIS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+        THIS.with(|this| {
+            let (mut key, call) = this.get();
+            if key == NONE {
+                key = NEXT.fetch_add(1, Ordering::Relaxed);
+            }
+            let call = call.wrapping_add(1);
+            this.set((key, call));
+            Caller { key, call }
+        })
     }
-    KEY.with(|k| *k)
+
+    /// The call's number: the thread's key and the low 40 bits of its
+    /// count of calls. Unique among the calls of the last 30 s (a thread
+    /// makes far fewer than 2^40 calls in that time) unless 2^24 threads
+    /// have made calls since, which a process does not.
+    pub(crate) fn ticket(self) -> u64 {
+        const CALL_BITS: u32 = 40;
+        self.key.wrapping_shl(CALL_BITS) | (self.call & ((1 << CALL_BITS) - 1))
+    }
 }
 
 enum Timer {
@@ -259,23 +297,43 @@ mod tests {
     #[test]
     fn a_route_yields_first_only_for_the_thread_its_calls_were_quick_on() {
         let quick = Quick::default();
-        assert_eq!(quick.first_poll(), FirstPoll::Yield, "unknown: try");
-        quick.learn(FirstPoll::Yield, false);
-        assert_eq!(quick.first_poll(), FirstPoll::Yield);
-        let other = std::thread::scope(|s| s.spawn(|| quick.first_poll()).join().unwrap());
+        let me = Caller::next();
+        assert_eq!(quick.first_poll(me), FirstPoll::Yield, "unknown: try");
+        quick.learn(me, FirstPoll::Yield, false);
+        assert_eq!(quick.first_poll(Caller::next()), FirstPoll::Yield);
+        let other =
+            std::thread::scope(|s| s.spawn(|| quick.first_poll(Caller::next())).join().unwrap());
         assert_eq!(other, FirstPoll::Arm, "quick on another thread only");
-        quick.learn(FirstPoll::Yield, true);
+        quick.learn(me, FirstPoll::Yield, true);
         assert_eq!(
-            quick.first_poll(),
+            quick.first_poll(me),
             FirstPoll::Arm,
             "needed a timer: arm at once"
         );
-        quick.learn(FirstPoll::Arm, false);
+        quick.learn(me, FirstPoll::Arm, false);
         assert_eq!(
-            quick.first_poll(),
+            quick.first_poll(me),
             FirstPoll::Arm,
             "an armed call teaches nothing"
         );
+        quick.forget();
+        assert_eq!(
+            quick.first_poll(me),
+            FirstPoll::Yield,
+            "another instance: try again"
+        );
+    }
+
+    #[test]
+    fn calls_are_numbered_uniquely_across_threads() {
+        let mine = [Caller::next().ticket(), Caller::next().ticket()];
+        let theirs = std::thread::scope(|s| {
+            s.spawn(|| [Caller::next().ticket(), Caller::next().ticket()])
+                .join()
+                .unwrap()
+        });
+        let all: std::collections::BTreeSet<_> = mine.iter().chain(&theirs).collect();
+        assert_eq!(all.len(), 4);
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,7 @@
 
 mod addr;
 mod config;
-mod deadline;
+pub(crate) mod deadline;
 mod directory;
 mod discovery;
 mod durable;
