@@ -37,7 +37,8 @@ mod timers;
 
 /// How often the Registry re-reads the whole owned set, as a safety net for
 /// any change notification that raced with a view change; put off while a
-/// bulk recording streams in (`core::lifecycle::pace`).
+/// bulk recording streams in, or while the node is settled
+/// (`core::lifecycle::pace`).
 const RECONCILE_EVERY: Duration =
     Duration::from_millis(crate::core::lifecycle::pace::RECONCILE_EVERY_MS);
 
@@ -724,7 +725,8 @@ impl Registry {
     /// Reads the next slice of the owned set after `after`, then the next,
     /// and feeds the core the whole list after the last one. Slices let the
     /// replica's arbiter do its other work in between (the acks of a
-    /// full-state transfer): one read of a million names held it ≈ 0.2 s.
+    /// full-state transfer): one read of a million names held it ≈ 0.35 s
+    /// at load 5 (docs/BENCHMARKS.md, stop 22).
     fn read_owned(
         &mut self,
         replica: Addr<CrdtReplica>,

@@ -1007,16 +1007,14 @@ impl Handler<OwnedBy> for CrdtReplica {
         // table of the last kind is kept: names of one kind come in runs,
         // and a kind lookup hashes the kind's name.
         let mut table: Option<(&str, &crate::core::placement::Placement)> = None;
-        let mut read = 0;
         let mut last: Option<&str> = None;
         // Specs read in place too: no second lookup per owned name.
-        for (name, kind, args) in state.specs_after(after.as_deref()) {
+        for (read, (name, kind, args)) in state.specs_after(after.as_deref()).enumerate() {
             if read == OWNED_SLICE {
                 // Names are left: the next slice starts after the last read.
                 slice.next = last.map(Arc::from);
                 break;
             }
-            read += 1;
             last = Some(name);
             let t = match table {
                 Some((k, t)) if k == kind => t,
