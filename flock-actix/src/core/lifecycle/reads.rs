@@ -71,7 +71,7 @@ impl OwnedReads {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn set(shards: &[u32]) -> ShardSet {
@@ -146,9 +146,10 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeSet;
 
-    /// A placement as the core sees it (what the Registry's `ViewRef` is).
+    /// A placement as the core sees it (what the Registry's `ViewRef` is);
+    /// the step timing (`lifecycle/steps.rs`) uses it too.
     #[derive(Debug, Clone)]
-    struct Kp(KindPlacement);
+    pub(in crate::core::lifecycle) struct Kp(pub(in crate::core::lifecycle) KindPlacement);
 
     impl Owners for Kp {
         fn owner_of(&self, name: &str) -> Option<&str> {

@@ -12,17 +12,7 @@ use crate::core::placement::{HostedMember, KindPlacement, Member};
 use crate::core::supervision::Backoff;
 use std::time::Instant;
 
-#[derive(Debug, Clone)]
-struct Kp(KindPlacement);
-
-impl Owners for Kp {
-    fn owner_of(&self, name: &str) -> Option<&str> {
-        self.0.all().owner(name).ok().map(|n| &**n)
-    }
-    fn owner_of_kind(&self, kind: &str, name: &str) -> Option<&str> {
-        self.0.owner(kind, name).ok().map(|n| &**n)
-    }
-}
+use super::reads::tests::Kp;
 
 const KIND: &str = "flock_bench::birds::Sink";
 const ME: &str = "mb1@127.0.0.1";
