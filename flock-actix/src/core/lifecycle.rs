@@ -57,7 +57,10 @@ pub mod pace;
 mod passivate;
 #[cfg(test)]
 mod passivate_tests;
+pub mod reads;
 mod spec;
+#[cfg(test)]
+mod steps;
 #[cfg(test)]
 mod tests;
 
@@ -597,6 +600,12 @@ impl<V: Owners> Lifecycle<V> {
             .map(|(n, l)| (n, l.instance))
     }
 
+    /// Whether a bird started from a handoff's announce still waits for the
+    /// set (or an owned list) to name it: a complete read may stop it.
+    pub fn awaits_confirmation(&self) -> bool {
+        !self.unconfirmed.is_empty()
+    }
+
     /// How many starts are queued.
     pub fn queued(&self) -> usize {
         self.pending.len()
@@ -766,11 +775,21 @@ impl<V: Owners> Lifecycle<V> {
         self.track_join(now_ms);
         // Queued starts this node no longer owns are cancelled here, not
         // when their slice comes: the new owner may already run them.
+        // Each bird's kind read from its entry (what `owned_here` would look
+        // up again per name): a known bird's own, else its queued spec's.
         let mut lost: Vec<Name> = self
-            .pending
-            .keys()
-            .chain(self.birds.keys())
-            .filter(|n| !self.owned_here(n))
+            .birds
+            .iter()
+            .filter(|(n, l)| !self.owned_here_as(l.spec.kind(), n))
+            .map(|(n, _)| n)
+            .chain(
+                self.pending
+                    .iter()
+                    .filter(|(n, spec)| {
+                        !self.birds.contains_key(*n) && !self.owned_here_as(&spec.kind, n)
+                    })
+                    .map(|(n, _)| n),
+            )
             .cloned()
             .collect();
         // In name order, not hash order: a run is a function of its inputs
@@ -792,10 +811,39 @@ impl<V: Owners> Lifecycle<V> {
         out: &mut Vec<Effect>,
     ) {
         self.reading_owned = false;
-        for (name, _) in &owned {
-            self.unconfirmed.remove(name);
+        if !self.unconfirmed.is_empty() {
+            for (name, _) in &owned {
+                self.unconfirmed.remove(name);
+            }
         }
-        if complete {
+        // One lookup per listed name: is it known here, and is it already
+        // told to run this very spec? Most are, every time: a periodic
+        // read of a host of 333k birds lists 333k names it runs.
+        let mut known = 0usize;
+        let mut todo: Vec<usize> = Vec::new();
+        for (i, (name, spec)) in owned.iter().enumerate() {
+            match self.birds.get(name) {
+                Some(l) => {
+                    known += 1;
+                    // A bird told to run this very spec, with no start
+                    // queued, would only go through the queue to a no-op
+                    // `ensure`: skipped (see `told_to_run`).
+                    if matches!(l.state, State::Stopping)
+                        || !l.spec.is(spec)
+                        || (!self.pending.is_empty() && self.pending.contains_key(name))
+                    {
+                        todo.push(i);
+                    }
+                }
+                None => todo.push(i),
+            }
+        }
+        // A list in strictly ascending name order (the replica's store
+        // order) has no name twice; if every name of it is known here, no
+        // bird is missing from it and nothing is stopped: the set of kept
+        // names (a hash per bird, twice) is not needed.
+        let distinct = owned.windows(2).all(|w| w[0].0 < w[1].0);
+        if complete && !(distinct && known == self.birds.len()) {
             let keep: std::collections::HashSet<&Name> = owned.iter().map(|(n, _)| n).collect();
             // An announced bird is spared for a while: the list may have
             // been read before the set reached this node.
@@ -816,19 +864,26 @@ impl<V: Owners> Lifecycle<V> {
                 self.stop(&name, false, out);
             }
         }
-        for (name, spec) in owned {
-            // A bird told to run this very spec, with no start queued,
-            // would only go through the queue to a no-op `ensure`: skipped.
-            // Queueing every owned bird again cost a map insert and a slice
-            // turn per bird per reconciliation, every 5 s: at 1 M birds on 3
-            // hosts, half of each host's Registry time while births were
-            // still coming (docs/BENCHMARKS.md, stop 20).
-            if self.told_to_run(&name, &spec) {
-                continue;
-            }
-            // The list may come from an older view than the current one.
-            if self.owned_here_as(&spec.kind, &name) {
-                self.enqueue(name, spec, out);
+        // Queueing every owned bird again cost a map insert and a slice
+        // turn per bird per reconciliation, every 5 s: at 1 M birds on 3
+        // hosts, half of each host's Registry time while births were still
+        // coming (docs/BENCHMARKS.md, stop 20). Only the ones found above
+        // not told to run are looked at again (the stops in between touch
+        // only names the list does not hold).
+        if !todo.is_empty() {
+            // `todo` is in list order.
+            let mut todo = todo.into_iter().peekable();
+            for (i, (name, spec)) in owned.into_iter().enumerate() {
+                if todo.next_if_eq(&i).is_none() {
+                    continue;
+                }
+                if self.told_to_run(&name, &spec) {
+                    continue;
+                }
+                // The list may come from an older view than the current one.
+                if self.owned_here_as(&spec.kind, &name) {
+                    self.enqueue(name, spec, out);
+                }
             }
         }
         self.redirect_stale_waiters(now_ms, out);

@@ -252,6 +252,29 @@ impl Placement {
         Ok(&self.hosts[index as usize].name)
     }
 
+    /// Adds to `set` the shards `me` owns in this table and did not own in
+    /// `before`: after a view change only their names can be newly owned
+    /// here (a name's shard never changes), so only they need reading.
+    /// Two tables of different shard counts share nothing: every shard
+    /// `me` owns counts.
+    pub fn gained_into(&self, before: &Placement, me: &str, set: &mut ShardSet) {
+        let Ok(mine) = self.hosts.binary_search_by(|h| (*h.name).cmp(me)) else {
+            return;
+        };
+        let was = before
+            .hosts
+            .binary_search_by(|h| (*h.name).cmp(me))
+            .ok()
+            .filter(|_| before.shards == self.shards && !before.table.is_empty());
+        for (shard, &owner) in self.table.iter().enumerate() {
+            if usize::from(owner) == mine
+                && was.is_none_or(|w| usize::from(before.table[shard]) != w)
+            {
+                set.insert(shard as u32);
+            }
+        }
+    }
+
     /// How many shards each host owns, in [`Placement::hosts`] order.
     pub fn shard_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.hosts.len()];
@@ -259,6 +282,63 @@ impl Placement {
             counts[i as usize] += 1;
         }
         counts
+    }
+}
+
+/// A set of shards (one bit each): the shards whose names an owned-set
+/// read lists (`runtime::registry`, after a view change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSet {
+    bits: Vec<u64>,
+    len: usize,
+}
+
+impl ShardSet {
+    /// The empty set over `shards` shards.
+    pub fn new(shards: u32) -> Self {
+        ShardSet {
+            bits: vec![0; (shards as usize).div_ceil(64)],
+            len: 0,
+        }
+    }
+
+    /// Adds `shard` (ignored if out of range).
+    pub fn insert(&mut self, shard: u32) {
+        let (word, bit) = (shard as usize / 64, 1u64 << (shard % 64));
+        if let Some(w) = self.bits.get_mut(word)
+            && *w & bit == 0
+        {
+            *w |= bit;
+            self.len += 1;
+        }
+    }
+
+    /// Whether `shard` is in the set.
+    pub fn contains(&self, shard: u32) -> bool {
+        self.bits
+            .get(shard as usize / 64)
+            .is_some_and(|w| w & (1u64 << (shard % 64)) != 0)
+    }
+
+    /// Adds every shard of `other`.
+    pub fn extend(&mut self, other: &ShardSet) {
+        if self.bits.len() < other.bits.len() {
+            self.bits.resize(other.bits.len(), 0);
+        }
+        for (w, o) in self.bits.iter_mut().zip(&other.bits) {
+            *w |= o;
+        }
+        self.len = self.bits.iter().map(|w| w.count_ones() as usize).sum();
+    }
+
+    /// How many shards are in the set.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set holds no shard.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

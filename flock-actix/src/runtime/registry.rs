@@ -14,9 +14,10 @@ use super::messages::{
 };
 use super::node::{Links, Node, View};
 use super::peer::{Frame, OutCall};
-use super::replica::{OwnedBy, Remove};
+use super::replica::{CrdtReplica, OwnedBy, Remove};
 use super::telemetry;
 use crate::bird::BirdKind;
+use crate::core::lifecycle::reads::{OwnedRead, OwnedReads};
 use crate::core::lifecycle::{Effect, Exit, Input, Lifecycle, Name, Owners, WaiterId};
 use crate::core::placement::KindPlacement;
 use crate::core::routing;
@@ -36,7 +37,8 @@ mod timers;
 
 /// How often the Registry re-reads the whole owned set, as a safety net for
 /// any change notification that raced with a view change; put off while a
-/// bulk recording streams in (`core::lifecycle::pace`).
+/// bulk recording streams in, or while the node is settled
+/// (`core::lifecycle::pace`).
 const RECONCILE_EVERY: Duration =
     Duration::from_millis(crate::core::lifecycle::pace::RECONCILE_EVERY_MS);
 
@@ -113,6 +115,19 @@ impl Owners for ViewRef {
     }
 }
 
+/// An owned-set read under way, slice by slice (`Registry::read_owned`).
+struct OwnedScan {
+    /// The view the core was fed when it began, and its epoch.
+    view: Arc<View>,
+    epoch: u64,
+    /// Only these shards (`None`: every shard, a complete list).
+    shards: Option<Arc<crate::core::placement::ShardSet>>,
+    /// What the slices read so far listed.
+    owned: Vec<(Name, crate::core::crdt::BirdSpec)>,
+    /// The replica's generation at the first slice.
+    generation: Option<u64>,
+}
+
 /// How long a handoff this node sent stays unacknowledged before it stops
 /// counting (the new owner hatched from the arguments by then).
 const UNACKED_FOR: Duration = Duration::from_secs(30);
@@ -156,6 +171,13 @@ pub(crate) struct Registry {
     /// An owned list is being read; another is wanted after it.
     reconciling: bool,
     reconcile_again: bool,
+    /// The view last fed to the core: the shards this node gains are
+    /// counted from it (`core::lifecycle::reads`).
+    fed: Arc<View>,
+    /// What the next owned list must cover.
+    reads: OwnedReads,
+    /// The replica's generation of the last complete owned list fed.
+    complete_generation: Option<u64>,
     /// Whether a periodic reconciliation is due (set changes counted).
     pace: crate::core::lifecycle::pace::Pace,
     /// Birds prepared and not handed to their arbiters yet
@@ -172,6 +194,9 @@ impl Registry {
         let view = ViewRef::read(&node);
         Registry {
             epoch: view.view.epoch,
+            fed: view.view.clone(),
+            reads: OwnedReads::default(),
+            complete_generation: None,
             core: Lifecycle::new(node.name().to_string(), view, node.config.backoff)
                 .with_kinds(node.kinds.tags())
                 .with_handoff(
@@ -220,6 +245,14 @@ impl Registry {
         if self.node.view.load().epoch != self.epoch {
             let view = ViewRef::read(&self.node);
             self.epoch = view.view.epoch;
+            // Only names of the shards gained can be newly owned here; the
+            // core's view input stops what is lost without any read.
+            let gained = view
+                .view
+                .placement
+                .gained(&self.fed.placement, self.node.name());
+            self.reads.gained(&gained);
+            self.fed = view.view.clone();
             inputs.push_back(Input::View(view));
         }
         inputs
@@ -629,6 +662,9 @@ impl Registry {
         // Read while this actor went on: complete only if no set change
         // newer than it was fed and the view is the one it was read under.
         let complete = generation >= self.set_generation && epoch == self.node.view.load().epoch;
+        if complete {
+            self.complete_generation = Some(generation);
+        }
         self.feed(
             if complete {
                 Input::Owned(owned)
@@ -660,27 +696,86 @@ impl Registry {
             self.reconcile_again = true;
             return;
         }
+        // The core hears of the current view first: its gains are owed too.
+        self.sync_view(ctx);
+        let Some(read) = self.reads.take() else {
+            // Nothing gained since the last read (a host that hands shards
+            // to a joiner): nothing can be newly owned, and the view input
+            // already stopped what moved away. Before stop 22 every view
+            // change read every name here (docs/BENCHMARKS.md, stop 22).
+            return;
+        };
         self.reconciling = true;
         self.feed(Input::ReadingOwned, ctx);
-        let view = self.node.view.load_full();
-        let epoch = view.epoch;
+        // The view the core was fed: the gains are counted against it.
+        let view = self.fed.clone();
+        let read = OwnedScan {
+            epoch: view.epoch,
+            view,
+            shards: match read {
+                OwnedRead::Full => None,
+                OwnedRead::Shards(set) => Some(Arc::new(set)),
+            },
+            owned: Vec::new(),
+            generation: None,
+        };
+        self.read_owned(replica, read, None, ctx);
+    }
+
+    /// Reads the next slice of the owned set after `after`, then the next,
+    /// and feeds the core the whole list after the last one. Slices let the
+    /// replica's arbiter do its other work in between (the acks of a
+    /// full-state transfer): one read of a million names held it ≈ 0.35 s
+    /// at load 5 (docs/BENCHMARKS.md, stop 22).
+    fn read_owned(
+        &mut self,
+        replica: Addr<CrdtReplica>,
+        mut read: OwnedScan,
+        after: Option<Name>,
+        ctx: &mut Context<Self>,
+    ) {
         // Not `wait`: the replica may be busy for a while (joining a full
         // state from a peer), and calls, handoffs and wants must go on
         // meanwhile (measured: a joining node's Registry blocked 317 ms
         // here, and every caller with it). `reconcile` tells a list read
         // under an older view or set apart.
         replica
-            .send(OwnedBy(view))
+            .send(OwnedBy {
+                view: read.view.clone(),
+                shards: read.shards.clone(),
+                after,
+            })
             .into_actor(self)
             .map(move |result, act, ctx| {
-                act.reconciling = false;
-                match result {
-                    Ok((owned, total, generation)) => {
-                        act.reconcile(owned, total, (generation, epoch), ctx);
-                    }
+                let slice = match result {
+                    Ok(slice) => slice,
                     // The replica is gone (the node is stopping): messages
                     // that waited for the list are answered now.
-                    Err(_) => act.feed(Input::OwnedStale(Vec::new()), ctx),
+                    Err(_) => {
+                        act.reconciling = false;
+                        act.feed(Input::OwnedStale(Vec::new()), ctx);
+                        return;
+                    }
+                };
+                // The first slice's generation: a set change fed after it
+                // may be missing from a later slice's names, so the list is
+                // complete only if none was (`reconcile`).
+                read.generation.get_or_insert(slice.generation);
+                if read.owned.is_empty() {
+                    read.owned = slice.owned;
+                } else {
+                    read.owned.extend(slice.owned);
+                }
+                if let Some(next) = slice.next {
+                    return act.read_owned(replica, read, Some(next), ctx);
+                }
+                act.reconciling = false;
+                let generation = read.generation.unwrap_or(slice.generation);
+                match read.shards {
+                    None => act.reconcile(read.owned, slice.total, (generation, read.epoch), ctx),
+                    // Some shards only: it starts what it lists and stops
+                    // nothing (the names of other shards are not in it).
+                    Some(_) => act.feed(Input::OwnedStale(read.owned), ctx),
                 }
                 if std::mem::take(&mut act.reconcile_again) {
                     act.request_reconcile(ctx);
@@ -711,7 +806,15 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(RECONCILE_EVERY, |act, ctx| {
-            if act.pace.due(act.node.now_ms()) {
+            // Settled: no set change fed since the last complete read
+            // (view changes are settled by the core's view input and the
+            // gained shards' reads), and no announced bird unconfirmed.
+            // (A set change fed at or below the list's generation was in
+            // the state the list was read from.)
+            let settled = act.complete_generation >= Some(act.set_generation)
+                && !act.core.awaits_confirmation();
+            if act.pace.due(act.node.now_ms(), settled) {
+                act.reads.whole();
                 act.request_reconcile(ctx);
             }
         });

@@ -240,6 +240,15 @@ impl BirdMap {
         self.store.specs()
     }
 
+    /// As [`BirdMap::specs`], from the first name after `after` (every
+    /// name with `None`).
+    pub fn specs_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a [u8])> + 'a {
+        self.store.specs_after(after)
+    }
+
     /// Every stored name with its dots and entries (losing dots and a
     /// delta's touch markers included), materialized, in name order.
     pub fn stored(&self) -> impl Iterator<Item = (&str, Vec<(Dot, Entry)>)> + '_ {

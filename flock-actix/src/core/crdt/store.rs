@@ -710,6 +710,21 @@ impl Store {
         })
     }
 
+    /// As [`Store::specs`], from the first name after `after` (every name
+    /// with `None`): an owned-set read made in slices resumes here.
+    pub fn specs_after<'a>(
+        &'a self,
+        after: Option<&'a str>,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a [u8])> + 'a {
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.slots()
+            .range::<str, _>((from, Bound::Unbounded))
+            .filter_map(|s| {
+                self.winner(&s.0)
+                    .map(|d| (&*s.0.name, self.kind(d.kind), d.args.as_slice()))
+            })
+    }
+
     /// The winning `(dot, entry)` of `name`: highest `(ts, dot)`.
     pub fn winner_of(&self, name: &str) -> Option<(Dot, Entry)> {
         let slot = self.slots().get(name)?;

@@ -13,7 +13,7 @@
 //! kind K changes only the tables whose host set gains it, so only birds of
 //! kinds it hosts move, and only to it.
 
-use super::{Member, Placement};
+use super::{Member, Placement, ShardSet};
 use crate::core::crdt::NodeName;
 use crate::error::Result;
 use std::collections::{BTreeSet, HashMap};
@@ -161,6 +161,30 @@ impl KindPlacement {
             by_kind: self.by_kind.clone(),
             hosts_everything: self.hosts_everything,
         })
+    }
+
+    /// The shards `me` owns for some kind in this view and did not own for
+    /// that kind in `before`: after a view change, the only shards whose
+    /// names can be newly owned here. Empty when `me` gains nothing (a node
+    /// that only loses shards to a joiner, or a client).
+    pub fn gained(&self, before: &KindPlacement, me: &str) -> ShardSet {
+        let mut set = ShardSet::new(self.all.shards());
+        // Every kind is placed by one table in each view: an announced kind
+        // by its own, any other by `all`. Each distinct pair once.
+        let mut pairs: Vec<(&Placement, &Placement)> = vec![(&before.all, &self.all)];
+        for kind in before.by_kind.keys().chain(self.by_kind.keys()) {
+            let pair = (before.for_kind(kind), self.for_kind(kind));
+            if !pairs
+                .iter()
+                .any(|(b, n)| std::ptr::eq(*b, pair.0) && std::ptr::eq(*n, pair.1))
+            {
+                pairs.push(pair);
+            }
+        }
+        for (b, n) in pairs {
+            n.gained_into(b, me, &mut set);
+        }
+        set
     }
 
     /// The table that places birds of `kind`.

@@ -248,3 +248,86 @@ fn a_kind_every_host_hosts_is_placed_as_a_fresh_build_over_its_hosts() {
         assert_eq!(own(&joined, "X", &n), &**four.owner(&n).unwrap(), "{n}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// What a node owns after a view change is what it owned before and
+    /// still owns, plus the owned names of the shards `gained` lists: an
+    /// owned-set read of only those shards misses nothing. For any two
+    /// member sets (weights, announced kinds, `me` in either, both or
+    /// neither) and birds of kinds announced or not.
+    #[test]
+    fn what_a_node_owns_after_a_view_change_is_what_it_kept_plus_its_gained_shards(
+        before in proptest::collection::vec((0u8..6, 0u32..3, 0u8..4), 0..6),
+        after in proptest::collection::vec((0u8..6, 0u32..3, 0u8..4), 0..6),
+        me in 0u8..6,
+    ) {
+        let view = |v: &[(u8, u32, u8)]| -> Vec<HostedMember> {
+            v.iter()
+                .map(|&(n, w, k)| {
+                    let m = Member::new(format!("node{n}@x"), w);
+                    match k {
+                        0 => HostedMember::all_kinds(m),
+                        1 => HostedMember::hosting(m, ["a"]),
+                        2 => HostedMember::hosting(m, ["b"]),
+                        _ => HostedMember::hosting(m, ["a", "b"]),
+                    }
+                })
+                .collect()
+        };
+        let old = KindPlacement::new(256, view(&before)).unwrap();
+        let new = old.next(view(&after)).unwrap();
+        let me = format!("node{me}@x");
+        let gained = new.gained(&old, &me);
+        let mine = |p: &KindPlacement, kind: &str, n: &str| {
+            p.owner(kind, n).is_ok_and(|o| **o == *me)
+        };
+        for kind in ["a", "b", "c"] {
+            for n in names(400) {
+                let owned_now = mine(&new, kind, &n);
+                let kept = mine(&old, kind, &n) && owned_now;
+                let read = gained.contains(new.shard_of(&n)) && owned_now;
+                proptest::prop_assert_eq!(owned_now, kept || read, "{} of {}", n, kind);
+                // And no shard is listed that `me` owns for no kind now.
+                if gained.contains(new.shard_of(&n)) {
+                    proptest::prop_assert!(
+                        ["a", "b", "c"].iter().any(|k| mine(&new, k, &n)),
+                        "shard of {} gained but not owned", n
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_node_that_only_loses_shards_to_a_joiner_gains_none() {
+    let three = vec![node("a", &["X"]), node("b", &["X"]), node("c", &["X"])];
+    let old = build(three.clone());
+    let mut four = three;
+    four.push(node("d", &["X"]));
+    let new = old.next(four).unwrap();
+    for me in ["a", "b", "c"] {
+        assert!(new.gained(&old, me).is_empty(), "{me} gains nothing");
+    }
+    let joiner = new.gained(&old, "d");
+    assert_eq!(
+        joiner.len(),
+        new.all().shard_counts()[3],
+        "the joiner gains what it owns"
+    );
+    // And when it leaves again, the others gain exactly what it had.
+    let back = new
+        .next(vec![
+            node("a", &["X"]),
+            node("b", &["X"]),
+            node("c", &["X"]),
+        ])
+        .unwrap();
+    let regained: usize = ["a", "b", "c"]
+        .iter()
+        .map(|m| back.gained(&new, m).len())
+        .sum();
+    assert_eq!(regained, joiner.len());
+}
