@@ -1,6 +1,7 @@
-//! The few MessagePack forms the two hand-written readers need: the frozen
-//! handshake prefix ([`peek_version`](super::message::peek_version)) and the
-//! zero-copy user frames (`wire::user`). Independent of serde, so that the
+//! The few MessagePack forms the hand-written readers need: the frozen
+//! handshake prefix ([`peek_version`](super::message::peek_version)), the
+//! zero-copy user frames (`wire::user`) and the registry sync frames
+//! (`wire::sync`). Independent of serde, so that the
 //! frozen prefix stays readable whatever the rest of the encoding becomes.
 //! Every step answers `None` on a truncated input or an unexpected marker:
 //! it never panics and never allocates.
@@ -100,6 +101,28 @@ impl<'a> Cursor<'a> {
             0xc4 => self.be(1),
             0xc5 => self.be(2),
             0xc6 => self.be(4),
+            _ => None,
+        }
+    }
+
+    /// A `str`, UTF-8 checked, borrowed from the input.
+    pub(super) fn str(&mut self) -> Option<&'a str> {
+        let len = self.str_len()?;
+        std::str::from_utf8(self.bytes(len)?).ok()
+    }
+
+    /// A `bin`, borrowed from the input.
+    pub(super) fn bin(&mut self) -> Option<&'a [u8]> {
+        let len = self.bin_len()?;
+        self.bytes(len)
+    }
+
+    /// The number of entries of a map (its keys and values follow).
+    pub(super) fn map_len(&mut self) -> Option<u64> {
+        match self.byte()? {
+            m @ 0x80..=0x8f => Some(u64::from(m & 0x0f)),
+            0xde => self.be(2),
+            0xdf => self.be(4),
             _ => None,
         }
     }
