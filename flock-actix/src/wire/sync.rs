@@ -101,6 +101,22 @@ fn replica<'a>(r: &mut Cursor<'a>) -> Option<(&'a str, u64)> {
     Some((r.str()?, r.uint()?))
 }
 
+/// A `str` that is mostly the one read before it (a dot's node name and
+/// kind): the bytes equal to the last ones are not checked as UTF-8 again.
+#[derive(Default)]
+struct Repeated<'a>(&'a str);
+
+impl<'a> Repeated<'a> {
+    fn read(&mut self, r: &mut Cursor<'a>) -> Option<&'a str> {
+        let len = r.str_len()?;
+        let bytes = r.bytes(len)?;
+        if bytes != self.0.as_bytes() {
+            self.0 = std::str::from_utf8(bytes).ok()?;
+        }
+        Some(self.0)
+    }
+}
+
 fn bird_map(r: &mut Cursor<'_>) -> Option<BirdMap> {
     fields(r, 2)?;
     let store = store(r)?;
@@ -114,6 +130,7 @@ fn store<'a>(r: &mut Cursor<'a>) -> Option<crate::core::crdt::store::Store> {
     let mut builder = StoreBuilder::new();
     // Reused for every name: a name's dots are moved out of it.
     let mut dots: Vec<BuiltDot> = Vec::new();
+    let (mut node, mut kind) = (Repeated::default(), Repeated::default());
     for _ in 0..names {
         let name = r.str()?;
         let count = r.array_len()?;
@@ -121,11 +138,12 @@ fn store<'a>(r: &mut Cursor<'a>) -> Option<crate::core::crdt::store::Store> {
             // [Dot { replica, counter }, Entry { spec: { kind, args }, ts }]
             fields(r, 2)?;
             fields(r, 2)?;
-            let replica = replica(r)?;
+            fields(r, 2)?;
+            let replica = (node.read(r)?, r.uint()?);
             let counter = r.uint()?;
             fields(r, 2)?;
             fields(r, 2)?;
-            let kind = r.str()?;
+            let kind = kind.read(r)?;
             let args = r.bin()?;
             let ts = r.uint()?;
             dots.push(builder.dot(replica, counter, kind, args, ts));

@@ -382,3 +382,56 @@ fn wrong_types_are_decode_errors() {
     assert!(read(&f).is_none());
     assert!(matches!(Message::decode(&f), Err(Error::Decode(_))));
 }
+
+/// What the hosts decode while a client registers: deltas of 10,000 new
+/// names of one client replica (`start_many`'s batches), each with a cloud
+/// of the 10,000 dots. Timed both ways in this process, and a target for
+/// callgrind (`--toggle-collect` on `decode_general` and on `sync::read`):
+/// `cargo test --release -p flock-actix --lib -- --ignored --nocapture
+/// registration_deltas_decoded_both_ways` (`FLOCK_DELTAS`, default 20).
+/// A measurement, not a check (it checks only that both agree).
+#[test]
+#[ignore = "a measurement: run it in release with --nocapture"]
+fn registration_deltas_decoded_both_ways() {
+    use crate::core::crdt::Replica;
+    use std::time::Instant;
+    let deltas: usize = std::env::var("FLOCK_DELTAS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut client = Replica::new(ReplicaId {
+        node: "client@127.0.0.1".into(),
+        incarnation: 1_795_859_000_000,
+    });
+    let spec = BirdSpec {
+        kind: "flock_bench::birds::Sink".into(),
+        args: vec![0],
+    };
+    let frames: Vec<_> = (0..deltas)
+        .map(|d| {
+            let names: Vec<String> = (0..10_000).map(|i| format!("bird-{d}-{i}")).collect();
+            let (delta, _) = client.add_new(names.iter().map(|n| (n.as_str(), &spec)), 1);
+            Message::SyncDeltas {
+                from_seq: d as u64,
+                to_seq: d as u64,
+                delta,
+            }
+            .encode()
+            .expect("encodes")
+        })
+        .collect();
+    let t = Instant::now();
+    let old: Vec<Message> = frames
+        .iter()
+        .map(|f| Message::decode_general(f).expect("decodes"))
+        .collect();
+    let old_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let new: Vec<Message> = frames.iter().map(|f| read(f).expect("reads")).collect();
+    let new_secs = t.elapsed().as_secs_f64();
+    assert_eq!(old, new);
+    println!(
+        "{deltas} deltas of 10k names ({} B each): rmp-serde {old_secs:.3} s, read {new_secs:.3} s",
+        frames[0].len()
+    );
+}
