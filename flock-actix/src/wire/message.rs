@@ -653,7 +653,7 @@ impl Message {
     /// A registry sync frame carrying a map, in the canonical form this
     /// build writes, is read straight into the store's layout (`wire::sync`);
     /// everything else, and any other form of it, goes through rmp-serde
-    /// ([`decode_general`](Self::decode_general)), which also judges every
+    /// (`decode_general`), which also judges every
     /// malformed frame.
     ///
     /// Errors: [`Error::Decode`] for anything malformed, truncated, nested

@@ -116,12 +116,12 @@ fn messages(map: BirdMap, a: u64, b: u32) -> Vec<Message> {
         Message::SyncChunk {
             session: a,
             index: b,
-            last: b % 2 == 0,
+            last: b.is_multiple_of(2),
             seq: 7,
             part: map.clone(),
         },
         Message::SyncRange {
-            reply: b % 2 == 1,
+            reply: !b.is_multiple_of(2),
             buckets: b,
             ranges: vec![0, b, u32::MAX],
             part: map,
