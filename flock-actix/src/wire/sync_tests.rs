@@ -3,6 +3,7 @@
 
 use super::message::Message;
 use super::sync::read;
+use crate::core::crdt::store::tests::{dot, entry};
 use crate::core::crdt::{BirdMap, BirdSpec, CausalContext, Dot, Entry, ReplicaId};
 use crate::error::Error;
 use proptest::collection::{btree_map, btree_set, vec};
@@ -210,26 +211,6 @@ impl Serialize for Pairs {
             map.serialize_entry(k, v)?;
         }
         map.end()
-    }
-}
-
-fn dot(node: &str, counter: u64) -> Dot {
-    Dot {
-        replica: ReplicaId {
-            node: node.into(),
-            incarnation: 1,
-        },
-        counter,
-    }
-}
-
-fn entry(kind: &str, ts: u64) -> Entry {
-    Entry {
-        spec: BirdSpec {
-            kind: kind.into(),
-            args: vec![1, 2, 3],
-        },
-        ts,
     }
 }
 

@@ -1105,10 +1105,11 @@ impl<'de> Deserialize<'de> for Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dot(node: &str, counter: u64) -> Dot {
+    /// The dot `counter` of `node`'s incarnation 1 (also for `wire::sync_tests`).
+    pub(crate) fn dot(node: &str, counter: u64) -> Dot {
         Dot {
             replica: ReplicaId {
                 node: node.into(),
@@ -1118,7 +1119,8 @@ mod tests {
         }
     }
 
-    fn entry(kind: &str, ts: u64) -> Entry {
+    /// An entry of `kind` with two bytes of arguments, at `ts`.
+    pub(crate) fn entry(kind: &str, ts: u64) -> Entry {
         Entry {
             spec: BirdSpec {
                 kind: kind.into(),
