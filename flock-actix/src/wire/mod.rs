@@ -14,7 +14,7 @@ pub mod codec;
 pub mod message;
 mod mpack;
 pub(crate) mod payload;
-mod sync;
+pub(crate) mod sync;
 pub(crate) mod user;
 
 pub use codec::FrameCodec;

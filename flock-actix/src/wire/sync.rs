@@ -86,6 +86,15 @@ pub(super) fn read(frame: &[u8]) -> Option<Message> {
     r.at_end().then_some(msg)
 }
 
+/// Reads `bytes` as exactly one [`BirdMap`] in its canonical form (a saved
+/// state's record, `runtime::durable`); `None` if it is not one, and then
+/// rmp-serde is the judge, as for frames.
+pub(crate) fn read_map(bytes: &[u8]) -> Option<BirdMap> {
+    let mut r = Cursor::new(bytes);
+    let map = bird_map(&mut r)?;
+    r.at_end().then_some(map)
+}
+
 /// An array of exactly `n` items (a struct's fields).
 fn fields(r: &mut Cursor<'_>, n: u64) -> Option<()> {
     (r.array_len()? == n).then_some(())

@@ -2,7 +2,7 @@
 //! every frame they give the same message or the same error.
 
 use super::message::Message;
-use super::sync::read;
+use super::sync::{read, read_map};
 use crate::core::crdt::store::tests::{dot, entry};
 use crate::core::crdt::{BirdMap, BirdSpec, CausalContext, Dot, Entry, ReplicaId};
 use crate::error::Error;
@@ -160,6 +160,19 @@ proptest! {
             let again = fast.expect("read").encode().expect("encodes");
             prop_assert_eq!(&again[..], &frame[..]);
         }
+    }
+
+    #[test]
+    fn a_saved_map_reads_as_rmp_serde_decodes_it(
+        map in bird_map(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let bytes = rmp_serde::to_vec(&map).expect("encodes");
+        prop_assert_eq!(read_map(&bytes), Some(map));
+        // A cut record: both refuse it.
+        let cut = &bytes[..cut.index(bytes.len())];
+        prop_assert!(read_map(cut).is_none());
+        prop_assert!(rmp_serde::from_slice::<BirdMap>(cut).is_err());
     }
 
     #[test]
