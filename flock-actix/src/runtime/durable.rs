@@ -82,8 +82,14 @@ pub(crate) fn replay(bytes: &[u8]) -> (BirdMap, usize) {
         if header[4..] != check(payload) {
             break;
         }
-        let Ok(map) = rmp_serde::from_slice::<BirdMap>(payload) else {
-            break;
+        // A saved state of a million names is read into the store's layout
+        // as a sync frame is (`wire::sync`); any other form by rmp-serde.
+        let map = match crate::wire::sync::read_map(payload) {
+            Some(map) => map,
+            None => match rmp_serde::from_slice::<BirdMap>(payload) {
+                Ok(map) => map,
+                Err(_) => break,
+            },
         };
         state.join(&map);
         at += HEADER + len;

@@ -650,9 +650,24 @@ impl Message {
 
     /// Decodes one message that must fill `frame` exactly.
     ///
+    /// A registry sync frame carrying a map, in the canonical form this
+    /// build writes, is read straight into the store's layout (`wire::sync`);
+    /// everything else, and any other form of it, goes through rmp-serde
+    /// (`decode_general`), which also judges every
+    /// malformed frame.
+    ///
     /// Errors: [`Error::Decode`] for anything malformed, truncated, nested
     /// deeper than [`MAX_DEPTH`], or followed by trailing bytes. Never panics.
     pub fn decode(frame: &[u8]) -> Result<Message> {
+        if let Some(msg) = super::sync::read(frame) {
+            return Ok(msg);
+        }
+        Message::decode_general(frame)
+    }
+
+    /// [`decode`](Self::decode) through rmp-serde alone: every form
+    /// rmp-serde accepts, and the error of every frame it refuses.
+    pub(crate) fn decode_general(frame: &[u8]) -> Result<Message> {
         // The `Read`-based deserializer (rather than `from_slice`) is used
         // because it reports its position, for the trailing-bytes check. It
         // reads strings and binaries with `take(len).read_to_end`, so a

@@ -121,6 +121,19 @@ impl Args {
     }
 }
 
+impl From<&[u8]> for Args {
+    fn from(v: &[u8]) -> Self {
+        match u8::try_from(v.len()) {
+            Ok(len) if usize::from(len) <= INLINE_ARGS => {
+                let mut bytes = [0; INLINE_ARGS];
+                bytes[..v.len()].copy_from_slice(v);
+                Args::Inline { len, bytes }
+            }
+            _ => Args::Boxed(v.into()),
+        }
+    }
+}
+
 impl From<Vec<u8>> for Args {
     fn from(v: Vec<u8>) -> Self {
         match u8::try_from(v.len()) {
@@ -821,6 +834,109 @@ impl Store {
     }
 }
 
+/// One decoded `(dot, entry)`, its replica and kind interned in the
+/// [`StoreBuilder`] that made it.
+pub(crate) struct BuiltDot(Stored);
+
+/// Builds a [`Store`] from borrowed pieces of a frame, name by name in
+/// increasing order, straight into the compact layout: what the sync
+/// decoder (`wire::sync`) fills. No name, kind or replica is materialized
+/// on the way: a kind is interned from its `&str`, a replica from its
+/// `(&str, incarnation)`, and an `Arc` is made once per distinct replica.
+/// The result is the store [`insert`](Store::insert)ing each name in turn
+/// gives (the tests compare them).
+pub(crate) struct StoreBuilder<'a> {
+    slots: Vec<Slot>,
+    many: BTreeMap<Box<str>, Box<[Stored]>>,
+    tables: Tables,
+    /// The replica interned last, tried first (dots come in runs of one).
+    last: Option<(&'a str, u64, u32)>,
+    /// `(node, incarnation)` → interned index, for the frame's few replicas.
+    replicas: HashMap<(&'a str, u64), u32>,
+}
+
+impl<'a> StoreBuilder<'a> {
+    pub(crate) fn new() -> Self {
+        StoreBuilder {
+            slots: Vec::new(),
+            many: BTreeMap::new(),
+            tables: Tables::default(),
+            last: None,
+            replicas: HashMap::new(),
+        }
+    }
+
+    /// Interns one dot and its entry.
+    pub(crate) fn dot(
+        &mut self,
+        (node, incarnation): (&'a str, u64),
+        counter: u64,
+        kind: &str,
+        args: &[u8],
+        ts: u64,
+    ) -> BuiltDot {
+        let replica = match self.last {
+            Some((n, i, r)) if i == incarnation && n == node => r,
+            _ => {
+                let tables = &mut self.tables;
+                let r = *self.replicas.entry((node, incarnation)).or_insert_with(|| {
+                    tables.replicas.intern(&ReplicaId {
+                        node: node.into(),
+                        incarnation,
+                    })
+                });
+                self.last = Some((node, incarnation, r));
+                r
+            }
+        };
+        BuiltDot(Stored {
+            counter,
+            ts,
+            replica,
+            kind: self.tables.kinds.intern_by(kind, |k| Arc::from(k)),
+            args: args.into(),
+        })
+    }
+
+    /// Stores the dots `dots` (drained; none: a touch marker) under
+    /// `name`; `false`, with nothing stored, unless `name` comes after
+    /// every name pushed before.
+    pub(crate) fn push(&mut self, name: &str, dots: &mut Vec<BuiltDot>) -> bool {
+        if self.slots.last().is_some_and(|s| &*s.0.name >= name) {
+            return false;
+        }
+        let name: Box<str> = name.into();
+        let one = match dots.len() {
+            0 => Stored::sentinel(MARKER),
+            1 => dots.pop().expect("one").0,
+            _ => {
+                let list = dots.drain(..).map(|d| d.0).collect();
+                self.many.insert(name.clone(), list);
+                Stored::sentinel(MANY)
+            }
+        };
+        self.slots.push(Slot(Box::new(SlotInner { name, one })));
+        true
+    }
+
+    /// The store.
+    pub(crate) fn finish(self) -> Store {
+        if self.slots.is_empty() {
+            return Store::default();
+        }
+        let mut tables = self.tables;
+        tables.collected_at = tables.len();
+        Store {
+            inner: Some(Box::new(Inner {
+                // Increasing already (`push`): one pass builds the tree.
+                slots: self.slots.into_iter().collect(),
+                many: self.many,
+                tables,
+            })),
+        }
+    }
+}
+
 impl PartialEq for Store {
     fn eq(&self, other: &Self) -> bool {
         self.len() == other.len() && self.iter().eq(other.iter())
@@ -1004,10 +1120,11 @@ impl<'de> Deserialize<'de> for Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dot(node: &str, counter: u64) -> Dot {
+    /// The dot `counter` of `node`'s incarnation 1 (also for `wire::sync_tests`).
+    pub(crate) fn dot(node: &str, counter: u64) -> Dot {
         Dot {
             replica: ReplicaId {
                 node: node.into(),
@@ -1017,7 +1134,8 @@ mod tests {
         }
     }
 
-    fn entry(kind: &str, ts: u64) -> Entry {
+    /// An entry of `kind` with two bytes of arguments, at `ts`.
+    pub(crate) fn entry(kind: &str, ts: u64) -> Entry {
         Entry {
             spec: BirdSpec {
                 kind: kind.into(),

@@ -1,9 +1,10 @@
 //! The steps of one full-state transfer of many names, timed one by one in
 //! this process, each as it is now and as it was before stop 21 (the old
-//! code kept here, inline): `cargo test --release -p flock-actix --lib --
-//! --ignored --nocapture a_transfer_of_many_names_step_by_step`
-//! (`FLOCK_STEP_NAMES`, default 1 M). Figures: docs/BENCHMARKS.md "Stop 21:
-//! the joiner". Ignored: a measurement, not a check (it checks only that
+//! code kept here, inline; the decode's "before" is rmp-serde's, as before
+//! stop 22): `cargo test --release -p flock-actix --lib -- --ignored
+//! --nocapture a_transfer_of_many_names_step_by_step` (`FLOCK_STEP_NAMES`,
+//! default 1 M). Figures: docs/BENCHMARKS.md "Stop 21: the joiner" and
+//! "Stop 22: decoding registry frames". Ignored: a measurement, not a check (it checks only that
 //! both ways give the same state).
 
 use super::*;
@@ -95,7 +96,7 @@ fn a_transfer_of_many_names_step_by_step() {
     assert_eq!(parts.len(), old_parts, "both cut the same parts");
     println!("cut {} parts: {old_cut:.3} / {new_cut:.3}", parts.len());
 
-    // Encoding on the sender, decoding on the receiver (unchanged).
+    // Encoding on the sender (unchanged), decoding on the receiver.
     let t = Instant::now();
     let frames: Vec<bytes::BytesMut> = parts
         .iter()
@@ -114,15 +115,26 @@ fn a_transfer_of_many_names_step_by_step() {
         .collect();
     println!("encode: {:.3}", secs(t));
     let largest = frames.iter().map(|f| f.len()).max().unwrap_or(0);
+    let part_of = |msg| match msg {
+        Message::SyncChunk { part, .. } => part,
+        _ => unreachable!("a chunk"),
+    };
+    // Through serde (before stop 22), then read into the layout.
+    let t = Instant::now();
+    let old_decoded: Vec<BirdMap> = frames
+        .iter()
+        .map(|f| part_of(Message::decode_general(f).unwrap()))
+        .collect();
+    let old_decode = secs(t);
     let t = Instant::now();
     let decoded: Vec<BirdMap> = frames
         .iter()
-        .map(|f| match Message::decode(f).unwrap() {
-            Message::SyncChunk { part, .. } => part,
-            _ => unreachable!("a chunk"),
-        })
+        .map(|f| part_of(Message::decode(f).unwrap()))
         .collect();
-    println!("decode: {:.3} (largest frame {largest} B)", secs(t));
+    let new_decode = secs(t);
+    assert_eq!(decoded, old_decoded, "both decode the same parts");
+    drop(old_decoded);
+    println!("decode: {old_decode:.3} / {new_decode:.3} (largest frame {largest} B)");
 
     // The receiver: assemble.
     let t = Instant::now();
