@@ -1,7 +1,7 @@
 //! The registry sync frames that carry a [`BirdMap`] — `SyncDeltas`,
 //! `SyncFull`, `SyncChunk` and `SyncRange` — read from the frame's bytes
 //! straight into the store's compact layout (issues #10 and #12,
-//! docs/ARCHITECTURE.md §4x).
+//! docs/ARCHITECTURE.md §43).
 //!
 //! Through serde, a delta or a part cost a `String` and a `Vec` per name,
 //! a `String` (the kind), a `Vec` (the arguments) and an `Arc<str>` (the
