@@ -52,7 +52,10 @@ pub(super) struct Spec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Args {
     /// `len` bytes of `bytes`, `len` ≤ [`Args::INLINE`].
-    Inline { bytes: [u8; Args::INLINE], len: u8 },
+    Inline {
+        bytes: [u8; Args::INLINE],
+        len: u8,
+    },
     Heap(Box<[u8]>),
 }
 
@@ -145,7 +148,10 @@ mod tests {
         }
         // Same bytes, different lengths, are different arguments.
         assert!(!Spec::new(&spec("k", &[0]), &kinds).is(&spec("k", &[0, 0])));
-        assert_eq!(std::mem::size_of::<Args>(), std::mem::size_of::<Box<[u8]>>());
+        assert_eq!(
+            std::mem::size_of::<Args>(),
+            std::mem::size_of::<Box<[u8]>>()
+        );
         assert_eq!(std::mem::size_of::<Spec>(), 24);
     }
 
